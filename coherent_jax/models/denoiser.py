@@ -1,0 +1,139 @@
+"""The paper's noise predictor ("norm_mlp"), as a single-condition specialist or multi-condition model.
+
+    t      -> sinusoidal(E) -> Dense(E) -> ReLU                      = t_emb   [B, E]
+    c_j    -> Dense(Ce) -> ReLU, times presence mask m_j            = e_j     [B, Ce]
+    h = [x, t_emb, e_1..e_C]
+    (num_layers - 1) times: h = [ReLU(Norm(Dense(hidden)(h))), t_emb]
+    eps_hat = Dense(D)(h)                                                     [B, D]
+
+With one condition the module is a specialist; with all other modalities and their masks it is
+the multi-condition model. A zero mask turns a condition off, so a model trained with condition
+dropout also gives the unconditional prediction that product-of-experts fusion needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+NORMS = ("batch", "layer")
+
+
+@flax.struct.dataclass
+class Condition:
+    """The conditioning inputs of a batch.
+
+    Attributes:
+        values: C arrays [B, D_c], one per condition (missing rows may hold any finite value).
+        mask: presence [B, C], 1.0 where condition c is given for that row, else 0.0.
+    """
+
+    values: tuple[jax.Array, ...]
+    mask: jax.Array
+
+    @classmethod
+    def of(cls, *values: jax.Array, mask: jax.Array | None = None) -> "Condition":
+        """Conditions from arrays [B, D_c]; all present unless `mask` [B, C] is given."""
+        if not values:
+            raise ValueError("Condition.of needs at least one condition array.")
+        if mask is None:
+            mask = jnp.ones((values[0].shape[0], len(values)), jnp.float32)
+        return cls(values=tuple(values), mask=jnp.asarray(mask, jnp.float32))
+
+    @property
+    def num_conditions(self) -> int:
+        return len(self.values)
+
+    def dropped(self) -> "Condition":
+        """The same inputs with every condition masked out (the unconditional query)."""
+        return self.replace(mask=jnp.zeros_like(self.mask))
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int) -> jax.Array:
+    """Transformer-style embedding of integer timesteps t [B] -> [B, dim] (sin | cos halves)."""
+    if dim < 4 or dim % 2:
+        raise ValueError(f"time embedding dim must be even and >= 4, got {dim}.")
+    half = dim // 2
+    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / (half - 1))
+    angles = t.astype(jnp.float32)[:, None] * freqs[None, :]  # [B, half]
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class Denoiser(nn.Module):
+    """Noise predictor eps_hat(x_t, t, cond) of the paper (METHOD.md section 3).
+
+    Attributes:
+        data_dim: width D of the generated modality.
+        hidden_dim: width of the hidden Dense layers.
+        num_layers: the paper's `layers`; there are num_layers - 1 hidden blocks.
+        time_embed_dim: E, the time-embedding width.
+        cond_embed_dim: per-condition embedding width (the paper: 32).
+        norm: 'batch' (the paper; running statistics at sampling) or 'layer'.
+        dtype: computation dtype of the Dense layers (parameters stay float32).
+    """
+
+    data_dim: int
+    hidden_dim: int = 512
+    num_layers: int = 4
+    time_embed_dim: int = 128
+    cond_embed_dim: int = 32
+    norm: str = "batch"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, cond: Condition,
+                 train: bool = False) -> jax.Array:
+        """x [B, D], t [B] int, cond with C conditions -> eps_hat [B, D] float32."""
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}.")
+        if self.num_layers < 2:
+            raise ValueError(f"num_layers must be >= 2, got {self.num_layers}.")
+        dense = lambda width, name: nn.Dense(width, dtype=self.dtype, name=name)
+        t_emb = nn.relu(dense(self.time_embed_dim, "time_dense")(
+            sinusoidal_embedding(t, self.time_embed_dim)))  # [B, E]
+        embeds = [nn.relu(dense(self.cond_embed_dim, f"cond_dense_{j}")(v)) * cond.mask[:, j:j + 1]
+                  for j, v in enumerate(cond.values)]  # C x [B, Ce]
+        h = jnp.concatenate([x.astype(t_emb.dtype), t_emb, *[e.astype(t_emb.dtype) for e in embeds]],
+                            axis=-1)
+        for i in range(self.num_layers - 1):
+            h = dense(self.hidden_dim, f"hidden_{i}")(h)
+            if self.norm == "batch":
+                h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                 dtype=self.dtype, name=f"norm_{i}")(h)
+            else:
+                h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=f"norm_{i}")(h)
+            h = jnp.concatenate([nn.relu(h), t_emb.astype(h.dtype)], axis=-1)
+        return dense(self.data_dim, "out")(h).astype(jnp.float32)
+
+
+def init_denoiser(model: Denoiser, key: jax.Array, cond_dims: Sequence[int]) -> dict:
+    """Initial variables ({'params', 'batch_stats'?}) for conditions of widths `cond_dims`."""
+    x = jnp.zeros((2, model.data_dim), jnp.float32)
+    cond = Condition.of(*[jnp.zeros((2, d), jnp.float32) for d in cond_dims])
+    variables = model.init(key, x, jnp.zeros((2,), jnp.int32), cond, train=False)
+    return dict(variables)
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiserApply:
+    """`apply_fn(variables, x_t, t, cond) -> eps` of a Denoiser in inference mode.
+
+    A hashable value (equal for equal module configs), so jitted samplers that take it as a
+    static argument compile once per architecture, not once per call.
+    """
+
+    model: Denoiser
+
+    def __call__(self, variables: dict, x: jax.Array, t: jax.Array, cond: Condition) -> jax.Array:
+        return self.model.apply(variables, x, t, cond, train=False)
+
+
+def num_params(variables: dict) -> int:
+    """Number of trainable parameters in `variables['params']`."""
+    return sum(int(p.size) for p in jax.tree.leaves(variables["params"]))

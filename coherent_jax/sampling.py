@@ -1,0 +1,267 @@
+"""Reverse diffusion: one jax.jit around one lax.scan over timesteps.
+
+`apply_fn(params, x_t, t, cond) -> eps_hat` is any pure function: a trained Flax denoiser
+(`DenoiserApply`) or an analytic expert in tests. It must be hashable and equal across calls
+(a module-level function or a frozen dataclass) so the samplers compile once per architecture.
+
+Shapes: N samples, D data dims, K members, S reverse steps, R rejection candidates.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coherent_jax import fusion as fusion_lib
+from coherent_jax.ensemble import num_members
+from coherent_jax.schedules import Schedule
+
+ApplyFn = Callable[[Any, jax.Array, jax.Array, Any], jax.Array]
+SAMPLERS = ("ddpm", "ddim")
+
+
+@flax.struct.dataclass
+class CoherentSamples:
+    """Output of `coherent_sample`.
+
+    Attributes:
+        samples: the kept sample of each patient [N, D].
+        disagreement: its per-step disagreement [N, S], in sampling order (first = t = T-1).
+        candidate: index of the kept candidate [N] (0 when it is the first draw).
+        accepted: whether the kept candidate passed the rejection test [N].
+        bad_fraction: share of its steps with disagreement above the threshold [N].
+    """
+
+    samples: jax.Array
+    disagreement: jax.Array
+    candidate: jax.Array
+    accepted: jax.Array
+    bad_fraction: jax.Array
+
+    @property
+    def acceptance_rate(self) -> float:
+        return float(jnp.mean(self.accepted))
+
+
+def timesteps(num_train_steps: int, sampler: str, num_steps: int | None) -> np.ndarray:
+    """The descending timesteps visited by a sampler [S].
+
+    DDPM visits all T steps. DDIM visits `num_steps` steps evenly spread over 0..T-1.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}.")
+    if sampler == "ddpm":
+        if num_steps not in (None, num_train_steps):
+            raise ValueError(f"DDPM ancestral sampling visits all {num_train_steps} steps; got "
+                             f"num_steps={num_steps}. Use sampler='ddim' for fewer steps.")
+        return np.arange(num_train_steps - 1, -1, -1)
+    num_steps = num_train_steps if num_steps is None else int(num_steps)
+    if not 1 <= num_steps <= num_train_steps:
+        raise ValueError(f"DDIM num_steps must be in [1, {num_train_steps}], got {num_steps}.")
+    ts = np.unique(np.round(np.linspace(0, num_train_steps - 1, num_steps)).astype(np.int64))
+    return ts[::-1].copy()
+
+
+def ddpm_step(schedule: Schedule, x_t: jax.Array, eps: jax.Array, t: jax.Array,
+              noise: jax.Array) -> jax.Array:
+    """Ancestral DDPM step (METHOD.md section 3), sigma_t = sqrt(beta_t), no noise at t = 0.
+
+    x_{t-1} = (x_t - beta_t / sqrt(1 - ab_t) * eps) / sqrt(alpha_t) + sigma_t * z.
+    """
+    beta, alpha, ab = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]
+    mean = (x_t - beta / jnp.sqrt(1.0 - ab) * eps) / jnp.sqrt(alpha)
+    sigma = jnp.where(t > 0, jnp.sqrt(beta), 0.0)
+    return mean + sigma * noise
+
+
+def ddim_step(schedule: Schedule, x_t: jax.Array, eps: jax.Array, t: jax.Array,
+              t_prev: jax.Array, noise: jax.Array, eta: jax.Array) -> jax.Array:
+    """DDIM step from t to t_prev (t_prev = -1 ends at the data, alpha_bar = 1); eta = 0 is
+    deterministic, eta = 1 the DDPM posterior variance."""
+    ab = schedule.alpha_bars[t]
+    ab_prev = jnp.where(t_prev >= 0, schedule.alpha_bars[jnp.maximum(t_prev, 0)], 1.0)
+    x0 = (x_t - jnp.sqrt(1.0 - ab) * eps) / jnp.sqrt(ab)
+    sigma = eta * jnp.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
+    direction = jnp.sqrt(jnp.maximum(1.0 - ab_prev - sigma**2, 0.0)) * eps
+    return jnp.sqrt(ab_prev) * x0 + direction + sigma * noise
+
+
+def _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll):
+    """Runs the reverse chain from x_T ~ N(0, I); eps_fn(x, t_vec) -> (eps, aux). Traced code."""
+    ts = timesteps(schedule.num_steps, sampler, num_steps)
+    t_prev = np.append(ts[1:], -1)
+    init_key, step_key = jax.random.split(key)
+    x_T = jax.random.normal(init_key, shape, jnp.float32)
+    step_keys = jax.random.split(step_key, len(ts))
+
+    def body(x, inputs):
+        t, tp, k = inputs
+        eps, aux = eps_fn(x, jnp.full((shape[0],), t, jnp.int32))
+        noise = jax.random.normal(k, shape, jnp.float32)
+        if sampler == "ddpm":
+            x = ddpm_step(schedule, x, eps, t, noise)
+        else:
+            x = ddim_step(schedule, x, eps, t, tp, noise, eta)
+        return x, aux
+
+    xs = (jnp.asarray(ts, jnp.int32), jnp.asarray(t_prev, jnp.int32), step_keys)
+    return jax.lax.scan(body, x_T, xs, unroll=unroll)
+
+
+def _check_common(shape, sampler, num_steps, schedule):
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"shape must be (num_samples, data_dim) with both >= 1, got {shape}.")
+    timesteps(schedule.num_steps, sampler, num_steps)
+
+
+def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: jax.Array, *,
+           shape: tuple[int, int], sampler: str = "ddpm", num_steps: int | None = None,
+           eta: float = 0.0, unroll: int = 1) -> jax.Array:
+    """Draws samples [N, D] from one denoiser (a specialist, or the multi-condition model with
+    masks in `cond`).
+
+    Args:
+        apply_fn: pure `apply_fn(params, x_t [N, D], t [N], cond) -> eps [N, D]`.
+        params: the denoiser's variables.
+        cond: conditioning pytree for N rows (e.g. a `Condition`).
+        schedule: the training noise schedule.
+        key: a typed PRNG key; same key, same samples.
+        shape: (N, D).
+        sampler: 'ddpm' (all T ancestral steps) or 'ddim'.
+        num_steps: DDIM step count (DDPM: None).
+        eta: DDIM stochasticity.
+        unroll: lax.scan unroll factor.
+    """
+    shape = tuple(int(s) for s in shape)
+    _check_common(shape, sampler, num_steps, schedule)
+    return _sample_jit(apply_fn, params, cond, schedule, key, jnp.float32(eta), shape=shape,
+                       sampler=sampler, num_steps=num_steps, unroll=unroll)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "sampler", "num_steps", "unroll"))
+def _sample_jit(apply_fn, params, cond, schedule, key, eta, *, shape, sampler, num_steps, unroll):
+    eps_fn = lambda x, t: (apply_fn(params, x, t, cond), None)
+    x0, _ = _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll)
+    return x0
+
+
+def _normalised_weights(weights, num_samples: int, k: int):
+    """Weights [K] or [N, K] -> [N, K] rows summing to 1; checked on host when concrete."""
+    weights = jnp.asarray(weights, jnp.float32)
+    if weights.ndim == 1:
+        weights = jnp.broadcast_to(weights[None, :], (num_samples, weights.shape[0]))
+    if weights.shape != (num_samples, k):
+        raise ValueError(f"weights must be [K={k}] or [N={num_samples}, K={k}], "
+                         f"got {tuple(weights.shape)}.")
+    try:
+        w = np.asarray(weights)
+    except jax.errors.TracerArrayConversionError:
+        w = None  # traced inside a caller's jit: nothing to check on host
+    if w is not None:
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("weights must be finite and non-negative.")
+        empty = np.flatnonzero(w.sum(axis=1) <= 0)
+        if empty.size:
+            raise ValueError(f"{empty.size} sample(s) (rows {empty[:5].tolist()}) have all-zero "
+                             "weights, i.e. an empty condition set; coherent sampling needs at "
+                             "least one available specialist per sample.")
+    return weights / jnp.sum(weights, axis=1, keepdims=True)
+
+
+def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, weights,
+                    schedule: Schedule, key: jax.Array, *, shape: tuple[int, int],
+                    fusion: str = "mean", uncond_conds: Any = None, sampler: str = "ddpm",
+                    num_steps: int | None = None, eta: float = 0.0, num_candidates: int = 1,
+                    threshold: float = 1.0, max_bad_fraction: float = 0.1,
+                    unroll: int = 1) -> CoherentSamples:
+    """Coherent Denoising: K specialists predict eps from the same x_t at every step, fused.
+
+    Rejection without a retry loop: R = `num_candidates` draws per patient run in one batched
+    call; the first candidate whose share of steps with disagreement > `threshold` is at most
+    `max_bad_fraction` is kept, else the one with the smallest share.
+
+    Args:
+        apply_fn: pure `apply_fn(params, x_t [N, D], t [N], cond) -> eps [N, D]`.
+        member_params: the K members' variables stacked on a leading axis.
+        member_conds: each member's conditioning pytree for the N rows, leaves [K, N, ...].
+        weights: member weights [K] or per-sample [N, K] (zero = source unavailable).
+        schedule: the training noise schedule.
+        key: a typed PRNG key; same key, same samples.
+        shape: (N, D).
+        fusion: 'mean' (the paper: weighted mean) or 'product' (eps_u + sum_i (eps_i - eps_u)).
+        uncond_conds: for 'product', conditioning that makes each member unconditional
+            (e.g. `member_conds.dropped()` for models trained with condition dropout).
+        sampler, num_steps, eta, unroll: as in `sample`.
+        num_candidates: R, candidates drawn per patient.
+        threshold: disagreement above which a step counts as bad (the paper: 1.0).
+        max_bad_fraction: a candidate fails with more bad steps than this share (paper: 0.1).
+    """
+    shape = tuple(int(s) for s in shape)
+    _check_common(shape, sampler, num_steps, schedule)
+    if fusion not in fusion_lib.FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {fusion_lib.FUSIONS}.")
+    if fusion == "product" and uncond_conds is None:
+        raise ValueError("fusion='product' needs uncond_conds (the members' unconditional inputs, "
+                         "e.g. member_conds.dropped() for denoisers trained with condition dropout).")
+    if int(num_candidates) < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}.")
+    k = num_members(member_params)
+    for leaf in jax.tree.leaves(member_conds):
+        if leaf.shape[:2] != (k, shape[0]):
+            raise ValueError(f"member_conds leaves must be [K={k}, N={shape[0]}, ...], "
+                             f"got {tuple(leaf.shape)}.")
+    weights = _normalised_weights(weights, shape[0], k)
+    return _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule,
+                         key, jnp.float32(eta), jnp.float32(threshold),
+                         jnp.float32(max_bad_fraction), shape=shape, fusion=fusion,
+                         sampler=sampler, num_steps=num_steps, num_candidates=int(num_candidates),
+                         unroll=unroll)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "fusion", "sampler", "num_steps",
+                                             "num_candidates", "unroll"))
+def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule, key, eta,
+                  threshold, max_bad_fraction, *, shape, fusion, sampler, num_steps,
+                  num_candidates, unroll):
+    n, d = shape
+    r = num_candidates
+    tile = lambda a: jnp.tile(a, (1, r) + (1,) * (a.ndim - 2))  # [K, N, ...] -> [K, R*N, ...]
+    weights_r = jnp.tile(weights, (r, 1))  # [R*N, K]
+    members = jax.vmap(apply_fn, in_axes=(0, None, None, 0))
+    if fusion == "product":
+        # Conditional and unconditional queries in one batch: [K, 2*R*N, ...].
+        both = jax.tree.map(lambda c, u: jnp.concatenate([tile(c), tile(u)], axis=1),
+                            member_conds, uncond_conds)
+
+        def eps_fn(x, t):
+            eps_all = members(member_params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
+            eps_c, eps_u = eps_all[:, : r * n], eps_all[:, r * n:]
+            return (fusion_lib.fuse_product(eps_c, eps_u, weights_r),
+                    fusion_lib.disagreement(eps_c, weights_r))
+    else:
+        conds_r = jax.tree.map(tile, member_conds)
+
+        def eps_fn(x, t):
+            eps_c = members(member_params, x, t, conds_r)  # [K, R*N, D]
+            return fusion_lib.fuse_mean(eps_c, weights_r), fusion_lib.disagreement(eps_c, weights_r)
+
+    x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, sampler, num_steps, eta, unroll)
+    x0 = x0.reshape(r, n, d)
+    dis = jnp.moveaxis(dis, 0, 1).reshape(r, n, -1)  # [S, R*N] -> [R, N, S]
+    bad_fraction = jnp.mean(dis > threshold, axis=-1)  # [R, N]
+    passed = bad_fraction <= max_bad_fraction
+    first_pass = jnp.argmax(passed, axis=0)
+    least_bad = jnp.argmin(bad_fraction, axis=0)
+    accepted = jnp.any(passed, axis=0)
+    chosen = jnp.where(accepted, first_pass, least_bad)  # [N]
+    cols = jnp.arange(n)
+    return CoherentSamples(samples=x0[chosen, cols], disagreement=dis[chosen, cols],
+                           candidate=chosen, accepted=accepted,
+                           bad_fraction=bad_fraction[chosen, cols])
