@@ -113,6 +113,25 @@ def _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll):
     return jax.lax.scan(body, x_T, xs, unroll=unroll)
 
 
+def select_candidates(disagreement: jax.Array, threshold, max_bad_fraction):
+    """Rejection without retries: picks one of R candidates per sample.
+
+    A candidate fails when more than `max_bad_fraction` of its steps have disagreement above
+    `threshold`. The first passing candidate is kept, else the one with the fewest bad steps.
+
+    Args:
+        disagreement: [R, N, S] per-candidate, per-sample, per-step disagreement.
+
+    Returns:
+        (chosen [N] int, accepted [N] bool, bad_fraction [R, N]).
+    """
+    bad_fraction = jnp.mean(disagreement > threshold, axis=-1)  # [R, N]
+    passed = bad_fraction <= max_bad_fraction
+    accepted = jnp.any(passed, axis=0)
+    chosen = jnp.where(accepted, jnp.argmax(passed, axis=0), jnp.argmin(bad_fraction, axis=0))
+    return chosen, accepted, bad_fraction
+
+
 def _check_common(shape, sampler, num_steps, schedule):
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (num_samples, data_dim) with both >= 1, got {shape}.")
@@ -255,12 +274,7 @@ def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, 
     x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, sampler, num_steps, eta, unroll)
     x0 = x0.reshape(r, n, d)
     dis = jnp.moveaxis(dis, 0, 1).reshape(r, n, -1)  # [S, R*N] -> [R, N, S]
-    bad_fraction = jnp.mean(dis > threshold, axis=-1)  # [R, N]
-    passed = bad_fraction <= max_bad_fraction
-    first_pass = jnp.argmax(passed, axis=0)
-    least_bad = jnp.argmin(bad_fraction, axis=0)
-    accepted = jnp.any(passed, axis=0)
-    chosen = jnp.where(accepted, first_pass, least_bad)  # [N]
+    chosen, accepted, bad_fraction = select_candidates(dis, threshold, max_bad_fraction)
     cols = jnp.arange(n)
     return CoherentSamples(samples=x0[chosen, cols], disagreement=dis[chosen, cols],
                            candidate=chosen, accepted=accepted,

@@ -190,7 +190,7 @@ def _member_update(state: TrainState, params, batch_stats, opt_state, x0, cond, 
     (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = state.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, new_stats, opt_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return params, new_stats, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
 def _train_step(state: TrainState, batch: dict, key: jax.Array):
