@@ -1,0 +1,93 @@
+"""Users' own cohorts: a folder with one table per modality plus an optional labels table.
+
+    my_cohort/
+        rna.csv          sample_id,GENE1,GENE2,...     one row per sample, ID in column 1
+        rppa.tsv         (tab-separated works too; .gz too)
+        wsi.csv
+        clinical.csv     sample_id,cancer_type,stage,os_time,os_event,split,...  (optional)
+
+The modality is the file name without extension. The labels file is named clinical.* or
+labels.*; recognised columns: cancer_type (or cancertype), stage (strings like 'Stage IIA' or
+1-4), os_time (or OS.time), os_event (or OS), split (train/val/test); other columns are kept.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+import pandas as pd
+
+from coherent_jax.data import validate
+from coherent_jax.data.cohort import Cohort
+
+LABEL_FILES = ("clinical", "labels")
+_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+_ALIASES = {"cancertype": "cancer_type", "OS.time": "os_time", "OS": "os_event"}
+
+
+def _stem(path: pathlib.Path) -> str | None:
+    for suffix in _SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def read_table(path: pathlib.Path | str) -> pd.DataFrame:
+    """Reads a samples-as-rows table: first column = sample ID (kept as text), header row."""
+    path = pathlib.Path(path)
+    sep = "\t" if ".tsv" in path.suffixes or ".txt" in path.suffixes else ","
+    header = pd.read_csv(path, sep=sep, nrows=0)
+    if header.shape[1] == 0:
+        raise validate.DataError(f"file {path} is empty: expected a header row whose first "
+                                 "column holds sample IDs.")
+    table = pd.read_csv(path, sep=sep, index_col=0, dtype={header.columns[0]: str})
+    table.index = table.index.astype(str)
+    return table
+
+
+def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None = None,
+                    name: str | None = None) -> Cohort:
+    """Loads and checks a folder of per-modality tables (see the module docstring).
+
+    Args:
+        folder: the folder.
+        modalities: the modalities to load, in order (default: every table file, sorted,
+            except the labels file).
+        name: the cohort's name (default: the folder's name).
+
+    Raises:
+        DataError: no table found, a named modality has no file, or any check of
+            `Cohort.from_tables` fails (the message names the file).
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise validate.DataError(f"{folder} is not a folder.")
+    files = {}
+    for path in sorted(folder.iterdir()):
+        stem = _stem(path)
+        if stem is not None and path.is_file():
+            if stem in files:
+                raise validate.DataError(f"two files for modality {stem!r} in {folder}: "
+                                         f"{files[stem].name} and {path.name}. Keep one.")
+            files[stem] = path
+    label_names = [s for s in LABEL_FILES if s in files]
+    if len(label_names) > 1:
+        raise validate.DataError(f"{folder} has both clinical and labels files; keep one.")
+    labels_path = files.pop(label_names[0]) if label_names else None
+    chosen = list(modalities) if modalities else sorted(files)
+    if not chosen:
+        raise validate.DataError(f"no modality table (.csv/.tsv) found in {folder}.")
+    missing = [m for m in chosen if m not in files]
+    if missing:
+        raise validate.DataError(f"no file for modality {missing[0]!r} in {folder}; found "
+                                 f"{sorted(files)}.")
+    tables = {m: read_table(files[m]) for m in chosen}
+    labels, splits = None, None
+    if labels_path is not None:
+        labels = read_table(labels_path).rename(columns=_ALIASES)
+        if "split" in labels.columns:
+            splits = labels.pop("split").dropna()
+    return Cohort.from_tables(tables, labels, splits, name=name or folder.name,
+                              sources={m: str(files[m]) for m in chosen},
+                              labels_source=str(labels_path) if labels_path else None)

@@ -1,0 +1,141 @@
+"""Input checks with errors that say what is wrong, where, and how to fix it.
+
+Every loader funnels its tables through these checks, so a user's folder of CSV files fails
+early with a message naming the file, the modality and the first offending sample, instead of
+failing deep inside training with a NaN loss.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A cohort's input is malformed; the message says where and how to fix it."""
+
+
+def _where(modality: str, source: str | None) -> str:
+    return f"modality {modality!r}" + (f" (file {source})" if source else "")
+
+
+def _show(items: Iterable, limit: int = 5) -> str:
+    items = list(items)
+    head = ", ".join(repr(str(i)) for i in items[:limit])
+    return head + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_table(table: pd.DataFrame, modality: str, source: str | None = None) -> pd.DataFrame:
+    """Checks one modality table (samples as rows) and returns it as float32.
+
+    Args:
+        table: [N, D] samples as rows, sample IDs as the index, features as columns.
+        modality: the modality name, for messages.
+        source: the file it came from, for messages.
+
+    Returns:
+        The table as float32 with a string index and string column names.
+
+    Raises:
+        DataError: no samples or no features, duplicate sample IDs or feature names, values that
+            are not numbers, or infinite values.
+    """
+    where = _where(modality, source)
+    if table.shape[0] == 0:
+        raise DataError(f"{where} has no samples. Give at least one row (one sample per row, the "
+                        "sample ID in the first column) or leave the modality out.")
+    if table.shape[1] == 0:
+        raise DataError(f"{where} has no features: only a sample-ID column was found. Put one "
+                        "feature per column after the sample-ID column.")
+    index = pd.Index(table.index.astype(str), name="sample_id")
+    if index.hasnans or (index.str.strip() == "").any():
+        raise DataError(f"{where} has an empty sample ID. Every row needs an ID in its first "
+                        "column.")
+    dup = index[index.duplicated()].unique()
+    if len(dup):
+        raise DataError(f"{where} has duplicate sample IDs: {_show(dup)}. Keep one row per "
+                        "sample (average or drop replicates before loading).")
+    columns = pd.Index(table.columns.astype(str))
+    dup = columns[columns.duplicated()].unique()
+    if len(dup):
+        raise DataError(f"{where} has duplicate feature names: {_show(dup)}. Rename or drop them.")
+    non_numeric = [c for c, t in table.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
+                   or pd.api.types.is_bool_dtype(t)]
+    if non_numeric:
+        column = non_numeric[0]
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = table[column][values.isna() & table[column].notna()]
+        example = (f"; sample {str(bad.index[0])!r} has {bad.iloc[0]!r}" if len(bad) else "")
+        raise DataError(f"{where} has non-numeric values in feature {str(column)!r}{example} "
+                        f"({len(non_numeric)} non-numeric column(s) in all). Only numbers and "
+                        "empty cells (missing) are allowed; fix or drop those columns.")
+    values = table.to_numpy(dtype=np.float64, na_value=np.nan)  # [N, D]
+    infinite = np.isinf(values)
+    if infinite.any():
+        row, col = np.argwhere(infinite)[0]
+        raise DataError(f"{where} has {int(infinite.sum())} infinite value(s), e.g. sample "
+                        f"{str(index[row])!r}, feature {str(columns[col])!r}. Replace them with "
+                        "finite numbers or leave the cells empty (missing).")
+    return pd.DataFrame(values.astype(np.float32), index=index, columns=columns)
+
+
+def check_overlap(tables: Mapping[str, pd.DataFrame],
+                  sources: Mapping[str, str] | None = None) -> None:
+    """Fails when a modality's sample IDs match no other modality's IDs at all.
+
+    Samples present in only some modalities are normal (that is missingness); a whole modality
+    sharing no ID with the others means the IDs are spelled differently (e.g. TCGA sample
+    barcodes 'TCGA-AB-1234-01A' in one file and patient barcodes 'TCGA-AB-1234' in another).
+    """
+    sources = sources or {}
+    if len(tables) < 2:
+        return
+    for name, table in tables.items():
+        others = pd.Index([]).append([t.index for m, t in tables.items() if m != name])
+        if not table.index.isin(others).any():
+            other = next(m for m in tables if m != name)
+            raise DataError(
+                f"{_where(name, sources.get(name))} shares no sample ID with any other modality: "
+                f"its IDs look like {_show(table.index, 2)}, those of {other!r} like "
+                f"{_show(tables[other].index, 2)}. Use the same ID for a sample in every file.")
+
+
+def check_labels(labels: pd.DataFrame, sample_ids: pd.Index, source: str | None = None) -> None:
+    """Fails on duplicate label rows or labels for samples that are in no modality."""
+    where = "labels" + (f" (file {source})" if source else "")
+    dup = labels.index[labels.index.duplicated()].unique()
+    if len(dup):
+        raise DataError(f"{where} has duplicate sample IDs: {_show(dup)}. Keep one row per sample.")
+    unknown = labels.index.difference(sample_ids)
+    if len(unknown):
+        raise DataError(f"{where} name {len(unknown)} sample(s) found in no modality: "
+                        f"{_show(unknown)}. Remove those rows or add the samples' data; check that "
+                        "the labels use the same sample IDs as the modality files.")
+
+
+def check_split(split: pd.Series, presence: pd.DataFrame) -> None:
+    """Fails on unknown split names or on incomplete samples in val/test.
+
+    Args:
+        split: [N] 'train' / 'val' / 'test' or missing (unassigned), indexed by sample ID.
+        presence: [N, M] bool, which modality each sample has.
+    """
+    names = set(split.dropna().unique())
+    unknown = names - set(SPLITS)
+    if unknown:
+        raise DataError(f"split has unknown names {sorted(unknown)}; use {list(SPLITS)}.")
+    complete = presence.all(axis=1)
+    for name in ("val", "test"):
+        members = split.index[split.isin([name]).to_numpy()]
+        partial = members[~complete.loc[members].to_numpy()]
+        if len(partial):
+            sample = partial[0]
+            lacks = [m for m in presence.columns if not presence.at[sample, m]]
+            raise DataError(
+                f"split {name!r} holds {len(partial)} incomplete sample(s), e.g. {str(sample)!r} "
+                f"lacks modality {lacks[0]!r}. Validation and test samples must have every "
+                "modality (they are the ground truth of every evaluation); move them to train.")

@@ -1,0 +1,102 @@
+"""Bad inputs fail with messages naming the file, the modality and the sample."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coherent_jax.data import Cohort, DataError, load_csv_folder, paper_split
+
+
+def _write(folder, name, text):
+    (folder / name).write_text(text)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    _write(tmp_path, "rna.csv", "sample_id,g1,g2\nA,1,2\nB,3,4\nC,5,6\n")
+    _write(tmp_path, "rppa.csv", "sample_id,p1\nA,0.1\nB,0.2\n")
+    return tmp_path
+
+
+def test_good_folder_loads(folder):
+    cohort = load_csv_folder(folder)
+    assert cohort.modalities == ("rna", "rppa") and cohort.num_samples == 3
+
+
+def test_duplicate_ids(folder):
+    _write(folder, "rppa.csv", "sample_id,p1\nA,0.1\nA,0.2\n")
+    with pytest.raises(DataError, match=r"'rppa' \(file .*rppa.csv\).*duplicate sample IDs: 'A'"):
+        load_csv_folder(folder)
+
+
+def test_non_numeric_value(folder):
+    _write(folder, "rna.csv", "sample_id,g1,g2\nA,1,2\nB,oops,4\n")
+    with pytest.raises(DataError, match=r"rna.csv.*feature 'g1'; sample 'B' has 'oops'"):
+        load_csv_folder(folder)
+
+
+def test_infinite_value(folder):
+    _write(folder, "rna.csv", "sample_id,g1,g2\nA,1,inf\nB,3,4\n")
+    with pytest.raises(DataError, match=r"rna.csv.*infinite.*sample 'A', feature 'g2'"):
+        load_csv_folder(folder)
+
+
+def test_no_samples(folder):
+    _write(folder, "rppa.csv", "sample_id,p1\n")
+    with pytest.raises(DataError, match=r"'rppa' \(file .*\) has no samples"):
+        load_csv_folder(folder)
+
+
+def test_no_features(folder):
+    _write(folder, "rppa.csv", "sample_id\nA\nB\n")
+    with pytest.raises(DataError, match=r"'rppa' \(file .*\) has no features"):
+        load_csv_folder(folder)
+
+
+def test_all_empty_modality(folder):
+    _write(folder, "rppa.csv", "sample_id,p1\nA,\nB,\n")
+    with pytest.raises(DataError, match=r"'rppa'.*no sample with any value"):
+        load_csv_folder(folder)
+
+
+def test_ids_matching_nothing(folder):
+    _write(folder, "rppa.csv", "sample_id,p1\nA-01,0.1\nB-01,0.2\n")
+    with pytest.raises(DataError,
+                       match=r"'rna' \(file .*rna.csv\) shares no sample ID.*'rppa' like 'A-01'"):
+        load_csv_folder(folder)
+
+
+def test_labels_for_unknown_samples(folder):
+    _write(folder, "clinical.csv", "sample_id,cancer_type\nA,X\nZ,Y\n")
+    with pytest.raises(DataError, match=r"labels \(file .*clinical.csv\).*'Z'"):
+        load_csv_folder(folder)
+
+
+def test_incomplete_sample_in_test_split(folder):
+    _write(folder, "clinical.csv", "sample_id,split\nA,train\nB,val\nC,test\n")
+    with pytest.raises(DataError, match=r"split 'test'.*'C' lacks modality 'rppa'.*move them"):
+        load_csv_folder(folder)
+
+
+def test_unknown_split_name(folder):
+    _write(folder, "clinical.csv", "sample_id,split\nA,training\n")
+    with pytest.raises(DataError, match="unknown names"):
+        load_csv_folder(folder)
+
+
+def test_missing_modality_file(folder):
+    with pytest.raises(DataError, match="no file for modality 'wsi'"):
+        load_csv_folder(folder, modalities=["rna", "wsi"])
+
+
+def test_split_without_complete_samples():
+    # a and b share s0-s19, b and c share s20-s39: every sample lacks one modality.
+    ids = [f"s{i}" for i in range(40)]
+    tables = {"a": pd.DataFrame({"x": np.arange(20.0)}, index=ids[:20]),
+              "b": pd.DataFrame({"y": np.arange(40.0)}, index=ids),
+              "c": pd.DataFrame({"z": np.arange(20.0)}, index=ids[20:])}
+    cohort = Cohort.from_tables(tables)
+    assert not cohort.complete.any()
+    with pytest.raises(DataError, match="no complete sample"):
+        paper_split(cohort)
+    assert (paper_split(cohort, 0.0, 0.0).splits == "train").all()
