@@ -64,3 +64,58 @@ def restore_tree(directory: str, like: Any = None) -> tuple[Any, dict]:
         with open(meta_path) as f:
             metadata = json.load(f)
     return tree, metadata
+
+
+class TrainCheckpoints:
+    """A resumable run in `directory`: the latest step's arrays plus JSON, and the run's
+    identity (config and data fingerprint), which a later run must match to resume.
+
+    Args:
+        directory: checkpoint folder (created when absent).
+        identity: JSON-able dict, e.g. {'config': ..., 'data_fingerprint': ...}.
+        max_to_keep: how many recent steps to keep on disk.
+    """
+
+    def __init__(self, directory: str, identity: dict, max_to_keep: int = 1):
+        self.directory = os.path.abspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        id_path = os.path.join(self.directory, "identity.json")
+        identity = json.loads(json.dumps(identity, sort_keys=True, default=_json_default))
+        if os.path.exists(id_path):
+            with open(id_path) as f:
+                existing = json.load(f)
+            if existing != identity:
+                diff = sorted(k for k in set(existing) | set(identity)
+                              if existing.get(k) != identity.get(k))
+                raise ValueError(f"checkpoint folder {self.directory!r} belongs to a run with a "
+                                 f"different {', '.join(diff)}; use a new work directory or "
+                                 "delete this one to start over.")
+        else:
+            with open(id_path, "w") as f:
+                json.dump(identity, f, indent=2, sort_keys=True)
+        self._manager = ocp.CheckpointManager(
+            os.path.join(self.directory, "steps"),
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, tree: Any, extra: dict) -> None:
+        """Saves arrays `tree` and JSON `extra` at `step`, blocking until written."""
+        self._manager.save(step, args=ocp.args.Composite(
+            tree=ocp.args.StandardSave(tree),
+            extra=ocp.args.JsonSave(json.loads(json.dumps(extra, default=_json_default)))),
+            force=True)
+        self._manager.wait_until_finished()
+
+    def restore(self, like: Any, step: int | None = None) -> tuple[Any, dict]:
+        """(tree shaped like `like`, extra JSON) of `step` (default: the latest)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory!r} to restore.")
+        out = self._manager.restore(step, args=ocp.args.Composite(
+            tree=ocp.args.StandardRestore(_abstract(like)), extra=ocp.args.JsonRestore()))
+        return out.tree, out.extra
+
+    def close(self) -> None:
+        self._manager.close()

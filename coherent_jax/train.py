@@ -135,11 +135,19 @@ def create_train_state(model: Denoiser, schedule: Schedule, key: jax.Array, *,
     """Initialises K members (independent inits) with Adam; learning_rate may differ per member."""
     if num_members < 1:
         raise ValueError(f"num_members must be >= 1, got {num_members}.")
+    return init_members(model, schedule, jax.random.split(key, num_members), cond_dims=cond_dims,
+                        learning_rate=learning_rate, config=config)
+
+
+def init_members(model: Denoiser, schedule: Schedule, keys: jax.Array, *,
+                 cond_dims: Sequence[int], learning_rate: float | Sequence[float] = 1e-3,
+                 config: TrainConfig = TrainConfig()) -> TrainState:
+    """Like `create_train_state`, with one explicit init key per member (keys [K])."""
+    num_members = keys.shape[0]
     lr = np.broadcast_to(np.asarray(learning_rate, np.float32), (num_members,))
     if np.any(lr <= 0) or not np.all(np.isfinite(lr)):
         raise ValueError(f"learning rates must be finite and > 0, got {lr.tolist()}.")
     tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
-    keys = jax.random.split(key, num_members)
     variables = jax.vmap(lambda k: init_denoiser(model, k, cond_dims))(keys)
     opt_state = jax.vmap(tx.init)(variables["params"])
     opt_state.hyperparams["learning_rate"] = jnp.asarray(lr)
@@ -223,13 +231,20 @@ def draw_batch(data: MemberData, key: jax.Array, batch_size: int) -> dict:
     return {"x0": x0, "cond": cond}
 
 
-@functools.partial(jax.jit, static_argnames="num_steps", donate_argnums=0)
-def train_steps(state: TrainState, data: MemberData, key: jax.Array, num_steps: int):
-    """`num_steps` steps of draw_batch + train_step in one lax.scan; metrics [num_steps, K]."""
+@functools.partial(jax.jit, static_argnames=("num_steps", "batch_sharding"), donate_argnums=0)
+def train_steps(state: TrainState, data: MemberData, key: jax.Array, num_steps: int,
+                batch_sharding: Any = None):
+    """`num_steps` steps of draw_batch + train_step in one lax.scan; metrics [num_steps, K].
+
+    `batch_sharding` (from `parallel.member_batch_sharding`) splits each drawn batch over
+    devices; the result equals the single-device run up to float reduction order.
+    """
 
     def body(s, _):
         batch_key = jax.random.fold_in(jax.random.fold_in(key, s.step), 1)
         batch = draw_batch(data, batch_key, s.config.batch_size)
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         return _train_step(s, batch, key)
 
     return jax.lax.scan(body, state, None, length=num_steps)
@@ -289,27 +304,44 @@ class FitResult:
 
 def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: jax.Array, *,
         num_steps: int, eval_every: int, log_every: int = 100, val_sampler: str = "ddpm",
-        val_num_steps: int | None = None,
-        log_fn: Callable[[dict], None] | None = None) -> FitResult:
+        val_num_steps: int | None = None, log_fn: Callable[[dict], None] | None = None,
+        checkpoints: Any = None, batch_sharding: Any = None) -> FitResult:
     """Trains all members for `num_steps`, validating by full sampling every `eval_every` steps.
 
     Keeps each member's best variables by each criterion of the paper (sample MSE, sample
     cosine distance, one-step noise MSE). Raises FloatingPointError on a non-finite loss.
+
+    Args:
+        state, train_data, val_data: from `create_train_state` and `make_member_data`.
+        key: the run's key; with the same key a run (resumed or not) gives the same numbers.
+        num_steps, eval_every, log_every: step counts.
+        val_sampler, val_num_steps: the sampler used for validation ('ddpm' is the paper).
+        log_fn: called with each history record (a dict of JSON-able values).
+        checkpoints: optional `checkpointing.TrainCheckpoints`; the run saves at every
+            validation and, when the folder holds a checkpoint, resumes from it.
+        batch_sharding: optional `parallel.member_batch_sharding(mesh)` for data parallelism.
     """
     if num_steps < 1 or eval_every < 1 or log_every < 1:
         raise ValueError("num_steps, eval_every and log_every must all be >= 1.")
     train_key, val_key = jax.random.split(key)
     k = state.num_members
-    copy = lambda tree: jax.tree.map(jnp.array, tree)
-    best = {c: copy(state.variables) for c in CRITERIA}
+    best = {c: jax.tree.map(jnp.array, state.variables) for c in CRITERIA}
     best_scores = {c: np.full(k, np.inf) for c in CRITERIA}
     best_steps = {c: np.full(k, -1) for c in CRITERIA}
-    history, start = [], time.perf_counter()
+    history, elapsed = [], 0.0
+    if checkpoints is not None and checkpoints.latest_step() is not None:
+        like = {"state": state, "best": best, "best_scores": best_scores, "best_steps": best_steps}
+        tree, extra = checkpoints.restore(like)
+        state, best = tree["state"], tree["best"]
+        best_scores = {c: np.asarray(v) for c, v in tree["best_scores"].items()}
+        best_steps = {c: np.asarray(v) for c, v in tree["best_steps"].items()}
+        history, elapsed = extra["history"], extra["seconds"]
+    start = time.perf_counter() - elapsed
     chunk = math.gcd(log_every, eval_every)
     done = int(state.step)
     while done < num_steps:
         n = min(chunk, num_steps - done)
-        state, metrics = train_steps(state, train_data, train_key, n)
+        state, metrics = train_steps(state, train_data, train_key, n, batch_sharding)
         done = int(state.step)
         losses = np.asarray(metrics["loss"])  # [n, K]
         if not np.all(np.isfinite(losses)):
@@ -319,7 +351,8 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
                                      "extreme values.")
         record = {"step": done, "loss": losses.mean(axis=0).tolist(),
                   "seconds": time.perf_counter() - start}
-        if done % eval_every == 0 or done == num_steps:
+        evaluated = done % eval_every == 0 or done == num_steps
+        if evaluated:
             scores = evaluate_members(state, val_data, jax.random.fold_in(val_key, done),
                                       sampler=val_sampler, num_steps=val_num_steps)
             for c in CRITERIA:
@@ -335,5 +368,9 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
         history.append(record)
         if log_fn is not None:
             log_fn(record)
+        if evaluated and checkpoints is not None:
+            checkpoints.save(done, {"state": state, "best": best, "best_scores": best_scores,
+                                    "best_steps": best_steps},
+                             {"history": history, "seconds": record["seconds"]})
     return FitResult(state=state, best=best, best_scores=best_scores, best_steps=best_steps,
                      history=history)
