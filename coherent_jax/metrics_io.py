@@ -1,0 +1,96 @@
+"""What a run leaves in its work directory: config.json with versions, JSON-lines metrics,
+and a progress line on long runs."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PACKAGES = ("coherent-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
+            "pandas", "scikit-learn")
+
+
+def versions() -> dict:
+    """Python, platform, devices and library versions of this process."""
+    import jax  # noqa: PLC0415 - keep module import light for non-JAX users of this file
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "devices": [str(d) for d in jax.devices()], "packages": found}
+
+
+def _jsonable(value: Any):
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Writes JSON atomically (a temporary file renamed into place): never half-written."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=_jsonable)
+    os.replace(tmp, path)
+
+
+def write_run_info(workdir: str, config: dict, seed: int, name: str = "config.json") -> str:
+    """Records config, seed and library versions in `workdir/name`; returns the path."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, name)
+    write_json(path, {"config": config, "seed": seed, "versions": versions(),
+                      "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return path
+
+
+class MetricsWriter:
+    """Appends one JSON object per line; `read_metrics` loads the file as a DataFrame."""
+
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record, default=_jsonable) + "\n")
+
+
+def read_metrics(path: str) -> pd.DataFrame:
+    """The JSON-lines metrics file as a DataFrame (one row per record)."""
+    return pd.read_json(path, lines=True)
+
+
+class Progress:
+    """Prints 'label: step s/total (p%), r steps/s, ETA' at most every `every_seconds`."""
+
+    def __init__(self, total: int, label: str = "train", every_seconds: float = 10.0,
+                 start_step: int = 0):
+        self.total, self.label, self.every = total, label, every_seconds
+        self.start_step, self.start = start_step, time.perf_counter()
+        self.last = -float("inf")
+
+    def update(self, step: int) -> str | None:
+        now = time.perf_counter()
+        if now - self.last < self.every and step < self.total:
+            return None
+        self.last = now
+        rate = (step - self.start_step) / max(now - self.start, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        line = (f"{self.label}: step {step}/{self.total} ({100 * step / self.total:.0f}%), "
+                f"{rate:.1f} steps/s, ETA {eta:.0f} s")
+        print(line, flush=True)
+        return line
