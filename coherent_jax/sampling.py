@@ -91,7 +91,33 @@ def ddim_step(schedule: Schedule, x_t: jax.Array, eps: jax.Array, t: jax.Array,
     return jnp.sqrt(ab_prev) * x0 + direction + sigma * noise
 
 
-def _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll):
+def langevin_correct(eps_fn, schedule: Schedule, x: jax.Array, t: jax.Array, key: jax.Array,
+                     num_steps: int, snr: float) -> jax.Array:
+    """`num_steps` Langevin corrector steps at timestep t (Song et al. 2021, predictor-corrector).
+
+    score = -eps_hat / sqrt(1 - ab_t); x <- x + d * score + sqrt(2 d) z with the step
+    d = 2 (snr * |z| / |score|)^2, norms averaged over the batch as in Song et al. (per-sample
+    norms blow up for samples near a mode). Helps sampling a product of experts exactly
+    (Du et al. 2023).
+    """
+    t_vec = jnp.full((x.shape[0],), t, jnp.int32)
+    sd = jnp.sqrt(1.0 - schedule.alpha_bars[t])
+
+    def one(x, k):
+        eps, _ = eps_fn(x, t_vec)
+        score = -eps / sd
+        z = jax.random.normal(k, x.shape, jnp.float32)
+        ratio = jnp.mean(jnp.linalg.norm(z, axis=1)) / jnp.maximum(
+            jnp.mean(jnp.linalg.norm(score, axis=1)), 1e-12)
+        d = 2.0 * (snr * ratio) ** 2
+        return x + d * score + jnp.sqrt(2.0 * d) * z, None
+
+    x, _ = jax.lax.scan(one, x, jax.random.split(key, num_steps))
+    return x
+
+
+def _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll, corrector_steps=0,
+             corrector_snr=0.16):
     """Runs the reverse chain from x_T ~ N(0, I); eps_fn(x, t_vec) -> (eps, aux). Traced code."""
     ts = timesteps(schedule.num_steps, sampler, num_steps)
     t_prev = np.append(ts[1:], -1)
@@ -102,11 +128,16 @@ def _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll):
     def body(x, inputs):
         t, tp, k = inputs
         eps, aux = eps_fn(x, jnp.full((shape[0],), t, jnp.int32))
-        noise = jax.random.normal(k, shape, jnp.float32)
+        noise_key, corrector_key = jax.random.split(k)
+        noise = jax.random.normal(noise_key, shape, jnp.float32)
         if sampler == "ddpm":
             x = ddpm_step(schedule, x, eps, t, noise)
         else:
             x = ddim_step(schedule, x, eps, t, tp, noise, eta)
+        if corrector_steps:
+            corrected = langevin_correct(eps_fn, schedule, x, jnp.maximum(tp, 0), corrector_key,
+                                         corrector_steps, corrector_snr)
+            x = jnp.where(tp >= 0, corrected, x)
         return x, aux
 
     xs = (jnp.asarray(ts, jnp.int32), jnp.asarray(t_prev, jnp.int32), step_keys)
@@ -132,15 +163,18 @@ def select_candidates(disagreement: jax.Array, threshold, max_bad_fraction):
     return chosen, accepted, bad_fraction
 
 
-def _check_common(shape, sampler, num_steps, schedule):
+def _check_common(shape, sampler, num_steps, schedule, corrector_steps):
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (num_samples, data_dim) with both >= 1, got {shape}.")
+    if int(corrector_steps) < 0:
+        raise ValueError(f"corrector_steps must be >= 0, got {corrector_steps}.")
     timesteps(schedule.num_steps, sampler, num_steps)
 
 
 def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: jax.Array, *,
            shape: tuple[int, int], sampler: str = "ddpm", num_steps: int | None = None,
-           eta: float = 0.0, unroll: int = 1) -> jax.Array:
+           eta: float = 0.0, unroll: int = 1, corrector_steps: int = 0,
+           corrector_snr: float = 0.16) -> jax.Array:
     """Draws samples [N, D] from one denoiser (a specialist, or the multi-condition model with
     masks in `cond`).
 
@@ -155,17 +189,23 @@ def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: j
         num_steps: DDIM step count (DDPM: None).
         eta: DDIM stochasticity.
         unroll: lax.scan unroll factor.
+        corrector_steps: Langevin corrector steps after each reverse step (0 = none).
+        corrector_snr: signal-to-noise ratio setting the corrector step size.
     """
     shape = tuple(int(s) for s in shape)
-    _check_common(shape, sampler, num_steps, schedule)
-    return _sample_jit(apply_fn, params, cond, schedule, key, jnp.float32(eta), shape=shape,
-                       sampler=sampler, num_steps=num_steps, unroll=unroll)
+    _check_common(shape, sampler, num_steps, schedule, corrector_steps)
+    return _sample_jit(apply_fn, params, cond, schedule, key, jnp.float32(eta),
+                       jnp.float32(corrector_snr), shape=shape, sampler=sampler,
+                       num_steps=num_steps, unroll=unroll, corrector_steps=int(corrector_steps))
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "sampler", "num_steps", "unroll"))
-def _sample_jit(apply_fn, params, cond, schedule, key, eta, *, shape, sampler, num_steps, unroll):
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "sampler", "num_steps", "unroll",
+                                             "corrector_steps"))
+def _sample_jit(apply_fn, params, cond, schedule, key, eta, corrector_snr, *, shape, sampler,
+                num_steps, unroll, corrector_steps):
     eps_fn = lambda x, t: (apply_fn(params, x, t, cond), None)
-    x0, _ = _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll)
+    x0, _ = _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll,
+                     corrector_steps, corrector_snr)
     return x0
 
 
@@ -196,8 +236,8 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
                     schedule: Schedule, key: jax.Array, *, shape: tuple[int, int],
                     fusion: str = "mean", uncond_conds: Any = None, sampler: str = "ddpm",
                     num_steps: int | None = None, eta: float = 0.0, num_candidates: int = 1,
-                    threshold: float = 1.0, max_bad_fraction: float = 0.1,
-                    unroll: int = 1) -> CoherentSamples:
+                    threshold: float = 1.0, max_bad_fraction: float = 0.1, unroll: int = 1,
+                    corrector_steps: int = 0, corrector_snr: float = 0.16) -> CoherentSamples:
     """Coherent Denoising: K specialists predict eps from the same x_t at every step, fused.
 
     Rejection without a retry loop: R = `num_candidates` draws per patient run in one batched
@@ -215,13 +255,13 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
         fusion: 'mean' (the paper: weighted mean) or 'product' (eps_u + sum_i (eps_i - eps_u)).
         uncond_conds: for 'product', conditioning that makes each member unconditional
             (e.g. `member_conds.dropped()` for models trained with condition dropout).
-        sampler, num_steps, eta, unroll: as in `sample`.
+        sampler, num_steps, eta, unroll, corrector_steps, corrector_snr: as in `sample`.
         num_candidates: R, candidates drawn per patient.
         threshold: disagreement above which a step counts as bad (the paper: 1.0).
         max_bad_fraction: a candidate fails with more bad steps than this share (paper: 0.1).
     """
     shape = tuple(int(s) for s in shape)
-    _check_common(shape, sampler, num_steps, schedule)
+    _check_common(shape, sampler, num_steps, schedule, corrector_steps)
     if fusion not in fusion_lib.FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {fusion_lib.FUSIONS}.")
     if fusion == "product" and uncond_conds is None:
@@ -239,16 +279,17 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
     weights = _normalised_weights(weights, shape[0], k)
     return _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule,
                          key, jnp.float32(eta), jnp.float32(threshold),
-                         jnp.float32(max_bad_fraction), shape=shape, fusion=fusion,
-                         sampler=sampler, num_steps=num_steps, num_candidates=int(num_candidates),
-                         unroll=unroll)
+                         jnp.float32(max_bad_fraction), jnp.float32(corrector_snr), shape=shape,
+                         fusion=fusion, sampler=sampler, num_steps=num_steps,
+                         num_candidates=int(num_candidates), unroll=unroll,
+                         corrector_steps=int(corrector_steps))
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "fusion", "sampler", "num_steps",
-                                             "num_candidates", "unroll"))
+                                             "num_candidates", "unroll", "corrector_steps"))
 def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule, key, eta,
-                  threshold, max_bad_fraction, *, shape, fusion, sampler, num_steps,
-                  num_candidates, unroll):
+                  threshold, max_bad_fraction, corrector_snr, *, shape, fusion, sampler, num_steps,
+                  num_candidates, unroll, corrector_steps):
     n, d = shape
     r = num_candidates
     tile = lambda a: jnp.tile(a, (1, r) + (1,) * (a.ndim - 2))  # [K, N, ...] -> [K, R*N, ...]
@@ -271,7 +312,8 @@ def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, 
             eps_c = members(member_params, x, t, conds_r)  # [K, R*N, D]
             return fusion_lib.fuse_mean(eps_c, weights_r), fusion_lib.disagreement(eps_c, weights_r)
 
-    x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, sampler, num_steps, eta, unroll)
+    x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, sampler, num_steps, eta, unroll,
+                       corrector_steps, corrector_snr)
     x0 = x0.reshape(r, n, d)
     dis = jnp.moveaxis(dis, 0, 1).reshape(r, n, -1)  # [S, R*N] -> [R, N, S]
     chosen, accepted, bad_fraction = select_candidates(dis, threshold, max_bad_fraction)

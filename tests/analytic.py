@@ -44,3 +44,11 @@ def conditional_gain(model, target, source):
     gain = np.stack([model.conditional(target, {source: np.eye(d_s)[i:i + 1]})[0][0] - zero_mean[0]
                      for i in range(d_s)], axis=1)
     return zero_mean[0], gain, cov
+
+
+def condition_joint(mean, cov, target, given):
+    """(bias, gain, cov) of x[target] | x[given] for a joint Gaussian; index lists."""
+    s_tg = cov[np.ix_(target, given)]
+    gain = np.linalg.solve(cov[np.ix_(given, given)], s_tg.T).T
+    bias = mean[target] - gain @ mean[given]
+    return bias, gain, cov[np.ix_(target, target)] - gain @ s_tg.T
