@@ -128,6 +128,13 @@ def make_member_data(target, target_present, member_conds: Sequence[Condition]) 
                       counts=jnp.asarray(counts, jnp.int32))
 
 
+@functools.lru_cache(maxsize=None)
+def _adam() -> optax.GradientTransformation:
+    """Adam with the learning rate in its state (per-member rates); one object for every
+    TrainState, so jitted steps of equal architectures share one compilation."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+
+
 def create_train_state(model: Denoiser, schedule: Schedule, key: jax.Array, *,
                        cond_dims: Sequence[int], num_members: int,
                        learning_rate: float | Sequence[float] = 1e-3,
@@ -147,7 +154,7 @@ def init_members(model: Denoiser, schedule: Schedule, keys: jax.Array, *,
     lr = np.broadcast_to(np.asarray(learning_rate, np.float32), (num_members,))
     if np.any(lr <= 0) or not np.all(np.isfinite(lr)):
         raise ValueError(f"learning rates must be finite and > 0, got {lr.tolist()}.")
-    tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+    tx = _adam()
     variables = jax.vmap(lambda k: init_denoiser(model, k, cond_dims))(keys)
     opt_state = jax.vmap(tx.init)(variables["params"])
     opt_state.hyperparams["learning_rate"] = jnp.asarray(lr)

@@ -1,0 +1,278 @@
+"""Imputation for any missingness pattern: "give me the missing modalities of these patients".
+
+Patients are handled all at once. Per target modality, ONE batched sampler call serves every
+missingness pattern: each row carries its own member weights (coherent, product, single) or
+condition mask (multi), zero for sources the patient lacks. Row counts are padded to a few
+bucket sizes, so a cohort with all 14 patterns of 4 modalities compiles one sampler per
+(method, bucket) rather than one per pattern. Missing modalities are filled in a cascade (each
+conditioned on what is known so far, including earlier imputations of the same draw) or
+independently from the observed ones only.
+
+Rows: K draws x N patients, draw-major (row = draw * N + patient).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from coherent_jax.ensemble import stack_members
+from coherent_jax.fusion import availability_weights, inverse_mse_weights
+from coherent_jax.model_set import ModelSet, threshold_key
+from coherent_jax.models.denoiser import Condition, DenoiserApply
+from coherent_jax.sampling import coherent_sample, sample, timesteps
+
+METHODS = ("coherent", "product", "multi", "single")
+PAPER_THRESHOLD = 1.0
+
+
+@dataclasses.dataclass
+class Imputation:
+    """What `impute` returns.
+
+    Attributes:
+        draws: modality -> DataFrame of the K draws, index (sample_id, draw), latent columns;
+            observed rows hold the input values unchanged in every draw.
+        imputed: [N, M] bool DataFrame, True where a modality was generated.
+        diagnostics: one row per target: rows generated, acceptance rate, mean share of bad
+            steps, threshold used, seconds, and the sampler signature compiled for it.
+        features: modality -> decoded draws (original feature names), when a latent space
+            was given; observed rows come from `feature_cohort` when given.
+        num_samples: K.
+    """
+
+    draws: dict
+    imputed: pd.DataFrame
+    diagnostics: pd.DataFrame
+    features: dict | None
+    num_samples: int
+
+    def summary(self, modality: str, space: str = "latent", interval: float = 0.9) -> dict:
+        """Per patient and feature over the K draws: {'mean', 'std', 'lower', 'upper'}
+        DataFrames indexed by sample_id; lower/upper bound the central `interval`."""
+        tables = self.draws if space == "latent" else self.features
+        if tables is None or modality not in tables:
+            raise KeyError(f"no {space} draws for {modality!r}; have {sorted(tables or {})}.")
+        return summarize(tables[modality], interval)
+
+
+def summarize(draws: pd.DataFrame, interval: float = 0.9) -> dict:
+    """Mean, standard deviation and central-interval bounds over the 'draw' index level."""
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval}.")
+    grouped = draws.groupby(level="sample_id", sort=False)
+    tail = (1 - interval) / 2
+    return {"mean": grouped.mean(), "std": grouped.std(ddof=0),
+            "lower": grouped.quantile(tail), "upper": grouped.quantile(1 - tail)}
+
+
+def _bucket(rows: int, bucket: int) -> int:
+    """Padded row count: bucket * 2^k >= rows, so few distinct shapes compile."""
+    size = bucket
+    while size < rows:
+        size *= 2
+    return size
+
+
+def _pad(a: np.ndarray, size: int) -> np.ndarray:
+    return np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)]) if size > a.shape[0] else a
+
+
+def _check(cohort, models: ModelSet, method: str, order: Sequence[str]) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
+    for target in order:
+        if target not in models.targets:
+            raise ValueError(f"no trained models for target {target!r}; trained targets: "
+                             f"{sorted(models.targets)}.")
+        tm = models.targets[target]
+        if target not in cohort.modalities:
+            raise ValueError(f"target {target!r} is not a modality of the cohort "
+                             f"{list(cohort.modalities)}; pass a cohort with all modalities, "
+                             "holes as missing rows.")
+        missing = [s for s in tm.sources if s not in cohort.modalities]
+        if missing:
+            raise ValueError(f"the models of {target!r} condition on {missing}, absent from the "
+                             "cohort; add those modalities (all rows missing is fine).")
+        needs = {"multi": tm.multi, "coherent": tm.specialists, "product": tm.specialists,
+                 "single": tm.specialists}[method]
+        if needs is None:
+            raise ValueError(f"method {method!r} needs {'a multi-condition model' if method == 'multi' else 'specialists'} "
+                             f"for {target!r}, which this model set lacks.")
+        if method == "product" and not tm.unconditional:
+            raise ValueError(f"product fusion needs specialists trained with condition dropout "
+                             f"(uncond_prob > 0); those of {target!r} were not.")
+        width = cohort.widths()[target]
+        arch = tm.multi_model if method == "multi" else tm.model
+        if arch.data_dim != width:
+            raise ValueError(f"the {target!r} models generate {arch.data_dim} dims but the "
+                             f"cohort's {target!r} has {width}; encode the cohort with the "
+                             "latent space the models were trained on.")
+
+
+def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: int = 10,
+           seed: int = 0, sampler: str = "ddpm", num_steps: int | None = None,
+           cascade: bool = True, order: Sequence[str] | None = None, num_candidates: int = 1,
+           threshold: float | None = None, max_bad_fraction: float = 0.1,
+           corrector_steps: int = 0, allow_unconditional: bool = False, bucket: int = 256,
+           latent_space: Any = None, feature_cohort: Any = None) -> Imputation:
+    """Fills every missing modality of every patient of a latent cohort, K times.
+
+    Args:
+        cohort: a latent Cohort (every modality at its model's width; holes as missing rows).
+        models: the trained ModelSet.
+        method: 'coherent' (paper fusion), 'product' (product of experts), 'multi'
+            (multi-condition model with masks) or 'single' (the best available specialist).
+        num_samples: K draws per patient.
+        seed: one seed for everything; same seed, same draws.
+        sampler, num_steps: 'ddpm' (all T steps) or 'ddim' with num_steps.
+        cascade: condition later targets on earlier imputations (True) or only on observed.
+        order: the order targets are filled in (default: the model set's order).
+        num_candidates, max_bad_fraction: rejection (coherent and product).
+        threshold: disagreement threshold; None uses the threshold calibrated for this
+            sampler and step count when the model set has one, else the paper's 1.0.
+        corrector_steps: Langevin corrector steps per reverse step.
+        allow_unconditional: 'multi' only: let patients without any modality be generated
+            unconditionally (explicit opt-in; the coherent methods always refuse).
+        bucket: smallest padded batch; row counts are padded to bucket * 2^k.
+        latent_space: optional LatentSpace with `decode(modality, DataFrame)`; decodes draws.
+        feature_cohort: optional feature-space Cohort supplying decoded observed rows.
+
+    Raises:
+        ValueError: unknown method/target, width mismatch, or patients with no modality.
+    """
+    order = tuple(order or models.targets)
+    _check(cohort, models, method, order)
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    ids = cohort.sample_ids
+    n, k = len(ids), int(num_samples)
+    observed = {m: cohort.matrix(m) for m in cohort.modalities}  # values [N, D], present [N]
+    nothing = ~np.any(np.stack([p for _, p in observed.values()]), axis=0)
+    if nothing.any() and (method != "multi" or not allow_unconditional):
+        hint = ("the coherent methods never generate without a condition (privacy guard)"
+                if method != "multi" else "pass allow_unconditional=True to opt in")
+        raise ValueError(f"{int(nothing.sum())} patient(s) have no available modality, e.g. "
+                         f"{list(ids[nothing][:5])}; {hint}, or drop them.")
+    work = {m: np.tile(v, (k, 1)) for m, (v, _) in observed.items()}  # [K*N, D]
+    have = {m: np.tile(p, k) for m, (_, p) in observed.items()}  # [K*N]
+    known_obs = {m: have[m].copy() for m in have}
+    schedule = models.schedule
+    steps = len(timesteps(schedule.num_steps, sampler, num_steps))
+    key = jax.random.key(seed)
+    diagnostics = []
+    for target in order:
+        rows = np.flatnonzero(~have[target])
+        if rows.size == 0:
+            continue
+        tm = models.targets[target]
+        known = have if cascade else known_obs
+        avail = np.stack([known[s][rows] for s in tm.sources], axis=1)  # [R, S]
+        size = _bucket(rows.size, bucket)
+        values = [jnp.asarray(_pad(work[s][rows], size)) for s in tm.sources]
+        avail_p = _pad(avail, size)
+        target_key = jax.random.fold_in(key, cohort.modalities.index(target))
+        used_threshold = (threshold if threshold is not None else
+                          tm.thresholds.get(threshold_key(sampler, steps), PAPER_THRESHOLD))
+        start = time.perf_counter()
+        common = dict(shape=(size, tm.multi_model.data_dim if method == "multi"
+                             else tm.model.data_dim), sampler=sampler, num_steps=num_steps,
+                      corrector_steps=corrector_steps)
+        if method == "multi":
+            out = sample(DenoiserApply(tm.multi_model), tm.multi,
+                         Condition.of(*values, mask=avail_p), schedule, target_key, **common)
+            accepted, bad = np.ones(rows.size, bool), np.zeros(rows.size)
+        else:
+            if not avail.any(axis=1).all():
+                raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source of "
+                                 f"{target!r} available; with cascade=False every patient needs "
+                                 f"one of {list(tm.sources)} observed.")
+            if method == "single":
+                best = np.argmax(np.where(avail_p, inverse_mse_weights(tm.val_mse), -1), axis=1)
+                weights = np.eye(len(tm.sources), dtype=np.float32)[best]
+            else:
+                weights = availability_weights(tm.val_mse, avail_p)
+            conds = stack_members([Condition.of(v, mask=avail_p[:, [j]])
+                                   for j, v in enumerate(values)])
+            res = coherent_sample(DenoiserApply(tm.model), tm.specialists, conds, weights,
+                                  schedule, target_key,
+                                  fusion="product" if method == "product" else "mean",
+                                  uncond_conds=conds.dropped(), num_candidates=num_candidates,
+                                  threshold=used_threshold, max_bad_fraction=max_bad_fraction,
+                                  **common)
+            out = res.samples
+            accepted = np.asarray(res.accepted)[: rows.size]
+            bad = np.asarray(res.bad_fraction)[: rows.size]
+        generated = np.asarray(out)[: rows.size]
+        if not np.all(np.isfinite(generated)):
+            raise FloatingPointError(f"generation of {target!r} produced NaN/inf; check the "
+                                     "models and the input latents.")
+        work[target][rows] = generated
+        have[target][rows] = True
+        diagnostics.append({"target": target, "rows": int(rows.size), "padded_rows": size,
+                            "acceptance": float(accepted.mean()),
+                            "mean_bad_fraction": float(bad.mean()),
+                            "threshold": float(used_threshold) if method != "multi" else None,
+                            "seconds": time.perf_counter() - start,
+                            "signature": f"{method}/{sampler}:{steps}/rows={size}"})
+    index = pd.MultiIndex.from_arrays([np.tile(np.asarray(ids), k), np.repeat(np.arange(k), n)],
+                                      names=["sample_id", "draw"])
+    names = cohort.feature_names
+    draws = {m: pd.DataFrame(work[m], index=index, columns=names[m]) for m in cohort.modalities
+             if have[m].all()}
+    imputed = pd.DataFrame({m: ~observed[m][1] & (m in draws) for m in cohort.modalities},
+                           index=ids)
+    features = None
+    if latent_space is not None:
+        features = {}
+        for m, table in draws.items():
+            decoded = latent_space.decode(m, table)
+            if feature_cohort is not None and m in feature_cohort.modalities:
+                obs_ids = ids[observed[m][1]]
+                real = feature_cohort.tables[m].reindex(obs_ids)
+                mask = decoded.index.get_level_values("sample_id").isin(obs_ids)
+                decoded.loc[mask] = real.reindex(
+                    decoded.index[mask].get_level_values("sample_id")).to_numpy()
+            features[m] = decoded
+    return Imputation(draws=draws, imputed=imputed, diagnostics=pd.DataFrame(diagnostics),
+                      features=features, num_samples=k)
+
+
+def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
+                         num_steps: int | None = None, quantile: float = 0.99,
+                         seed: int = 0) -> dict:
+    """Recalibrates each target's rejection threshold for a sampler and step count.
+
+    Runs coherent sampling on the cohort's patients that have every source of a target (e.g.
+    the complete validation split), and sets the threshold to the `quantile` of all their
+    per-step disagreements. Stores it in the model set; returns {target: threshold}.
+    """
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}.")
+    schedule = models.schedule
+    steps = len(timesteps(schedule.num_steps, sampler, num_steps))
+    found = {}
+    for index, (target, tm) in enumerate(models.targets.items()):
+        if tm.specialists is None or len(tm.sources) < 2:
+            continue
+        mats = [cohort.matrix(s) for s in tm.sources]
+        rows = np.flatnonzero(np.all([p for _, p in mats], axis=0))
+        if rows.size == 0:
+            raise ValueError(f"no patient has every source of {target!r} "
+                             f"({list(tm.sources)}); calibrate on a complete split.")
+        conds = stack_members([Condition.of(jnp.asarray(v[rows])) for v, _ in mats])
+        res = coherent_sample(DenoiserApply(tm.model), tm.specialists, conds,
+                              inverse_mse_weights(tm.val_mse), schedule,
+                              jax.random.fold_in(jax.random.key(seed), index),
+                              shape=(rows.size, tm.model.data_dim), sampler=sampler,
+                              num_steps=num_steps)
+        value = float(np.quantile(np.asarray(res.disagreement), quantile))
+        tm.thresholds[threshold_key(sampler, steps)] = value
+        found[target] = value
+    return found

@@ -1,0 +1,282 @@
+"""Trained models of every target modality: what imputation needs, how it is trained and saved.
+
+A ModelSet holds, per target modality, the K specialists (one per source, stacked) with their
+validation MSEs, and/or the multi-condition model. `train_model_set` trains them on a latent
+Cohort's train split, validating on its val split: per target, all specialists x seeds x
+learning rates in ONE vmapped population, then the best trial per source by the chosen
+criterion; the multi-condition model likewise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coherent_jax import checkpointing
+from coherent_jax.models.denoiser import Condition, Denoiser
+from coherent_jax.population import init_population, make_population, population_data, select
+from coherent_jax.schedules import Schedule, make_schedule
+from coherent_jax.train import CRITERIA, MemberData, TrainConfig, fit, make_member_data
+
+DENOISER_FIELDS = ("data_dim", "hidden_dim", "num_layers", "time_embed_dim", "cond_embed_dim",
+                   "norm")
+
+
+def denoiser_config(model: Denoiser) -> dict:
+    """The JSON-able architecture of a Denoiser."""
+    return {f: getattr(model, f) for f in DENOISER_FIELDS}
+
+
+def threshold_key(sampler: str, num_steps: int) -> str:
+    return f"{sampler}:{num_steps}"
+
+
+@dataclasses.dataclass
+class TargetModels:
+    """Trained denoisers of one target modality.
+
+    Attributes:
+        target: the generated modality.
+        sources: the conditioning modalities; specialist k conditions on sources[k], and the
+            multi-condition model takes them in this order.
+        model: the specialists' architecture.
+        specialists: their variables stacked [K, ...] (None if not trained).
+        val_mse: their validation sample MSE [K] (fusion weights softmax(1 / MSE)).
+        multi_model, multi: the multi-condition model's architecture and variables (or None).
+        unconditional: whether the specialists were trained with condition dropout (required
+            for product-of-experts fusion).
+        thresholds: calibrated rejection thresholds by 'sampler:steps'.
+    """
+
+    target: str
+    sources: tuple[str, ...]
+    model: Denoiser | None = None
+    specialists: Any = None
+    val_mse: np.ndarray | None = None
+    multi_model: Denoiser | None = None
+    multi: Any = None
+    unconditional: bool = False
+    thresholds: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class ModelSet:
+    """Everything imputation needs: the noise schedule and the models of each target."""
+
+    schedule_name: str
+    num_train_steps: int
+    targets: dict[str, TargetModels]
+
+    @property
+    def schedule(self) -> Schedule:
+        return make_schedule(self.schedule_name, self.num_train_steps)
+
+    def save(self, directory: str, metadata: dict | None = None) -> None:
+        """Writes arrays with Orbax and the architectures, sources, weights and thresholds as JSON."""
+        tree, meta = {}, {"schedule": self.schedule_name, "num_train_steps": self.num_train_steps,
+                          "targets": {}, **(metadata or {})}
+        for name, tm in self.targets.items():
+            tree[name] = {k: v for k, v in (("specialists", tm.specialists), ("multi", tm.multi))
+                          if v is not None}
+            meta["targets"][name] = {
+                "sources": list(tm.sources), "unconditional": tm.unconditional,
+                "thresholds": tm.thresholds,
+                "val_mse": None if tm.val_mse is None else np.asarray(tm.val_mse).tolist(),
+                "model": None if tm.model is None else denoiser_config(tm.model),
+                "multi_model": None if tm.multi_model is None else denoiser_config(tm.multi_model)}
+        checkpointing.save_tree(directory, tree, meta)
+
+    @classmethod
+    def load(cls, directory: str) -> "ModelSet":
+        """Reads what `save` wrote."""
+        tree, meta = checkpointing.restore_tree(directory)
+        targets = {}
+        for name, info in meta["targets"].items():
+            arrays = tree.get(name, {})
+            targets[name] = TargetModels(
+                target=name, sources=tuple(info["sources"]),
+                model=Denoiser(**info["model"]) if info["model"] else None,
+                specialists=arrays.get("specialists"),
+                val_mse=None if info["val_mse"] is None else np.asarray(info["val_mse"]),
+                multi_model=Denoiser(**info["multi_model"]) if info["multi_model"] else None,
+                multi=arrays.get("multi"), unconditional=info["unconditional"],
+                thresholds=info["thresholds"])
+        return cls(meta["schedule"], meta["num_train_steps"], targets)
+
+
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSetConfig:
+    """How the denoisers of every target are trained (defaults: the paper's architecture).
+
+    Attributes:
+        hidden_dim, num_layers, time_embed_dim, cond_embed_dim, norm: the Denoiser.
+        schedule, num_train_steps: the noise schedule.
+        batch_size, num_steps, eval_every, log_every: optimisation (steps, not epochs).
+        val_sampler, val_num_steps: sampler of the validation-by-sampling.
+        seeds, learning_rates: the population trained together per target (all combinations).
+        uncond_prob: specialists' condition dropout (enables product-of-experts fusion).
+        mask_drop_prob: the multi-condition model's extra random condition masking.
+        criterion: which of the paper's criteria selects the best trial and checkpoint.
+        specialists, multi: which model families to train.
+    """
+
+    hidden_dim: int = 512
+    num_layers: int = 4
+    time_embed_dim: int = 128
+    cond_embed_dim: int = 32
+    norm: str = "batch"
+    schedule: str = "linear"
+    num_train_steps: int = 1000
+    batch_size: int = 128
+    num_steps: int = 20_000
+    eval_every: int = 2_000
+    log_every: int = 200
+    val_sampler: str = "ddpm"
+    val_num_steps: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    learning_rates: tuple[float, ...] = (1e-3,)
+    uncond_prob: float = 0.1
+    mask_drop_prob: float = 0.3
+    criterion: str = "sample_mse"
+    specialists: bool = True
+    multi: bool = True
+
+    def denoiser(self, data_dim: int) -> Denoiser:
+        return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
+                        self.cond_embed_dim, self.norm)
+
+
+def cohort_fingerprint(cohort) -> str:
+    """A hash of a cohort's values, presence and split: ties checkpoints to their data."""
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256()
+    for m in cohort.modalities:
+        values, present = cohort.matrix(m)
+        digest.update(m.encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+        digest.update(present.tobytes())
+    digest.update("|".join(map(str, cohort.sample_ids)).encode())
+    digest.update("|".join(cohort.splits.fillna("").astype(str)).encode())
+    return digest.hexdigest()[:16]
+
+
+def _member_data(cohort, target: str, sources: Sequence[str]) -> tuple[MemberData, MemberData]:
+    """Specialist data (one member per source) and multi-condition data (one member)."""
+    x, x_present = cohort.matrix(target)
+    mats = [cohort.matrix(s) for s in sources]
+    specialists = [Condition.of(jnp.asarray(v), mask=p[:, None]) for v, p in mats]
+    multi = Condition.of(*[jnp.asarray(v) for v, _ in mats],
+                         mask=np.stack([p for _, p in mats], axis=1))
+    return (make_member_data(x, x_present, specialists),
+            make_member_data(x, x_present, [multi]))
+
+
+def _fit_family(model, schedule, num_members, cond_dims, train, val, config, train_config, key,
+                checkpoint_dir, identity, log_fn, batch_sharding):
+    """Trains one model family as a population and selects the best trial per member."""
+    population = make_population(num_members, config.seeds, config.learning_rates)
+    state = init_population(model, schedule, population, cond_dims=cond_dims, config=train_config)
+    checkpoints = (checkpointing.TrainCheckpoints(checkpoint_dir, identity)
+                   if checkpoint_dir is not None else None)
+    try:
+        result = fit(state, population_data(train, population), population_data(val, population),
+                     key, num_steps=config.num_steps, eval_every=config.eval_every,
+                     log_every=config.log_every, val_sampler=config.val_sampler,
+                     val_num_steps=config.val_num_steps, log_fn=log_fn, checkpoints=checkpoints,
+                     batch_sharding=batch_sharding)
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
+    chosen = select(result, population, config.criterion)
+    val_mse = result.best_scores["sample_mse"][chosen.trial]
+    return chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial]
+
+
+def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
+                 workdir: str | None = None, log_fn: Callable[[dict], None] | None = None,
+                 batch_sharding: Any = None) -> tuple[TargetModels, dict]:
+    """Trains the specialists and/or multi-condition model of one target.
+
+    Args:
+        cohort: a latent Cohort with 'train' and 'val' splits; all other modalities are sources.
+        target: the modality to generate.
+        config: the training configuration.
+        key: the target's key.
+        workdir: optional folder for resumable checkpoints (checkpoints/<target>/<family>).
+        log_fn: receives each history record, tagged with target and family.
+        batch_sharding: optional `parallel.member_batch_sharding(mesh)`.
+
+    Returns:
+        (TargetModels, report) where report has each family's chosen trials and history.
+    """
+    if config.criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {config.criterion!r}; choose one of {CRITERIA}.")
+    if target not in cohort.modalities:
+        raise ValueError(f"unknown target {target!r}; the cohort has {list(cohort.modalities)}.")
+    sources = tuple(m for m in cohort.modalities if m != target)
+    if not sources:
+        raise ValueError("a target needs at least one other modality to condition on.")
+    train_cohort, val_cohort = cohort.split("train"), cohort.split("val")
+    (spec_train, multi_train), (spec_val, multi_val) = (
+        _member_data(train_cohort, target, sources), _member_data(val_cohort, target, sources))
+    widths = cohort.widths()
+    model = config.denoiser(widths[target])
+    schedule = make_schedule(config.schedule, config.num_train_steps)
+    identity = {"config": dataclasses.asdict(config), "data_fingerprint": cohort_fingerprint(cohort),
+                "target": target}
+    out = TargetModels(target=target, sources=sources, unconditional=config.uncond_prob > 0)
+    report = {}
+    families = [("specialists", config.specialists), ("multi", config.multi)]
+    for index, (family, wanted) in enumerate(families):
+        if not wanted:
+            continue
+        tag = (lambda rec, fam=family: log_fn({"target": target, "family": fam, **rec})
+               ) if log_fn else None
+        if family == "specialists":
+            cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob)
+            args = (len(sources), [widths[sources[0]]], spec_train, spec_val)
+            if len({widths[s] for s in sources}) != 1:
+                raise ValueError(f"specialists of {target!r} need sources of one width, got "
+                                 f"{ {s: widths[s] for s in sources} }; encode every modality "
+                                 "to the same latent width.")
+        else:
+            cfg = TrainConfig(batch_size=config.batch_size, mask_drop_prob=config.mask_drop_prob)
+            args = (1, [widths[s] for s in sources], multi_train, multi_val)
+        variables, val_mse, result, trials = _fit_family(
+            model, schedule, *args, config, cfg, jax.random.fold_in(key, index),
+            None if workdir is None else os.path.join(workdir, "checkpoints", target, family),
+            {**identity, "family": family}, tag, batch_sharding)
+        report[family] = {"chosen": trials, "val_mse": np.asarray(val_mse).tolist(),
+                          "history": result.history}
+        if family == "specialists":
+            out.model, out.specialists, out.val_mse = model, variables, np.asarray(val_mse)
+        else:
+            out.multi_model = model
+            out.multi = jax.tree.map(lambda a: a[0], variables)
+    return out, report
+
+
+def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
+                    targets: Sequence[str] | None = None, workdir: str | None = None,
+                    log_fn: Callable[[dict], None] | None = None,
+                    batch_sharding: Any = None) -> tuple[ModelSet, dict]:
+    """Trains the models of every target (default: every modality) of a latent cohort."""
+    targets = tuple(targets or cohort.modalities)
+    unknown = [t for t in targets if t not in cohort.modalities]
+    if unknown:
+        raise ValueError(f"unknown target(s) {unknown}; the cohort has {list(cohort.modalities)}.")
+    key = jax.random.key(seed)
+    models, reports = {}, {}
+    for target in targets:  # a target's key depends on its modality, not on the targets asked
+        models[target], reports[target] = train_target(
+            cohort, target, config, jax.random.fold_in(key, cohort.modalities.index(target)),
+            workdir=workdir, log_fn=log_fn, batch_sharding=batch_sharding)
+    return ModelSet(config.schedule, config.num_train_steps, models), reports
