@@ -128,7 +128,7 @@ def _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll, corr
     def body(x, inputs):
         t, tp, k = inputs
         eps, aux = eps_fn(x, jnp.full((shape[0],), t, jnp.int32))
-        noise_key, corrector_key = jax.random.split(k)
+        noise_key, corrector_key = jax.random.split(k) if corrector_steps else (k, None)
         noise = jax.random.normal(noise_key, shape, jnp.float32)
         if sampler == "ddpm":
             x = ddpm_step(schedule, x, eps, t, noise)
