@@ -276,3 +276,46 @@ def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
         tm.thresholds[threshold_key(sampler, steps)] = value
         found[target] = value
     return found
+
+
+def write_imputation(result: Imputation, folder: str, metadata: dict | None = None,
+                     interval: float = 0.9) -> str:
+    """Writes an Imputation as tables, all indexed by sample_id; returns the folder.
+
+    Per modality m: m_latent_draws.csv (sample_id, draw, latents), m_latent_{mean,std,lower,
+    upper}.csv, and when decoded m_features_draws.csv.gz and m_features_{mean,...}.csv
+    (Parquet copies of the draws when pyarrow is installed); imputed.csv (which entries were
+    generated), diagnostics.csv and summary.json (metadata, counts, acceptance, versions).
+    The folder is written beside and renamed into place, so it is never half-written.
+    """
+    import importlib.util  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    from coherent_jax import metrics_io  # noqa: PLC0415
+
+    parquet = importlib.util.find_spec("pyarrow") is not None
+    tmp = f"{folder.rstrip('/')}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    spaces = [("latent", result.draws)] + ([("features", result.features)]
+                                          if result.features is not None else [])
+    for space, tables in spaces:
+        for m, draws in tables.items():
+            suffix = ".csv.gz" if space == "features" else ".csv"
+            draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws{suffix}"))
+            if parquet:
+                draws.to_parquet(os.path.join(tmp, f"{m}_{space}_draws.parquet"))
+            for stat, table in summarize(draws, interval).items():
+                table.to_csv(os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
+    result.imputed.to_csv(os.path.join(tmp, "imputed.csv"))
+    result.diagnostics.to_csv(os.path.join(tmp, "diagnostics.csv"), index=False)
+    summary = {"metadata": metadata or {}, "num_patients": int(len(result.imputed)),
+               "num_samples": result.num_samples, "interval": interval,
+               "generated_entries": {m: int(v) for m, v in result.imputed.sum().items()},
+               "diagnostics": result.diagnostics.to_dict(orient="records"),
+               "versions": metrics_io.versions()}
+    metrics_io.write_json(os.path.join(tmp, "summary.json"), summary)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder

@@ -48,12 +48,13 @@ def write_json(path: str, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def write_run_info(workdir: str, config: dict, seed: int, name: str = "config.json") -> str:
-    """Records config, seed and library versions in `workdir/name`; returns the path."""
+def write_run_info(workdir: str, config: dict, seed: int, name: str = "config.json",
+                   extra: dict | None = None) -> str:
+    """Records config, seed, library versions and `extra` in `workdir/name`; returns the path."""
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, name)
     write_json(path, {"config": config, "seed": seed, "versions": versions(),
-                      "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                      "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})})
     return path
 
 
@@ -77,14 +78,17 @@ def read_metrics(path: str) -> pd.DataFrame:
 class Progress:
     """Prints 'label: step s/total (p%), r steps/s, ETA' at most every `every_seconds`."""
 
-    def __init__(self, total: int, label: str = "train", every_seconds: float = 10.0,
-                 start_step: int = 0):
+    def __init__(self, total: int, label: str = "train", every_seconds: float = 10.0):
         self.total, self.label, self.every = total, label, every_seconds
-        self.start_step, self.start = start_step, time.perf_counter()
+        self.start_step = self.start = None
         self.last = -float("inf")
 
     def update(self, step: int) -> str | None:
+        """Records `step`; the first call only sets the baseline the rate is measured from."""
         now = time.perf_counter()
+        if self.start is None:
+            self.start_step, self.start, self.last = step, now, now
+            return None
         if now - self.last < self.every and step < self.total:
             return None
         self.last = now

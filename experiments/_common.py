@@ -1,0 +1,97 @@
+"""Shared plumbing of the experiment scripts: flags, ConfigDict -> library configs, setup."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from coherent_jax import encoders, parallel, pipeline  # noqa: E402
+from coherent_jax.latent import LatentConfig  # noqa: E402
+from coherent_jax.model_set import ModelSetConfig, cohort_fingerprint  # noqa: E402
+from coherent_jax.models.autoencoder import default_config  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(config_required: bool = True) -> None:
+    """--config=experiments/configs/x.py (with --config.a.b=v overrides) and --workdir."""
+    config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.",
+                                    lock_config=True)
+    flags.DEFINE_string("workdir", None, "Work directory of the run (created when absent).")
+    if config_required:
+        flags.mark_flags_as_required(["config", "workdir"])
+
+
+def data_config(c) -> pipeline.DataConfig:
+    return pipeline.from_mapping(pipeline.DataConfig, c.data)
+
+
+def model_config(c) -> ModelSetConfig:
+    values = dict(c.denoisers)
+    values.pop("targets", None)
+    values["val_num_steps"] = values.get("val_num_steps") or None
+    return pipeline.from_mapping(ModelSetConfig, values)
+
+
+def impute_config(c) -> pipeline.ImputeConfig:
+    return pipeline.from_mapping(pipeline.ImputeConfig, c.impute)
+
+
+def targets(c) -> tuple[str, ...] | None:
+    names = tuple(t.strip() for t in c.denoisers.targets.split(",") if t.strip())
+    return names or None
+
+
+def latent_config(c, cohort) -> LatentConfig:
+    """The latent space config; autoencoder epochs and patience apply to every modality."""
+    lc = c.latent
+    kinds = dict(lc.kinds)
+    autoencoders = {}
+    for m, width in cohort.widths().items():
+        kind = kinds.get(m, encoders.default_kind(m, width, lc.latent_dim))
+        if kind == "autoencoder":
+            autoencoders[m] = default_config(m, width, latent_dim=lc.latent_dim, seed=lc.seed,
+                                             max_epochs=lc.max_epochs, patience=lc.patience)
+    return LatentConfig(latent_dim=lc.latent_dim, kinds=kinds, autoencoders=autoencoders,
+                        stop_on=lc.stop_on, holdout_fraction=lc.holdout_fraction, seed=lc.seed)
+
+
+def batch_sharding(c):
+    """Data-parallel batch sharding over the requested devices (None on one device)."""
+    parallel.initialize_distributed(c.parallel.distributed)
+    mesh = parallel.make_mesh(c.parallel.num_devices or None)
+    if mesh.devices.size == 1:
+        return None
+    parallel.check_batch_size(c.denoisers.batch_size, mesh)
+    return parallel.member_batch_sharding(mesh)
+
+
+def setup(c, workdir: str):
+    """Loads and preprocesses the configured cohort and claims the work directory.
+
+    Returns:
+        (feature cohort, its fingerprint).
+    """
+    cohort, _ = pipeline.load_cohort(data_config(c))
+    fingerprint = cohort_fingerprint(cohort)
+    pipeline.claim_workdir(workdir, pipeline.as_jsonable(c), c.seed, fingerprint)
+    print(f"cohort {cohort.name}: {cohort.num_samples} patients, widths {cohort.widths()}; "
+          f"splits {cohort.splits.value_counts().to_dict()}", flush=True)
+    print(pipeline.describe_patterns(cohort.split("train")), flush=True)
+    return cohort, fingerprint
+
+
+def latent_cohort(c, workdir: str, cohort):
+    """The fitted latent space of the work directory and the cohort encoded with it."""
+    space = pipeline.stage_latents(workdir, cohort, latent_config(c, cohort))
+    return space, space.encode(cohort)
+
+
+def dataclass_dict(value) -> dict:
+    return dataclasses.asdict(value)

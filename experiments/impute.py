@@ -1,0 +1,72 @@
+r"""Imputes missing modalities with a trained work directory.
+
+    # the configured split (test) of the training cohort:
+    python experiments/impute.py --workdir=/tmp/run --out=/tmp/run/imputation
+    # your own patients: a folder of per-modality CSV files (same feature names as training):
+    python experiments/impute.py --workdir=/tmp/run --input=my_cohort/ --out=/tmp/filled
+
+Reads the run's config from workdir/config.json; --impute.* flags override the imputation
+settings. Writes per-modality CSV (+ Parquet with pyarrow) and summary.json to --out.
+"""
+
+import dataclasses
+import json
+import os
+
+from absl import app, flags
+
+import _common  # noqa: F401 - puts the repository on sys.path
+from coherent_jax import pipeline
+from coherent_jax.data import load_csv_folder
+from coherent_jax.impute import impute, write_imputation
+from coherent_jax.latent import LatentSpace
+from coherent_jax.model_set import ModelSet
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "A trained work directory.", required=True)
+flags.DEFINE_string("out", None, "Output folder.", required=True)
+flags.DEFINE_string("input", None, "Folder of per-modality CSV files (default: the run's split).")
+flags.DEFINE_string("method", None, "Override: coherent, product, multi or single.")
+flags.DEFINE_integer("num_samples", None, "Override: draws per patient.")
+flags.DEFINE_integer("seed", None, "Override: sampling seed.")
+
+
+def main(argv):
+    del argv
+    path = os.path.join(FLAGS.workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: --workdir must be a trained run "
+                                "(experiments/run_pipeline.py or train_denoisers.py).")
+    with open(path) as f:
+        run = json.load(f)
+    config = run["config"]
+    data = pipeline.from_mapping(pipeline.DataConfig, config["data"])
+    settings = pipeline.from_mapping(pipeline.ImputeConfig, config["impute"])
+    overrides = {k: v for k, v in (("method", FLAGS.method), ("num_samples", FLAGS.num_samples))
+                 if v is not None}
+    settings = dataclasses.replace(settings, **overrides)
+    seed = run["seed"] if FLAGS.seed is None else FLAGS.seed
+    cohort, prep = pipeline.load_cohort(data)
+    space = LatentSpace.restore(os.path.join(FLAGS.workdir, "latent_space"))
+    models = ModelSet.load(os.path.join(FLAGS.workdir, "models"))
+    if FLAGS.input:
+        features = prep.transform(load_csv_folder(FLAGS.input))
+    else:
+        features = cohort.split(settings.split)
+    latents = space.encode(features)
+    result = impute(latents, models, method=settings.method, num_samples=settings.num_samples,
+                    seed=seed, sampler=settings.sampler, num_steps=settings.num_steps or None,
+                    cascade=settings.cascade, num_candidates=settings.num_candidates,
+                    max_bad_fraction=settings.max_bad_fraction,
+                    corrector_steps=settings.corrector_steps,
+                    allow_unconditional=settings.allow_unconditional, latent_space=space,
+                    feature_cohort=features)
+    write_imputation(result, FLAGS.out, {"impute": dataclasses.asdict(settings), "seed": seed,
+                                         "workdir": os.path.abspath(FLAGS.workdir),
+                                         "input": FLAGS.input})
+    print(result.diagnostics.to_string(index=False))
+    print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,233 @@
+"""Latent space: autoencoder widths and early stopping, PCA / identity encoders, LatentSpace
+fit on train only, encode/decode, save/restore, quality table, bad inputs."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from coherent_jax import checkpointing, encoders
+from coherent_jax.data import Cohort, DataError
+from coherent_jax.latent import (LatentConfig, LatentSpace, quality_table, reconstruction_scores,
+                                 save_quality_table)
+from coherent_jax.models import autoencoder as ae
+
+K = 4  # latent width of the tiny spaces
+# Small, fast autoencoder training for the tiny cohort.
+TINY_AE = ae.AutoencoderConfig(latent_dim=K, num_layers=2, learning_rate=1e-2, batch_size=16,
+                               patience=10, max_epochs=150, seed=0)
+CONFIG = LatentConfig(latent_dim=K, kinds={"mirna": "pca"}, autoencoders={"rna": TINY_AE})
+
+
+def _low_rank_cohort(seed=0, n=140, rank=3, poison=None):
+    """rna [24] and mirna [12] of rank 3 (plus tiny noise), idf [K] (identity); 100 train (a few
+    lacking rna), 20 val, 20 test. `poison` adds a huge value to every val/test cell."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, rank))
+    ids = [f"p{i:03d}" for i in range(n)]
+    tables = {}
+    for name, width in (("rna", 24), ("mirna", 12), ("idf", K)):
+        values = z @ rng.standard_normal((rank, width)) + 0.01 * rng.standard_normal((n, width))
+        if poison is not None:
+            values[100:] += poison
+        tables[name] = pd.DataFrame(values.astype(np.float32), index=ids,
+                                    columns=[f"{name}_f{j}" for j in range(width)])
+    tables["rna"] = tables["rna"].drop(index=ids[:5])  # train samples without rna
+    splits = {s: "train" if i < 100 else "val" if i < 120 else "test" for i, s in enumerate(ids)}
+    return Cohort.from_tables(tables, splits=splits, name="low-rank")
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return _low_rank_cohort()
+
+
+@pytest.fixture(scope="module")
+def space(cohort):
+    return LatentSpace.fit(cohort, CONFIG)
+
+
+def test_hidden_widths_and_defaults():
+    assert ae.hidden_widths(2284, 32, 3, 1.0) == (550, 132, 32)
+    assert ae.hidden_widths(480, 32, 2, 1.0) == (123, 32)
+    assert ae.hidden_widths(20000, 32, 2, 3.0) == (120, 32)  # s=3 shrinks fast early
+    assert ae.hidden_widths(20000, 32, 2, 1.0) == (800, 32)
+    assert ae.hidden_widths(20, 32, 2, 1.0) == (32, 32)  # never narrower than the latent
+    layers = lambda m, d: (ae.default_config(m, d).num_layers, ae.default_config(m, d).shrink)
+    assert layers("rna", 16000) == (3, 1.0) and layers("RPPA", 480) == (2, 1.0)
+    assert layers("cnv", 20000) == (2, 3.0) and layers("meth", 2102) == (3, 1.0)
+    assert layers("mirna", 472) == (2, 1.0)
+    assert layers("atac", 5000) == (3, 1.0) and layers("atac", 300) == (2, 1.0)
+    assert ae.default_config("rna", 100, latent_dim=8).latent_dim == 8
+    model = ae.Autoencoder.from_config(2284, ae.default_config("rna", 2284))
+    assert ae.describe(model) == (2284, 550, 132, 32, 32)
+    assert encoders.default_kind("wsi", 768, 32) == "pca"
+    assert encoders.default_kind("rna", 32, 32) == "identity"
+    assert encoders.default_kind("rna", 900, 32) == "autoencoder"
+
+
+def test_early_stopping_restores_the_best_epoch():
+    # 12 rows of pure noise and a wide code: the autoencoder memorises them, so the MSE on
+    # fresh noise falls, then rises; training stops `patience` epochs after the best one.
+    rng = np.random.default_rng(0)
+    train_x = rng.standard_normal((12, 16)).astype(np.float32)
+    stop_x = rng.standard_normal((40, 16)).astype(np.float32)
+    config = ae.AutoencoderConfig(latent_dim=8, num_layers=1, learning_rate=3e-2, batch_size=4,
+                                  patience=3, max_epochs=200, seed=0)
+    fit = ae.fit_autoencoder(train_x, stop_x, config)
+    mses = [h["stop_mse"] for h in fit.history]
+    assert fit.epochs < config.max_epochs  # it stopped early
+    assert fit.best_epoch == int(np.argmin(mses)) + 1
+    assert fit.epochs == fit.best_epoch + config.patience
+    assert mses[-1] > fit.best_mse
+    restored = float(ae.reconstruction_mse(fit.model, fit.variables, stop_x))
+    assert restored == pytest.approx(fit.best_mse, rel=1e-6)
+    compiled = ae.train_epoch._cache_size()
+    again = ae.fit_autoencoder(train_x, stop_x, config)  # same seed, same result
+    assert ae.train_epoch._cache_size() == compiled  # and no recompilation
+    assert again.history == fit.history
+    for a, b in zip(jax.tree.leaves(fit.variables), jax.tree.leaves(again.variables)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(FloatingPointError, match="lower learning_rate"):
+        ae.fit_autoencoder(np.full_like(train_x, 1e30), stop_x, config)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ae.fit_autoencoder(np.full_like(train_x, np.nan), stop_x, config)
+
+
+def test_shapes_names_and_missing_rows(cohort, space):
+    assert space.kinds() == {"rna": "autoencoder", "mirna": "pca", "idf": "identity"}
+    latent = space.encode(cohort)
+    assert latent.sample_ids.equals(cohort.sample_ids)
+    assert latent.widths() == {"rna": K, "mirna": K, "idf": K}
+    assert list(latent.tables["rna"].columns) == [f"rna_z{j}" for j in range(K)]
+    pd.testing.assert_frame_equal(latent.presence, cohort.presence)
+    pd.testing.assert_series_equal(latent.splits, cohort.splits)
+    pd.testing.assert_frame_equal(latent.labels, cohort.labels)
+    for m in latent.modalities:  # z-scored on the train rows that have the modality
+        values, present = latent.split("train").matrix(m)
+        np.testing.assert_allclose(values[present].mean(0), 0, atol=1e-4)
+        np.testing.assert_allclose(values[present].std(0), 1, atol=1e-3)
+    decoded = space.decode("rna", latent.tables["rna"].dropna())
+    assert list(decoded.columns) == cohort.feature_names["rna"]
+    assert decoded.index.equals(cohort.sample_ids[cohort.presence["rna"].to_numpy()])
+    draws = latent.tables["mirna"].iloc[:3]
+    draws.index = pd.MultiIndex.from_product([draws.index, [0]], names=["sample_id", "draw"])
+    assert space.decode("mirna", draws).index.equals(draws.index)  # any index is kept
+    assert space.decode("mirna", draws.to_numpy()).shape == (3, 12)
+
+
+def test_decode_encode_is_close_on_low_rank_data(cohort, space):
+    table = quality_table(space, cohort)
+    assert list(table[["modality", "split"]].itertuples(index=False, name=None)) == [
+        (m, s) for m in ("rna", "mirna", "idf") for s in ("val", "test")]
+    assert (table["samples"] == 20).all()
+    by = table.set_index(["modality", "split"])
+    assert by.loc[("mirna", "test"), "r2_overall"] > 0.999  # rank 3 < K: PCA is exact
+    assert by.loc[("idf", "test"), "mse"] < 1e-10
+    assert by.loc[("rna", "test"), "r2_overall"] > 0.9
+    assert by.loc[("rna", "test"), "r2_q25"] > 0.8
+    test = cohort.split("test")
+    x = test.tables["rna"].to_numpy()
+    x_hat = space.decode("rna", space.encode(test).tables["rna"]).to_numpy()
+    assert np.mean((x - x_hat) ** 2) == pytest.approx(by.loc[("rna", "test"), "mse"], rel=1e-4)
+
+
+def test_reconstruction_scores_definitions():
+    x = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]])
+    x_hat = np.array([[1.0, 1.0], [2.0, 1.0], [3.0, 2.0]])
+    scores = reconstruction_scores(x, x_hat)
+    assert scores["r2_features"][0] == pytest.approx(1 - 2 / 8)
+    assert np.isnan(scores["r2_features"][1])  # constant feature: R2 undefined
+    assert scores["r2_overall"] == pytest.approx(1 - 3 / 8)
+    assert scores["mse"] == pytest.approx(3 / 6)
+
+
+def test_quality_table_files(cohort, space, tmp_path):
+    table = quality_table(space, cohort, splits=("test",))
+    csv_path, json_path = save_quality_table(table, str(tmp_path))
+    pd.testing.assert_frame_equal(pd.read_csv(csv_path), table, check_dtype=False)
+    with open(json_path) as f:
+        assert [r["modality"] for r in json.load(f)] == ["rna", "mirna", "idf"]
+
+
+def test_save_restore_round_trip(cohort, space, tmp_path):
+    space.save(str(tmp_path / "latent"))
+    back = LatentSpace.restore(str(tmp_path / "latent"))
+    assert back.config == space.config
+    assert back.kinds() == space.kinds() and back.feature_names == space.feature_names
+    a, b = space.encode(cohort), back.encode(cohort)
+    for m in cohort.modalities:
+        pd.testing.assert_frame_equal(a.tables[m], b.tables[m], check_exact=True)
+        rows = a.tables[m].dropna()
+        pd.testing.assert_frame_equal(space.decode(m, rows), back.decode(m, rows),
+                                      check_exact=True)
+    assert back.summary()["rna"]["best_epoch"] == space.summary()["rna"]["best_epoch"]
+
+
+def test_fit_never_reads_val_or_test_rows(cohort, space):
+    poisoned = _low_rank_cohort(poison=1e6)
+    other = LatentSpace.fit(poisoned, CONFIG)
+    for m in cohort.modalities:
+        np.testing.assert_array_equal(space.z_mean[m], other.z_mean[m])
+        np.testing.assert_array_equal(space.z_std[m], other.z_std[m])
+    train = cohort.split("train")
+    a, b = space.encode(train), other.encode(train)
+    for m in cohort.modalities:
+        pd.testing.assert_frame_equal(a.tables[m], b.tables[m], check_exact=True)
+    # while moving train rows does move the fit
+    noise = np.random.default_rng(5).standard_normal(cohort.tables["mirna"].shape)
+    moved = cohort.replace(tables={**cohort.tables, "mirna": (cohort.tables["mirna"] + noise * (
+        cohort.splits == "train").to_numpy()[:, None]).astype(np.float32)})
+    pca_only = dataclasses.replace(CONFIG, kinds={"rna": "pca", "mirna": "pca"})
+    assert not np.allclose(LatentSpace.fit(moved, pca_only).z_std["mirna"], space.z_std["mirna"])
+
+
+def test_encoders_roundtrip_without_latent_space():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((50, 2)) @ rng.standard_normal((2, 6)) + 3).astype(np.float32)
+    pca = encoders.PCAEncoder.fit(x, 2)
+    np.testing.assert_allclose(pca.decode(pca.encode(x)), x, atol=1e-4)
+    assert pca.explained_variance_ratio.sum() == pytest.approx(1.0, abs=1e-5)
+    rebuilt = encoders.rebuild("pca", pca.spec(), pca.arrays())
+    np.testing.assert_array_equal(rebuilt.encode(x), pca.encode(x))
+    with pytest.raises(ValueError, match="needs more than 8 rows"):
+        encoders.PCAEncoder.fit(x[:8], 8)
+
+
+def test_bad_inputs(cohort, space):
+    latent = space.encode(cohort).tables["rna"].dropna()
+    with pytest.raises(KeyError, match="unknown modality 'rppa'"):
+        space.decode("rppa", latent)
+    with pytest.raises(ValueError, match=r"must be \[N, 4\], got shape \(3, 5\)"):
+        space.decode("rna", np.zeros((3, K + 1)))
+    nan_rows = latent.copy()
+    nan_rows.iloc[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf in 1 row.*dropna"):
+        space.decode("rna", nan_rows)
+    with pytest.raises(ValueError, match="latents of 'rna', not of 'mirna'"):
+        space.decode("mirna", latent)
+    narrow = cohort.replace(tables={**cohort.tables, "rna": cohort.tables["rna"].iloc[:, :-1]})
+    with pytest.raises(DataError, match="23 features.*fitted on 24.*missing 'rna_f23'"):
+        space.encode(narrow)
+    extra = Cohort.from_tables({**cohort.tables, "rppa": cohort.tables["idf"]},
+                               splits=cohort.splits)
+    with pytest.raises(KeyError, match="unknown modality 'rppa'"):
+        space.encode(extra)
+    with pytest.raises(ValueError, match="identity encoder needs exactly latent_dim=4"):
+        LatentSpace.fit(cohort, LatentConfig(latent_dim=K, kinds={"rna": "identity"}))
+    with pytest.raises(ValueError, match="encoder kind for 'rna' is 'vae'"):
+        LatentConfig(kinds={"rna": "vae"})
+    with pytest.raises(ValueError, match="latent_dim 4, the space 32"):
+        LatentConfig(autoencoders={"rna": TINY_AE})
+    with pytest.raises(DataError, match="paper_split"):
+        LatentSpace.fit(Cohort.from_tables(cohort.tables), CONFIG)
+
+
+
+def test_restore_rejects_other_trees(tmp_path):
+    checkpointing.save_tree(str(tmp_path), {"a": np.zeros(2)}, {"format": "other"})
+    with pytest.raises(ValueError, match="holds no LatentSpace"):
+        LatentSpace.restore(str(tmp_path))
