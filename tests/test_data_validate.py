@@ -74,7 +74,7 @@ def test_labels_for_unknown_samples(folder):
 
 def test_incomplete_sample_in_test_split(folder):
     _write(folder, "clinical.csv", "sample_id,split\nA,train\nB,val\nC,test\n")
-    with pytest.raises(DataError, match=r"split 'test'.*'C' lacks modality 'rppa'.*move them"):
+    with pytest.raises(DataError, match=r"split 'test' has 1 sample.*none is complete.*'C' lacks modality 'rppa'"):
         load_csv_folder(folder)
 
 

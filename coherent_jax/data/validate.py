@@ -118,7 +118,10 @@ def check_labels(labels: pd.DataFrame, sample_ids: pd.Index, source: str | None 
 
 
 def check_split(split: pd.Series, presence: pd.DataFrame) -> None:
-    """Fails on unknown split names or on incomplete samples in val/test.
+    """Fails on unknown split names, or on a val/test split without any complete sample.
+
+    Val and test may hold incomplete samples (patients to impute); evaluations score the
+    complete ones, so a non-empty val or test split needs at least one.
 
     Args:
         split: [N] 'train' / 'val' / 'test' or missing (unassigned), indexed by sample ID.
@@ -131,11 +134,11 @@ def check_split(split: pd.Series, presence: pd.DataFrame) -> None:
     complete = presence.all(axis=1)
     for name in ("val", "test"):
         members = split.index[split.isin([name]).to_numpy()]
-        partial = members[~complete.loc[members].to_numpy()]
-        if len(partial):
-            sample = partial[0]
+        if len(members) and not complete.loc[members].any():
+            sample = members[0]
             lacks = [m for m in presence.columns if not presence.at[sample, m]]
             raise DataError(
-                f"split {name!r} holds {len(partial)} incomplete sample(s), e.g. {str(sample)!r} "
-                f"lacks modality {lacks[0]!r}. Validation and test samples must have every "
-                "modality (they are the ground truth of every evaluation); move them to train.")
+                f"split {name!r} has {len(members)} sample(s) and none is complete, e.g. "
+                f"{str(sample)!r} lacks modality {lacks[0]!r}. Validation and test need complete "
+                "samples (the ground truth of every evaluation); assign some complete samples to "
+                f"{name!r} or use paper_split.")
