@@ -1,0 +1,144 @@
+"""Reconstruction of held-out modalities: MSE, R^2, cosine distance, interval coverage, CRPS.
+
+One R^2 everywhere (the paper's code mixed two):
+
+    R^2 = 1 - SS_res / SS_tot,  SS_res = sum_i (y_ij - p_ij)^2,  SS_tot = sum_i (y_ij - mean_i y_ij)^2
+
+with SS_tot taken around each feature's mean of the REAL values over the evaluated samples.
+`r2` pools the sums over features (1 - sum_j SS_res_j / sum_j SS_tot_j); `r2_feature_median`
+is the median over features of the per-feature R^2 (constant features are skipped). Within a
+group (cancer type), the means are that group's means, so group R^2 measures what the method
+explains beyond the group's average.
+
+Draws [K, N, D] are scored two ways: `*_single` is the metric of one draw, averaged over the K
+draws; `*_mean` is the metric of the mean of the K draws. A perfect posterior sampler has about
+twice the MSE of the posterior mean, so both are reported. `coverage` is the share of entries
+inside the central `level` interval of the draws; `crps` the empirical CRPS (see `crps`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from coherent_jax.evaluate.align import paired
+
+
+def mse(real: np.ndarray, pred: np.ndarray) -> float:
+    """Mean squared error over all entries of real [N, D] and pred [N, D]."""
+    return float(np.mean((real - pred) ** 2))
+
+
+def r2(real: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """(pooled R^2, median per-feature R^2) of pred [N, D] for real [N, D]; see module doc."""
+    ss_res = np.sum((real - pred) ** 2, axis=0)  # [D]
+    ss_tot = np.sum((real - real.mean(axis=0)) ** 2, axis=0)  # [D]
+    pooled = 1.0 - ss_res.sum() / ss_tot.sum() if ss_tot.sum() > 0 else np.nan
+    varying = ss_tot > 0
+    per_feature = 1.0 - ss_res[varying] / ss_tot[varying]
+    return float(pooled), float(np.median(per_feature)) if per_feature.size else np.nan
+
+
+def cosine_distance(real: np.ndarray, pred: np.ndarray) -> float:
+    """Mean over samples of 1 - cos(real_i, pred_i); rows of norm 0 count as distance 1."""
+    dot = np.sum(real * pred, axis=1)
+    norms = np.linalg.norm(real, axis=1) * np.linalg.norm(pred, axis=1)
+    cos = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)
+    return float(np.mean(1.0 - cos))
+
+
+def crps(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Empirical CRPS per entry of K draws [K, N, D] for real [N, D]: [N, D].
+
+    CRPS(F, y) = E|X - y| - 0.5 E|X - X'| with F the empirical distribution of the K draws
+    (the 'energy form' with the V-statistic 1/K^2 for the second term). It is the exact CRPS of
+    the draws' empirical distribution: 0 for K copies of the truth, the absolute error for
+    K = 1. The pairwise term is computed from sorted draws in O(K log K):
+    sum_{k,l} |x_k - x_l| = 2 sum_i (2i - K + 1) x_(i) for the draws sorted ascending, i from 0.
+    """
+    k = draws.shape[0]
+    spread = np.mean(np.abs(draws - real[None]), axis=0)  # [N, D]
+    ordered = np.sort(draws, axis=0)
+    weights = (2 * np.arange(k) - k + 1).reshape(-1, 1, 1)
+    pairwise = 2 * np.sum(weights * ordered, axis=0) / k**2  # [N, D] = mean |x_k - x_l|
+    return spread - 0.5 * pairwise
+
+
+def interval_coverage(real: np.ndarray, draws: np.ndarray, level: float = 0.9) -> float:
+    """Share of entries of real [N, D] inside the central `level` interval of draws [K, N, D]."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}.")
+    tail = (1 - level) / 2
+    lower, upper = np.quantile(draws, [tail, 1 - tail], axis=0)
+    return float(np.mean((real >= lower) & (real <= upper)))
+
+
+def _scores(real: np.ndarray, draws: np.ndarray, level: float) -> dict:
+    single = [(mse(real, d), *r2(real, d), cosine_distance(real, d)) for d in draws]
+    single = np.mean(np.asarray(single), axis=0)
+    mean = draws.mean(axis=0)
+    return {"n": real.shape[0], "k": draws.shape[0],
+            "mse_single": single[0], "mse_mean": mse(real, mean),
+            "r2_single": single[1], "r2_mean": r2(real, mean)[0],
+            "r2_feature_median_single": single[2], "r2_feature_median_mean": r2(real, mean)[1],
+            "cosine_single": single[3], "cosine_mean": cosine_distance(real, mean),
+            "coverage": interval_coverage(real, draws, level),
+            "crps": float(np.mean(crps(real, draws)))}
+
+
+def reconstruction_metrics(real, draws, groups=None, level: float = 0.9,
+                           min_group_size: int = 2) -> pd.DataFrame:
+    """All reconstruction metrics, overall and per group.
+
+    Args:
+        real: [N, D] true values (array, or DataFrame indexed by sample_id).
+        draws: [K, N, D] or [N, D] predictions (array), or a DataFrame indexed by sample_id
+            (one prediction) or by (sample_id, draw) as `Imputation.draws[m]`; DataFrames are
+            joined to `real` by sample ID.
+        groups: optional [N] group labels (array, or Series indexed by sample_id), e.g. cancer
+            type.
+        level: central interval level for `coverage`.
+        min_group_size: groups with fewer samples are left out (R^2 needs >= 2).
+
+    Returns:
+        DataFrame indexed by group ('all' first), columns n, k, mse_single, mse_mean, r2_single,
+        r2_mean, r2_feature_median_single, r2_feature_median_mean, cosine_single, cosine_mean,
+        coverage, crps. For K = 1, *_single equals *_mean.
+    """
+    _, real_v, draws_v, group_v = paired(real, draws, groups)
+    rows = {"all": _scores(real_v, draws_v, level)}
+    if group_v is not None:
+        for g in pd.unique(group_v):
+            sel = group_v == g
+            if sel.sum() >= min_group_size:
+                rows[str(g)] = _scores(real_v[sel], draws_v[:, sel], level)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "group"
+    return table
+
+
+def comparison_table(scores: pd.DataFrame, metric: str = "r2_mean", group: str = "all",
+                     source: str | None = None) -> pd.DataFrame:
+    """One table: rows methods, columns targets.
+
+    Args:
+        scores: long DataFrame with columns method, target, group (and source when several
+            available sets were scored), plus metric columns, e.g. the concatenation of
+            `reconstruction_metrics(...).reset_index()` tagged with method and target.
+        metric: the metric column to show.
+        group: the group row to show ('all' for the whole test set).
+        source: keep only this available set (required if `scores` holds several).
+
+    Raises:
+        ValueError: missing columns, or several rows per (method, target).
+    """
+    needed = {"method", "target", "group", metric}
+    if not needed <= set(scores.columns):
+        raise ValueError(f"scores need columns {sorted(needed)}; have {list(scores.columns)}.")
+    chosen = scores[scores["group"] == group]
+    if source is not None:
+        chosen = chosen[chosen["source"] == source]
+    if chosen.duplicated(["method", "target"]).any():
+        raise ValueError("several rows per (method, target): pick one available set with "
+                         "source=... (a 'source' column names it).")
+    return chosen.pivot(index="method", columns="target", values=metric)

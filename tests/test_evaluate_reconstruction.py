@@ -1,0 +1,111 @@
+"""Reconstruction metrics: known answers for R^2, CRPS, coverage; ID joins of draws tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coherent_jax.evaluate import (comparison_table, cosine_distance, crps, draws_array,
+                                   interval_coverage, r2, reconstruction_metrics)
+
+
+def _data(n=40, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)) * np.arange(1, d + 1)
+
+
+def test_r2_perfect_mean_and_hand_computed():
+    real = _data()
+    assert r2(real, real) == (1.0, 1.0)
+    pooled, median = r2(real, np.tile(real.mean(0), (len(real), 1)))
+    assert pooled == pytest.approx(0.0) and median == pytest.approx(0.0)
+    y = np.array([[1.0], [2.0], [3.0]])
+    p = np.array([[1.0], [2.0], [4.0]])  # SS_res = 1, SS_tot = 2 around the mean 2
+    assert r2(y, p)[0] == pytest.approx(0.5)
+
+
+def test_r2_is_pooled_over_features_not_averaged():
+    real = np.array([[0.0, 0.0], [1.0, 10.0], [2.0, 20.0]])
+    pred = real.copy()
+    pred[:, 0] = 1.0  # feature 0 explains nothing (R^2 0), feature 1 perfectly
+    pooled, median = r2(real, pred)
+    assert pooled == pytest.approx(1 - 2 / (2 + 200))
+    assert median == pytest.approx(0.5)
+
+
+def test_crps_point_mass_at_truth_is_zero_and_single_draw_is_abs_error():
+    real = _data()
+    assert np.allclose(crps(real, np.stack([real] * 5)), 0.0)
+    assert np.allclose(crps(real, (real + 2.0)[None]), 2.0)
+
+
+def test_crps_matches_brute_force_pairwise():
+    rng = np.random.default_rng(1)
+    real, draws = rng.normal(size=(3, 2)), rng.normal(size=(7, 3, 2))
+    brute = (np.abs(draws - real).mean(0)
+             - 0.5 * np.abs(draws[:, None] - draws[None]).mean((0, 1)))
+    assert np.allclose(crps(real, draws), brute)
+
+
+def test_interval_coverage_of_calibrated_draws():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(400, 5))
+    draws = rng.normal(size=(200, 400, 5))
+    assert interval_coverage(real, draws, 0.9) == pytest.approx(0.9, abs=0.03)
+    assert interval_coverage(real, draws * 0.01, 0.9) < 0.05
+
+
+def test_cosine_distance():
+    real = _data()
+    assert cosine_distance(real, 3 * real) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_distance(real, -real) == pytest.approx(2.0)
+
+
+def test_metrics_single_vs_mean_of_draws():
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(300, 4))
+    draws = real + rng.normal(size=(20, 300, 4))  # unbiased noisy draws, noise variance 1
+    table = reconstruction_metrics(real, draws)
+    row = table.loc["all"]
+    assert row["mse_single"] == pytest.approx(1.0, abs=0.05)
+    assert row["mse_mean"] == pytest.approx(1 / 20, abs=0.01)
+    assert row["k"] == 20 and row["n"] == 300
+
+
+def test_groups_and_dataframe_draws_joined_by_id():
+    rng = np.random.default_rng(4)
+    n, k, d = 30, 3, 4
+    ids = [f"s{i}" for i in range(n)]
+    real = pd.DataFrame(rng.normal(size=(n, d)), index=pd.Index(ids, name="sample_id"))
+    draws = real.to_numpy()[None] + 0.1 * rng.normal(size=(k, n, d))
+    index = pd.MultiIndex.from_arrays([np.tile(ids, k), np.repeat(np.arange(k), n)],
+                                      names=["sample_id", "draw"])
+    table = pd.DataFrame(draws.reshape(k * n, d), index=index, columns=real.columns)
+    groups = pd.Series(np.where(np.arange(n) < 10, "A", "B"), index=ids)
+    expected = reconstruction_metrics(real.to_numpy(), draws, groups.to_numpy())
+    shuffled = table.sample(frac=1.0, random_state=0)
+    got = reconstruction_metrics(real, shuffled, groups.sample(frac=1.0, random_state=1))
+    pd.testing.assert_frame_equal(got, expected)
+    assert list(got.index) == ["all", "A", "B"] and got.loc["A", "n"] == 10
+    _, arr = draws_array(shuffled, ids)
+    np.testing.assert_allclose(arr, draws)
+
+
+def test_missing_ids_and_shape_mismatch_raise():
+    real = pd.DataFrame(np.zeros((3, 2)), index=["a", "b", "c"])
+    pred = pd.DataFrame(np.zeros((3, 2)), index=["a", "b", "x"])
+    with pytest.raises(ValueError, match="no row in draws"):
+        reconstruction_metrics(real, pred)
+    with pytest.raises(ValueError, match="joined by ID"):
+        reconstruction_metrics(real.to_numpy(), pred)
+    with pytest.raises(ValueError, match="do not match"):
+        reconstruction_metrics(np.zeros((3, 2)), np.zeros((2, 3, 3)))
+
+
+def test_comparison_table_rows_methods_columns_targets():
+    scores = pd.DataFrame({"method": ["knn", "knn", "coherent", "coherent"],
+                           "target": ["rna", "cna"] * 2, "group": "all",
+                           "r2_mean": [0.1, 0.2, 0.3, 0.4]})
+    table = comparison_table(scores)
+    assert table.loc["coherent", "cna"] == 0.4 and table.loc["knn", "rna"] == 0.1
+    with pytest.raises(ValueError, match="several rows"):
+        comparison_table(pd.concat([scores, scores]))

@@ -1,0 +1,64 @@
+"""The report folder: every section written headless, every link resolves, JSON carries
+config, seed and versions."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coherent_jax.evaluate import write_report
+
+pytest.importorskip("matplotlib")
+
+
+def _inputs():
+    rng = np.random.default_rng(0)
+    reconstruction = pd.DataFrame([[0.5, 0.4], [0.2, 0.1]], index=["coherent", "knn"],
+                                  columns=["rna", "rppa"]).rename_axis("method")
+    rescue = pd.DataFrame([{"seed": s, "removed": r, "fill": f,
+                            "balanced_accuracy": 0.5 + 0.1 * rng.random()}
+                           for s in range(2) for r, f in [("", "none"), ("rna", "none"),
+                                                          ("rna", "coherent"), ("rna+cna", "none"),
+                                                          ("rna+cna", "coherent")]])
+    curve = pd.DataFrame({"rho": np.linspace(0, 1, 21), "prioritised": np.linspace(0.9, 0.6, 21),
+                          "random_mean": np.linspace(0.9, 0.5, 21), "random_std": 0.02})
+    disagreement = pd.DataFrame({"rna": np.linspace(0.01, 1.1, 50)},
+                                index=pd.Index(np.arange(50), name="step"))
+    pca = {"rna": (rng.normal(size=(60, 5)), rng.normal(size=(60, 5)))}
+    return reconstruction, rescue, curve, disagreement, pca
+
+
+def test_report_writes_every_section_and_links_resolve(tmp_path):
+    reconstruction, rescue, curve, disagreement, pca = _inputs()
+    folder = tmp_path / "report"
+    index = write_report(str(folder), config={"data": "synthetic", "k": 3}, seed=7,
+                         reconstruction=reconstruction, rescue=rescue,
+                         prioritisation={"rna": curve}, disagreement=disagreement, pca=pca,
+                         tables={"privacy": pd.DataFrame({"share": [0.5]})},
+                         results={"privacy": {"share": 0.51, "auc": np.float64(0.5)}})
+    text = open(index).read()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    pngs = [link for link in links if link.endswith(".png")]
+    assert len(pngs) == 5  # reconstruction, rescue, prioritisation, disagreement, PCA
+    for link in links:
+        path = folder / link
+        assert path.is_file(), link
+        if link.endswith(".png"):
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| coherent | 0.500 | 0.400 |" in text
+    for name in ("report.json", "results/privacy.json"):
+        payload = json.loads((folder / name).read_text())
+        assert payload["seed"] == 7 and payload["config"] == {"data": "synthetic", "k": 3}
+        assert payload["versions"]["packages"]["numpy"] == np.__version__
+    assert json.loads((folder / "results/privacy.json").read_text())["result"]["auc"] == 0.5
+    written = json.loads((folder / "report.json").read_text())["files"]
+    assert all(os.path.isfile(folder / f) for f in written) and len(written) >= 9
+
+
+def test_report_with_nothing_but_config_is_valid(tmp_path):
+    index = write_report(str(tmp_path / "empty"), config={}, seed=0)
+    assert open(index).read().startswith("# coherent-jax evaluation")
+    assert json.loads((tmp_path / "empty" / "report.json").read_text())["files"] == []
