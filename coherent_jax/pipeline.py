@@ -13,6 +13,7 @@ checkpoint, so an interrupted pipeline is simply run again.
       checkpoints/         resumable denoiser training
       metrics.jsonl        every training record (pandas.read_json(lines=True))
       imputation/          per-modality CSV (+ Parquet) and summary.json
+      report/              the evaluation: index.md, tables/, figures/, results/
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ from coherent_jax.data import (Preprocessor, induce_missingness, linear_gaussian
                                load_csv_folder, load_pan_cancer, load_paper_layout, load_tcga,
                                paper_split, tcga_like, tcga_like_rates)
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
+from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
 from coherent_jax.impute import Imputation, calibrate_thresholds, impute, write_imputation
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table, save_quality_table
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
 
+# Config sections that change no trained artefact: a work directory accepts new values.
+RERUNNABLE = ("impute", "evaluate")
 SOURCES = ("tcga", "pan_cancer", "csv", "paper", "synthetic", "gaussian")
 
 
@@ -112,6 +116,10 @@ def load_cohort(config: DataConfig):
     return prep.transform(cohort), prep
 
 
+def _trained_part(config: dict | None) -> dict:
+    return {k: v for k, v in (config or {}).items() if k not in RERUNNABLE}
+
+
 def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> None:
     """Records the run in workdir/config.json, or checks that an existing one matches.
 
@@ -120,6 +128,10 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
         config: the full configuration (JSON-able).
         seed: the run's seed.
         fingerprint: `cohort_fingerprint` of the preprocessed data.
+
+    Sections in RERUNNABLE (imputation and evaluation settings) do not make a different run:
+    they change no trained artefact, so `--config.evaluate.num_samples=...` on a trained work
+    directory is allowed (the report records the settings it ran with).
 
     Raises:
         ValueError: the work directory holds a run of a different configuration, seed or data.
@@ -132,10 +144,11 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
             raise ValueError(f"work directory {workdir!r} was made from different data "
                              f"(fingerprint {existing.get('data_fingerprint')} vs {fingerprint}):"
                              " the input files changed. Use a new --workdir.")
-        theirs = {"config": existing.get("config"), "seed": existing.get("seed")}
-        ours = json.loads(json.dumps({"config": config, "seed": seed}, default=str))
+        theirs = {"config": _trained_part(existing.get("config")), "seed": existing.get("seed")}
+        ours = json.loads(json.dumps({"config": _trained_part(config), "seed": seed},
+                                     default=str))
         if theirs != ours:
-            diff = sorted(k for k in set(theirs["config"] or {}) | set(config)
+            diff = sorted(k for k in set(theirs["config"]) | set(ours["config"])
                           if (theirs["config"] or {}).get(k) != ours["config"].get(k))
             raise ValueError(f"work directory {workdir!r} holds a run with a different "
                              f"configuration (differs in: {diff or ['seed']}); use a new "
@@ -216,6 +229,18 @@ def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace
     write_imputation(result, os.path.join(workdir, "imputation"),
                      {"config": dataclasses.asdict(config), "seed": seed})
     return result
+
+
+def stage_evaluate(workdir: str, feature_cohort, latent_cohort, space: LatentSpace,
+                   models: ModelSet, config: EvalConfig, seed: int, run_config: dict,
+                   log_fn=print) -> dict:
+    """Evaluates the trained models on the held-out split and writes workdir/report/.
+
+    Returns:
+        `evaluate_suite`'s results; 'index' is the report's index.md.
+    """
+    return evaluate_suite(feature_cohort, latent_cohort, space, models, config, seed,
+                          os.path.join(workdir, "report"), run_config=run_config, log=log_fn)
 
 
 def describe_patterns(cohort) -> str:

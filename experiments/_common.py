@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from coherent_jax import encoders, parallel, pipeline  # noqa: E402
+from coherent_jax.evaluate.suite import EvalConfig  # noqa: E402
 from coherent_jax.latent import LatentConfig  # noqa: E402
 from coherent_jax.model_set import ModelSetConfig, cohort_fingerprint  # noqa: E402
 from coherent_jax.models.autoencoder import default_config  # noqa: E402
@@ -41,6 +41,10 @@ def model_config(c) -> ModelSetConfig:
 
 def impute_config(c) -> pipeline.ImputeConfig:
     return pipeline.from_mapping(pipeline.ImputeConfig, c.impute)
+
+
+def eval_config(c) -> EvalConfig:
+    return pipeline.from_mapping(EvalConfig, c.evaluate)
 
 
 def targets(c) -> tuple[str, ...] | None:
@@ -78,6 +82,7 @@ def setup(c, workdir: str):
     Returns:
         (feature cohort, its fingerprint).
     """
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     cohort, _ = pipeline.load_cohort(data_config(c))
     fingerprint = cohort_fingerprint(cohort)
     pipeline.claim_workdir(workdir, pipeline.as_jsonable(c), c.seed, fingerprint)
@@ -93,5 +98,11 @@ def latent_cohort(c, workdir: str, cohort):
     return space, space.encode(cohort)
 
 
-def dataclass_dict(value) -> dict:
-    return dataclasses.asdict(value)
+def evaluate(c, workdir: str, cohort, latents, space, models) -> dict:
+    """Runs the evaluation stage and prints its headline table."""
+    result = pipeline.stage_evaluate(workdir, cohort, latents, space, models, eval_config(c),
+                                     c.seed, pipeline.as_jsonable(c),
+                                     log_fn=lambda line: print(line, flush=True))
+    print("R^2 in feature space (mean of K draws, every other modality given):")
+    print(result["headline"].round(3).to_string(), flush=True)
+    return result

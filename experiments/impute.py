@@ -64,7 +64,8 @@ def main(argv):
     write_imputation(result, FLAGS.out, {"impute": dataclasses.asdict(settings), "seed": seed,
                                          "workdir": os.path.abspath(FLAGS.workdir),
                                          "input": FLAGS.input})
-    print(result.diagnostics.to_string(index=False))
+    print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
+          "nothing to impute: every patient has every modality", flush=True)
     print(f"wrote {FLAGS.out}")
 
 

@@ -1,4 +1,5 @@
-r"""The whole job: data -> latent space -> denoisers -> imputation, in one work directory.
+r"""The whole job: data -> latent space -> denoisers -> imputation -> evaluation report, in one
+work directory.
 
     python experiments/run_pipeline.py --config=experiments/configs/demo.py --workdir=/tmp/demo
 
@@ -30,8 +31,11 @@ def main(argv):
     print(f"[{time.perf_counter() - start:.0f} s] denoisers ready", flush=True)
     result = pipeline.stage_impute(FLAGS.workdir, latents, cohort, space, models,
                                    _common.impute_config(c), c.seed)
-    print(result.diagnostics.to_string(index=False))
-    print(f"[{time.perf_counter() - start:.0f} s] done; outputs in {FLAGS.workdir}", flush=True)
+    print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
+          "nothing to impute: every patient has every modality", flush=True)
+    print(f"[{time.perf_counter() - start:.0f} s] imputation written", flush=True)
+    report = _common.evaluate(c, FLAGS.workdir, cohort, latents, space, models)
+    print(f"[{time.perf_counter() - start:.0f} s] done; report: {report['index']}", flush=True)
 
 
 if __name__ == "__main__":

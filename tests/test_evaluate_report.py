@@ -38,8 +38,12 @@ def test_report_writes_every_section_and_links_resolve(tmp_path):
                          reconstruction=reconstruction, rescue=rescue,
                          prioritisation={"rna": curve}, disagreement=disagreement, pca=pca,
                          tables={"privacy": pd.DataFrame({"share": [0.5]})},
-                         results={"privacy": {"share": 0.51, "auc": np.float64(0.5)}})
+                         results={"privacy": {"share": 0.51, "auc": np.float64(0.5)}},
+                         summaries={"Privacy": pd.DataFrame({"share": [0.5]}, index=["rna"])},
+                         notes=["survival skipped: no os_time labels"])
     text = open(index).read()
+    assert "## Privacy" in text and "| rna | 0.500 |" in text
+    assert "- survival skipped: no os_time labels" in text
     links = re.findall(r"\]\(([^)]+)\)", text)
     pngs = [link for link in links if link.endswith(".png")]
     assert len(pngs) == 5  # reconstruction, rescue, prioritisation, disagreement, PCA

@@ -33,7 +33,7 @@ def test_pipeline_writes_everything(workdir):
     info = json.load(open(os.path.join(workdir, "config.json")))
     assert info["seed"] == 0 and info["data_fingerprint"] and info["versions"]["packages"]["jax"]
     for part in ("latent_space/latent_quality.csv", "models/reports.json", "metrics.jsonl",
-                 "imputation/summary.json"):
+                 "imputation/summary.json", "report/index.md", "report/report.json"):
         assert os.path.exists(os.path.join(workdir, part)), part
     metrics = pd.read_json(os.path.join(workdir, "metrics.jsonl"), lines=True)
     assert set(metrics["family"]) == {"specialists", "multi"} and metrics["step"].max() == 40
@@ -44,6 +44,17 @@ def test_other_config_on_same_workdir_is_refused(workdir):
                "--config.denoisers.num_steps=41")
     assert out.returncode != 0 and "different configuration" in out.stderr
     assert "differs in: ['denoisers']" in out.stderr
+
+
+def test_evaluation_settings_may_change_on_a_trained_workdir(workdir):
+    out = _run("evaluate.py", f"--config={CONFIG}", f"--workdir={workdir}",
+               "--config.evaluate.num_samples=3", "--config.evaluate.methods=('coherent',)")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "report:" in out.stdout and "coherent" in out.stdout
+    report = json.load(open(os.path.join(workdir, "report", "report.json")))
+    assert report["config"]["evaluate"]["num_samples"] == 3
+    text = open(os.path.join(workdir, "report", "index.md")).read()
+    assert "label 'cancer_type' is unknown" in text  # the Gaussian cohort has no labels
 
 
 def test_unknown_config_field_is_an_error(tmp_path):

@@ -96,7 +96,7 @@ def reconstruction_metrics(real, draws, groups=None, level: float = 0.9,
             (one prediction) or by (sample_id, draw) as `Imputation.draws[m]`; DataFrames are
             joined to `real` by sample ID.
         groups: optional [N] group labels (array, or Series indexed by sample_id), e.g. cancer
-            type.
+            type; samples with a missing label count in 'all' only.
         level: central interval level for `coverage`.
         min_group_size: groups with fewer samples are left out (R^2 needs >= 2).
 
@@ -108,8 +108,9 @@ def reconstruction_metrics(real, draws, groups=None, level: float = 0.9,
     _, real_v, draws_v, group_v = paired(real, draws, groups)
     rows = {"all": _scores(real_v, draws_v, level)}
     if group_v is not None:
-        for g in pd.unique(group_v):
-            sel = group_v == g
+        known = pd.Series(group_v).notna().to_numpy()  # samples without a label: 'all' only
+        for g in pd.unique(group_v[known]):
+            sel = known & (pd.Series(group_v).astype("string") == str(g)).fillna(False).to_numpy()
             if sel.sum() >= min_group_size:
                 rows[str(g)] = _scores(real_v[sel], draws_v[:, sel], level)
     table = pd.DataFrame.from_dict(rows, orient="index")

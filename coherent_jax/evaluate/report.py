@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from typing import Mapping
+import shutil
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,7 +84,7 @@ def plot_grouped_bars(table: pd.DataFrame, path: str, ylabel: str, title: str,
     ax.set_xticks(x, [str(c) for c in table.columns], rotation=45 if table.shape[1] > 4 else 0,
                   ha="right" if table.shape[1] > 4 else "center")
     ax.set(ylabel=ylabel, title=title)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
     fig.savefig(path, dpi=120)
 
 
@@ -111,7 +112,7 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
 
 
-def write_report(directory: str, *, config: dict, seed: int,
+def write_report(folder: str, *, config: dict, seed: int,
                  title: str = "coherent-jax evaluation",
                  tables: Mapping[str, pd.DataFrame] | None = None,
                  results: Mapping[str, dict] | None = None,
@@ -121,11 +122,14 @@ def write_report(directory: str, *, config: dict, seed: int,
                  reconstruction_metric: str = "R^2 (mean of K draws)",
                  rescue: pd.DataFrame | None = None, rescue_metric: str | None = None,
                  prioritisation: Mapping[str, pd.DataFrame] | None = None,
-                 prioritisation_metric: str = "weighted F1") -> str:
+                 prioritisation_metric: str = "weighted F1",
+                 summaries: Mapping[str, pd.DataFrame] | None = None,
+                 notes: Sequence[str] = ()) -> str:
     """Writes the report folder and returns the path of its index.md.
 
     Args:
-        directory: the report folder (created; files of the same names are replaced).
+        folder: the report folder; written beside as '<folder>.partial' and renamed into place,
+            so it is never half-written and holds nothing from an earlier report.
         config: the run's configuration (JSON-serialisable); seed: its seed.
         title: the index.md heading.
         tables: name -> DataFrame, written as tables/<name>.csv and linked.
@@ -134,15 +138,19 @@ def write_report(directory: str, *, config: dict, seed: int,
         disagreement: per-step disagreement (index step, one column per series).
         pca: name -> (real [N, D], generated [M, D]) for PCA overlays.
         reconstruction: rows methods, columns targets (`comparison_table`); shown inline.
-        reconstruction_metric: its y-axis label.
+        reconstruction_metric: what the table holds; the part before ' (' labels the y axis.
         rescue: `rescue` rows (any number of seeds); bars of the mean over seeds, std as error.
         rescue_metric: its metric column (default: balanced_accuracy or c_index).
         prioritisation: name -> `prioritisation_curve` table.
         prioritisation_metric: its y-axis label ('C-index' for survival).
+        summaries: heading -> small DataFrame shown inline (e.g. privacy, rescue tests).
+        notes: lines listed under "Notes" (e.g. analyses skipped and why).
 
     Returns:
         Path of index.md.
     """
+    directory = f"{folder.rstrip('/')}.partial"
+    shutil.rmtree(directory, ignore_errors=True)
     for sub in ("tables", "results", "figures"):
         os.makedirs(os.path.join(directory, sub), exist_ok=True)
     versions = _versions()
@@ -165,10 +173,13 @@ def write_report(directory: str, *, config: dict, seed: int,
     if reconstruction is not None:
         rel = save_table("reconstruction", reconstruction)
         fig = save_figure("reconstruction", plot_grouped_bars, reconstruction,
-                          ylabel=reconstruction_metric, title="Reconstruction by method")
+                          ylabel=reconstruction_metric.split(" (")[0],
+                          title=f"Reconstruction: {reconstruction_metric}")
         lines += ["## Reconstruction (rows methods, columns targets)", "",
                   f"{reconstruction_metric}; [CSV]({rel})", "", markdown_table(reconstruction),
                   "", f"![reconstruction]({fig})", ""]
+    for heading, table in (summaries or {}).items():
+        lines += [f"## {heading}", "", markdown_table(table), ""]
     if rescue is not None:
         metric = rescue_metric or ("balanced_accuracy" if "balanced_accuracy" in rescue
                                    else "c_index")
@@ -217,10 +228,13 @@ def write_report(directory: str, *, config: dict, seed: int,
             written.append(rel)
             lines.append(f"- [{name}]({rel})")
         lines.append("")
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     metrics_io.write_json(os.path.join(directory, "report.json"),
                           {"config": config, "seed": seed, "versions": versions,
                            "files": written})
-    index = os.path.join(directory, "index.md")
-    with open(index, "w") as f:
+    with open(os.path.join(directory, "index.md"), "w") as f:
         f.write("\n".join(lines))
-    return index
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(directory, folder)
+    return os.path.join(folder, "index.md")

@@ -26,5 +26,13 @@ def base_config() -> ml_collections.ConfigDict:
         method="coherent", num_samples=10, sampler="ddpm", num_steps=0, cascade=True,
         num_candidates=4, max_bad_fraction=0.1, calibrate_quantile=0.0, corrector_steps=0,
         allow_unconditional=False, split="test"))
+    # coherent_jax.evaluate.suite.EvalConfig
+    c.evaluate = ml_collections.ConfigDict(dict(
+        methods=("coherent", "product", "multi"),
+        baselines=("mean", "knn", "iterative", "ridge", "mlp", "mofa"), num_samples=10,
+        sampler="ddim", num_steps=100, num_candidates=2, max_bad_fraction=0.1,
+        corrector_steps=0, cascade=True, split="test", holdout_split="val",
+        label="cancer_type", survival=True, num_seeds=3, n_estimators=100, prioritise=(),
+        num_unconditional=500))
     c.parallel = ml_collections.ConfigDict(dict(num_devices=0, distributed=False))
     return c

