@@ -244,6 +244,36 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
                       features=features, num_samples=k)
 
 
+def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
+                             num_steps: int | None = None, seed: int = 0) -> dict:
+    """Per-step disagreement of coherent sampling for the patients that have every source.
+
+    Returns:
+        {target: [R, steps] disagreement} for each target with >= 2 specialists, R the
+        cohort's patients with every source of that target.
+
+    Raises:
+        ValueError: no patient has every source of some target.
+    """
+    found = {}
+    for index, (target, tm) in enumerate(models.targets.items()):
+        if tm.specialists is None or len(tm.sources) < 2:
+            continue
+        mats = [cohort.matrix(s) for s in tm.sources]
+        rows = np.flatnonzero(np.all([p for _, p in mats], axis=0))
+        if rows.size == 0:
+            raise ValueError(f"no patient has every source of {target!r} "
+                             f"({list(tm.sources)}); use a complete split.")
+        conds = stack_members([Condition.of(jnp.asarray(v[rows])) for v, _ in mats])
+        res = coherent_sample(DenoiserApply(tm.model), tm.specialists, conds,
+                              inverse_mse_weights(tm.val_mse), models.schedule,
+                              jax.random.fold_in(jax.random.key(seed), index),
+                              shape=(rows.size, tm.model.data_dim), sampler=sampler,
+                              num_steps=num_steps)
+        found[target] = np.asarray(res.disagreement)
+    return found
+
+
 def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
                          num_steps: int | None = None, quantile: float = 0.99,
                          seed: int = 0) -> dict:
@@ -255,26 +285,12 @@ def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
     """
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}.")
-    schedule = models.schedule
-    steps = len(timesteps(schedule.num_steps, sampler, num_steps))
+    steps = len(timesteps(models.schedule.num_steps, sampler, num_steps))
     found = {}
-    for index, (target, tm) in enumerate(models.targets.items()):
-        if tm.specialists is None or len(tm.sources) < 2:
-            continue
-        mats = [cohort.matrix(s) for s in tm.sources]
-        rows = np.flatnonzero(np.all([p for _, p in mats], axis=0))
-        if rows.size == 0:
-            raise ValueError(f"no patient has every source of {target!r} "
-                             f"({list(tm.sources)}); calibrate on a complete split.")
-        conds = stack_members([Condition.of(jnp.asarray(v[rows])) for v, _ in mats])
-        res = coherent_sample(DenoiserApply(tm.model), tm.specialists, conds,
-                              inverse_mse_weights(tm.val_mse), schedule,
-                              jax.random.fold_in(jax.random.key(seed), index),
-                              shape=(rows.size, tm.model.data_dim), sampler=sampler,
-                              num_steps=num_steps)
-        value = float(np.quantile(np.asarray(res.disagreement), quantile))
-        tm.thresholds[threshold_key(sampler, steps)] = value
-        found[target] = value
+    for target, values in full_source_disagreement(cohort, models, sampler=sampler,
+                                                   num_steps=num_steps, seed=seed).items():
+        found[target] = float(np.quantile(values, quantile))
+        models.targets[target].thresholds[threshold_key(sampler, steps)] = found[target]
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -98,11 +99,31 @@ def latent_cohort(c, workdir: str, cohort):
     return space, space.encode(cohort)
 
 
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def trained(c, workdir: str, log=say):
+    """Every training stage the work directory still lacks; reloads what it has.
+
+    Returns:
+        (feature cohort, latent space, latent cohort, ModelSet).
+    """
+    start = time.perf_counter()
+    cohort, _ = setup(c, workdir)
+    space, latents = latent_cohort(c, workdir, cohort)
+    log(f"[{time.perf_counter() - start:.0f} s] latent space ready")
+    models = pipeline.stage_denoisers(workdir, latents, model_config(c), c.seed,
+                                      targets=targets(c), batch_sharding=batch_sharding(c))
+    log(f"[{time.perf_counter() - start:.0f} s] denoisers ready")
+    return cohort, space, latents, models
+
+
 def evaluate(c, workdir: str, cohort, latents, space, models) -> dict:
     """Runs the evaluation stage and prints its headline table."""
     result = pipeline.stage_evaluate(workdir, cohort, latents, space, models, eval_config(c),
                                      c.seed, pipeline.as_jsonable(c),
-                                     log_fn=lambda line: print(line, flush=True))
+                                     log_fn=say)
     print("R^2 in feature space (mean of K draws, every other modality given):")
     print(result["headline"].round(3).to_string(), flush=True)
     return result

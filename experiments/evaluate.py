@@ -13,7 +13,6 @@ import time
 from absl import app
 
 import _common
-from coherent_jax import pipeline
 
 FLAGS = _common.FLAGS
 _common.define_flags()
@@ -23,11 +22,7 @@ def main(argv):
     del argv
     c = FLAGS.config
     start = time.perf_counter()
-    cohort, _ = _common.setup(c, FLAGS.workdir)
-    space, latents = _common.latent_cohort(c, FLAGS.workdir, cohort)
-    models = pipeline.stage_denoisers(FLAGS.workdir, latents, _common.model_config(c), c.seed,
-                                      targets=_common.targets(c),
-                                      batch_sharding=_common.batch_sharding(c))
+    cohort, space, latents, models = _common.trained(c, FLAGS.workdir)
     result = _common.evaluate(c, FLAGS.workdir, cohort, latents, space, models)
     print(f"[{time.perf_counter() - start:.0f} s] report: {result['index']}", flush=True)
 

@@ -22,13 +22,7 @@ def main(argv):
     del argv
     c = FLAGS.config
     start = time.perf_counter()
-    cohort, _ = _common.setup(c, FLAGS.workdir)
-    space, latents = _common.latent_cohort(c, FLAGS.workdir, cohort)
-    print(f"[{time.perf_counter() - start:.0f} s] latent space ready", flush=True)
-    models = pipeline.stage_denoisers(FLAGS.workdir, latents, _common.model_config(c), c.seed,
-                                      targets=_common.targets(c),
-                                      batch_sharding=_common.batch_sharding(c))
-    print(f"[{time.perf_counter() - start:.0f} s] denoisers ready", flush=True)
+    cohort, space, latents, models = _common.trained(c, FLAGS.workdir)
     result = pipeline.stage_impute(FLAGS.workdir, latents, cohort, space, models,
                                    _common.impute_config(c), c.seed)
     print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else

@@ -9,7 +9,6 @@ workdir/checkpoints after an interruption; the finished ModelSet lands in workdi
 from absl import app
 
 import _common
-from coherent_jax import pipeline
 
 FLAGS = _common.FLAGS
 _common.define_flags()
@@ -17,11 +16,7 @@ _common.define_flags()
 
 def main(argv):
     del argv
-    c = FLAGS.config
-    cohort, _ = _common.setup(c, FLAGS.workdir)
-    _, latents = _common.latent_cohort(c, FLAGS.workdir, cohort)
-    pipeline.stage_denoisers(FLAGS.workdir, latents, _common.model_config(c), c.seed,
-                             targets=_common.targets(c), batch_sharding=_common.batch_sharding(c))
+    _common.trained(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

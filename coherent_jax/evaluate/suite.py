@@ -22,17 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from coherent_jax.ensemble import stack_members
 from coherent_jax.evaluate import downstream, privacy, stats
 from coherent_jax.evaluate.baselines import predict_missing
 from coherent_jax.evaluate.fidelity import energy_distance, prdc
 from coherent_jax.evaluate.patterns import PatternCopies, pattern_copies, tag
 from coherent_jax.evaluate.reconstruction import comparison_table, reconstruction_metrics
 from coherent_jax.evaluate.report import write_report
-from coherent_jax.fusion import inverse_mse_weights
-from coherent_jax.impute import Imputation, impute
+from coherent_jax.impute import Imputation, full_source_disagreement, impute
 from coherent_jax.models.denoiser import Condition, DenoiserApply
-from coherent_jax.sampling import coherent_sample, sample
+from coherent_jax.sampling import sample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,20 +179,9 @@ def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout
 
 def disagreement_curves(test_latent, models, config: EvalConfig, seed: int) -> pd.DataFrame:
     """Mean per-step disagreement of coherent sampling with every source given: [steps, targets]."""
-    curves = {}
-    for index, (target, tm) in enumerate(models.targets.items()):
-        if tm.specialists is None or len(tm.sources) < 2:
-            continue
-        mats = [test_latent.matrix(s) for s in tm.sources]
-        rows = np.flatnonzero(np.all([p for _, p in mats], axis=0))
-        conds = stack_members([Condition.of(jnp.asarray(v[rows])) for v, _ in mats])
-        res = coherent_sample(DenoiserApply(tm.model), tm.specialists, conds,
-                              inverse_mse_weights(tm.val_mse), models.schedule,
-                              jax.random.fold_in(jax.random.key(seed), index),
-                              shape=(rows.size, tm.model.data_dim), sampler=config.sampler,
-                              num_steps=config.num_steps or None)
-        curves[target] = np.asarray(res.disagreement).mean(axis=0)  # [steps]
-    table = pd.DataFrame(curves)
+    found = full_source_disagreement(test_latent, models, sampler=config.sampler,
+                                     num_steps=config.num_steps or None, seed=seed)
+    table = pd.DataFrame({target: values.mean(axis=0) for target, values in found.items()})
     table.index.name = "step"
     return table
 
