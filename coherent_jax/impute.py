@@ -25,7 +25,7 @@ import pandas as pd
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.model_set import ModelSet, threshold_key
-from coherent_jax.models.denoiser import Condition, DenoiserApply
+from coherent_jax.models.denoiser import Condition
 from coherent_jax.sampling import coherent_sample, sample, timesteps
 
 METHODS = ("coherent", "product", "multi", "single")
@@ -185,7 +185,7 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
                              else tm.model.data_dim), sampler=sampler, num_steps=num_steps,
                       corrector_steps=corrector_steps)
         if method == "multi":
-            out = sample(DenoiserApply(tm.multi_model), tm.multi,
+            out = sample(*tm.sampling_multi(schedule.num_steps),
                          Condition.of(*values, mask=avail_p), schedule, target_key, **common)
             accepted, bad = np.ones(rows.size, bool), np.zeros(rows.size)
         else:
@@ -200,7 +200,7 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
                 weights = availability_weights(tm.val_mse, avail_p)
             conds = stack_members([Condition.of(v, mask=avail_p[:, [j]])
                                    for j, v in enumerate(values)])
-            res = coherent_sample(DenoiserApply(tm.model), tm.specialists, conds, weights,
+            res = coherent_sample(*tm.sampling_specialists(schedule.num_steps), conds, weights,
                                   schedule, target_key,
                                   fusion="product" if method == "product" else "mean",
                                   uncond_conds=conds.dropped(), num_candidates=num_candidates,
@@ -265,7 +265,7 @@ def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
             raise ValueError(f"no patient has every source of {target!r} "
                              f"({list(tm.sources)}); use a complete split.")
         conds = stack_members([Condition.of(jnp.asarray(v[rows])) for v, _ in mats])
-        res = coherent_sample(DenoiserApply(tm.model), tm.specialists, conds,
+        res = coherent_sample(*tm.sampling_specialists(models.schedule.num_steps), conds,
                               inverse_mse_weights(tm.val_mse), models.schedule,
                               jax.random.fold_in(jax.random.key(seed), index),
                               shape=(rows.size, tm.model.data_dim), sampler=sampler,

@@ -19,6 +19,7 @@ import numpy as np
 
 from coherent_jax import checkpointing
 from coherent_jax.models.denoiser import Condition, Denoiser
+from coherent_jax.models.folded import fold_denoiser, fold_members
 from coherent_jax.population import init_population, make_population, population_data, select
 from coherent_jax.schedules import Schedule, make_schedule
 from coherent_jax.train import CRITERIA, MemberData, TrainConfig, fit, make_member_data
@@ -62,6 +63,15 @@ class TargetModels:
     multi: Any = None
     unconditional: bool = False
     thresholds: dict = dataclasses.field(default_factory=dict)
+
+    def sampling_specialists(self, num_steps: int) -> tuple[Callable, Any]:
+        """(apply_fn, stacked params) of the specialists in their folded sampling form
+        (`models.folded`: same eps, fewer FLOPs per step) for a schedule of T = num_steps."""
+        return fold_members(self.model, self.specialists, num_steps)
+
+    def sampling_multi(self, num_steps: int) -> tuple[Callable, Any]:
+        """(apply_fn, params) of the multi-condition model in its folded sampling form."""
+        return fold_denoiser(self.multi_model, self.multi, num_steps)
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ from coherent_jax.evaluate.patterns import PatternCopies, pattern_copies, tag
 from coherent_jax.evaluate.reconstruction import comparison_table, reconstruction_metrics
 from coherent_jax.evaluate.report import write_report
 from coherent_jax.impute import Imputation, full_source_disagreement, impute
-from coherent_jax.models.denoiser import Condition, DenoiserApply
+from coherent_jax.models.denoiser import Condition
 from coherent_jax.sampling import sample
 
 
@@ -168,7 +168,7 @@ def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout
         n = config.num_unconditional
         values = [jnp.zeros((n, train_latent.widths()[s])) for s in tm.sources]  # masked
         cond = Condition.of(*values, mask=jnp.zeros((n, len(values))))
-        out = sample(DenoiserApply(tm.multi_model), tm.multi, cond, models.schedule,
+        out = sample(*tm.sampling_multi(models.schedule.num_steps), cond, models.schedule,
                      jax.random.fold_in(jax.random.key(seed), 1000 + index),
                      shape=(n, tm.multi_model.data_dim), sampler=config.sampler,
                      num_steps=config.num_steps or None)
