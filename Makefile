@@ -27,8 +27,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# ~15 min on 2 CPU cores; benchmarks/RESULTS.md lists every benchmark and its command.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_sampler.py
+	$(BIN)/python benchmarks/bench_sampler.py --quick
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
