@@ -80,3 +80,11 @@ def test_unconditional_check_separates_fresh_from_copies():
     assert fresh["share_below_quantile"] < 0.05 and fresh["nn_ratio"] > 0.8
     copies = unconditional_check(train[:300] + 1e-6, train)
     assert copies["share_below_quantile"] == 1.0 and copies["nn_ratio"] < 1e-4
+
+
+def test_unconditional_check_flags_duplicated_training_records():
+    rng = np.random.default_rng(0)
+    train = np.repeat(rng.normal(size=(10, 3)), 5, axis=0)  # every record 5 times: collapsed
+    out = unconditional_check(rng.normal(size=(40, 3)), train)
+    assert out["train_duplicate_share"] == 1.0 and out["train_train_nn_median"] == 0.0
+    assert np.isnan(out["nn_ratio"])  # not inf: a healthy-looking ratio would mislead

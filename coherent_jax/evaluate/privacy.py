@@ -89,15 +89,19 @@ def unconditional_check(generated: np.ndarray, train: np.ndarray, quantile: floa
         quantile: the reference quantile of train-train nearest-neighbour distances.
 
     Returns:
-        {'gen_train_nn_median', 'train_train_nn_median', 'nn_ratio' (gen / train median; ~1 or
-        above is healthy, << 1 suggests copies), 'share_below_quantile' (share of generated
+        {'gen_train_nn_median', 'train_train_nn_median', 'train_duplicate_share' (training
+        records with an exact duplicate; high values point at a collapsed encoder), 'nn_ratio'
+        (gen / train median; ~1 or above is healthy, << 1 suggests copies; NaN when most
+        training records are duplicates), 'share_below_quantile' (share of generated
         samples nearer to a training record than the `quantile` of train-train distances;
         ~quantile is healthy, ~1 means copies), 'quantile'}.
     """
     gen_nn = closest_distance(generated, train)  # [G]
     train_nn = closest_distance(train, train, exclude_self=True)  # [N]
     cut = np.quantile(train_nn, quantile)
+    reference = np.median(train_nn)  # 0 when most training records have an exact duplicate
     return {"gen_train_nn_median": float(np.median(gen_nn)),
-            "train_train_nn_median": float(np.median(train_nn)),
-            "nn_ratio": float(np.median(gen_nn) / np.median(train_nn)),
+            "train_train_nn_median": float(reference),
+            "train_duplicate_share": float(np.mean(train_nn == 0)),
+            "nn_ratio": float(np.median(gen_nn) / reference) if reference > 0 else float("nan"),
             "share_below_quantile": float(np.mean(gen_nn < cut)), "quantile": quantile}
