@@ -7,7 +7,7 @@ missingness; 32-d autoencoder latents; per target 2 specialists + 1 multi-condit
 (8,000 steps, batch 256); imputation of the holed training patients; evaluation on the 97
 complete test patients (every available set, K = 10 DDIM-100 draws, baselines, fidelity,
 privacy, rescue, prioritisation) written to runs/demo/report/index.md.
-Expected: about 8 minutes on 2 CPU cores (measured runtime and headline table: README).
+Expected: about 6 minutes on 2 CPU cores (measured 345 s; headline table in the README).
 """
 
 import importlib.util
