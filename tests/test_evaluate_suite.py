@@ -110,3 +110,12 @@ def test_report_holds_every_part(run):
     payload = json.load(open(os.path.join(folder, "report.json")))
     assert payload["seed"] == 0 and payload["config"]["num_samples"] == 3
     assert all(os.path.isfile(os.path.join(folder, f)) for f in payload["files"])
+
+
+def test_eval_config_refuses_unknown_or_empty_choices():
+    with pytest.raises(ValueError, match="unknown method"):
+        EvalConfig(methods=("coherent", "magic"))
+    with pytest.raises(ValueError, match="at least one generative method"):
+        EvalConfig(methods=())
+    with pytest.raises(ValueError, match="num_seeds must be >= 1"):
+        EvalConfig(num_seeds=0)

@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 
 from coherent_jax.evaluate import downstream, privacy, stats
-from coherent_jax.evaluate.baselines import predict_missing
+from coherent_jax.evaluate.baselines import BASELINES, predict_missing
 from coherent_jax.evaluate.fidelity import energy_distance, prdc
 from coherent_jax.evaluate.patterns import PatternCopies, pattern_copies, tag
 from coherent_jax.evaluate.reconstruction import comparison_table, reconstruction_metrics
 from coherent_jax.evaluate.report import write_report
-from coherent_jax.impute import Imputation, full_source_disagreement, impute
+from coherent_jax.impute import METHODS, Imputation, full_source_disagreement, impute
 from coherent_jax.models.denoiser import Condition
 from coherent_jax.sampling import sample
 
@@ -70,6 +70,20 @@ class EvalConfig:
     n_estimators: int = 100
     prioritise: tuple = ()
     num_unconditional: int = 500
+
+    def __post_init__(self):
+        unknown = sorted(set(self.methods) - set(METHODS)) + sorted(
+            set(self.baselines) - set(BASELINES))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; generative: {METHODS}, baselines: "
+                             f"{BASELINES}.")
+        if not self.methods:
+            raise ValueError(f"give at least one generative method of {METHODS} (to score "
+                             "baselines alone, call evaluate.predict_missing and "
+                             "reconstruction_metrics).")
+        for name in ("num_samples", "num_seeds", "n_estimators", "num_unconditional"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
 
 
 def _usable_methods(models, methods) -> list[str]:
@@ -355,6 +369,10 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
     log(f"evaluating {len(copies.sample_ids)} complete {config.split} patients x "
         f"{len(copies.subsets)} available sets")
     imputations = generate(copies, models, space, config, seed, log)
+    if not imputations:
+        raise ValueError(f"none of the methods {list(config.methods)} can run with this model "
+                         "set ('multi' needs the multi-condition models, the others "
+                         "specialists, 'product' specialists trained with uncond_prob > 0).")
     lap("generate")
     scores = reconstruction(copies, imputations, test_latent, feature_cohort.split(config.split),
                             train_latent, space, config, seed, groups)
