@@ -14,11 +14,14 @@ three; the folded form executes 25% fewer) with the share of the measured matmul
     python benchmarks/bench_sampler.py --quick   # ~10 min on 2 cores: shorter chains at large N
     python benchmarks/bench_sampler.py           # T = 1000 everywhere (hours: torch at N=10000)
     python benchmarks/bench_sampler.py --n 10 2048 --k 3 --steps 100   # one slice
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python benchmarks/bench_sampler.py \
+        --n 10 2048 --k 3 --quick --no-ddim --no-torch --dtype bfloat16   # an optimisation trial
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -59,8 +62,11 @@ def run_case(num_members: int, num_samples: int, steps: int, sampler: str, args,
                                        spec.schedule, key, shape=(num_samples, data_dim),
                                        unroll=args.unroll, **ddim).samples
 
-    timings = {"ours": time_it(ours(DenoiserApply(spec.model), spec.params), args.repeats),
-               "folded": time_it(ours(spec.folded_apply, spec.folded_params), args.repeats)}
+    dtype = jnp.dtype(args.dtype)  # matmul dtype of both of ours (see --dtype)
+    timings = {"ours": time_it(ours(DenoiserApply(spec.model.clone(dtype=dtype)), spec.params),
+                               args.repeats),
+               "folded": time_it(ours(dataclasses.replace(spec.folded_apply, dtype=dtype),
+                                      spec.folded_params), args.repeats)}
     if sampler == "ddpm" and not args.no_torch:
         generator = torch.Generator().manual_seed(0)
         torch_conds = [torch.from_numpy(c) for c in conds]
@@ -97,6 +103,9 @@ def main():
     parser.add_argument("--no-torch", action="store_true", help="skip the torch reference")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--unroll", type=int, default=1, help="lax.scan unroll of our samplers")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="matmul dtype of ours (flax Dense dtype; folded: inputs of that dtype "
+                        "with fp32 accumulation); torch stays fp32")
     args = parser.parse_args()
 
     print(describe_machine())
@@ -105,7 +114,8 @@ def main():
     print("measured fp32 matmul peak (4096^3): "
           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
     print(f"model: norm_mlp {PAPER_ARCH}, condition width {COND_DIM}, "
-          f"{denoiser_flops(**PAPER_ARCH) / 1e6:.2f} MFLOP per row per member per step\n")
+          f"{denoiser_flops(**PAPER_ARCH) / 1e6:.2f} MFLOP per row per member per step; ours "
+          f"in {args.dtype}, scan unroll {args.unroll}\n")
     rows = []
     for k in args.k:
         for n in args.n:

@@ -63,15 +63,28 @@ class TargetModels:
     multi: Any = None
     unconditional: bool = False
     thresholds: dict = dataclasses.field(default_factory=dict)
+    # (which, T) -> (the variables folded, (apply_fn, folded params)); see `_folded`.
+    _folded_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                            compare=False)
 
     def sampling_specialists(self, num_steps: int) -> tuple[Callable, Any]:
         """(apply_fn, stacked params) of the specialists in their folded sampling form
         (`models.folded`: same eps, fewer FLOPs per step) for a schedule of T = num_steps."""
-        return fold_members(self.model, self.specialists, num_steps)
+        return self._folded("specialists", fold_members, self.model, self.specialists, num_steps)
 
     def sampling_multi(self, num_steps: int) -> tuple[Callable, Any]:
         """(apply_fn, params) of the multi-condition model in its folded sampling form."""
-        return fold_denoiser(self.multi_model, self.multi, num_steps)
+        return self._folded("multi", fold_denoiser, self.multi_model, self.multi, num_steps)
+
+    def _folded(self, which: str, fold: Callable, model: Denoiser, variables: Any,
+                num_steps: int) -> tuple[Callable, Any]:
+        """`fold(model, variables, num_steps)`, computed once per T and reused while the same
+        variables object is held (assigning new variables refolds)."""
+        hit = self._folded_cache.get((which, num_steps))
+        if hit is None or hit[0] is not variables:
+            hit = (variables, fold(model, variables, num_steps))
+            self._folded_cache[(which, num_steps)] = hit
+        return hit[1]
 
 
 @dataclasses.dataclass

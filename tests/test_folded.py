@@ -1,5 +1,5 @@
 """The folded sampling-time Denoiser computes the same eps as the module, for both norms, masked
-conditions and stacked members, and samples the same chains."""
+conditions and stacked members, and samples the same chains; TargetModels folds once."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from coherent_jax.ensemble import stack_members
+from coherent_jax.model_set import TargetModels
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
 from coherent_jax.models.folded import fold_denoiser, fold_members
 from coherent_jax.sampling import coherent_sample
@@ -51,6 +52,17 @@ def test_folded_eps_equals_module(norm, cond_dims):
     assert hash(apply_fn) == hash(fold_denoiser(model, variables, T)[0])
 
 
+def test_folded_bfloat16_matmuls_stay_close():
+    model = Denoiser(data_dim=6, hidden_dim=24, num_layers=3, time_embed_dim=8, cond_embed_dim=4)
+    variables = _randomised(model, jax.random.key(0), (5,))
+    x, t, cond = _inputs(32, (5,), jax.random.key(1))
+    want = DenoiserApply(model)(variables, x, t, cond)
+    apply_fn, params = fold_denoiser(model, variables, T, dtype=jnp.bfloat16)
+    got = apply_fn(params, x, t, cond)
+    assert got.dtype == jnp.float32
+    assert float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want)) < 2e-2
+
+
 def test_folded_members_match_each_member():
     model = Denoiser(data_dim=6, hidden_dim=24, num_layers=4, time_embed_dim=8, cond_embed_dim=4)
     members = [_randomised(model, jax.random.key(k), (5,)) for k in range(3)]
@@ -77,3 +89,14 @@ def test_coherent_sampling_with_folded_members_matches():
                           jax.random.key(3), **common)
     np.testing.assert_allclose(got.samples, want.samples, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(got.disagreement, want.disagreement, atol=1e-3)
+
+
+def test_target_models_fold_once_per_variables():
+    model = Denoiser(data_dim=6, hidden_dim=24, num_layers=3, time_embed_dim=8, cond_embed_dim=4)
+    members = stack_members([_randomised(model, jax.random.key(k), (5,)) for k in range(2)])
+    tm = TargetModels(target="a", sources=("b", "c"), model=model, specialists=members)
+    first = tm.sampling_specialists(T)
+    assert tm.sampling_specialists(T)[1] is first[1]  # cached
+    assert tm.sampling_specialists(T + 1)[1]["tables"][0].shape[-2] == T + 1  # per T
+    tm.specialists = jax.tree.map(lambda a: a + 1.0, members)  # new weights are refolded
+    assert tm.sampling_specialists(T)[1] is not first[1]
