@@ -101,8 +101,10 @@ class ModelSet:
 
     def save(self, directory: str, metadata: dict | None = None) -> None:
         """Writes arrays with Orbax and the architectures, sources, weights and thresholds as JSON."""
+        # metadata JSON is written with sorted keys: the target order (the cascade order of
+        # imputation) is kept separately
         tree, meta = {}, {"schedule": self.schedule_name, "num_train_steps": self.num_train_steps,
-                          "targets": {}, **(metadata or {})}
+                          "targets": {}, "target_order": list(self.targets), **(metadata or {})}
         for name, tm in self.targets.items():
             tree[name] = {k: v for k, v in (("specialists", tm.specialists), ("multi", tm.multi))
                           if v is not None}
@@ -119,8 +121,8 @@ class ModelSet:
         """Reads what `save` wrote."""
         tree, meta = checkpointing.restore_tree(directory)
         targets = {}
-        for name, info in meta["targets"].items():
-            arrays = tree.get(name, {})
+        for name in meta.get("target_order", sorted(meta["targets"])):
+            info, arrays = meta["targets"][name], tree.get(name, {})
             targets[name] = TargetModels(
                 target=name, sources=tuple(info["sources"]),
                 model=Denoiser(**info["model"]) if info["model"] else None,
@@ -130,8 +132,6 @@ class ModelSet:
                 multi=arrays.get("multi"), unconditional=info["unconditional"],
                 thresholds=info["thresholds"])
         return cls(meta["schedule"], meta["num_train_steps"], targets)
-
-
 
 
 @dataclasses.dataclass(frozen=True)

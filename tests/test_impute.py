@@ -115,6 +115,20 @@ def test_save_load_round_trip_and_calibration(trained, tmp_path):
     assert a.diagnostics["threshold"].iloc[0] == found[a.diagnostics["target"].iloc[0]]
 
 
+def test_save_load_keeps_the_target_order(trained, tmp_path):
+    _, models, _ = trained
+    reordered = ModelSet(models.schedule_name, models.num_train_steps,
+                         {t: models.targets[t] for t in ("c", "a", "b")})  # the cascade order
+    reordered.save(str(tmp_path / "models"))
+    loaded = ModelSet.load(str(tmp_path / "models"))
+    assert list(loaded.targets) == ["c", "a", "b"]
+    holed, _ = _holed_test_cohort()
+    a = impute(holed, reordered, seed=2, **FAST)
+    b = impute(holed, loaded, seed=2, **FAST)
+    for m in "abc":
+        pd.testing.assert_frame_equal(a.draws[m], b.draws[m])
+
+
 def test_bad_requests_raise(trained):
     _, models, _ = trained
     holed, _ = _holed_test_cohort()
