@@ -169,10 +169,11 @@ def stage_latents(workdir: str, cohort, config: LatentConfig, log_fn=None) -> La
     print(table.to_string(), flush=True)
     for row in table.itertuples():
         if row.r2_overall < 0.05:
+            fix = f"--config.latent.kinds=\"{{'{row.modality}': 'pca'}}\""
             print(f"WARNING: the {row.encoder} of {row.modality!r} reconstructs its {row.split} "
                   f"rows no better than their mean (R^2 {row.r2_overall:.3f}): its latents "
-                  "carry little of the data. Try --config.latent.kinds=\"{'"
-                  f"{row.modality}': 'pca'}}\" or more --config.latent.max_epochs.", flush=True)
+                  f"carry little of the data. Try {fix} or more --config.latent.max_epochs.",
+                  flush=True)
     return space
 
 

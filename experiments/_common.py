@@ -122,8 +122,7 @@ def trained(c, workdir: str, log=say):
 def evaluate(c, workdir: str, cohort, latents, space, models) -> dict:
     """Runs the evaluation stage and prints its headline table."""
     result = pipeline.stage_evaluate(workdir, cohort, latents, space, models, eval_config(c),
-                                     c.seed, pipeline.as_jsonable(c),
-                                     log_fn=say)
+                                     c.seed, pipeline.as_jsonable(c), log_fn=say)
     print("R^2 in feature space (mean of K draws, every other modality given):")
     print(result["headline"].round(3).to_string(), flush=True)
     return result

@@ -106,18 +106,21 @@ def train_real_test_synthetic(train_x: pd.DataFrame, train_y: pd.Series,
         test_real: [N_te, F] real test features indexed by sample ID.
         generated: the generated version of `test_real`: a DataFrame indexed by sample_id, or
             by (sample_id, draw) as `Imputation.draws[m]` (each draw is scored; mean and std
-            reported); same columns as `train_x`.
+            reported); same columns as `train_x`. A mapping name -> such DataFrame scores
+            several generators with the one forest (a row per name).
         test_y: labels indexed by sample ID.
         seed: random_state of the forest.
 
     Returns:
-        DataFrame indexed by data ('real', 'generated'), columns balanced_accuracy, macro_f1,
-        weighted_f1, their *_std over draws (0 for real), n, draws.
+        DataFrame indexed by data ('real', then 'generated' or each name of a mapping),
+        columns balanced_accuracy, macro_f1, weighted_f1, their *_std over draws (0 for real),
+        n, draws.
 
     Raises:
         ValueError: labels or generated rows missing for some sample IDs; column mismatch.
     """
-    for name, table in (("test_real", test_real), ("generated", generated)):
+    generators = dict(generated) if isinstance(generated, Mapping) else {"generated": generated}
+    for name, table in (("test_real", test_real), *generators.items()):
         if list(table.columns) != list(train_x.columns):
             raise ValueError(f"{name} columns differ from train_x columns; give both the same "
                              "features in the same order.")
@@ -126,13 +129,14 @@ def train_real_test_synthetic(train_x: pd.DataFrame, train_y: pd.Series,
     model = fit_forest(train_x.loc[train_ids], y_tr, "classification", seed, n_estimators, n_jobs)
     real = _scores(model, _predict(model, test_real.loc[test_ids].to_numpy(np.float64),
                                    "classification"), y_te, "classification")
-    _, draws = draws_array(generated, test_ids)  # [K, N, F]
-    per_draw = pd.DataFrame([_scores(model, _predict(model, d, "classification"), y_te,
-                                     "classification") for d in draws])
-    rows = {"real": {**real, **{f"{c}_std": 0.0 for c in real}, "n": len(test_ids), "draws": 1},
-            "generated": {**per_draw.mean().to_dict(),
-                          **{f"{c}_std": float(per_draw[c].std(ddof=0)) for c in per_draw},
-                          "n": len(test_ids), "draws": len(draws)}}
+    rows = {"real": {**real, **{f"{c}_std": 0.0 for c in real}, "n": len(test_ids), "draws": 1}}
+    for name, table in generators.items():
+        _, draws = draws_array(table, test_ids)  # [K, N, F]
+        per_draw = pd.DataFrame([_scores(model, _predict(model, d, "classification"), y_te,
+                                         "classification") for d in draws])
+        rows[name] = {**per_draw.mean().to_dict(),
+                      **{f"{c}_std": float(per_draw[c].std(ddof=0)) for c in per_draw},
+                      "n": len(test_ids), "draws": len(draws)}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "data"
     return table

@@ -233,33 +233,42 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config: 
         trts = []
         for target in test_latent.modalities:
             others = tuple(m for m in test_latent.modalities if m != target)
-            for method, result in imputations.items():
-                for seed in seeds:
-                    table = downstream.train_real_test_synthetic(
-                        train[target].dropna(), y, test[target],
-                        copies.draws_of(result.draws, target, others), y, seed=seed,
-                        n_estimators=config.n_estimators).reset_index()
+            generated = {method: copies.draws_of(result.draws, target, others)
+                         for method, result in imputations.items()}
+            per_method = {method: [] for method in generated}
+            for seed in seeds:  # one forest per (target, seed) scores every method
+                scored = downstream.train_real_test_synthetic(
+                    train[target].dropna(), y, test[target], generated, y, seed=seed,
+                    n_estimators=config.n_estimators)
+                for method in generated:
+                    table = scored.loc[["real", method]].rename(
+                        index={method: "generated"}).reset_index()
                     table.insert(0, "seed", seed)
                     table.insert(0, "method", method)
                     table.insert(0, "target", target)
-                    trts.append(table)
+                    per_method[method].append(table)
+            trts += [table for tables in per_method.values() for table in tables]
         out["trts"] = pd.concat(trts, ignore_index=True)
         out["rescue"] = pd.concat([downstream.rescue(
             train, test, y, y, task="classification", generated=fills, seed=seed,
             n_estimators=config.n_estimators) for seed in seeds], ignore_index=True)
         log(f"rescue ({label}) done")
         curves, areas = {}, []
-        for m in config.prioritise or test_latent.modalities[:1]:
+        chosen = list(config.prioritise or test_latent.modalities[:1])
+        for m in chosen:
             others = tuple(k for k in test_latent.modalities if k != m)
-            for method, result in imputations.items():
-                for seed in seeds:
-                    curve, area = _prioritise(train, test, y, m, copies.draws_of(
-                        result.draws, m, others), config, seed)
+            for seed in seeds:  # one forest per seed serves every method
+                model = _forest_on_all(train, y, config, seed)
+                for method, result in imputations.items():
+                    curve, area = _prioritise(model, test, y, m, copies.draws_of(
+                        result.draws, m, others), seed)
                     areas.append({"modality": m, "method": method, **area})
                     if seed == 0:
                         curves[f"{m}_{method}"] = curve
-        out["prioritisation_curves"] = curves
-        out["prioritisation"] = pd.DataFrame(areas)
+        out["prioritisation_curves"] = curves  # seed 0 comes first: in method order
+        out["prioritisation"] = pd.DataFrame(sorted(  # rows by modality, method, seed
+            areas, key=lambda a: (chosen.index(a["modality"]),
+                                  list(imputations).index(a["method"]))))
     if config.survival and labels.loc[ids, "os_time"].notna().sum() >= 10:
         covariates = (pd.get_dummies(labels[label].astype("string"), dtype=float)
                       if has_label else None)
@@ -275,12 +284,16 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config: 
     return out
 
 
-def _prioritise(train, test, y, m, draws, config: EvalConfig, seed: int):
-    """Counterfactual prioritisation of measuring m, one forest seed."""
+def _forest_on_all(train, y, config: EvalConfig, seed: int):
+    """The classification forest on every modality's training latents (holes as NaN)."""
     train_ids = pd.Index(sorted(set().union(*(t.dropna().index for t in train.values()))))
     train_ids = train_ids[y.reindex(train_ids).notna().to_numpy()]
-    model = downstream.fit_forest(downstream.feature_table(train, train_ids), y.loc[train_ids],
-                                  "classification", seed, config.n_estimators)
+    return downstream.fit_forest(downstream.feature_table(train, train_ids), y.loc[train_ids],
+                                 "classification", seed, config.n_estimators)
+
+
+def _prioritise(model, test, y, m, draws, seed: int):
+    """Counterfactual prioritisation of measuring m with a fitted forest."""
     ids = test[m].index
     with_m = downstream.feature_table(test, ids)
     without_m = with_m.copy()
