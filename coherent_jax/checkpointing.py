@@ -33,14 +33,19 @@ def _json_default(value):
 
 
 def save_tree(directory: str, tree: Any, metadata: dict | None = None) -> None:
-    """Writes `tree` (arrays) and `metadata` (JSON) to `directory`, replacing what was there."""
+    """Writes `tree` (arrays) and `metadata` (JSON) to `directory`, replacing what was there.
+
+    The pipeline calls it inside `safe_io.output_folder`, so a kill mid-save leaves only a
+    '.partial' folder that the next run clears."""
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(os.path.join(directory, TREE_DIR), tree, force=True)
         checkpointer.wait_until_finished()
-    with open(os.path.join(directory, METADATA_FILE), "w") as f:
+    meta_path = os.path.join(directory, METADATA_FILE)
+    with open(f"{meta_path}.tmp", "w") as f:
         json.dump(metadata or {}, f, indent=2, sort_keys=True, default=_json_default)
+    os.replace(f"{meta_path}.tmp", meta_path)
 
 
 def restore_tree(directory: str, like: Any = None) -> tuple[Any, dict]:
@@ -90,9 +95,10 @@ class TrainCheckpoints:
                 raise ValueError(f"checkpoint folder {self.directory!r} belongs to a run with a "
                                  f"different {', '.join(diff)}; use a new work directory or "
                                  "delete this one to start over.")
-        else:
-            with open(id_path, "w") as f:
+        else:  # written beside and renamed: a kill never leaves half a file
+            with open(f"{id_path}.tmp", "w") as f:
                 json.dump(identity, f, indent=2, sort_keys=True)
+            os.replace(f"{id_path}.tmp", id_path)
         self._manager = ocp.CheckpointManager(
             os.path.join(self.directory, "steps"),
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))

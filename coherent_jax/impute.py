@@ -14,6 +14,8 @@ Rows: K draws x N patients, draw-major (row = draw * N + patient).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
 import time
 from typing import Any, Sequence
 
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from coherent_jax import metrics_io, safe_io
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.model_set import ModelSet, threshold_key
@@ -295,46 +298,41 @@ def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
 
 
 def write_imputation(result: Imputation, folder: str, metadata: dict | None = None,
-                     interval: float = 0.9) -> str:
+                     interval: float = 0.9, *, overwrite: bool = False,
+                     protected: Sequence[str | None] = ()) -> str:
     """Writes an Imputation as tables, all indexed by sample_id; returns the folder.
 
     Per modality m: m_latent_draws.csv (sample_id, draw, latents), m_latent_{mean,std,lower,
     upper}.csv, and when decoded m_features_draws.csv.gz and m_features_{mean,...}.csv
     (Parquet copies of the draws when pyarrow is installed); imputed.csv (which entries were
     generated), diagnostics.csv and summary.json (metadata, counts, acceptance, versions).
-    The folder is written beside and renamed into place, so it is never half-written.
+
+    The folder is written beside and renamed into place (`safe_io.output_folder`): it is never
+    half-written, an earlier output of ours is replaced only with `overwrite`, and a folder
+    holding anything else, or overlapping a `protected` folder, is refused.
     """
-    import importlib.util  # noqa: PLC0415
-    import os  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
-
-    from coherent_jax import metrics_io  # noqa: PLC0415
-
     parquet = importlib.util.find_spec("pyarrow") is not None
-    tmp = f"{folder.rstrip('/')}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
     spaces = [("latent", result.draws)] + ([("features", result.features)]
                                           if result.features is not None else [])
-    for space, tables in spaces:
-        for m, draws in tables.items():
-            if space == "features":  # wide: gzip level 1 writes 3x faster than the default 9
-                draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv.gz"),
-                             compression={"method": "gzip", "compresslevel": 1})
-            else:
-                draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv"))
-            if parquet:
-                draws.to_parquet(os.path.join(tmp, f"{m}_{space}_draws.parquet"))
-            for stat, table in summarize(draws, interval).items():
-                table.to_csv(os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
-    result.imputed.to_csv(os.path.join(tmp, "imputed.csv"))
-    result.diagnostics.to_csv(os.path.join(tmp, "diagnostics.csv"), index=False)
-    summary = {"metadata": metadata or {}, "num_patients": int(len(result.imputed)),
-               "num_samples": result.num_samples, "interval": interval,
-               "generated_entries": {m: int(v) for m, v in result.imputed.sum().items()},
-               "diagnostics": result.diagnostics.to_dict(orient="records"),
-               "versions": metrics_io.versions()}
-    metrics_io.write_json(os.path.join(tmp, "summary.json"), summary)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with safe_io.output_folder(folder, overwrite=overwrite, protected=protected,
+                               kind="imputation") as tmp:
+        for space, tables in spaces:
+            for m, draws in tables.items():
+                if space == "features":  # wide: gzip level 1 writes 3x faster than level 9
+                    draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv.gz"),
+                                 compression={"method": "gzip", "compresslevel": 1})
+                else:
+                    draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv"))
+                if parquet:
+                    draws.to_parquet(os.path.join(tmp, f"{m}_{space}_draws.parquet"))
+                for stat, table in summarize(draws, interval).items():
+                    table.to_csv(os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
+        result.imputed.to_csv(os.path.join(tmp, "imputed.csv"))
+        result.diagnostics.to_csv(os.path.join(tmp, "diagnostics.csv"), index=False)
+        summary = {"metadata": metadata or {}, "num_patients": int(len(result.imputed)),
+                   "num_samples": result.num_samples, "interval": interval,
+                   "generated_entries": {m: int(v) for m, v in result.imputed.sum().items()},
+                   "diagnostics": result.diagnostics.to_dict(orient="records"),
+                   "versions": metrics_io.versions()}
+        metrics_io.write_json(os.path.join(tmp, "summary.json"), summary)
     return folder

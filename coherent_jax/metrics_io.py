@@ -64,6 +64,16 @@ class MetricsWriter:
     def __init__(self, path: str):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
+        self._drop_torn_line()
+
+    def _drop_torn_line(self) -> None:
+        """Cuts an unfinished last line (a run killed mid-write), so the file stays readable."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:

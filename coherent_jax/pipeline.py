@@ -1,6 +1,9 @@
 """The main job as stages on a work directory: data -> latent space -> denoisers -> imputation.
 
-Each stage is one library call that the absl scripts in experiments/ make. A work directory
+Each stage is one library call that the absl scripts in experiments/ make. Every folder a
+stage writes is built beside as '<folder>.partial' and renamed into place when complete
+(`safe_io.output_folder`), so a kill at any moment leaves a work directory that the next run
+completes without manual cleanup. A work directory
 belongs to one configuration and one data fingerprint: config.json records them (with the seed
 and library versions) and a later run with a different configuration is refused. Stages whose
 outputs exist are loaded instead of recomputed, and denoiser training resumes from its latest
@@ -25,11 +28,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from coherent_jax import metrics_io
+from coherent_jax import metrics_io, safe_io
 from coherent_jax.data import (Preprocessor, induce_missingness, linear_gaussian_cohort,
                                load_csv_folder, load_pan_cancer, load_paper_layout, load_tcga,
                                paper_split, tcga_like, tcga_like_rates)
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
+from coherent_jax.errors import UserError
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
 from coherent_jax.impute import Imputation, calibrate_thresholds, impute, write_imputation
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table, save_quality_table
@@ -74,7 +78,7 @@ def from_mapping(cls, values: Mapping[str, Any]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(fields)}.")
+        raise UserError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(fields)}.")
     for name, value in list(values.items()):
         if isinstance(value, list):
             values[name] = tuple(value)
@@ -90,7 +94,7 @@ def load_cohort(config: DataConfig):
         (preprocessed feature-space Cohort, fitted Preprocessor).
     """
     if config.source not in SOURCES:
-        raise ValueError(f"unknown data source {config.source!r}; choose one of {SOURCES}.")
+        raise UserError(f"unknown data source {config.source!r}; choose one of {SOURCES}.")
     if config.source == "tcga":
         raw = load_tcga(config.name)
     elif config.source == "pan_cancer":
@@ -141,7 +145,7 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
         with open(path) as f:
             existing = json.load(f)
         if existing.get("data_fingerprint") != fingerprint:
-            raise ValueError(f"work directory {workdir!r} was made from different data "
+            raise UserError(f"work directory {workdir!r} was made from different data "
                              f"(fingerprint {existing.get('data_fingerprint')} vs {fingerprint}):"
                              " the input files changed. Use a new --workdir.")
         theirs = {"config": _trained_part(existing.get("config")), "seed": existing.get("seed")}
@@ -150,7 +154,7 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
         if theirs != ours:
             diff = sorted(k for k in set(theirs["config"]) | set(ours["config"])
                           if (theirs["config"] or {}).get(k) != ours["config"].get(k))
-            raise ValueError(f"work directory {workdir!r} holds a run with a different "
+            raise UserError(f"work directory {workdir!r} holds a run with a different "
                              f"configuration (differs in: {diff or ['seed']}); use a new "
                              "--workdir or delete it to start over.")
         return
@@ -163,9 +167,10 @@ def stage_latents(workdir: str, cohort, config: LatentConfig, log_fn=None) -> La
     if os.path.isdir(folder):
         return LatentSpace.restore(folder)
     space = LatentSpace.fit(cohort, config, log_fn=log_fn)
-    space.save(folder)
     table = quality_table(space, cohort)
-    save_quality_table(table, folder)
+    with safe_io.output_folder(folder, kind="latent space") as tmp:
+        space.save(tmp)
+        save_quality_table(table, tmp)
     print(table.to_string(), flush=True)
     for row in table.itertuples():
         if row.r2_overall < 0.05:
@@ -194,8 +199,9 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
 
     models, reports = train_model_set(latent_cohort, config, seed, targets=targets,
                                       workdir=workdir, log_fn=log, batch_sharding=batch_sharding)
-    models.save(folder, {"fingerprint": cohort_fingerprint(latent_cohort)})
-    metrics_io.write_json(os.path.join(folder, "reports.json"), reports)
+    with safe_io.output_folder(folder, kind="model set") as tmp:
+        models.save(tmp, {"fingerprint": cohort_fingerprint(latent_cohort)})
+        metrics_io.write_json(os.path.join(tmp, "reports.json"), reports)
     return models
 
 
@@ -234,7 +240,7 @@ def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace
                     allow_unconditional=config.allow_unconditional, latent_space=space,
                     feature_cohort=feature_cohort.split(config.split))
     write_imputation(result, os.path.join(workdir, "imputation"),
-                     {"config": dataclasses.asdict(config), "seed": seed})
+                     {"config": dataclasses.asdict(config), "seed": seed}, overwrite=True)
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -12,12 +13,31 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from coherent_jax import encoders, parallel, pipeline  # noqa: E402
+from coherent_jax.errors import UserError  # noqa: E402
 from coherent_jax.evaluate.suite import EvalConfig  # noqa: E402
 from coherent_jax.latent import LatentConfig  # noqa: E402
 from coherent_jax.model_set import ModelSetConfig, cohort_fingerprint  # noqa: E402
 from coherent_jax.models.autoencoder import default_config  # noqa: E402
 
 FLAGS = flags.FLAGS
+
+
+def cli(main):
+    """Wraps an absl main: a user's mistake (`UserError`) prints one line naming the problem
+    and the fix and exits with status 2; bugs keep their traceback, and so does everything
+    with --verbosity=debug (or -v 1)."""
+
+    @functools.wraps(main)
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except UserError as error:
+            if FLAGS.verbosity >= logging.DEBUG:
+                raise
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return wrapped
 
 
 def define_flags(config_required: bool = True) -> None:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+import _common
 import coherent_jax as cj
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 
@@ -141,4 +142,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(_common.cli(main))

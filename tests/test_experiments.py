@@ -82,3 +82,104 @@ def test_impute_script_fills_a_csv_folder(workdir, tmp_path):
     assert imputed.to_numpy().sum() == 8
     summary = json.load(open(out_dir / "summary.json"))
     assert summary["num_samples"] == 2 and summary["versions"]["packages"]["jax"]
+
+
+def _snapshot(folder):
+    found = {}
+    for d, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(d, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found
+
+
+def _write_new_patients(folder):
+    model = LinearGaussianModel.random({m: 8 for m in ("cna", "rna", "rppa", "wsi")},
+                                       num_factors=6, noise_std=0.4, seed=42)
+    cohort = linear_gaussian_cohort(model, 4, seed=3)
+    folder.mkdir()
+    for m, table in cohort.tables.items():
+        table.drop(index=table.index[:1]).to_csv(folder / f"{m}.csv")
+
+
+@pytest.mark.parametrize("where", ["notes", "input", "workdir", "cwd"])
+def test_impute_script_never_deletes_user_files(workdir, tmp_path, where):
+    folder = tmp_path / "mine"
+    _write_new_patients(folder)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("my notes")
+    out = {"notes": notes, "input": folder, "workdir": workdir, "cwd": ROOT}[where]
+    before = {p: _snapshot(p) for p in (str(folder), str(notes), workdir)}
+    for extra in ([], ["--overwrite"]):
+        result = _run("impute.py", f"--workdir={workdir}", f"--input={folder}", f"--out={out}",
+                      *extra)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and "error: --out" in result.stderr
+    assert {p: _snapshot(p) for p in before} == before
+
+
+def test_impute_script_replaces_its_own_output_only_with_overwrite(workdir, tmp_path):
+    folder = tmp_path / "mine"
+    _write_new_patients(folder)
+    out = tmp_path / "filled"
+    args = (f"--workdir={workdir}", f"--input={folder}", f"--out={out}")
+    assert _run("impute.py", *args).returncode == 0
+    first = _snapshot(out)
+    again = _run("impute.py", *args)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and _snapshot(out) == first
+    assert _run("impute.py", *args, "--overwrite").returncode == 0
+    assert sorted(os.listdir(tmp_path)) == ["filled", "mine"]
+
+
+KILL_HARNESS = """
+import importlib, os, runpy, sys
+target, when, count = os.environ["KILL_AT"].rsplit(":", 2)
+module, attr = target.split(":")
+owner = importlib.import_module(module)
+*path, name = attr.split(".")
+for part in path:
+    owner = getattr(owner, part)
+original, calls = getattr(owner, name), []
+def dying(*args, **kwargs):
+    calls.append(1)
+    if when == "before" and len(calls) == int(count):
+        os._exit(137)
+    out = original(*args, **kwargs)
+    if when == "after" and len(calls) == int(count):
+        os._exit(137)
+    return out
+setattr(owner, name, dying)
+script = sys.argv[1]
+sys.path.insert(0, os.path.dirname(script))
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def test_pipeline_killed_anywhere_resumes_to_the_same_result(workdir, tmp_path):
+    killed = str(tmp_path / "killed")
+    script = os.path.join(ROOT, "experiments", "run_pipeline.py")
+    kills = [
+        ("coherent_jax.latent:LatentSpace.save:after:1", "latent_space.partial"),
+        ("coherent_jax.checkpointing:TrainCheckpoints.save:after:2", "checkpoints"),
+        ("coherent_jax.model_set:ModelSet.save:after:1", "models.partial"),
+        ("coherent_jax.safe_io:commit:before:2", "imputation.partial"),  # 1: models again
+        ("coherent_jax.safe_io:commit:before:2", "report.partial"),  # 1: imputation again
+    ]
+    for kill, left in kills:
+        out = subprocess.run([sys.executable, "-c", KILL_HARNESS, script, f"--config={CONFIG}",
+                              f"--workdir={killed}"], capture_output=True, text=True,
+                             timeout=900, cwd=ROOT,
+                             env=dict(os.environ, JAX_PLATFORMS="cpu", KILL_AT=kill))
+        assert out.returncode == 137, (kill, out.stderr[-3000:])
+        assert os.path.exists(os.path.join(killed, left)), (kill, os.listdir(killed))
+    out = _run("run_pipeline.py", f"--config={CONFIG}", f"--workdir={killed}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not [n for n in os.listdir(killed) if n.endswith((".partial", ".old"))]
+    for part in ("imputation/rna_latent_mean.csv", "imputation/imputed.csv",
+                 "report/tables/reconstruction.csv"):
+        ours = pd.read_csv(os.path.join(killed, part), index_col=0)
+        reference = pd.read_csv(os.path.join(workdir, part), index_col=0)
+        pd.testing.assert_frame_equal(ours, reference, check_exact=False, rtol=1e-5)

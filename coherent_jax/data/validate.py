@@ -12,10 +12,12 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from coherent_jax.errors import UserError
+
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A cohort's input is malformed; the message says where and how to fix it."""
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from coherent_jax import metrics_io
+from coherent_jax import metrics_io, safe_io
 
 EXTRA_PACKAGES = ("scipy", "matplotlib", "scikit-survival", "mofapy2")
 
@@ -124,12 +123,13 @@ def write_report(folder: str, *, config: dict, seed: int,
                  prioritisation: Mapping[str, pd.DataFrame] | None = None,
                  prioritisation_metric: str = "weighted F1",
                  summaries: Mapping[str, pd.DataFrame] | None = None,
-                 notes: Sequence[str] = ()) -> str:
+                 notes: Sequence[str] = (), overwrite: bool = True) -> str:
     """Writes the report folder and returns the path of its index.md.
 
     Args:
-        folder: the report folder; written beside as '<folder>.partial' and renamed into place,
-            so it is never half-written and holds nothing from an earlier report.
+        folder: the report folder; written beside as '<folder>.partial' and renamed into place
+            (`safe_io.output_folder`), so it is never half-written and holds nothing from an
+            earlier report. A folder holding files we did not write is refused.
         config: the run's configuration (JSON-serialisable); seed: its seed.
         title: the index.md heading.
         tables: name -> DataFrame, written as tables/<name>.csv and linked.
@@ -145,96 +145,97 @@ def write_report(folder: str, *, config: dict, seed: int,
         prioritisation_metric: its y-axis label ('C-index' for survival).
         summaries: heading -> small DataFrame shown inline (e.g. privacy, rescue tests).
         notes: lines listed under "Notes" (e.g. analyses skipped and why).
+        overwrite: replace an earlier report of ours in `folder` (False: refuse).
 
     Returns:
         Path of index.md.
     """
-    directory = f"{folder.rstrip('/')}.partial"
-    shutil.rmtree(directory, ignore_errors=True)
-    for sub in ("tables", "results", "figures"):
-        os.makedirs(os.path.join(directory, sub), exist_ok=True)
-    versions = _versions()
-    lines = [f"# {title}", "", f"Seed: {seed}. Config and library versions: "
-             "[report.json](report.json).", ""]
-    written = []
+    with safe_io.output_folder(folder, overwrite=overwrite, kind="report") as directory:
+        for sub in ("tables", "results", "figures"):
+            os.makedirs(os.path.join(directory, sub), exist_ok=True)
+        versions = _versions()
+        lines = [f"# {title}", "", f"Seed: {seed}. Config and library versions: "
+                 "[report.json](report.json).", ""]
+        written = []
 
-    def save_table(name: str, table: pd.DataFrame) -> str:
-        rel = f"tables/{name}.csv"
-        table.to_csv(os.path.join(directory, rel))
-        written.append(rel)
-        return rel
-
-    def save_figure(name: str, draw, *args, **kwargs) -> str:
-        rel = f"figures/{name}.png"
-        draw(*args, os.path.join(directory, rel), **kwargs)
-        written.append(rel)
-        return rel
-
-    if reconstruction is not None:
-        rel = save_table("reconstruction", reconstruction)
-        fig = save_figure("reconstruction", plot_grouped_bars, reconstruction,
-                          ylabel=reconstruction_metric.split(" (")[0],
-                          title=f"Reconstruction: {reconstruction_metric}")
-        lines += ["## Reconstruction (rows methods, columns targets)", "",
-                  f"{reconstruction_metric}; [CSV]({rel})", "", markdown_table(reconstruction),
-                  "", f"![reconstruction]({fig})", ""]
-    for heading, table in (summaries or {}).items():
-        lines += [f"## {heading}", "", markdown_table(table), ""]
-    if rescue is not None:
-        metric = rescue_metric or ("balanced_accuracy" if "balanced_accuracy" in rescue
-                                   else "c_index")
-        rel = save_table("rescue", rescue)
-        is_reference = rescue["removed"] == ""
-        reference = float(rescue.loc[is_reference, metric].mean()) if is_reference.any() else None
-        bars = rescue[~is_reference].groupby(["removed", "fill"], sort=False)[metric].agg(
-            ["mean", "std"])
-        means = bars["mean"].unstack("removed")
-        stds = bars["std"].unstack("removed").fillna(0.0)
-        fig = save_figure("rescue", plot_grouped_bars, means, ylabel=metric,
-                          title="Performance rescue by removed modalities and fill",
-                          errors=stds, reference=reference)
-        lines += ["## Performance rescue", "", f"{metric}, mean over seeds; [CSV]({rel})", "",
-                  f"![rescue]({fig})", ""]
-    if prioritisation:
-        lines += ["## Counterfactual test prioritisation", ""]
-        for name, curve in prioritisation.items():
-            rel = save_table(f"prioritisation_{name}", curve.set_index("rho"))
-            fig = save_figure(f"prioritisation_{name}", plot_prioritisation, curve,
-                              title=f"Withholding {name}", ylabel=prioritisation_metric)
-            lines += [f"### {name}", "", f"[CSV]({rel})", "", f"![prioritisation {name}]({fig})", ""]
-    if disagreement is not None:
-        rel = save_table("disagreement", disagreement)
-        fig = save_figure("disagreement", plot_disagreement, disagreement)
-        lines += ["## Disagreement over steps", "", f"[CSV]({rel})", "", f"![disagreement]({fig})",
-                  ""]
-    if pca:
-        lines += ["## PCA of real vs generated", ""]
-        for name, (real, generated) in pca.items():
-            fig = save_figure(f"pca_{name}", plot_pca, np.asarray(real), np.asarray(generated),
-                              title=f"{name}: real vs generated")
-            lines += [f"![pca {name}]({fig})", ""]
-    if tables:
-        lines += ["## Tables", ""]
-        for name, table in tables.items():
-            lines.append(f"- [{name}]({save_table(name, table)})")
-        lines.append("")
-    if results:
-        lines += ["## Results", ""]
-        for name, result in results.items():
-            rel = f"results/{name}.json"
-            metrics_io.write_json(os.path.join(directory, rel),
-                                  {"config": config, "seed": seed, "versions": versions,
-                                   "result": result})
+        def save_table(name: str, table: pd.DataFrame) -> str:
+            rel = f"tables/{name}.csv"
+            table.to_csv(os.path.join(directory, rel))
             written.append(rel)
-            lines.append(f"- [{name}]({rel})")
-        lines.append("")
-    if notes:
-        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
-    metrics_io.write_json(os.path.join(directory, "report.json"),
-                          {"config": config, "seed": seed, "versions": versions,
-                           "files": written})
-    with open(os.path.join(directory, "index.md"), "w") as f:
-        f.write("\n".join(lines))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(directory, folder)
+            return rel
+
+        def save_figure(name: str, draw, *args, **kwargs) -> str:
+            rel = f"figures/{name}.png"
+            draw(*args, os.path.join(directory, rel), **kwargs)
+            written.append(rel)
+            return rel
+
+        if reconstruction is not None:
+            rel = save_table("reconstruction", reconstruction)
+            fig = save_figure("reconstruction", plot_grouped_bars, reconstruction,
+                              ylabel=reconstruction_metric.split(" (")[0],
+                              title=f"Reconstruction: {reconstruction_metric}")
+            lines += ["## Reconstruction (rows methods, columns targets)", "",
+                      f"{reconstruction_metric}; [CSV]({rel})", "", markdown_table(reconstruction),
+                      "", f"![reconstruction]({fig})", ""]
+        for heading, table in (summaries or {}).items():
+            lines += [f"## {heading}", "", markdown_table(table), ""]
+        if rescue is not None:
+            metric = rescue_metric or ("balanced_accuracy" if "balanced_accuracy" in rescue
+                                       else "c_index")
+            rel = save_table("rescue", rescue)
+            is_reference = rescue["removed"] == ""
+            reference = (float(rescue.loc[is_reference, metric].mean()) if is_reference.any()
+                         else None)
+            bars = rescue[~is_reference].groupby(["removed", "fill"], sort=False)[metric].agg(
+                ["mean", "std"])
+            means = bars["mean"].unstack("removed")
+            stds = bars["std"].unstack("removed").fillna(0.0)
+            fig = save_figure("rescue", plot_grouped_bars, means, ylabel=metric,
+                              title="Performance rescue by removed modalities and fill",
+                              errors=stds, reference=reference)
+            lines += ["## Performance rescue", "", f"{metric}, mean over seeds; [CSV]({rel})", "",
+                      f"![rescue]({fig})", ""]
+        if prioritisation:
+            lines += ["## Counterfactual test prioritisation", ""]
+            for name, curve in prioritisation.items():
+                rel = save_table(f"prioritisation_{name}", curve.set_index("rho"))
+                fig = save_figure(f"prioritisation_{name}", plot_prioritisation, curve,
+                                  title=f"Withholding {name}", ylabel=prioritisation_metric)
+                lines += [f"### {name}", "", f"[CSV]({rel})", "",
+                          f"![prioritisation {name}]({fig})", ""]
+        if disagreement is not None:
+            rel = save_table("disagreement", disagreement)
+            fig = save_figure("disagreement", plot_disagreement, disagreement)
+            lines += ["## Disagreement over steps", "", f"[CSV]({rel})", "",
+                      f"![disagreement]({fig})",
+                      ""]
+        if pca:
+            lines += ["## PCA of real vs generated", ""]
+            for name, (real, generated) in pca.items():
+                fig = save_figure(f"pca_{name}", plot_pca, np.asarray(real), np.asarray(generated),
+                                  title=f"{name}: real vs generated")
+                lines += [f"![pca {name}]({fig})", ""]
+        if tables:
+            lines += ["## Tables", ""]
+            for name, table in tables.items():
+                lines.append(f"- [{name}]({save_table(name, table)})")
+            lines.append("")
+        if results:
+            lines += ["## Results", ""]
+            for name, result in results.items():
+                rel = f"results/{name}.json"
+                metrics_io.write_json(os.path.join(directory, rel),
+                                      {"config": config, "seed": seed, "versions": versions,
+                                       "result": result})
+                written.append(rel)
+                lines.append(f"- [{name}]({rel})")
+            lines.append("")
+        if notes:
+            lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+        metrics_io.write_json(os.path.join(directory, "report.json"),
+                              {"config": config, "seed": seed, "versions": versions,
+                               "files": written})
+        with open(os.path.join(directory, "index.md"), "w") as f:
+            f.write("\n".join(lines))
     return os.path.join(folder, "index.md")
