@@ -10,7 +10,8 @@ outputs exist are loaded instead of recomputed, and denoiser training resumes fr
 checkpoint, so an interrupted pipeline is simply run again.
 
     workdir/
-      config.json          the full config, seed, versions
+      config.json          the full config, seed, versions, data fingerprint
+      preprocessing/       the fitted feature preprocessing (features, fills, scaling)
       latent_space/        fitted encoders (Orbax) + latent_quality.{csv,json}
       models/              the trained ModelSet (Orbax) + training reports
       checkpoints/         resumable denoiser training
@@ -93,6 +94,14 @@ def load_cohort(config: DataConfig):
     Returns:
         (preprocessed feature-space Cohort, fitted Preprocessor).
     """
+    raw = load_raw_cohort(config)
+    fill = {m: config.fill for m in raw.modalities} if config.fill else None
+    prep = Preprocessor.fit(raw, fill=fill)
+    return prep.transform(raw), prep
+
+
+def load_raw_cohort(config: DataConfig):
+    """Loads, splits and holes (train only) a cohort, in the units of its files."""
     if config.source not in SOURCES:
         raise UserError(f"unknown data source {config.source!r}; choose one of {SOURCES}.")
     if config.source == "tcga":
@@ -112,12 +121,26 @@ def load_cohort(config: DataConfig):
         raw = linear_gaussian_cohort(model, config.num_samples, seed=config.split_seed)
     cohort = raw if not raw.splits.isna().all() else paper_split(raw, seed=config.split_seed)
     if config.missing != "none":
-        rates = (tcga_like_rates(cohort.modalities) if config.missing == "tcga_like"
-                 else float(config.missing))
+        try:
+            rates = (tcga_like_rates(cohort.modalities) if config.missing == "tcga_like"
+                     else float(config.missing))
+        except (KeyError, ValueError) as error:
+            raise UserError(f"data.missing={config.missing!r} cannot hole this cohort "
+                            f"({error}). For your own data pass --config.data.missing=none "
+                            "(keep its real holes) or a rate such as --config.data.missing=0.2."
+                            ) from error
         cohort = induce_missingness(cohort, rates, seed=config.missing_seed)
-    fill = {m: config.fill for m in cohort.modalities} if config.fill else None
-    prep = Preprocessor.fit(cohort, fill=fill)
-    return prep.transform(cohort), prep
+    return cohort
+
+
+def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
+    """Saves the fitted preprocessing once (workdir/preprocessing/), so the work directory
+    imputes new patients without the training data (`coherent_jax.Imputer`)."""
+    folder = os.path.join(workdir, "preprocessing")
+    if os.path.isdir(folder):
+        return
+    with safe_io.output_folder(folder, kind="preprocessing") as tmp:
+        prep.save(tmp)
 
 
 def _trained_part(config: dict | None) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -38,6 +39,16 @@ def cli(main):
             sys.exit(2)
 
     return wrapped
+
+
+def read_run_config(workdir: str) -> dict:
+    """workdir/config.json (config, seed, versions, data fingerprint) of a trained run."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise UserError(f"{path} not found: --workdir must be a trained run "
+                        "(experiments/run_pipeline.py or train_denoisers.py).")
+    with open(path) as f:
+        return json.load(f)
 
 
 def define_flags(config_required: bool = True) -> None:
@@ -104,9 +115,10 @@ def setup(c, workdir: str):
         (feature cohort, its fingerprint).
     """
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
-    cohort, _ = pipeline.load_cohort(data_config(c))
+    cohort, prep = pipeline.load_cohort(data_config(c))
     fingerprint = cohort_fingerprint(cohort)
     pipeline.claim_workdir(workdir, pipeline.as_jsonable(c), c.seed, fingerprint)
+    pipeline.stage_preprocessing(workdir, prep)
     print(f"cohort {cohort.name}: {cohort.num_samples} patients, widths {cohort.widths()}; "
           f"splits {cohort.splits.value_counts().to_dict()}", flush=True)
     print(pipeline.describe_patterns(cohort.split("train")), flush=True)

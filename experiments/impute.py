@@ -6,7 +6,10 @@ r"""Imputes missing modalities with a trained work directory.
     python experiments/impute.py --workdir=/tmp/run --input=my_cohort/ --out=/tmp/filled
 
 Reads the run's config from workdir/config.json; --method/--num_samples/--seed override the
-imputation settings. Writes per-modality CSV (+ Parquet with pyarrow) and summary.json to a
+imputation settings. The work directory is all it needs for --input patients (its saved
+preprocessing, latent space and models; the training files may be gone); features are written
+in the units of the input files (--units=zscore for the preprocessing's z-scores), observed
+values exactly as given. Writes per-modality CSV (+ Parquet with pyarrow) and summary.json to a
 new folder --out, built beside as '<out>.partial' and renamed into place. An existing --out is
 replaced only when it holds an earlier output of ours and --overwrite is given; --out inside or
 around --input or --workdir, or the current directory (or a parent of it), is refused. Errors
@@ -14,69 +17,61 @@ in the input print one line and exit with status 2.
 """
 
 import dataclasses
-import json
 import os
 
 from absl import app, flags
 
 import _common
 from coherent_jax import pipeline
-from coherent_jax.errors import UserError
-from coherent_jax.data import load_csv_folder
-from coherent_jax.impute import impute, write_imputation
-from coherent_jax.latent import LatentSpace
-from coherent_jax.model_set import ModelSet
+from coherent_jax.impute import write_imputation
+from coherent_jax.imputer import UNITS, Imputer, RangeCheck
 from coherent_jax.safe_io import check_output_folder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained work directory.", required=True)
-flags.DEFINE_string("out", None, "Output folder.", required=True)
-flags.DEFINE_string("input", None, "Folder of per-modality CSV files (default: the run's split).")
+flags.DEFINE_string("out", None, "Output folder (new, or an earlier output with --overwrite).",
+                    required=True)
+flags.DEFINE_string("input", None, "Folder of per-modality CSV files of new patients, in the "
+                    "units of the training files (default: the run's configured split, which "
+                    "needs the training data).")
 flags.DEFINE_string("method", None, "Override: coherent, product, multi or single.")
 flags.DEFINE_integer("num_samples", None, "Override: draws per patient.")
 flags.DEFINE_integer("seed", None, "Override: sampling seed.")
 flags.DEFINE_bool("overwrite", False, "Replace an earlier imputation of ours in --out.")
+flags.DEFINE_enum("units", "input", UNITS, "Units of the written features: the input files' "
+                  "units, or the preprocessing's z-scores.")
+flags.DEFINE_float("max_outlier_share", RangeCheck.max_share, "Refuse a patient's modality "
+                   "when more than this share of its features lie over --max_outlier_z training"
+                   " SDs from the training mean (a scale or unit mix-up); 1 disables.")
+flags.DEFINE_float("max_outlier_z", RangeCheck.max_z, "See --max_outlier_share.")
 
 
 def main(argv):
     del argv
     protected = (FLAGS.input, FLAGS.workdir)
     check_output_folder(FLAGS.out, overwrite=FLAGS.overwrite, protected=protected, flag="--out")
-    path = os.path.join(FLAGS.workdir, "config.json")
-    if not os.path.exists(path):
-        raise UserError(f"{path} not found: --workdir must be a trained run "
-                        "(experiments/run_pipeline.py or train_denoisers.py).")
-    with open(path) as f:
-        run = json.load(f)
-    config = run["config"]
-    data = pipeline.from_mapping(pipeline.DataConfig, config["data"])
-    settings = pipeline.from_mapping(pipeline.ImputeConfig, config["impute"])
+    imputer = Imputer.load(FLAGS.workdir)
     overrides = {k: v for k, v in (("method", FLAGS.method), ("num_samples", FLAGS.num_samples))
                  if v is not None}
-    settings = dataclasses.replace(settings, **overrides)
-    seed = run["seed"] if FLAGS.seed is None else FLAGS.seed
-    cohort, prep = pipeline.load_cohort(data)
-    space = LatentSpace.restore(os.path.join(FLAGS.workdir, "latent_space"))
-    models = ModelSet.load(os.path.join(FLAGS.workdir, "models"))
+    settings = dataclasses.replace(imputer.settings, **overrides)
     if FLAGS.input:
-        features = prep.transform(load_csv_folder(FLAGS.input))
-    else:
-        features = cohort.split(settings.split)
-    latents = space.encode(features)
-    result = impute(latents, models, method=settings.method, num_samples=settings.num_samples,
-                    seed=seed, sampler=settings.sampler, num_steps=settings.num_steps or None,
-                    cascade=settings.cascade, num_candidates=settings.num_candidates,
-                    max_bad_fraction=settings.max_bad_fraction,
-                    corrector_steps=settings.corrector_steps,
-                    allow_unconditional=settings.allow_unconditional, latent_space=space,
-                    feature_cohort=features)
+        patients = imputer.read(FLAGS.input)
+    else:  # the run's own split: reads the training data the run was configured with
+        run = _common.read_run_config(FLAGS.workdir)
+        data = pipeline.from_mapping(pipeline.DataConfig, run["config"]["data"])
+        patients = pipeline.load_raw_cohort(data).split(settings.split)
+    print(pipeline.describe_patterns(patients), flush=True)
+    seed = imputer.seed if FLAGS.seed is None else FLAGS.seed
+    result = imputer.impute(patients, settings, seed=seed, units=FLAGS.units,
+                            range_check=RangeCheck(FLAGS.max_outlier_z, FLAGS.max_outlier_share))
     write_imputation(result, FLAGS.out, {"impute": dataclasses.asdict(settings), "seed": seed,
-                                         "workdir": os.path.abspath(FLAGS.workdir),
-                                         "input": FLAGS.input},
+                                         "units": FLAGS.units, "workdir": imputer.workdir,
+                                         "trained_on_fingerprint": imputer.fingerprint,
+                                         "input": FLAGS.input and os.path.abspath(FLAGS.input)},
                      overwrite=FLAGS.overwrite, protected=protected)
     print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
           "nothing to impute: every patient has every modality", flush=True)
-    print(f"wrote {FLAGS.out}")
+    print(f"wrote {FLAGS.out} (features in {FLAGS.units} units)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ labels.*; recognised columns: cancer_type (or cancertype), stage (strings like '
 
 from __future__ import annotations
 
+import gzip
 import pathlib
 from typing import Sequence
 
@@ -33,21 +34,45 @@ def _stem(path: pathlib.Path) -> str | None:
     return None
 
 
+def _separator(path: pathlib.Path, first_line: str) -> str:
+    """The column separator of a table file: tab for .tsv/.txt, else the most frequent of
+    ',', ';' and tab in the header line (',' when none occurs)."""
+    if ".tsv" in path.suffixes or ".txt" in path.suffixes:
+        return "\t"
+    counts = {sep: first_line.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else ","
+
+
 def read_table(path: pathlib.Path | str) -> pd.DataFrame:
-    """Reads a samples-as-rows table: first column = sample ID (kept as text), header row."""
+    """Reads a samples-as-rows table: first column = sample ID (kept as text), header row.
+
+    The separator is detected from the header (',', ';' or tab; .tsv/.txt are tab).
+
+    Raises:
+        DataError: an empty file, or a header with no feature column (naming the file and
+            the separator it was read with).
+    """
     path = pathlib.Path(path)
-    sep = "\t" if ".tsv" in path.suffixes or ".txt" in path.suffixes else ","
-    header = pd.read_csv(path, sep=sep, nrows=0)
-    if header.shape[1] == 0:
+    with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as f:
+        first_line = f.readline()
+    if not first_line.strip():
         raise validate.DataError(f"file {path} is empty: expected a header row whose first "
-                                 "column holds sample IDs.")
+                                 "column holds sample IDs, then one row per sample. Fill it, "
+                                 "or delete the file if no patient has this modality.")
+    sep = _separator(path, first_line)
+    header = pd.read_csv(path, sep=sep, nrows=0)
+    if header.shape[1] < 2:
+        raise validate.DataError(f"file {path}: only one column was found when reading it with "
+                                 f"separator {sep!r}; separate the sample-ID column and the "
+                                 "features with ',', ';' or a tab.")
     table = pd.read_csv(path, sep=sep, index_col=0, dtype={header.columns[0]: str})
     table.index = table.index.astype(str)
     return table
 
 
 def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None = None,
-                    name: str | None = None) -> Cohort:
+                    name: str | None = None, allow_empty: bool = False) -> Cohort:
     """Loads and checks a folder of per-modality tables (see the module docstring).
 
     Args:
@@ -55,6 +80,9 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
         modalities: the modalities to load, in order (default: every table file, sorted,
             except the labels file).
         name: the cohort's name (default: the folder's name).
+        allow_empty: a table with a header but no value (no row, or only empty rows) means
+            "no patient has this modality" and is left out, instead of being an error (for
+            new patients to impute).
 
     Raises:
         DataError: no table found, a named modality has no file, or any check of
@@ -83,11 +111,16 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
         raise validate.DataError(f"no file for modality {missing[0]!r} in {folder}; found "
                                  f"{sorted(files)}.")
     tables = {m: read_table(files[m]) for m in chosen}
+    if allow_empty:
+        tables = {m: t for m, t in tables.items() if t.notna().to_numpy().any()}
+        if not tables:
+            raise validate.DataError(f"every modality table in {folder} is empty: give at "
+                                     "least one patient with at least one modality.")
     labels, splits = None, None
     if labels_path is not None:
         labels = read_table(labels_path).rename(columns=_ALIASES)
         if "split" in labels.columns:
             splits = labels.pop("split").dropna()
     return Cohort.from_tables(tables, labels, splits, name=name or folder.name,
-                              sources={m: str(files[m]) for m in chosen},
+                              sources={m: str(files[m]) for m in tables},
                               labels_source=str(labels_path) if labels_path else None)

@@ -8,11 +8,15 @@ Per modality, from the TRAIN samples that have the modality:
      constant feature gets standard deviation 1).
 The fitted `Preprocessor` is a plain object: fit once, transform the train, val and test parts
 (or a new cohort with the same features) identically. Absent modalities stay absent.
+`save`/`load` keep it with a work directory (JSON + .npz, no pickle), so new patients are
+preprocessed without the training data; `inverse` maps z-scores back to the input's units.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Mapping
 
 import numpy as np
@@ -23,6 +27,7 @@ from coherent_jax.data import validate
 from coherent_jax.data.cohort import Cohort
 
 COPY_NUMBER_NAMES = ("cna", "cnv", "copy_number")
+FORMAT = "coherent_jax.Preprocessor/1"
 
 
 def default_fill(modality: str) -> str:
@@ -38,7 +43,8 @@ class ModalityTransform:
         features: the kept feature names, in order (D_kept of them).
         fill: 'knn' or 'median'.
         median: [D_kept] train medians (the median fill, and KNN's fallback).
-        imputer: the KNN imputer fitted on the train rows (None for median fill).
+        imputer: the KNN imputer fitted on the train rows (None for median fill); its donor
+            rows are training rows (saved with the work directory).
         mean: [D_kept] train means after filling.
         std: [D_kept] train standard deviations after filling (1 where constant).
     """
@@ -65,6 +71,11 @@ class ModalityTransform:
         values[present] = (rows - self.mean) / self.std
         return pd.DataFrame(values.astype(np.float32), index=table.index,
                             columns=list(self.features))
+
+    def inverse(self, table: pd.DataFrame) -> pd.DataFrame:
+        """z-scores [n, D_kept] (columns `features`, any index) -> the input's units."""
+        values = table[list(self.features)].to_numpy(np.float64) * self.std + self.mean
+        return pd.DataFrame(values, index=table.index, columns=list(self.features))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -137,6 +148,47 @@ class Preprocessor:
                                               mean, np.where(std > 0, std, 1.0))
         return cls(transforms, dropped)
 
+    def save(self, folder: str) -> None:
+        """Writes preprocessing.json (features, fills, dropped) and preprocessing.npz (arrays)."""
+        os.makedirs(folder, exist_ok=True)
+        meta = {"format": FORMAT, "modalities": {}}
+        arrays = {}
+        for m, t in self.transforms.items():
+            meta["modalities"][m] = {
+                "features": list(t.features), "fill": t.fill, "dropped": list(self.dropped[m]),
+                "num_neighbors": None if t.imputer is None else t.imputer.n_neighbors}
+            arrays.update({f"{m}/median": t.median, f"{m}/mean": t.mean, f"{m}/std": t.std})
+            if t.imputer is not None:
+                arrays[f"{m}/knn_donors"] = t.imputer._fit_X  # noqa: SLF001 - the fitted rows
+        np.savez(os.path.join(folder, "preprocessing.npz"), **arrays)
+        with open(os.path.join(folder, "preprocessing.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+
+    @classmethod
+    def load(cls, folder: str) -> "Preprocessor":
+        """Reads what `save` wrote; transforms exactly as the saved Preprocessor did."""
+        path = os.path.join(folder, "preprocessing.json")
+        if not os.path.exists(path):
+            raise validate.DataError(f"no saved preprocessing in {folder!r} (expected {path}).")
+        with open(path) as f:
+            meta = json.load(f)
+        if meta.get("format") != FORMAT:
+            raise validate.DataError(f"{path} is not a saved Preprocessor (format "
+                                     f"{meta.get('format')!r}, expected {FORMAT!r}).")
+        transforms, dropped = {}, {}
+        with np.load(os.path.join(folder, "preprocessing.npz")) as arrays:
+            for m, info in meta["modalities"].items():
+                imputer = None
+                if info["num_neighbors"] is not None:
+                    imputer = KNNImputer(n_neighbors=info["num_neighbors"],
+                                         keep_empty_features=True)
+                    imputer.fit(arrays[f"{m}/knn_donors"])
+                transforms[m] = ModalityTransform(tuple(info["features"]), info["fill"],
+                                                  arrays[f"{m}/median"], imputer,
+                                                  arrays[f"{m}/mean"], arrays[f"{m}/std"])
+                dropped[m] = tuple(info["dropped"])
+        return cls(transforms, dropped)
+
     def transform(self, cohort: Cohort) -> Cohort:
         """Applies the learned preprocessing to every sample of a cohort (and its held-out
         rows). The cohort must have the modalities, and at least the kept features, seen in fit.
@@ -144,13 +196,16 @@ class Preprocessor:
         tables, held = {}, {}
         for m, table in cohort.tables.items():
             if m not in self.transforms:
-                raise KeyError(f"modality {m!r} was not seen when fitting; fitted: "
-                               f"{list(self.transforms)}.")
+                raise validate.DataError(f"modality {m!r} was not seen when fitting (fitted: "
+                                         f"{list(self.transforms)}); rename its file to one of "
+                                         "them or leave it out.")
             step = self.transforms[m]
             lacking = pd.Index(step.features).difference(table.columns)
             if len(lacking):
-                raise validate.DataError(f"modality {m!r} lacks {len(lacking)} feature(s) the "
-                                         f"preprocessing was fitted with, e.g. {lacking[0]!r}.")
+                raise validate.DataError(
+                    f"modality {m!r} lacks {len(lacking)} of the {len(step.features)} features "
+                    f"the models were trained with, e.g. {validate._show(lacking)}; give every "
+                    "trained feature (empty cells are filled), or leave the modality out.")
             tables[m] = step.apply(table)
             if m in cohort.held_out:
                 held[m] = step.apply(cohort.held_out[m])

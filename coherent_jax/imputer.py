@@ -1,0 +1,190 @@
+"""A trained work directory as a self-contained imputer of new patients, in their units.
+
+    imputer = Imputer.load("runs/mine")            # needs nothing but the work directory
+    patients = imputer.read("new_patients/")      # CSV folder; whole modalities may be absent
+    result = imputer.impute(patients)             # ImputeConfig of the run, or your own
+    result.features["rna"]                        # draws in the units of the input files
+    result.summary("rna", space="features")["mean"]
+
+The work directory holds everything needed: the fitted preprocessing (feature lists, KNN
+donors and medians for holes inside a row, means and standard deviations), the latent space,
+the models, the run's imputation settings and the fingerprint of the data it was trained on.
+Observed values come back exactly as given; generated values are mapped back through the
+inverse of the preprocessing (`units='input'`), or left as the preprocessing's z-scores
+(`units='zscore'`); latents are always in `result.draws`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from coherent_jax.data import Cohort, DataError, Preprocessor, load_csv_folder
+from coherent_jax.impute import Imputation, impute
+from coherent_jax.latent import LatentSpace
+from coherent_jax.model_set import ModelSet
+from coherent_jax.pipeline import ImputeConfig, from_mapping
+
+UNITS = ("input", "zscore")
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeCheck:
+    """Refuses patients whose inputs look like another scale or unit than the training data.
+
+    A patient's modality is refused when more than `max_share` of its features lie more than
+    `max_z` training standard deviations from the training mean (after the preprocessing's
+    z-scoring). Genuine outliers move a few features; a unit mix-up (x1000, counts vs logs)
+    moves most of them. `max_share=1` turns the check off.
+    """
+
+    max_z: float = 10.0
+    max_share: float = 0.5
+
+
+def check_ranges(zscores: Cohort, check: RangeCheck) -> None:
+    """Raises DataError naming the modality, patients and likely cause of a scale mismatch."""
+    if check.max_share >= 1:
+        return
+    for m in zscores.modalities:
+        values, present = zscores.matrix(m)
+        if not present.any():
+            continue
+        share = (np.abs(values[present]) > check.max_z).mean(axis=1)  # [n_present]
+        bad = zscores.sample_ids[present][share > check.max_share]
+        if len(bad):
+            worst = float(share.max())
+            raise DataError(
+                f"modality {m!r}: {len(bad)} patient(s) ({', '.join(map(str, bad[:5]))}"
+                f"{' ...' if len(bad) > 5 else ''}) have up to {worst:.0%} of their features "
+                f"more than {check.max_z:g} training standard deviations from the training "
+                "mean. Their values are probably on another scale or unit than the training "
+                "files (e.g. x1000, raw counts instead of logs); convert them, or relax the "
+                "check (--max_outlier_share, RangeCheck.max_share) if they are real.")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Imputer:
+    """A trained run, ready to impute new patients. Build with `Imputer.load(workdir)`.
+
+    Attributes:
+        preprocessor: the fitted feature preprocessing.
+        space: the latent space.
+        models: the trained ModelSet.
+        settings: the run's imputation settings (ImputeConfig).
+        seed: the run's seed.
+        fingerprint: fingerprint of the data the run was trained on.
+        workdir: where it was loaded from.
+    """
+
+    preprocessor: Preprocessor
+    space: LatentSpace
+    models: ModelSet
+    settings: ImputeConfig
+    seed: int
+    fingerprint: str
+    workdir: str
+
+    @classmethod
+    def load(cls, workdir: str) -> "Imputer":
+        """Reads a work directory written by the pipeline; needs no training data.
+
+        Raises:
+            DataError: the folder is not a trained work directory, or predates saved
+                preprocessing (rerun the pipeline on it: it adds the missing part).
+        """
+        info_path = os.path.join(workdir, "config.json")
+        parts = [info_path] + [os.path.join(workdir, p) for p in ("preprocessing",
+                                                                   "latent_space", "models")]
+        missing = [p for p in parts if not os.path.exists(p)]
+        if missing:
+            raise DataError(f"{workdir!r} is not a complete trained work directory: "
+                            f"{', '.join(missing)} missing. Train it with "
+                            "experiments/run_pipeline.py (a rerun on the same work directory "
+                            "adds what is missing without retraining).")
+        with open(info_path) as f:
+            info = json.load(f)
+        settings = from_mapping(ImputeConfig, info["config"].get("impute", {}))
+        return cls(Preprocessor.load(parts[1]), LatentSpace.restore(parts[2]),
+                   ModelSet.load(parts[3]), settings, int(info["seed"]),
+                   info.get("data_fingerprint", ""), os.path.abspath(workdir))
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the run was trained on."""
+        return tuple(self.preprocessor.transforms)
+
+    def read(self, folder: str) -> Cohort:
+        """Reads new patients from a folder of per-modality tables (see `load_csv_folder`);
+        absent modalities (no file, or a file with a header only) are fine."""
+        return load_csv_folder(folder, allow_empty=True)
+
+    def impute(self, patients: Cohort, settings: ImputeConfig | None = None,
+               seed: int | None = None, units: str = "input",
+               range_check: RangeCheck = RangeCheck()) -> Imputation:
+        """Fills every missing modality of new patients (raw, in the training files' units).
+
+        Args:
+            patients: a Cohort of new patients in the units of the training files; it may
+                lack whole modalities (every patient lacking one is fine).
+            settings: imputation settings (default: the run's).
+            seed: sampling seed (default: the run's).
+            units: 'input' (the training files' units) or 'zscore' (the preprocessing's).
+            range_check: refuses inputs that look like another scale.
+
+        Returns:
+            An Imputation whose `features` are in `units`, observed values as given.
+
+        Raises:
+            DataError: unknown modalities, missing features, a scale mismatch.
+        """
+        if units not in UNITS:
+            raise ValueError(f"units must be one of {UNITS}, got {units!r}.")
+        settings = settings or self.settings
+        unknown = sorted(set(patients.modalities) - set(self.modalities))
+        if unknown:
+            raise DataError(f"modalities {unknown} were not in the training data (trained: "
+                            f"{list(self.modalities)}); rename their files or leave them out.")
+        full = _with_every_modality(patients, self.modalities, self.preprocessor)
+        zscores = self.preprocessor.transform(full)
+        check_ranges(zscores, range_check)
+        result = impute(self.space.encode(zscores), self.models, method=settings.method,
+                        num_samples=settings.num_samples,
+                        seed=self.seed if seed is None else seed, sampler=settings.sampler,
+                        num_steps=settings.num_steps or None, cascade=settings.cascade,
+                        num_candidates=settings.num_candidates,
+                        max_bad_fraction=settings.max_bad_fraction,
+                        corrector_steps=settings.corrector_steps,
+                        allow_unconditional=settings.allow_unconditional,
+                        latent_space=self.space, feature_cohort=zscores)
+        if units == "input":
+            result = dataclasses.replace(result, features={
+                m: self._to_input_units(m, table, full) for m, table in result.features.items()})
+        return result
+
+    def _to_input_units(self, modality: str, draws: pd.DataFrame, raw: Cohort) -> pd.DataFrame:
+        """Decoded z-score draws -> input units; observed rows replaced by the raw values."""
+        step = self.preprocessor.transforms[modality]
+        out = step.inverse(draws)
+        given = raw.tables[modality].reindex(columns=list(step.features))
+        present = given.index[~given.isna().all(axis=1)]
+        rows = out.index.get_level_values("sample_id").isin(present)
+        out.loc[rows] = given.reindex(out.index[rows].get_level_values("sample_id")).to_numpy(
+            np.float64)
+        return out
+
+
+def _with_every_modality(patients: Cohort, modalities, prep: Preprocessor) -> Cohort:
+    """The patients with an all-empty table for each trained modality they lack entirely."""
+    tables = dict(patients.tables)
+    for m in modalities:
+        if m not in tables:
+            tables[m] = pd.DataFrame(np.nan, index=patients.sample_ids,
+                                     columns=list(prep.transforms[m].features), dtype=np.float32)
+    induced = pd.DataFrame(False, index=patients.sample_ids, columns=list(modalities))
+    return patients.replace(tables={m: tables[m] for m in modalities}, induced=induced,
+                            held_out={})
