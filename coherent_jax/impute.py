@@ -46,7 +46,12 @@ class Imputation:
         diagnostics: one row per target: rows generated, acceptance rate, mean share of bad
             steps, threshold used, seconds, and the sampler signature compiled for it.
         features: modality -> decoded draws (original feature names), when a latent space
-            was given; observed rows come from `feature_cohort` when given.
+            was given: the decoder's output plus the latent space's residual noise, so each
+            row is one realistic draw; observed rows come from `feature_cohort` when given.
+        feature_means: modality -> [N, D] posterior-mean estimate in feature space: the mean
+            over the K draws of the decoder's output WITHOUT the residual noise (same
+            expectation as the mean of `features`, less variance: the noise is averaged
+            exactly rather than by K draws).
         num_samples: K.
     """
 
@@ -55,14 +60,19 @@ class Imputation:
     diagnostics: pd.DataFrame
     features: dict | None
     num_samples: int
+    feature_means: dict | None = None
 
     def summary(self, modality: str, space: str = "latent", interval: float = 0.9) -> dict:
         """Per patient and feature over the K draws: {'mean', 'std', 'lower', 'upper'}
-        DataFrames indexed by sample_id; lower/upper bound the central `interval`."""
+        DataFrames indexed by sample_id; lower/upper bound the central `interval`. In feature
+        space 'mean' is `feature_means` (the posterior-mean estimate)."""
         tables = self.draws if space == "latent" else self.features
         if tables is None or modality not in tables:
             raise KeyError(f"no {space} draws for {modality!r}; have {sorted(tables or {})}.")
-        return summarize(tables[modality], interval)
+        out = summarize(tables[modality], interval)
+        if space != "latent" and self.feature_means is not None:
+            out["mean"] = self.feature_means[modality]
+        return out
 
 
 def summarize(draws: pd.DataFrame, interval: float = 0.9) -> dict:
@@ -231,20 +241,25 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
              if have[m].all()}
     imputed = pd.DataFrame({m: ~observed[m][1] & (m in draws) for m in cohort.modalities},
                            index=ids)
-    features = None
+    features = means = None
     if latent_space is not None:
-        features = {}
+        features, means = {}, {}
+        rng = np.random.default_rng([seed, 1])  # the residual noise of the decoded draws
         for m, table in draws.items():
-            decoded = latent_space.decode(m, table)
+            expected = latent_space.decode(m, table)  # decoder output, [K*N, D]
+            means[m] = expected.groupby(level="sample_id", sort=False).mean()
+            decoded = expected + rng.standard_normal(expected.shape).astype(np.float32) * (
+                latent_space.residual_std[m])
             if feature_cohort is not None and m in feature_cohort.modalities:
                 obs_ids = ids[observed[m][1]]
                 real = feature_cohort.tables[m].reindex(obs_ids)
                 mask = decoded.index.get_level_values("sample_id").isin(obs_ids)
                 decoded.loc[mask] = real.reindex(
                     decoded.index[mask].get_level_values("sample_id")).to_numpy()
+                means[m].loc[obs_ids] = real.to_numpy()
             features[m] = decoded
     return Imputation(draws=draws, imputed=imputed, diagnostics=pd.DataFrame(diagnostics),
-                      features=features, num_samples=k)
+                      features=features, num_samples=k, feature_means=means)
 
 
 def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
@@ -318,6 +333,8 @@ def write_imputation(result: Imputation, folder: str, metadata: dict | None = No
                                kind="imputation") as tmp:
         for space, tables in spaces:
             for m, draws in tables.items():
+                stats = result.summary(m, "latent" if space == "latent" else "features",
+                                       interval)
                 if space == "features":  # wide: gzip level 1 writes 3x faster than level 9
                     draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv.gz"),
                                  compression={"method": "gzip", "compresslevel": 1})
@@ -325,7 +342,7 @@ def write_imputation(result: Imputation, folder: str, metadata: dict | None = No
                     draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv"))
                 if parquet:
                     draws.to_parquet(os.path.join(tmp, f"{m}_{space}_draws.parquet"))
-                for stat, table in summarize(draws, interval).items():
+                for stat, table in stats.items():
                     table.to_csv(os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
         result.imputed.to_csv(os.path.join(tmp, "imputed.csv"))
         result.diagnostics.to_csv(os.path.join(tmp, "diagnostics.csv"), index=False)

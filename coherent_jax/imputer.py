@@ -163,18 +163,20 @@ class Imputer:
                         latent_space=self.space, feature_cohort=zscores)
         if units == "input":
             result = dataclasses.replace(result, features={
-                m: self._to_input_units(m, table, full) for m, table in result.features.items()})
+                m: self._to_input_units(m, table, full) for m, table in result.features.items()
+            }, feature_means={m: self._to_input_units(m, table, full)
+                              for m, table in result.feature_means.items()})
         return result
 
     def _to_input_units(self, modality: str, draws: pd.DataFrame, raw: Cohort) -> pd.DataFrame:
-        """Decoded z-score draws -> input units; observed rows replaced by the raw values."""
+        """Decoded z-scores (draws or means) -> input units; observed rows as given."""
         step = self.preprocessor.transforms[modality]
         out = step.inverse(draws)
         given = raw.tables[modality].reindex(columns=list(step.features))
         present = given.index[~given.isna().all(axis=1)]
-        rows = out.index.get_level_values("sample_id").isin(present)
-        out.loc[rows] = given.reindex(out.index[rows].get_level_values("sample_id")).to_numpy(
-            np.float64)
+        ids = out.index.get_level_values("sample_id") if out.index.nlevels > 1 else out.index
+        rows = ids.isin(present)
+        out.loc[rows] = given.reindex(ids[rows]).to_numpy(np.float64)
         return out
 
 

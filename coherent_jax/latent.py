@@ -100,6 +100,11 @@ class LatentSpace:
         feature_names: modality -> the feature names it was fitted on, in order.
         z_mean: modality -> [k] mean of the train rows' encoder outputs.
         z_std: modality -> [k] their standard deviation (1 where constant).
+        residual_std: modality -> [D] per-feature standard deviation of what the latent space
+            leaves out (x - decode(encode(x))), measured on held-out training rows; decoded
+            draws add it back as independent Gaussian noise (`decode(..., rng=...)`), so
+            single draws and intervals carry the spread of the features, not only of the
+            latents. Zero for identity encoders.
     """
 
     config: LatentConfig
@@ -107,6 +112,7 @@ class LatentSpace:
     feature_names: Mapping[str, tuple[str, ...]]
     z_mean: Mapping[str, np.ndarray]
     z_std: Mapping[str, np.ndarray]
+    residual_std: Mapping[str, np.ndarray]
 
     # ----------------------------------------------------------------------------------------
     # fitting
@@ -136,7 +142,7 @@ class LatentSpace:
                            f"{list(cohort.modalities)}.")
         train = cohort.split("train")
         k = config.latent_dim
-        encoders, z_mean, z_std = {}, {}, {}
+        encoders, z_mean, z_std, residual_std = {}, {}, {}, {}
         for m in cohort.modalities:
             values, present = train.matrix(m)
             rows = values[present]  # [n, D]
@@ -151,8 +157,15 @@ class LatentSpace:
                                      f"encoder needs exactly latent_dim={k}. Use 'pca' or "
                                      "'autoencoder'.")
                 encoder = enc_lib.IdentityEncoder(width)
+                residual_std[m] = np.zeros(width, np.float32)
             elif kind == "pca":
                 encoder = enc_lib.PCAEncoder.fit(rows, k)
+                fit_rows, held_rows = _holdout_rows(m, rows, config)
+                if fit_rows.shape[0] > k:
+                    residual_std[m] = _residual_std(enc_lib.PCAEncoder.fit(fit_rows, k),
+                                                    held_rows)
+                else:  # too few rows to hold some out: the (smaller) in-sample residual
+                    residual_std[m] = _residual_std(encoder, rows)
             else:
                 ae_config = config.autoencoders.get(m) or ae_lib.default_config(
                     m, width, latent_dim=k, seed=config.seed)
@@ -160,13 +173,14 @@ class LatentSpace:
                 encoder = enc_lib.AutoencoderEncoder.fit(
                     fit_rows, stop_rows, ae_config,
                     None if log_fn is None else (lambda r, m=m: log_fn({"modality": m, **r})))
+                residual_std[m] = _residual_std(encoder, stop_rows)
             z = encoder.encode(rows)  # [n, k]
             std = z.std(axis=0)
             encoders[m] = encoder
             z_mean[m] = z.mean(axis=0).astype(np.float32)
             z_std[m] = np.where(std > 0, std, 1.0).astype(np.float32)
         return cls(config, encoders, {m: tuple(cohort.feature_names[m]) for m in encoders},
-                   z_mean, z_std)
+                   z_mean, z_std, residual_std)
 
     # ----------------------------------------------------------------------------------------
     # views
@@ -236,8 +250,13 @@ class LatentSpace:
                                        index=rows.index, columns=latent_names(m, self.latent_dim))
         return cohort.replace(tables=tables, held_out=held)
 
-    def decode(self, modality: str, latents: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+    def decode(self, modality: str, latents: pd.DataFrame | np.ndarray,
+               rng: np.random.Generator | None = None) -> pd.DataFrame:
         """Latents back to features: [N, k] -> DataFrame [N, D] with the original feature names.
+
+        Without `rng` the result is the decoder's output, the expected features given the
+        latents; with `rng` each row is one draw: that output plus independent Gaussian noise
+        of the held-out residual standard deviation per feature (`residual_std`).
 
         Args:
             modality: a fitted modality.
@@ -274,6 +293,9 @@ class LatentSpace:
                              "rows that exist (latents.dropna()) and check the generator.")
         raw = values * self.z_std[modality] + self.z_mean[modality]
         features = encoder.decode(raw) if len(raw) else np.zeros((0, encoder.input_dim))
+        if rng is not None:
+            features = features + rng.standard_normal(features.shape) * self.residual_std[
+                modality]
         return pd.DataFrame(np.asarray(features, np.float32), index=index,
                             columns=list(self.feature_names[modality]))
 
@@ -282,8 +304,8 @@ class LatentSpace:
     def save(self, directory: str) -> None:
         """Writes the arrays (Orbax) and the config, kinds, encoder settings and feature names
         (JSON) to `directory`, replacing what was there."""
-        tree = {m: {"encoder": e.arrays(), "z_mean": self.z_mean[m], "z_std": self.z_std[m]}
-                for m, e in self.encoders.items()}
+        tree = {m: {"encoder": e.arrays(), "z_mean": self.z_mean[m], "z_std": self.z_std[m],
+                    "residual_std": self.residual_std[m]} for m, e in self.encoders.items()}
         metadata = {
             "format": FORMAT,
             "config": self.config.to_json(),
@@ -301,14 +323,16 @@ class LatentSpace:
         if metadata.get("format") != FORMAT:
             raise ValueError(f"{directory!r} holds no LatentSpace (format "
                              f"{metadata.get('format')!r}, expected {FORMAT!r}).")
-        encoders, names, z_mean, z_std = {}, {}, {}, {}
+        encoders, names, z_mean, z_std, residual_std = {}, {}, {}, {}, {}
         for m in metadata["modalities"]:
             info = metadata["encoders"][m]
             encoders[m] = enc_lib.rebuild(info["kind"], info["spec"], tree[m]["encoder"])
             names[m] = tuple(info["feature_names"])
             z_mean[m] = np.asarray(tree[m]["z_mean"], np.float32)
             z_std[m] = np.asarray(tree[m]["z_std"], np.float32)
-        return cls(LatentConfig.from_json(metadata["config"]), encoders, names, z_mean, z_std)
+            residual_std[m] = np.asarray(tree[m]["residual_std"], np.float32)
+        return cls(LatentConfig.from_json(metadata["config"]), encoders, names, z_mean, z_std,
+                   residual_std)
 
     # ----------------------------------------------------------------------------------------
     def _encoder(self, modality: str) -> enc_lib.Encoder:
@@ -332,6 +356,12 @@ class LatentSpace:
         return pd.Index(columns).get_indexer(fitted)
 
 
+def _residual_std(encoder: enc_lib.Encoder, held: np.ndarray) -> np.ndarray:
+    """[D] root-mean-square of held - decode(encode(held)) per feature (rows never fitted)."""
+    residual = held - encoder.decode(encoder.encode(held))  # [n, D]
+    return np.sqrt(np.mean(np.square(residual, dtype=np.float64), axis=0)).astype(np.float32)
+
+
 def _stopping_rows(cohort: Cohort, modality: str, rows: np.ndarray,
                    config: LatentConfig) -> tuple[np.ndarray, np.ndarray]:
     """(rows to train on, rows that early-stop) for one modality's autoencoder."""
@@ -341,6 +371,12 @@ def _stopping_rows(cohort: Cohort, modality: str, rows: np.ndarray,
             raise DataError(f"modality {modality!r} has no validation sample to early-stop on; "
                             "use stop_on='holdout' or give the cohort a validation split.")
         return rows, values[present]
+    return _holdout_rows(modality, rows, config)
+
+
+def _holdout_rows(modality: str, rows: np.ndarray,
+                  config: LatentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(fitting rows, seeded held-out share of the train rows) of one modality."""
     n = rows.shape[0]
     num_held = min(max(int(round(config.holdout_fraction * n)), 1), n - 2)
     if num_held < 1:

@@ -1,5 +1,7 @@
 """Imputation over every missingness pattern with a tiny trained model set."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -138,3 +140,27 @@ def test_bad_requests_raise(trained):
         impute(holed, models, order=["z"])
     with pytest.raises(ValueError, match="num_samples"):
         impute(holed, models, num_samples=0)
+
+
+def test_decoded_draws_carry_the_residual_spread_and_means_drop_it(trained):
+    # a space whose decoder leaves out a known per-feature spread
+    from coherent_jax.latent import LatentConfig, LatentSpace  # noqa: PLC0415
+
+    cohort, models, _ = trained
+    space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))  # identity: 4 features
+    space = dataclasses.replace(space, residual_std={m: np.full(4, 0.5, np.float32)
+                                                     for m in space.modalities})
+    holed, _ = _holed_test_cohort()
+    result = impute(holed, models, seed=0, latent_space=space, feature_cohort=holed,
+                    **dict(FAST, num_samples=40))
+    imputed = result.imputed["b"].to_numpy()
+    draws = result.features["b"]
+    expected = space.decode("b", result.draws["b"])
+    noise = (draws - expected).to_numpy().reshape(40, -1, 4)[:, imputed]
+    assert abs(noise.std() - 0.5) < 0.05 and abs(noise.mean()) < 0.05
+    means = result.summary("b", space="features")["mean"]
+    np.testing.assert_allclose(  # the mean of the decoder outputs, not of the noisy draws
+        means.to_numpy()[imputed],
+        expected.groupby(level="sample_id", sort=False).mean().to_numpy()[imputed], atol=1e-5)
+    observed = holed.matrix("b")[1]
+    np.testing.assert_array_equal(means.to_numpy()[observed], holed.matrix("b")[0][observed])

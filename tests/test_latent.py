@@ -165,6 +165,8 @@ def test_save_restore_round_trip(cohort, space, tmp_path):
         pd.testing.assert_frame_equal(space.decode(m, rows), back.decode(m, rows),
                                       check_exact=True)
     assert back.summary()["rna"]["best_epoch"] == space.summary()["rna"]["best_epoch"]
+    for m in cohort.modalities:
+        np.testing.assert_array_equal(back.residual_std[m], space.residual_std[m])
 
 
 def test_fit_never_reads_val_or_test_rows(cohort, space):
@@ -231,3 +233,38 @@ def test_restore_rejects_other_trees(tmp_path):
     checkpointing.save_tree(str(tmp_path), {"a": np.zeros(2)}, {"format": "other"})
     with pytest.raises(ValueError, match="holds no LatentSpace"):
         LatentSpace.restore(str(tmp_path))
+
+
+def test_residual_noise_matches_what_the_space_leaves_out_on_unseen_rows():
+    # rank 6 data into a 3-d PCA space: the left-out variance is real and must come back
+    rng = np.random.default_rng(3)
+    n, width = 400, 20
+    z = rng.standard_normal((n, 6))
+    values = z @ rng.standard_normal((6, width))
+    ids = [f"p{i:03d}" for i in range(n)]
+    table = pd.DataFrame(values.astype(np.float32), index=ids,
+                         columns=[f"g{j}" for j in range(width)])
+    splits = {s: "train" if i < 300 else "test" for i, s in enumerate(ids)}
+    cohort = Cohort.from_tables({"rna": table}, splits=splits)
+    space = LatentSpace.fit(cohort, LatentConfig(latent_dim=3, kinds={"rna": "pca"}))
+    test = table.iloc[300:]
+    latents = space.encode_values("rna", test.to_numpy())
+    expected = space.decode("rna", latents).to_numpy()
+    held_rmse = np.sqrt(np.mean((test.to_numpy() - expected) ** 2, axis=0))
+    np.testing.assert_allclose(space.residual_std["rna"], held_rmse, rtol=0.25)
+    draws = space.decode("rna", latents, rng=np.random.default_rng(0)).to_numpy()
+    noise_sd = np.std(draws - expected, axis=0)
+    np.testing.assert_allclose(noise_sd, space.residual_std["rna"], rtol=0.2)
+    # central 90% intervals of draws around the decoder output cover ~90% of unseen values
+    sd = space.residual_std["rna"]
+    covered = np.abs(test.to_numpy() - expected) <= 1.645 * sd
+    assert 0.85 <= covered.mean() <= 0.95
+    assert np.all(space.residual_std["rna"] > 0.1)
+
+
+def test_identity_encoder_adds_no_noise(cohort, space):
+    assert not space.residual_std["idf"].any()
+    latents = space.encode(cohort).tables["idf"].dropna()
+    plain = space.decode("idf", latents)
+    noisy = space.decode("idf", latents, rng=np.random.default_rng(0))
+    pd.testing.assert_frame_equal(plain, noisy)
