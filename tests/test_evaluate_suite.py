@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split
+from coherent_jax.evaluate import r2
 from coherent_jax.evaluate.patterns import pattern_copies, source_subsets
-from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
+from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite, reconstruction
 from coherent_jax.latent import LatentConfig, LatentSpace
 from coherent_jax.model_set import ModelSetConfig, train_model_set
 
@@ -21,7 +22,8 @@ GAUSS = LinearGaussianModel.random({"a": 4, "b": 4, "c": 4}, num_factors=3, nois
 MODELS = ModelSetConfig(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8,
                         batch_size=64, num_steps=60, eval_every=30, log_every=30,
                         val_sampler="ddim", val_num_steps=5)
-EVAL = EvalConfig(baselines=("mean", "knn", "ridge"), num_samples=3, num_steps=6,
+EVAL = EvalConfig(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
+                  num_samples=3, num_steps=6,
                   num_candidates=1, num_seeds=2, n_estimators=20, num_unconditional=50)
 
 
@@ -80,17 +82,45 @@ def test_pattern_copies_refuse_a_split_without_complete_patients():
 def test_report_holds_every_part(run):
     cohort, result, folder = run
     scores = result["scores"]
-    assert set(scores["method"]) == {"coherent", "product", "multi", "mean", "knn", "ridge"}
+    assert set(scores["method"]) == {"coherent", "product", "multi", "mean", "knn", "ridge",
+                                     "ridge_features", "knn_features"}
     assert set(scores["space"]) == {"latent", "features"}
+    fitted = scores.groupby("method")["fitted_in"].unique().map(tuple).to_dict()
+    assert fitted == {"coherent": ("latent",), "product": ("latent",), "multi": ("latent",),
+                      "knn": ("latent",), "ridge": ("latent",), "mean": ("both",),
+                      "ridge_features": ("features",), "knn_features": ("features",)}
     # 3 targets x 2 available sets each that exclude the target... plus the pair: 9 pairs
     pairs = scores[["target", "source"]].drop_duplicates()
     assert len(pairs) == 9
     assert {"T1", "T2", "all"} <= set(scores["group"])
     headline = result["headline"]
-    assert list(headline.columns) == ["a", "b", "c"] and "coherent" in headline.index
+    assert list(headline.columns) == ["a", "b", "c"]
+    assert list(headline.index) == [
+        "coherent: mean of 3 draws", "coherent: single draw", "product: mean of 3 draws",
+        "product: single draw", "multi: mean of 3 draws", "multi: single draw",
+        "training mean", "knn (latent)", "ridge (latent)", "ridge (features)", "knn (features)"]
+    assert headline.notna().all().all()
     # the ridge regressor of the exact linear-Gaussian model beats the training mean
-    assert (headline.loc["ridge"] > headline.loc["mean"] + 0.2).all()
-    assert headline.loc["mean"].abs().max() < 0.15
+    assert (headline.loc["ridge (latent)"] > headline.loc["training mean"] + 0.2).all()
+    test = cohort.split("test")
+    ids = test.sample_ids[np.asarray(test.complete)]
+    train = cohort.split("train")
+    for target in "abc":
+        real = test.tables[target].loc[ids].to_numpy()
+        # raw-feature ridge within 0.03 of the exact posterior mean's R^2 (measured: 0.723 /
+        # 0.707 / 0.705 vs 0.727 / 0.717 / 0.707 on these 53 patients)
+        exact, _ = GAUSS.conditional(target, {m: test.tables[m].loc[ids].to_numpy()
+                                              for m in "abc" if m != target})
+        assert headline.loc["ridge (features)", target] >= r2(real, exact)[0] - 0.03, target
+        assert headline.loc["ridge (features)", target] > headline.loc["knn (features)", target]
+        # the feature-space mean row is the training rows' feature mean: R^2 just below 0
+        mean = train.tables[target].dropna().mean().to_numpy()
+        expected = r2(real, np.tile(mean, (len(ids), 1)))[0]
+        assert headline.loc["training mean", target] == pytest.approx(expected, abs=1e-6)
+        assert -0.05 < expected <= 0
+    latent = pd.read_csv(os.path.join(folder, "tables", "reconstruction_latent.csv"),
+                         index_col=0)
+    assert list(latent.index) == list(headline.index) and latent.notna().all().all()
     fidelity = result["fidelity"]
     assert fidelity[["precision", "recall", "dcr_share", "mia_auc"]].apply(
         lambda c: c.between(0, 1)).all().all()
@@ -107,14 +137,60 @@ def test_report_holds_every_part(run):
     for heading in ("## Reconstruction", "## Fidelity and privacy", "## Performance rescue",
                     "## Counterfactual test prioritisation", "## Notes"):
         assert heading in text, heading
+    assert "| ridge (features) |" in text and "| coherent: single draw |" in text
+    assert ("Rows that share our latent space (fitted on our latents; their feature-space "
+            "scores are decoded through our decoders") in text
+    assert "knn (latent), ridge (latent)" in text
+    assert "Rows fitted on the raw preprocessed features" in text
+    assert "ridge (features), knn (features)" in text
     payload = json.load(open(os.path.join(folder, "report.json")))
     assert payload["seed"] == 0 and payload["config"]["num_samples"] == 3
     assert all(os.path.isfile(os.path.join(folder, f)) for f in payload["files"])
 
 
+class _BiasedDecoder:
+    """A latent space whose decoder is off by +1 in every feature (as a trained decoder's bias
+    can be): the feature-space rows of latent predictors carry it, raw-feature ones must not."""
+
+    def __init__(self, space):
+        self.space = space
+        self.feature_names = space.feature_names
+
+    def decode(self, modality, latents):
+        return self.space.decode(modality, latents) + 1.0
+
+    def encode_values(self, modality, values):
+        return self.space.encode_values(modality, values)
+
+
+def test_feature_rows_do_not_go_through_the_decoder():
+    cohort = _labelled_cohort(200)
+    space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))
+    latents = space.encode(cohort)
+    copies = pattern_copies(latents.split("test"))
+    config = EvalConfig(baselines=("mean", "ridge", "ridge_features"))
+    scores = reconstruction(copies, {}, latents.split("test"), cohort.split("test"),
+                            latents.split("train"), _BiasedDecoder(space), config, 0, None,
+                            train_features=cohort.split("train"))
+    best = scores[(scores["source"].str.count(r"\+") == 1) & (scores["group"] == "all")]
+    r2s = best.pivot_table(index="method", columns=["space", "target"], values="r2_mean")
+    assert r2s.loc["mean", "features"].between(-0.05, 0).all()  # not the decoded mean latent
+    assert (r2s.loc["ridge_features", "features"] > 0.6).all()  # fitted and scored on features
+    assert (r2s.loc["ridge", "features"]  # decoded: carries the bias
+            < r2s.loc["ridge_features", "features"] - 0.5).all()
+    np.testing.assert_allclose(r2s.loc["ridge_features", "latent"], r2s.loc["ridge", "latent"],
+                               atol=0.02)  # identity encoders: the same regression
+    with pytest.raises(ValueError, match="need train_features"):
+        reconstruction(copies, {}, latents.split("test"), cohort.split("test"),
+                       latents.split("train"), space, config, 0, None)
+
+
 def test_eval_config_refuses_unknown_or_empty_choices():
     with pytest.raises(ValueError, match="unknown method"):
         EvalConfig(methods=("coherent", "magic"))
+    with pytest.raises(ValueError, match="unknown method.*'ridge_features'"):
+        EvalConfig(baselines=("ridge_feature",))
+    assert {"ridge_features", "knn_features", "mean"} <= set(EvalConfig().baselines)
     with pytest.raises(ValueError, match="at least one generative method"):
         EvalConfig(methods=())
     with pytest.raises(ValueError, match="num_seeds must be >= 1"):

@@ -11,7 +11,10 @@ predictions are returned on the original scale.
 
 Methods:
     mean       the training mean of the target.
-    knn        sklearn KNNImputer(k=5), donors = training rows with the target.
+    knn        the mean target of the k = 5 nearest training rows that have the target, by
+               NaN-aware Euclidean distance over the available columns (what sklearn's
+               KNNImputer(k=5) computes, without its loop over target columns: one distance
+               matrix serves every column, so thousands of raw feature columns cost little).
     iterative  sklearn IterativeImputer (BayesianRidge, MICE-style chained equations) over the
                available and target columns, run for all max_iter rounds (tol=0): with the
                whole target block missing at test time the chained equations converge slowly
@@ -21,7 +24,13 @@ Methods:
                was fitted mostly on the other (then observed) target columns, which start at
                the mean and move slowly (KIPAN RNA | miRNA+meth latents: R^2 0.03 after 30
                rounds, where ridge reaches 0.78).
-    ridge      RidgeCV per (available set -> target), alpha chosen by leave-one-out.
+    ridge      RidgeCV per (available set -> target), one alpha for all target columns chosen
+               by exact leave-one-out error (sklearn's GCV). With more input or target
+               columns than training rows (raw feature tables: thousands of genes, a few
+               hundred patients) the same leave-one-out is solved here in the n x n Gram form
+               and the coefficients are formed once, for the chosen alpha (sklearn forms them
+               for every alpha): same alpha and predictions, 3-5x faster on KIPAN
+               (`ridge_loo`).
     mlp        sklearn MLPRegressor, two hidden layers, early stopping.
     mofa       MOFA+ (mofapy2): linear factors with missing views, fitted on training and test
                rows together (the test target held out); prediction = factors @ target weights.
@@ -38,12 +47,15 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401 - registers the class
-from sklearn.impute import IterativeImputer, KNNImputer
+from sklearn.impute import IterativeImputer
 from sklearn.linear_model import RidgeCV
+from sklearn.metrics.pairwise import nan_euclidean_distances
 from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 BASELINES = ("mean", "knn", "iterative", "ridge", "mlp", "mofa")
+RIDGE_ALPHAS = tuple(np.logspace(-3, 3, 13))
 
 
 def _block(tables: Mapping[str, pd.DataFrame], modalities: Sequence[str],
@@ -90,7 +102,8 @@ def predict_missing(method: str, train: Mapping[str, pd.DataFrame],
         available: the modalities the test patients are given.
         target: the modality to predict.
         seed: random_state of the stochastic baselines (iterative, mlp, mofa).
-        **options: per method: knn n_neighbors (5); iterative max_iter (30),
+        **options: per method: knn n_neighbors (5); ridge alphas (logspace(-3, 3, 13));
+            iterative max_iter (30),
             n_nearest_features (None); mlp hidden (256, 256), max_iter (300);
             mofa factors (10), iterations (1000).
 
@@ -120,8 +133,10 @@ def predict_missing(method: str, train: Mapping[str, pd.DataFrame],
     ys_train = y_scale.transform(y_train)
     if method == "mean":
         pred = np.zeros((len(test_ids), width))
-    elif method in ("knn", "iterative"):
-        pred = _impute(method, xs_train, ys_train, xs_test, has_target, seed, options)
+    elif method == "knn":
+        pred = _knn(xs_train, ys_train, xs_test, has_target, options.get("n_neighbors", 5))
+    elif method == "iterative":
+        pred = _impute(xs_train, ys_train, xs_test, has_target, seed, options)
     elif method == "mofa":
         pred = _mofa(xs_train, ys_train, xs_test, [train[m].shape[1] for m in available], seed,
                      options)
@@ -130,29 +145,93 @@ def predict_missing(method: str, train: Mapping[str, pd.DataFrame],
         if complete.sum() < 2:
             raise ValueError(f"{method} needs training rows with all of {list(available)} and "
                              f"{target!r}; found {int(complete.sum())}.")
-        model = (RidgeCV(alphas=np.logspace(-3, 3, 13)) if method == "ridge" else
-                 MLPRegressor(hidden_layer_sizes=tuple(options.get("hidden", (256, 256))),
-                              early_stopping=True, max_iter=options.get("max_iter", 300),
-                              random_state=seed))
-        model.fit(xs_train[complete], ys_train[complete])
-        pred = model.predict(xs_test).reshape(len(test_ids), width)
+        if method == "ridge":
+            pred = ridge_loo(xs_train[complete], ys_train[complete], xs_test,
+                             options.get("alphas", RIDGE_ALPHAS))[0]
+        else:
+            model = MLPRegressor(hidden_layer_sizes=tuple(options.get("hidden", (256, 256))),
+                                 early_stopping=True, max_iter=options.get("max_iter", 300),
+                                 random_state=seed)
+            model.fit(xs_train[complete], ys_train[complete])
+            pred = model.predict(xs_test).reshape(len(test_ids), width)
     return pd.DataFrame(y_scale.inverse_transform(pred), index=test_ids,
                         columns=train[target].columns)
 
 
-def _impute(method, xs_train, ys_train, xs_test, has_target, seed, options) -> np.ndarray:
-    """KNN / iterative imputation of the target block appended to the available block."""
+def ridge_loo(x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
+              alphas: Sequence[float] = RIDGE_ALPHAS) -> tuple[np.ndarray, float]:
+    """Ridge with intercept, one alpha for all columns of y chosen by leave-one-out MSE.
+
+    Exactly sklearn's RidgeCV(alphas) (efficient LOO, alpha_per_target=False). With more input
+    or target columns than rows, the LOO residuals of every alpha come from one
+    eigendecomposition of the centred Gram matrix K = Xc Xc^T = Q diag(w) Q^T:
+    c = Q diag(1/(w+a)) Q^T Yc, loo = c / diag(G^-1) with the intercept's share removed from
+    the diagonal (with more target columns than rows, the row norms of c come from
+    Q^T Yc Yc^T Q in O(N^3) per alpha); the prediction (x_test - mean) Xc^T c + mean(y) is
+    formed once, for the chosen alpha (sklearn forms the [D, T] coefficients for every alpha:
+    seconds per fit on omics tables). With no more input and target columns than rows
+    (latents), sklearn's RidgeCV is called.
+
+    Args:
+        x: [N, D] training inputs, y: [N, T] training targets (no NaN); x_test: [M, D].
+        alphas: the penalties tried (ties: the first).
+
+    Returns:
+        (predictions [M, T], chosen alpha).
+    """
+    alphas = [float(a) for a in np.atleast_1d(alphas)]
+    if x.shape[1] <= x.shape[0] and y.shape[1] <= x.shape[0]:  # narrow: sklearn's own form
+        model = RidgeCV(alphas=alphas).fit(x, y)
+        return model.predict(x_test).reshape(len(x_test), -1), float(model.alpha_)
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    xc, yc = x - x_mean, y - y_mean
+    gram = xc @ xc.T  # [N, N]
+    with threadpool_limits(1, user_api="blas"):  # multithreaded OpenBLAS eigh of a few
+        w, q = np.linalg.eigh(gram)  # hundred rows: 0.02 s alone, seconds on a busy CPU
+    qt_y = q.T @ yc  # [N, T]
+    qt_one = q.sum(axis=0)  # Q^T 1
+    n, t = y.shape
+    gram_y = qt_y @ qt_y.T if t > n else None  # [N, N]: row norms of c in O(N^3) per alpha
+    best = (np.inf, None)
+    for alpha in alphas:
+        inv = 1.0 / (w + alpha)
+        diag = (q**2) @ inv - (q @ (inv * qt_one)) / n  # diag(G^-1), intercept removed
+        if gram_y is None:
+            squared = np.sum((q @ (inv[:, None] * qt_y)) ** 2, axis=1)  # |G^-1 Yc|^2 per row
+        else:
+            scaled = q * inv  # Q diag(inv)
+            squared = np.sum((scaled @ gram_y) * scaled, axis=1)
+        loo_mse = float(np.sum(squared / diag**2) / (n * t))
+        if loo_mse < best[0]:
+            best = (loo_mse, alpha)
+    alpha = best[1]
+    c = q @ (qt_y / (w + alpha)[:, None])  # G^-1 Yc [N, T]
+    return ((x_test - x_mean) @ xc.T) @ c + y_mean, alpha  # never forms the [D, T] coefs
+
+
+def _knn(xs_train, ys_train, xs_test, has_target, k: int) -> np.ndarray:
+    """Mean target of the k nearest donors (training rows with the target and some available
+    value) by NaN-aware Euclidean distance: KNNImputer(k, uniform weights) on the target block
+    appended to the available block, whose donors and distances are the same for every target
+    column (the test rows have every available value)."""
+    donors = has_target & ~np.isnan(xs_train).all(axis=1)
+    if not donors.any():
+        raise ValueError("knn: no training row has the target and an available modality.")
+    distances = nan_euclidean_distances(xs_test, xs_train[donors])  # [N_te, N_donors]
+    k = min(k, int(donors.sum()))
+    nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]  # [N_te, k]
+    return np.nanmean(ys_train[donors][nearest], axis=1)
+
+
+def _impute(xs_train, ys_train, xs_test, has_target, seed, options) -> np.ndarray:
+    """Iterative imputation of the target block appended to the available block."""
     width = ys_train.shape[1]
     any_available = ~np.isnan(xs_train).all(axis=1)
-    if method == "knn":  # donors must carry the target and share some available value
-        rows = has_target & any_available
-        imputer = KNNImputer(n_neighbors=options.get("n_neighbors", 5), keep_empty_features=True)
-    else:
-        rows = has_target | any_available
-        imputer = IterativeImputer(max_iter=options.get("max_iter", 30), tol=0.0,
-                                   random_state=seed,
-                                   n_nearest_features=options.get("n_nearest_features"),
-                                   keep_empty_features=True)
+    rows = has_target | any_available
+    imputer = IterativeImputer(max_iter=options.get("max_iter", 30), tol=0.0,
+                               random_state=seed,
+                               n_nearest_features=options.get("n_nearest_features"),
+                               keep_empty_features=True)
     with warnings.catch_warnings():  # tol=0 never "converges": the warning says nothing here
         warnings.simplefilter("ignore", ConvergenceWarning)
         imputer.fit(np.concatenate([xs_train, ys_train], axis=1)[rows])

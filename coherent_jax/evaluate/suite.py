@@ -5,10 +5,21 @@
 
 Every complete patient of the evaluated split is copied once per source subset
 (`patterns.pattern_copies`); each generative method imputes all copies in one call, so every
-(target, available set) pair is scored from the same draws. Baselines get the same splits and
-inputs in the same latent space (their predictions are decoded with the same decoders), and
-everything is scored in latent and in decoded feature space. Downstream forests work on the
-latents, as in the paper. Each part's tables land in the report folder (`report.write_report`).
+(target, available set) pair is scored from the same draws. Baselines get the same training
+rows, held-out patients and available sets, in two kinds:
+
+* latent baselines (`baselines.BASELINES`: ridge, knn, mlp, ...) are fitted on our latents, so
+  they share our latent space: their feature-space rows are decoded with our decoders;
+* raw-feature baselines (`FEATURE_BASELINES`: ridge_features, knn_features) are fitted on the
+  preprocessed feature tables directly and scored there; their predictions are encoded with our
+  encoders for the latent-space rows.
+
+The 'mean' baseline is the training mean of each space: of the features in feature space (not
+the decoded mean latent, which the decoder's bias pulls below zero R^2), of the latents in
+latent space. Everything is scored in latent and in feature space; generative methods both as
+the mean of their K draws and as single draws, baselines as their one point prediction.
+Downstream forests work on the latents, as in the paper. Each part's tables land in the report
+folder (`report.write_report`).
 """
 
 from __future__ import annotations
@@ -33,13 +44,22 @@ from coherent_jax.models.denoiser import Condition
 from coherent_jax.sampling import sample
 
 
+FEATURE_BASELINES = {"ridge_features": "ridge", "knn_features": "knn"}
+"""Baselines fitted on the preprocessed feature tables: name -> `predict_missing` method."""
+FEATURE_RIDGE_ALPHAS = tuple(np.logspace(-1, 6, 15))
+"""RidgeCV's grid on raw features: thousands of standardised columns need larger penalties
+than 32 latents (KIPAN picks 1e3 on every target)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """What `evaluate_suite` runs.
 
     Attributes:
         methods: generative methods scored (see `impute.METHODS`).
-        baselines: non-generative baselines (see `baselines.BASELINES`).
+        baselines: non-generative baselines: fitted on our latents (`baselines.BASELINES`)
+            or on the raw preprocessed features (`FEATURE_BASELINES`: 'ridge_features',
+            'knn_features').
         num_samples: K draws per patient and available set.
         sampler, num_steps, num_candidates, max_bad_fraction, corrector_steps, cascade: the
             imputation settings (see `impute.impute`; num_steps 0 = all T steps).
@@ -54,7 +74,8 @@ class EvalConfig:
     """
 
     methods: tuple = ("coherent", "product", "multi")
-    baselines: tuple = ("mean", "knn", "iterative", "ridge", "mlp", "mofa")
+    baselines: tuple = ("mean", "knn", "iterative", "ridge", "mlp", "mofa", "ridge_features",
+                        "knn_features")
     num_samples: int = 10
     sampler: str = "ddim"
     num_steps: int = 100
@@ -73,10 +94,10 @@ class EvalConfig:
 
     def __post_init__(self):
         unknown = sorted(set(self.methods) - set(METHODS)) + sorted(
-            set(self.baselines) - set(BASELINES))
+            set(self.baselines) - set(BASELINES) - set(FEATURE_BASELINES))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; generative: {METHODS}, baselines: "
-                             f"{BASELINES}.")
+                             f"{BASELINES + tuple(FEATURE_BASELINES)}.")
         if not self.methods:
             raise ValueError(f"give at least one generative method of {METHODS} (to score "
                              "baselines alone, call evaluate.predict_missing and "
@@ -125,14 +146,56 @@ def _score(rows: list, real, draws, groups, **tags) -> None:
     rows.append(table)
 
 
+def _baseline_predictions(baseline, train, test, subset, target, space, seed):
+    """(latent prediction [P, k], feature prediction [P, D], fitted_in) of one baseline.
+
+    train / test: {'latent': tables, 'features': tables}. Latent baselines are decoded with
+    `space`; raw-feature baselines are encoded with it; 'mean' is each space's training mean.
+    """
+    if baseline == "mean":
+        return (predict_missing("mean", train["latent"], test["latent"], subset, target),
+                predict_missing("mean", train["features"], test["features"], subset, target),
+                "both")
+    if baseline in FEATURE_BASELINES:
+        method = FEATURE_BASELINES[baseline]
+        options = {"alphas": FEATURE_RIDGE_ALPHAS} if method == "ridge" else {}
+        features = predict_missing(method, train["features"], test["features"], subset, target,
+                                   seed=seed, **options)  # [P, D]
+        names = list(space.feature_names[target])
+        latent = pd.DataFrame(space.encode_values(target, features[names].to_numpy()),
+                              index=features.index,
+                              columns=train["latent"][target].columns)  # [P, k]
+        return latent, features, "features"
+    latent = predict_missing(baseline, train["latent"], test["latent"], subset, target,
+                             seed=seed)  # [P, k]
+    return latent, space.decode(target, latent), "latent"
+
+
 def reconstruction(copies, imputations, test_latent, test_features, train_latent, space,
-                   config: EvalConfig, seed: int, groups) -> pd.DataFrame:
-    """Long table: method, target, source, space, group, then the reconstruction metrics."""
+                   config: EvalConfig, seed: int, groups, train_features=None,
+                   log: Callable[[str], None] = lambda line: None) -> pd.DataFrame:
+    """Long table: method, target, source, space, fitted_in, group, then the reconstruction
+    metrics (see `reconstruction.reconstruction_metrics`).
+
+    fitted_in says where a row's predictor was fitted: 'latent' (generative methods and latent
+    baselines, decoded for the feature rows), 'features' (raw-feature baselines, encoded for the
+    latent rows), 'both' (the mean: each space's own training mean). Raw-feature baselines and
+    the feature-space mean need `train_features` (the training split of the feature cohort).
+    """
+    needs_features = [b for b in config.baselines if b in FEATURE_BASELINES or b == "mean"]
+    if needs_features and train_features is None:
+        raise ValueError(f"baselines {needs_features} need train_features (the training split "
+                         "of the preprocessed feature cohort).")
     rows = []
-    train_tables = {m: train_latent.tables[m].dropna() for m in train_latent.modalities}
     ids = copies.sample_ids
+    train = {"latent": {m: train_latent.tables[m].dropna() for m in train_latent.modalities}}
+    if train_features is not None:
+        train["features"] = {m: train_features.tables[m].dropna()
+                             for m in train_features.modalities}
+    seconds = {}
     for subset in copies.subsets:
-        test_tables = {m: test_latent.tables[m].loc[ids] for m in subset}
+        test = {"latent": {m: test_latent.tables[m].loc[ids] for m in subset},
+                "features": {m: test_features.tables[m].loc[ids] for m in subset}}
         for target in (m for m in test_latent.modalities if m not in subset):
             real = {"latent": test_latent.tables[target].loc[ids],
                     "features": test_features.tables[target].loc[ids]}
@@ -141,17 +204,55 @@ def reconstruction(copies, imputations, test_latent, test_features, train_latent
                 for space_name, tables in (("latent", result.draws),
                                            ("features", result.features)):
                     _score(rows, real[space_name], copies.draws_of(tables, target, subset),
-                           groups, method=method, space=space_name, **common)
+                           groups, method=method, space=space_name, fitted_in="latent",
+                           **common)
             for baseline in config.baselines:
-                pred = predict_missing(baseline, train_tables, test_tables, subset, target,
-                                       seed=seed)  # [P, k]
-                _score(rows, real["latent"], pred, groups, method=baseline, space="latent",
-                       **common)
-                _score(rows, real["features"], space.decode(target, pred), groups,
-                       method=baseline, space="features", **common)
-    columns = ["method", "target", "source", "space"]
+                start = time.perf_counter()
+                latent, features, fitted_in = _baseline_predictions(
+                    baseline, train, test, subset, target, space, seed)
+                seconds[baseline] = seconds.get(baseline, 0.0) + time.perf_counter() - start
+                for space_name, pred in (("latent", latent), ("features", features)):
+                    _score(rows, real[space_name], pred, groups, method=baseline,
+                           space=space_name, fitted_in=fitted_in, **common)
+    if seconds:
+        log("baselines (fit and predict, all available sets): " + ", ".join(
+            f"{b} {t:.1f} s" for b, t in seconds.items()))
+    columns = ["method", "target", "source", "space", "fitted_in"]
     return pd.concat(rows, ignore_index=True)[columns + [c for c in rows[0].columns
                                                          if c not in columns]]
+
+
+def baseline_label(method: str) -> str:
+    """How a baseline's row is named in the report's method x target tables."""
+    if method == "mean":
+        return "training mean"
+    if method in FEATURE_BASELINES:
+        return f"{FEATURE_BASELINES[method]} (features)"
+    return f"{method} (latent)"
+
+
+def headline_table(scores: pd.DataFrame, space_name: str, generative, num_samples: int
+                   ) -> pd.DataFrame:
+    """Rows what is scored, columns targets: R^2 (pooled) in `space_name`.
+
+    `scores` holds one available set per target (e.g. every other modality given). Each
+    generative method gives two rows, '<method>: mean of K draws' (the R^2 of the mean of its K
+    draws) and '<method>: single draw' (the mean over the K draws of each draw's R^2); each
+    baseline one row, its point prediction, named by `baseline_label`. Row order: as scored.
+    """
+    chosen = scores[scores["space"] == space_name]
+    rows = {}
+    for method in pd.unique(chosen["method"]):
+        part = chosen[chosen["method"] == method]
+        if method in generative:
+            rows[f"{method}: mean of {num_samples} draws"] = comparison_table(
+                part, "r2_mean").iloc[0]
+            rows[f"{method}: single draw"] = comparison_table(part, "r2_single").iloc[0]
+        else:
+            rows[baseline_label(method)] = comparison_table(part, "r2_mean").iloc[0]
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "method"
+    return table
 
 
 def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout_latent, models,
@@ -303,6 +404,31 @@ def _prioritise(model, test, y, m, draws, seed: int):
                                            draws.add_prefix(f"{m}:"), y, seed=seed)
 
 
+def _baseline_notes(baselines) -> list[str]:
+    """Which reconstruction rows share our latent space and which are fitted on raw features."""
+    latent = [baseline_label(b) for b in baselines if b != "mean" and b not in FEATURE_BASELINES]
+    raw = [baseline_label(b) for b in baselines if b in FEATURE_BASELINES]
+    notes = ["Every baseline sees the same training rows, held-out patients and available sets "
+             "as the generative methods.",
+             "Rows that share our latent space (fitted on our latents; their feature-space scores "
+             "are decoded through our decoders, so the autoencoders' own reconstruction bounds "
+             f"them): {', '.join(['the generative methods', *latent])}."]
+    if raw:
+        notes.append(f"Rows fitted on the raw preprocessed features of the training rows, scored "
+                     f"in feature space directly (their predictions are encoded with our "
+                     f"encoders for the latent-space tables): {', '.join(raw)}. RidgeCV's alpha "
+                     f"is chosen by leave-one-out on the training rows; KNN averages the 5 "
+                     f"nearest training patients.")
+    if "mean" in baselines:
+        notes.append("'training mean': the training rows' mean in each space (of the features "
+                     "in feature space, of the latents in latent space), not a decoded latent.")
+    if "mofa" in baselines:
+        notes.append("mofa (latent) is transductive: MOFA+ factors are fitted on the training "
+                     "and the held-out patients' available latents together (their targets "
+                     "hidden).")
+    return notes
+
+
 def _marked(tests: pd.DataFrame) -> pd.DataFrame:
     """Paired tests as removed x method cells: mean difference, '*' where BH-significant."""
     cells = tests.assign(cell=[f"{d:+.3f}{'*' if sig else ''}" for d, sig in
@@ -313,7 +439,8 @@ def _marked(tests: pd.DataFrame) -> pd.DataFrame:
 def _summaries(scores, fidelity, unconditional, down, timings) -> dict[str, pd.DataFrame]:
     """The small tables shown inline in index.md."""
     features = scores[(scores["space"] == "features") & (scores["group"] == "all")]
-    out = {"Reconstruction R^2 by available set (feature space, mean of K draws)":
+    out = {"Reconstruction R^2 by available set (feature space; generative methods: mean of "
+           "K draws, baselines: point prediction; *_features: fitted on raw features)":
            features.pivot_table(index=["target", "source"], columns="method",
                                 values="r2_mean", sort=False)}
     columns = ["method", "target", "precision", "recall", "density", "coverage",
@@ -388,7 +515,8 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
                          "specialists, 'product' specialists trained with uncond_prob > 0).")
     lap("generate")
     scores = reconstruction(copies, imputations, test_latent, feature_cohort.split(config.split),
-                            train_latent, space, config, seed, groups)
+                            train_latent, space, config, seed, groups,
+                            train_features=feature_cohort.split("train"), log=log)
     lap("reconstruction")
     fidelity, unconditional = fidelity_and_privacy(copies, imputations, test_latent,
                                                    train_latent, holdout_latent, models,
@@ -402,12 +530,13 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
     all_sources = [(t, tag(tuple(m for m in modalities if m != t))) for t in modalities]
     best = pd.concat([scores[(scores["target"] == t) & (scores["source"] == s)]
                       for t, s in all_sources])
-    headline = comparison_table(best[best["space"] == "features"], "r2_mean")
+    best = best[best["group"] == "all"]
+    headline = headline_table(best, "features", imputations, config.num_samples)
     diagnostics = pd.concat([r.diagnostics.assign(method=m) for m, r in imputations.items()])
-    tables = {"reconstruction_all": scores, "reconstruction_latent": comparison_table(
-        best[best["space"] == "latent"], "r2_mean"), "reconstruction_single_draw":
-        comparison_table(best[best["space"] == "features"], "r2_single"),
-        "fidelity_privacy": fidelity, "imputation_diagnostics": diagnostics}
+    tables = {"reconstruction_all": scores,
+              "reconstruction_latent": headline_table(best, "latent", imputations,
+                                                      config.num_samples),
+              "fidelity_privacy": fidelity, "imputation_diagnostics": diagnostics}
     tables.update({k: v for k, v in down.items()
                    if isinstance(v, pd.DataFrame) and k != "rescue"})
     pca = {}
@@ -421,8 +550,10 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
     notes = [f"{len(copies.sample_ids)} complete {config.split} patients, each imputed once per "
              f"available set ({len(copies.subsets)} sets), K = {config.num_samples} draws, "
              f"{config.sampler} {config.num_steps or 'all'} steps, cascade={config.cascade}.",
-             "Baselines see the same training rows and test inputs in the same latent space; "
-             "their predictions are decoded with the same decoders for the feature-space rows.",
+             "Reconstruction tables: each generative method is scored twice, on the mean of its "
+             f"K = {config.num_samples} draws and on single draws (the mean over the K draws of "
+             "each draw's score); each baseline on its one point prediction.",
+             *_baseline_notes(config.baselines),
              f"Privacy: generated samples vs training records and unseen "
              f"{config.holdout_split!r} records.",
              "Downstream forests use the latents, as in the paper."]
@@ -439,8 +570,9 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
         tables=tables, results={"privacy_unconditional": unconditional, "timings": timings},
         disagreement=disagreement if len(disagreement.columns) else None, pca=pca,
         reconstruction=headline,
-        reconstruction_metric="R^2 (feature space, mean of K draws, all other modalities "
-        "given)",
+        reconstruction_metric=f"R^2 (feature space, all other modalities given; generative "
+        f"methods as the mean of K = {config.num_samples} draws and as a single draw, baselines "
+        "as their point prediction)",
         rescue=down.get("rescue"), prioritisation=down.get("prioritisation_curves"),
         summaries=_summaries(scores, fidelity, unconditional, down, timings), notes=notes)
     return {"index": index, "headline": headline, "timings": timings, "fidelity": fidelity,

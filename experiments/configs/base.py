@@ -29,7 +29,8 @@ def base_config() -> ml_collections.ConfigDict:
     # coherent_jax.evaluate.suite.EvalConfig
     c.evaluate = ml_collections.ConfigDict(dict(
         methods=("coherent", "product", "multi"),
-        baselines=("mean", "knn", "iterative", "ridge", "mlp", "mofa"), num_samples=10,
+        baselines=("mean", "knn", "iterative", "ridge", "mlp", "mofa", "ridge_features",
+                   "knn_features"), num_samples=10,
         sampler="ddim", num_steps=100, num_candidates=2, max_bad_fraction=0.1,
         corrector_steps=0, cascade=True, split="test", holdout_split="val",
         label="cancer_type", survival=True, num_seeds=3, n_estimators=100, prioritise=(),

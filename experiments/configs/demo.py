@@ -32,5 +32,6 @@ def get_config():
     # IterativeImputer is left out here: with a whole modality missing its chained equations
     # start at the mean and barely move (RNA | miRNA+meth latent R^2 0.03 after 30 rounds,
     # 77 s per available set on this CPU); the paper config runs it.
-    c.evaluate.baselines = ("mean", "knn", "ridge", "mlp", "mofa")
+    c.evaluate.baselines = ("mean", "knn", "ridge", "mlp", "mofa", "ridge_features",
+                            "knn_features")
     return c

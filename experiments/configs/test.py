@@ -26,6 +26,7 @@ def get_config():
                             batch_size=32, num_steps=40, eval_every=20, log_every=20,
                             val_sampler="ddim", val_num_steps=5, seeds=(0, 1)))
     c.impute.update(dict(num_samples=2, sampler="ddim", num_steps=5, num_candidates=2))
-    c.evaluate.update(dict(baselines=("mean", "knn", "ridge"), num_samples=2, num_steps=5,
+    c.evaluate.update(dict(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
+                           num_samples=2, num_steps=5,
                            num_seeds=1, n_estimators=20, num_unconditional=50))
     return c
