@@ -60,6 +60,8 @@ class DataConfig:
         missing: train-only induced missingness: 'none', 'tcga_like', or a rate like '0.3'.
         missing_seed: seed of the induced holes.
         fill: 'knn' or 'median' for every modality; '' for the per-modality defaults.
+        distinct_ids: 'csv' only: accept sample IDs that differ only in case, whitespace or a
+            TCGA barcode suffix as different samples (by default an error).
     """
 
     source: str = "tcga"
@@ -71,6 +73,7 @@ class DataConfig:
     missing: str = "tcga_like"
     missing_seed: int = 0
     fill: str = ""
+    distinct_ids: bool = False
 
 
 def from_mapping(cls, values: Mapping[str, Any]):
@@ -109,7 +112,7 @@ def load_raw_cohort(config: DataConfig):
     elif config.source == "pan_cancer":
         raw = load_pan_cancer(tuple(n.strip() for n in config.name.split(",")))
     elif config.source == "csv":
-        raw = load_csv_folder(config.path)
+        raw = load_csv_folder(config.path, distinct_ids=config.distinct_ids)
     elif config.source == "paper":
         raw = load_paper_layout(config.path)
     elif config.source == "synthetic":

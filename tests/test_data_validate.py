@@ -49,7 +49,19 @@ def test_no_samples(folder):
 
 def test_no_features(folder):
     _write(folder, "rppa.csv", "sample_id\nA\nB\n")
-    with pytest.raises(DataError, match=r"'rppa' \(file .*\) has no features"):
+    with pytest.raises(DataError, match=r"rppa.csv: only one column .* separator ','"):
+        load_csv_folder(folder)
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_other_separators_are_detected(folder, sep):
+    _write(folder, "rppa.csv", f"sample_id{sep}p1{sep}p2\nA{sep}0.1{sep}1\nB{sep}0.2{sep}2\n")
+    assert load_csv_folder(folder).widths()["rppa"] == 2
+
+
+def test_zero_byte_file_names_the_file(folder):
+    _write(folder, "rppa.csv", "")
+    with pytest.raises(DataError, match=r"rppa.csv is empty"):
         load_csv_folder(folder)
 
 
@@ -100,3 +112,25 @@ def test_split_without_complete_samples():
     with pytest.raises(DataError, match="no complete sample"):
         paper_split(cohort)
     assert (paper_split(cohort, 0.0, 0.0).splits == "train").all()
+
+
+@pytest.mark.parametrize("other_spelling", ["p001".upper(), " p001", "p001 "])
+def test_ids_spelled_differently_are_an_error_unless_accepted(other_spelling):
+    ids = ["p000", "p001", "p002"]
+    rna = pd.DataFrame(np.ones((3, 2), np.float32), index=ids, columns=["g1", "g2"])
+    cna = pd.DataFrame(np.ones((3, 2), np.float32), index=["p000", other_spelling, "p002"],
+                       columns=["c1", "c2"])
+    with pytest.raises(DataError, match="spelled differently.*distinct_ids"):
+        Cohort.from_tables({"rna": rna, "cna": cna})
+    assert Cohort.from_tables({"rna": rna, "cna": cna}, distinct_ids=True).num_samples == 4
+
+
+def test_tcga_barcode_suffixes_are_caught_and_unpaired_patients_stay_legal():
+    rna = pd.DataFrame(np.ones((2, 2), np.float32), index=["TCGA-AB-1234-01A", "TCGA-AB-9999-01A"],
+                       columns=["g1", "g2"])
+    cna = pd.DataFrame(np.ones((2, 2), np.float32), index=["TCGA-AB-1234-01", "TCGA-AB-5555-01"],
+                       columns=["c1", "c2"])
+    with pytest.raises(DataError, match="TCGA-AB-1234-01A"):
+        Cohort.from_tables({"rna": rna, "cna": cna})
+    cna.index = ["TCGA-AB-1234-01A", "TCGA-AB-5555-01A"]  # one paired, two unpaired patients
+    assert Cohort.from_tables({"rna": rna, "cna": cna}).num_samples == 3

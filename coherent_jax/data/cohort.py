@@ -61,7 +61,7 @@ class Cohort:
     def from_tables(cls, tables: Mapping[str, pd.DataFrame], labels: pd.DataFrame | None = None,
                     splits: pd.Series | Mapping[str, str] | None = None, name: str = "cohort",
                     sources: Mapping[str, str] | None = None,
-                    labels_source: str | None = None) -> "Cohort":
+                    labels_source: str | None = None, distinct_ids: bool = False) -> "Cohort":
         """Checks raw per-modality tables and aligns them on the union of their sample IDs.
 
         Args:
@@ -74,6 +74,8 @@ class Cohort:
             name: the cohort's name.
             sources: modality -> file name, used in error messages.
             labels_source: the labels' file name, used in error messages.
+            distinct_ids: accept IDs that differ only in case, whitespace or a TCGA barcode
+                suffix as different samples (by default they are an error).
 
         Returns:
             A validated Cohort whose sample order is the sorted union of all IDs.
@@ -86,6 +88,8 @@ class Cohort:
             raise validate.DataError("no modality given: a cohort needs at least one table.")
         checked = {m: validate.check_table(t, m, sources.get(m)) for m, t in tables.items()}
         validate.check_overlap(checked, sources)
+        if not distinct_ids:
+            validate.check_id_spelling(checked, sources)
         ids = pd.Index(sorted(set().union(*(t.index for t in checked.values()))), dtype="string",
                        name="sample_id")
         aligned = {m: t.reindex(ids) for m, t in checked.items()}

@@ -72,7 +72,8 @@ def read_table(path: pathlib.Path | str) -> pd.DataFrame:
 
 
 def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None = None,
-                    name: str | None = None, allow_empty: bool = False) -> Cohort:
+                    name: str | None = None, allow_empty: bool = False,
+                    distinct_ids: bool = False) -> Cohort:
     """Loads and checks a folder of per-modality tables (see the module docstring).
 
     Args:
@@ -83,6 +84,7 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
         allow_empty: a table with a header but no value (no row, or only empty rows) means
             "no patient has this modality" and is left out, instead of being an error (for
             new patients to impute).
+        distinct_ids: see `Cohort.from_tables`.
 
     Raises:
         DataError: no table found, a named modality has no file, or any check of
@@ -123,4 +125,5 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
             splits = labels.pop("split").dropna()
     return Cohort.from_tables(tables, labels, splits, name=name or folder.name,
                               sources={m: str(files[m]) for m in tables},
-                              labels_source=str(labels_path) if labels_path else None)
+                              labels_source=str(labels_path) if labels_path else None,
+                              distinct_ids=distinct_ids)

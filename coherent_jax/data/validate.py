@@ -106,6 +106,36 @@ def check_overlap(tables: Mapping[str, pd.DataFrame],
                 f"{_show(tables[other].index, 2)}. Use the same ID for a sample in every file.")
 
 
+def _normalised_id(sample_id: str) -> str:
+    """Case- and whitespace-free ID; TCGA barcodes cut to the sample (TCGA-XX-XXXX-01)."""
+    key = "".join(str(sample_id).split()).upper()
+    if key.startswith("TCGA-") and len(key) > 15:
+        key = key[:15]
+    return key
+
+
+def check_id_spelling(tables: Mapping[str, pd.DataFrame],
+                      sources: Mapping[str, str] | None = None) -> None:
+    """Fails when different IDs become the same after normalising case, whitespace or a TCGA
+    barcode suffix ('tcga-ab-1234-01' / 'TCGA-AB-1234-01A'): such near-duplicates would
+    silently become extra patients. Callers accept them as distinct with distinct_ids=True.
+    """
+    sources = sources or {}
+    owners: dict[str, dict[str, str]] = {}  # normalised -> {raw id: modality}
+    for m, table in tables.items():
+        for raw in table.index:
+            owners.setdefault(_normalised_id(raw), {}).setdefault(str(raw), m)
+    clashes = [spellings for spellings in owners.values() if len(spellings) > 1]
+    if clashes:
+        examples = "; ".join(" vs ".join(f"{raw!r} ({_where(m, sources.get(m))})"
+                                          for raw, m in list(spellings.items())[:2])
+                             for spellings in clashes[:3])
+        raise DataError(f"{len(clashes)} sample ID(s) are spelled differently across or within "
+                        f"files (case, spaces or a TCGA barcode suffix), e.g. {examples}. Use "
+                        "one spelling per sample; if they really are different samples, pass "
+                        "--config.data.distinct_ids=true (Cohort.from_tables(distinct_ids=True)).")
+
+
 def check_labels(labels: pd.DataFrame, sample_ids: pd.Index, source: str | None = None) -> None:
     """Fails on duplicate label rows or labels for samples that are in no modality."""
     where = "labels" + (f" (file {source})" if source else "")

@@ -9,7 +9,8 @@ def base_config() -> ml_collections.ConfigDict:
     # coherent_jax.pipeline.DataConfig
     c.data = ml_collections.ConfigDict(dict(
         source="tcga", name="KIPAN", path="", num_samples=2000, synthetic_scale=0.01,
-        split_seed=42, missing="tcga_like", missing_seed=0, fill=""))
+        split_seed=42, missing="tcga_like", missing_seed=0, fill="",
+        distinct_ids=False))
     # coherent_jax.latent.LatentConfig (+ epochs/patience for every autoencoder)
     c.latent = ml_collections.ConfigDict(dict(
         latent_dim=32, kinds={}, stop_on="holdout", holdout_fraction=0.1, seed=0,
