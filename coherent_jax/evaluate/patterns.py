@@ -54,7 +54,7 @@ class PatternCopies:
 
         Args:
             tables: modality -> DataFrame indexed (copy ID, draw), e.g. `Imputation.draws`
-                or `Imputation.features`.
+                or `Imputation.features`, or by copy ID alone (`Imputation.feature_means`).
         """
         if target in subset:
             raise ValueError(f"{target!r} is given in subset {tag(subset)!r}: nothing to score.")
@@ -63,6 +63,9 @@ class PatternCopies:
         keep = np.asarray(self.origin["subset"].reindex(copy_ids) == tag(subset))
         part = table[keep]
         original = self.origin["sample_id"].reindex(part.index.get_level_values("sample_id"))
+        if part.index.nlevels == 1:  # one row per copy (e.g. Imputation.feature_means)
+            part.index = pd.Index(original.to_numpy(), dtype="string", name="sample_id")
+            return part
         part.index = pd.MultiIndex.from_arrays(
             [pd.Index(original.to_numpy(), dtype="string"),
              part.index.get_level_values("draw")], names=["sample_id", "draw"])

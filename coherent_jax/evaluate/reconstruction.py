@@ -73,10 +73,11 @@ def interval_coverage(real: np.ndarray, draws: np.ndarray, level: float = 0.9) -
     return float(np.mean((real >= lower) & (real <= upper)))
 
 
-def _scores(real: np.ndarray, draws: np.ndarray, level: float) -> dict:
+def _scores(real: np.ndarray, draws: np.ndarray, level: float,
+            point: np.ndarray | None = None) -> dict:
     single = [(mse(real, d), *r2(real, d), cosine_distance(real, d)) for d in draws]
     single = np.mean(np.asarray(single), axis=0)
-    mean = draws.mean(axis=0)
+    mean = draws.mean(axis=0) if point is None else point
     return {"n": real.shape[0], "k": draws.shape[0],
             "mse_single": single[0], "mse_mean": mse(real, mean),
             "r2_single": single[1], "r2_mean": r2(real, mean)[0],
@@ -87,7 +88,7 @@ def _scores(real: np.ndarray, draws: np.ndarray, level: float) -> dict:
 
 
 def reconstruction_metrics(real, draws, groups=None, level: float = 0.9,
-                           min_group_size: int = 2) -> pd.DataFrame:
+                           min_group_size: int = 2, point=None) -> pd.DataFrame:
     """All reconstruction metrics, overall and per group.
 
     Args:
@@ -99,20 +100,30 @@ def reconstruction_metrics(real, draws, groups=None, level: float = 0.9,
             type; samples with a missing label count in 'all' only.
         level: central interval level for `coverage`.
         min_group_size: groups with fewer samples are left out (R^2 needs >= 2).
+        point: optional [N, D] point estimate scored by the *_mean metrics instead of the
+            mean of the draws (a DataFrame indexed by sample_id, joined like `real`), e.g.
+            `Imputation.feature_means`, the decoder-output mean without the draws' noise.
 
     Returns:
         DataFrame indexed by group ('all' first), columns n, k, mse_single, mse_mean, r2_single,
         r2_mean, r2_feature_median_single, r2_feature_median_mean, cosine_single, cosine_mean,
         coverage, crps. For K = 1, *_single equals *_mean.
     """
-    _, real_v, draws_v, group_v = paired(real, draws, groups)
-    rows = {"all": _scores(real_v, draws_v, level)}
+    ids, real_v, draws_v, group_v = paired(real, draws, groups)
+    point_v = None
+    if point is not None:
+        point_v = (point.reindex(ids).to_numpy(np.float64) if isinstance(point, pd.DataFrame)
+                   else np.asarray(point, np.float64))
+        if point_v.shape != real_v.shape:
+            raise ValueError(f"point has shape {point_v.shape}, real {real_v.shape}.")
+    rows = {"all": _scores(real_v, draws_v, level, point_v)}
     if group_v is not None:
         known = pd.Series(group_v).notna().to_numpy()  # samples without a label: 'all' only
         for g in pd.unique(group_v[known]):
             sel = known & (pd.Series(group_v).astype("string") == str(g)).fillna(False).to_numpy()
             if sel.sum() >= min_group_size:
-                rows[str(g)] = _scores(real_v[sel], draws_v[:, sel], level)
+                rows[str(g)] = _scores(real_v[sel], draws_v[:, sel], level,
+                                       None if point_v is None else point_v[sel])
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "group"
     return table

@@ -139,8 +139,8 @@ def generate(copies: PatternCopies, models, space, config: EvalConfig, seed: int
     return out
 
 
-def _score(rows: list, real, draws, groups, **tags) -> None:
-    table = reconstruction_metrics(real, draws, groups).reset_index()
+def _score(rows: list, real, draws, groups, point=None, **tags) -> None:
+    table = reconstruction_metrics(real, draws, groups, point=point).reset_index()
     for name, value in tags.items():
         table.insert(0, name, value)
     rows.append(table)
@@ -203,9 +203,12 @@ def reconstruction(copies, imputations, test_latent, test_features, train_latent
             for method, result in imputations.items():
                 for space_name, tables in (("latent", result.draws),
                                            ("features", result.features)):
+                    # features: the posterior-mean estimate is the decoder-output mean
+                    point = (copies.draws_of(result.feature_means, target, subset)
+                             if space_name == "features" else None)
                     _score(rows, real[space_name], copies.draws_of(tables, target, subset),
-                           groups, method=method, space=space_name, fitted_in="latent",
-                           **common)
+                           groups, point=point, method=method, space=space_name,
+                           fitted_in="latent", **common)
             for baseline in config.baselines:
                 start = time.perf_counter()
                 latent, features, fitted_in = _baseline_predictions(
