@@ -24,17 +24,17 @@ import numpy as np
 
 from coherent_jax.models import autoencoder as ae_lib
 
-ENCODER_KINDS = ("autoencoder", "pca", "identity")
+ENCODER_KINDS = ("auto", "autoencoder", "pca", "identity")  # 'auto': chosen by LatentSpace
 EMBEDDING_NAMES = ("wsi", "slide", "titan", "image")  # default to PCA, as the paper's WSI
 
 
-def default_kind(modality: str, width: int, latent_dim: int) -> str:
-    """'identity' at the latent width, 'pca' for slide-image embeddings, else 'autoencoder'."""
+def default_kind(modality: str, width: int, latent_dim: int, otherwise: str = "auto") -> str:
+    """'identity' at the latent width, 'pca' for slide-image embeddings, else `otherwise`."""
     if width == latent_dim:
         return "identity"
     if modality.lower() in EMBEDDING_NAMES:
         return "pca"
-    return "autoencoder"
+    return otherwise
 
 
 class Encoder(Protocol):

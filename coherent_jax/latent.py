@@ -29,6 +29,7 @@ from coherent_jax.data import Cohort, DataError
 from coherent_jax.models import autoencoder as ae_lib
 
 FORMAT = "coherent_jax.LatentSpace/1"
+AUTO_MIN_ROWS = 200  # 'auto' tries the autoencoder from this many train rows
 STOP_ON = ("holdout", "val")
 
 
@@ -38,9 +39,12 @@ class LatentConfig:
 
     Attributes:
         latent_dim: latent width k of every modality (the paper: 32).
-        kinds: modality -> 'autoencoder', 'pca' or 'identity'; modalities not named get
-            `encoders.default_kind` (identity at width k, PCA for slide embeddings such as
-            'wsi', else the autoencoder).
+        kinds: modality -> 'auto', 'autoencoder', 'pca' or 'identity'; modalities not named
+            get `encoders.default_kind` (identity at width k, PCA for slide embeddings such as
+            'wsi', else `default_kind`).
+        default_kind: the kind of the other modalities: 'auto' (PCA or the paper's
+            autoencoder, whichever reconstructs held-out training rows better; PCA alone
+            below AUTO_MIN_ROWS rows), 'autoencoder' (the paper) or 'pca'.
         autoencoders: modality -> AutoencoderConfig replacing the per-modality default
             (`models.autoencoder.default_config`); its latent_dim must equal `latent_dim`.
         stop_on: rows that early-stop the autoencoders: 'holdout' (a seeded share of the
@@ -52,6 +56,7 @@ class LatentConfig:
 
     latent_dim: int = 32
     kinds: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    default_kind: str = "auto"
     autoencoders: Mapping[str, ae_lib.AutoencoderConfig] = dataclasses.field(default_factory=dict)
     stop_on: str = "holdout"
     holdout_fraction: float = 0.1
@@ -64,7 +69,7 @@ class LatentConfig:
             raise ValueError(f"stop_on must be one of {STOP_ON}, got {self.stop_on!r}.")
         if not 0 < self.holdout_fraction < 1:
             raise ValueError(f"holdout_fraction must lie in (0, 1), got {self.holdout_fraction}.")
-        for m, kind in self.kinds.items():
+        for m, kind in [*self.kinds.items(), ("default_kind", self.default_kind)]:
             if kind not in enc_lib.ENCODER_KINDS:
                 raise ValueError(f"encoder kind for {m!r} is {kind!r}; use one of "
                                  f"{enc_lib.ENCODER_KINDS}.")
@@ -105,6 +110,8 @@ class LatentSpace:
             draws add it back as independent Gaussian noise (`decode(..., rng=...)`), so
             single draws and intervals carry the spread of the features, not only of the
             latents. Zero for identity encoders.
+        selection: modality -> {'held_out_r2': {kind: R^2}, 'chosen': kind} for modalities
+            whose kind was 'auto'.
     """
 
     config: LatentConfig
@@ -113,6 +120,7 @@ class LatentSpace:
     z_mean: Mapping[str, np.ndarray]
     z_std: Mapping[str, np.ndarray]
     residual_std: Mapping[str, np.ndarray]
+    selection: Mapping[str, dict] = dataclasses.field(default_factory=dict)
 
     # ----------------------------------------------------------------------------------------
     # fitting
@@ -142,7 +150,7 @@ class LatentSpace:
                            f"{list(cohort.modalities)}.")
         train = cohort.split("train")
         k = config.latent_dim
-        encoders, z_mean, z_std, residual_std = {}, {}, {}, {}
+        encoders, z_mean, z_std, residual_std, selection = {}, {}, {}, {}, {}
         for m in cohort.modalities:
             values, present = train.matrix(m)
             rows = values[present]  # [n, D]
@@ -150,37 +158,17 @@ class LatentSpace:
                 raise DataError(f"modality {m!r} has {rows.shape[0]} train sample(s); at least 2 "
                                 "are needed to learn its encoder.")
             width = rows.shape[1]
-            kind = config.kinds.get(m, enc_lib.default_kind(m, width, k))
-            if kind == "identity":
-                if width != k:
-                    raise ValueError(f"modality {m!r} has {width} features; the identity "
-                                     f"encoder needs exactly latent_dim={k}. Use 'pca' or "
-                                     "'autoencoder'.")
-                encoder = enc_lib.IdentityEncoder(width)
-                residual_std[m] = np.zeros(width, np.float32)
-            elif kind == "pca":
-                encoder = enc_lib.PCAEncoder.fit(rows, k)
-                fit_rows, held_rows = _holdout_rows(m, rows, config)
-                if fit_rows.shape[0] > k:
-                    residual_std[m] = _residual_std(enc_lib.PCAEncoder.fit(fit_rows, k),
-                                                    held_rows)
-                else:  # too few rows to hold some out: the (smaller) in-sample residual
-                    residual_std[m] = _residual_std(encoder, rows)
-            else:
-                ae_config = config.autoencoders.get(m) or ae_lib.default_config(
-                    m, width, latent_dim=k, seed=config.seed)
-                fit_rows, stop_rows = _stopping_rows(cohort, m, rows, config)
-                encoder = enc_lib.AutoencoderEncoder.fit(
-                    fit_rows, stop_rows, ae_config,
-                    None if log_fn is None else (lambda r, m=m: log_fn({"modality": m, **r})))
-                residual_std[m] = _residual_std(encoder, stop_rows)
+            kind = config.kinds.get(m, enc_lib.default_kind(m, width, k, config.default_kind))
+            if kind == "auto":
+                kind, selection[m] = _select_kind(m, rows, cohort, config)
+            encoder, residual_std[m] = _fit_encoder(kind, m, rows, cohort, config, log_fn)
             z = encoder.encode(rows)  # [n, k]
             std = z.std(axis=0)
             encoders[m] = encoder
             z_mean[m] = z.mean(axis=0).astype(np.float32)
             z_std[m] = np.where(std > 0, std, 1.0).astype(np.float32)
         return cls(config, encoders, {m: tuple(cohort.feature_names[m]) for m in encoders},
-                   z_mean, z_std, residual_std)
+                   z_mean, z_std, residual_std, selection)
 
     # ----------------------------------------------------------------------------------------
     # views
@@ -310,6 +298,7 @@ class LatentSpace:
             "format": FORMAT,
             "config": self.config.to_json(),
             "modalities": list(self.encoders),
+            "selection": dict(self.selection),
             "encoders": {m: {"kind": e.kind, "spec": e.spec(),
                              "feature_names": list(self.feature_names[m])}
                          for m, e in self.encoders.items()},
@@ -332,7 +321,7 @@ class LatentSpace:
             z_std[m] = np.asarray(tree[m]["z_std"], np.float32)
             residual_std[m] = np.asarray(tree[m]["residual_std"], np.float32)
         return cls(LatentConfig.from_json(metadata["config"]), encoders, names, z_mean, z_std,
-                   residual_std)
+                   residual_std, metadata.get("selection", {}))
 
     # ----------------------------------------------------------------------------------------
     def _encoder(self, modality: str) -> enc_lib.Encoder:
@@ -354,6 +343,54 @@ class LatentSpace:
                             f"space was fitted on {len(fitted)} ({example}). Apply the same "
                             "Preprocessor that the space was fitted after.")
         return pd.Index(columns).get_indexer(fitted)
+
+
+def _fit_encoder(kind: str, m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
+                 log_fn) -> tuple[enc_lib.Encoder, np.ndarray]:
+    """(encoder of `kind` fitted on the train rows [n, D], held-out residual SD [D])."""
+    width, k = rows.shape[1], config.latent_dim
+    if kind == "identity":
+        if width != k:
+            raise ValueError(f"modality {m!r} has {width} features; the identity encoder needs "
+                             f"exactly latent_dim={k}. Use 'pca' or 'autoencoder'.")
+        return enc_lib.IdentityEncoder(width), np.zeros(width, np.float32)
+    if kind == "pca":
+        encoder = enc_lib.PCAEncoder.fit(rows, k)
+        fit_rows, held_rows = _holdout_rows(m, rows, config)
+        if fit_rows.shape[0] > k:
+            return encoder, _residual_std(enc_lib.PCAEncoder.fit(fit_rows, k), held_rows)
+        return encoder, _residual_std(encoder, rows)  # too few rows: the in-sample residual
+    ae_config = config.autoencoders.get(m) or ae_lib.default_config(m, width, latent_dim=k,
+                                                                    seed=config.seed)
+    fit_rows, stop_rows = _stopping_rows(cohort, m, rows, config)
+    encoder = enc_lib.AutoencoderEncoder.fit(
+        fit_rows, stop_rows, ae_config,
+        None if log_fn is None else (lambda r: log_fn({"modality": m, **r})))
+    return encoder, _residual_std(encoder, stop_rows)
+
+
+def _select_kind(m: str, rows: np.ndarray, cohort: Cohort,
+                 config: LatentConfig) -> tuple[str, dict]:
+    """'pca' or 'autoencoder' for one modality, whichever reconstructs held-out training rows
+    better (pooled R^2); the autoencoder is tried only with at least `AUTO_MIN_ROWS` rows."""
+    fit_rows, held_rows = _holdout_rows(m, rows, config)
+    k = config.latent_dim
+    scores = {}
+    if fit_rows.shape[0] > k:
+        pca = enc_lib.PCAEncoder.fit(fit_rows, k)
+        scores["pca"] = reconstruction_scores(held_rows, pca.decode(pca.encode(held_rows)))[
+            "r2_overall"]
+    if rows.shape[0] >= AUTO_MIN_ROWS:
+        ae_config = config.autoencoders.get(m) or ae_lib.default_config(
+            m, rows.shape[1], latent_dim=k, seed=config.seed)
+        ae = enc_lib.AutoencoderEncoder.fit(fit_rows, held_rows, ae_config)
+        scores["autoencoder"] = reconstruction_scores(
+            held_rows, ae.decode(ae.encode(held_rows)))["r2_overall"]
+    if not scores:
+        raise DataError(f"modality {m!r} has {rows.shape[0]} train rows: too few for a "
+                        f"{k}-d latent space; lower latent_dim below the number of rows.")
+    chosen = max(scores, key=scores.get)
+    return chosen, {"held_out_r2": scores, "chosen": chosen}
 
 
 def _residual_std(encoder: enc_lib.Encoder, held: np.ndarray) -> np.ndarray:

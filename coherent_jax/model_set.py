@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import checkpointing
+from coherent_jax.anchor import fit_anchors, set_anchors
 from coherent_jax.models.denoiser import Condition, Denoiser
 from coherent_jax.models.folded import fold_denoiser, fold_members
 from coherent_jax.population import init_population, make_population, population_data, select
@@ -25,7 +26,7 @@ from coherent_jax.schedules import Schedule, make_schedule
 from coherent_jax.train import CRITERIA, MemberData, TrainConfig, fit, make_member_data
 
 DENOISER_FIELDS = ("data_dim", "hidden_dim", "num_layers", "time_embed_dim", "cond_embed_dim",
-                   "norm")
+                   "norm", "anchored", "schedule", "num_train_steps")
 
 
 def denoiser_config(model: Denoiser) -> dict:
@@ -148,6 +149,8 @@ class ModelSetConfig:
         mask_drop_prob: the multi-condition model's extra random condition masking.
         criterion: which of the paper's criteria selects the best trial and checkpoint.
         specialists, multi: which model families to train.
+        anchored: linear-Gaussian anchored denoisers (`models/denoiser.py`): each model is
+            the ridge posterior of its conditions plus a learned correction.
     """
 
     hidden_dim: int = 512
@@ -170,10 +173,12 @@ class ModelSetConfig:
     criterion: str = "sample_mse"
     specialists: bool = True
     multi: bool = True
+    anchored: bool = True
 
     def denoiser(self, data_dim: int) -> Denoiser:
         return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
-                        self.cond_embed_dim, self.norm)
+                        self.cond_embed_dim, self.norm, anchored=self.anchored,
+                        schedule=self.schedule, num_train_steps=self.num_train_steps)
 
 
 def cohort_fingerprint(cohort) -> str:
@@ -203,10 +208,13 @@ def _member_data(cohort, target: str, sources: Sequence[str]) -> tuple[MemberDat
 
 
 def _fit_family(model, schedule, num_members, cond_dims, train, val, config, train_config, key,
-                checkpoint_dir, identity, log_fn, batch_sharding):
-    """Trains one model family as a population and selects the best trial per member."""
+                checkpoint_dir, identity, log_fn, batch_sharding, anchors=None):
+    """Trains one model family as a population and selects the best trial per member;
+    `anchors` (one per member, see `anchor.fit_anchors`) fill anchored models' anchors."""
     population = make_population(num_members, config.seeds, config.learning_rates)
     state = init_population(model, schedule, population, cond_dims=cond_dims, config=train_config)
+    if anchors is not None:
+        state = state.replace(params=set_anchors(state.params, anchors, population.member))
     checkpoints = (checkpointing.TrainCheckpoints(checkpoint_dir, identity)
                    if checkpoint_dir is not None else None)
     try:
@@ -263,9 +271,12 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             continue
         tag = (lambda rec, fam=family: log_fn({"target": target, "family": fam, **rec})
                ) if log_fn else None
+        x = train_cohort.matrix(target)
+        conds = [train_cohort.matrix(s) for s in sources]
         if family == "specialists":
             cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob)
             args = (len(sources), [widths[sources[0]]], spec_train, spec_val)
+            anchors = [fit_anchors(*x, [c]) for c in conds] if config.anchored else None
             if len({widths[s] for s in sources}) != 1:
                 raise ValueError(f"specialists of {target!r} need sources of one width, got "
                                  f"{ {s: widths[s] for s in sources} }; encode every modality "
@@ -273,10 +284,11 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         else:
             cfg = TrainConfig(batch_size=config.batch_size, mask_drop_prob=config.mask_drop_prob)
             args = (1, [widths[s] for s in sources], multi_train, multi_val)
+            anchors = [fit_anchors(*x, conds)] if config.anchored else None
         variables, val_mse, result, trials = _fit_family(
             model, schedule, *args, config, cfg, jax.random.fold_in(key, index),
             None if workdir is None else os.path.join(workdir, "checkpoints", target, family),
-            {**identity, "family": family}, tag, batch_sharding)
+            {**identity, "family": family}, tag, batch_sharding, anchors)
         report[family] = {"chosen": trials, "val_mse": np.asarray(val_mse).tolist(),
                           "history": result.history}
         if family == "specialists":

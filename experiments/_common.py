@@ -90,11 +90,12 @@ def latent_config(c, cohort) -> LatentConfig:
     kinds = dict(lc.kinds)
     autoencoders = {}
     for m, width in cohort.widths().items():
-        kind = kinds.get(m, encoders.default_kind(m, width, lc.latent_dim))
-        if kind == "autoencoder":
+        kind = kinds.get(m, encoders.default_kind(m, width, lc.latent_dim, lc.default_kind))
+        if kind in ("autoencoder", "auto"):
             autoencoders[m] = default_config(m, width, latent_dim=lc.latent_dim, seed=lc.seed,
                                              max_epochs=lc.max_epochs, patience=lc.patience)
-    return LatentConfig(latent_dim=lc.latent_dim, kinds=kinds, autoencoders=autoencoders,
+    return LatentConfig(latent_dim=lc.latent_dim, kinds=kinds, default_kind=lc.default_kind,
+                        autoencoders=autoencoders,
                         stop_on=lc.stop_on, holdout_fraction=lc.holdout_fraction, seed=lc.seed)
 
 

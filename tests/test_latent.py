@@ -19,7 +19,8 @@ K = 4  # latent width of the tiny spaces
 # Small, fast autoencoder training for the tiny cohort.
 TINY_AE = ae.AutoencoderConfig(latent_dim=K, num_layers=2, learning_rate=1e-2, batch_size=16,
                                patience=10, max_epochs=150, seed=0)
-CONFIG = LatentConfig(latent_dim=K, kinds={"mirna": "pca"}, autoencoders={"rna": TINY_AE})
+CONFIG = LatentConfig(latent_dim=K, kinds={"mirna": "pca"}, default_kind="autoencoder",
+                      autoencoders={"rna": TINY_AE})
 
 
 def _low_rank_cohort(seed=0, n=140, rank=3, poison=None):
@@ -66,7 +67,8 @@ def test_hidden_widths_and_defaults():
     assert ae.describe(model) == (2284, 550, 132, 32, 32)
     assert encoders.default_kind("wsi", 768, 32) == "pca"
     assert encoders.default_kind("rna", 32, 32) == "identity"
-    assert encoders.default_kind("rna", 900, 32) == "autoencoder"
+    assert encoders.default_kind("rna", 900, 32) == "auto"
+    assert encoders.default_kind("rna", 900, 32, "autoencoder") == "autoencoder"
 
 
 def test_early_stopping_restores_the_best_epoch():
@@ -268,3 +270,22 @@ def test_identity_encoder_adds_no_noise(cohort, space):
     plain = space.decode("idf", latents)
     noisy = space.decode("idf", latents, rng=np.random.default_rng(0))
     pd.testing.assert_frame_equal(plain, noisy)
+
+
+def test_auto_kind_picks_what_reconstructs_held_out_rows_best(cohort):
+    # 95 train rows with rna: below AUTO_MIN_ROWS the autoencoder is not tried, PCA is chosen
+    space = LatentSpace.fit(cohort, LatentConfig(latent_dim=K, kinds={"idf": "identity"}))
+    assert space.kinds()["rna"] == "pca" and space.selection["rna"]["chosen"] == "pca"
+    assert space.selection["rna"]["held_out_r2"]["pca"] > 0.9  # rank-3 data, 4 components
+
+
+def test_auto_kind_compares_both_with_enough_rows(monkeypatch):
+    from coherent_jax import latent  # noqa: PLC0415
+
+    monkeypatch.setattr(latent, "AUTO_MIN_ROWS", 50)
+    cohort = _low_rank_cohort()
+    space = LatentSpace.fit(cohort, LatentConfig(latent_dim=K, kinds={"idf": "identity"},
+                                                 autoencoders={"rna": TINY_AE, "mirna": TINY_AE}))
+    scores = space.selection["rna"]["held_out_r2"]
+    assert set(scores) == {"pca", "autoencoder"}
+    assert space.kinds()["rna"] == max(scores, key=scores.get)

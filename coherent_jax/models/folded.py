@@ -24,7 +24,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from coherent_jax.models.denoiser import Condition, Denoiser, sinusoidal_embedding
+from coherent_jax.models.denoiser import Condition, Denoiser, anchor_eps, sinusoidal_embedding
+from coherent_jax.schedules import make_schedule
 
 _BN_EPS = 1e-5  # the Denoiser's BatchNorm and LayerNorm epsilon
 _LN_EPS = 1e-5
@@ -38,6 +39,7 @@ class FoldedApply:
     num_blocks: int
     norm: str
     dtype: jnp.dtype = jnp.float32
+    anchored: bool = False
 
     def _dot(self, a: jax.Array, w: jax.Array) -> jax.Array:
         return jnp.dot(a.astype(self.dtype), w.astype(self.dtype),
@@ -57,8 +59,11 @@ class FoldedApply:
                 h = (h - mean) * jax.lax.rsqrt(var + _LN_EPS) * params["ln_scale"][i] \
                     + params["ln_bias"][i]
             h = jax.nn.relu(h)
-        return (self._dot(h, params["out"]["kernel"]) + params["out"]["table"][t]).astype(
+        eps = (self._dot(h, params["out"]["kernel"]) + params["out"]["table"][t]).astype(
             jnp.float32)
+        if self.anchored:
+            eps = eps + anchor_eps(params["anchor"], params["anchor"]["alpha_bars"][t], x, cond)
+        return eps
 
 
 def _fold_params(model: Denoiser, variables: dict, num_steps: int) -> dict:
@@ -90,6 +95,10 @@ def _fold_params(model: Denoiser, variables: dict, num_steps: int) -> dict:
     out_kernel = p["out"]["kernel"]
     folded["out"] = {"kernel": out_kernel[:-e],
                      "table": t_emb @ out_kernel[-e:] + p["out"]["bias"]}  # [T, D]
+    if model.anchored:
+        folded["anchor"] = {"kernel": p["anchor_kernel"], "bias": p["anchor_bias"],
+                            "log_var": p["anchor_log_var"], "alpha_bars": make_schedule(
+                                model.schedule, model.num_train_steps).alpha_bars[:num_steps]}
     return folded
 
 
@@ -120,7 +129,8 @@ def fold_members(model: Denoiser, members: dict, num_steps: int,
 
 def _apply_of(model: Denoiser, dtype) -> FoldedApply:
     return FoldedApply(num_blocks=model.num_layers - 1, norm=model.norm,
-                       dtype=jnp.dtype(model.dtype if dtype is None else dtype))
+                       dtype=jnp.dtype(model.dtype if dtype is None else dtype),
+                       anchored=model.anchored)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))

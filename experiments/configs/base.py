@@ -13,7 +13,8 @@ def base_config() -> ml_collections.ConfigDict:
         distinct_ids=False))
     # coherent_jax.latent.LatentConfig (+ epochs/patience for every autoencoder)
     c.latent = ml_collections.ConfigDict(dict(
-        latent_dim=32, kinds={}, stop_on="holdout", holdout_fraction=0.1, seed=0,
+        latent_dim=32, kinds={}, default_kind="auto", stop_on="holdout", holdout_fraction=0.1,
+        seed=0,
         max_epochs=500, patience=10))
     # coherent_jax.model_set.ModelSetConfig (+ targets: comma-separated, '' = all)
     c.denoisers = ml_collections.ConfigDict(dict(
@@ -21,7 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
         schedule="linear", num_train_steps=1000, batch_size=128, num_steps=20_000,
         eval_every=2_000, log_every=200, val_sampler="ddpm", val_num_steps=0, seeds=(0,),
         learning_rates=(1e-3,), uncond_prob=0.1, mask_drop_prob=0.3, criterion="sample_mse",
-        specialists=True, multi=True, targets=""))
+        specialists=True, multi=True, anchored=True, targets=""))
     # coherent_jax.pipeline.ImputeConfig
     c.impute = ml_collections.ConfigDict(dict(
         method="coherent", num_samples=10, sampler="ddpm", num_steps=0, cascade=True,

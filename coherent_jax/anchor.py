@@ -1,0 +1,86 @@
+"""Fitting the linear-Gaussian anchors of anchored denoisers (`Denoiser(anchored=True)`).
+
+For a model with C conditions, every non-empty subset S of them gets a ridge regression of the
+target on the conditions in S (rows where the target and all of S are present; conditions
+outside S contribute zero) and its held-out residual variance per dimension (K-fold
+out-of-fold predictions on the training rows); the empty subset gets the target's training
+mean and variance (the prior). The result fills the anchor parameters of the Denoiser:
+
+    anchors = fit_anchors(x, x_present, [(c1, c1_present), (c2, c2_present)])
+    params = set_anchors(params, anchors)   # params with a leading member axis
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold
+
+ALPHAS = tuple(np.logspace(-1, 5, 13))
+MIN_ROWS = 10  # fewer rows than this for a subset: that subset keeps the prior
+VAR_FLOOR = 1e-4
+
+
+def _ridge(alphas) -> RidgeCV:
+    return RidgeCV(alphas=alphas, alpha_per_target=True)
+
+
+def fit_anchors(target: np.ndarray, target_present: np.ndarray,
+                conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, folds: int = 5,
+                alphas: Sequence[float] = ALPHAS, seed: int = 0) -> dict:
+    """Ridge anchors of one model for every subset of its conditions.
+
+    Args:
+        target: [N, D] training values of the generated modality (NaN rows where absent).
+        target_present: [N] bool.
+        conditions: C pairs (values [N, D_c], present [N]).
+        folds: folds of the out-of-fold residual variance.
+        alphas: ridge penalties tried (per output dimension, leave-one-out).
+        seed: the folds' shuffle.
+
+    Returns:
+        {'kernel' [2^C, sum D_c, D], 'bias' [2^C, D], 'log_var' [2^C, D]} float32; subset
+        index = sum of 2^j over the conditions j present (the Denoiser's mask bits).
+    """
+    widths = [c.shape[1] for c, _ in conditions]
+    offsets = np.concatenate([[0], np.cumsum(widths)])
+    d = target.shape[1]
+    num = 2 ** len(conditions)
+    kernel = np.zeros((num, int(offsets[-1]), d), np.float32)
+    bias = np.zeros((num, d), np.float32)
+    log_var = np.zeros((num, d), np.float32)
+    prior = target[target_present].astype(np.float64)
+    bias[0] = prior.mean(axis=0)
+    log_var[0] = np.log(np.maximum(prior.var(axis=0), VAR_FLOOR))
+    for index in range(1, num):
+        members = [j for j in range(len(conditions)) if index >> j & 1]
+        rows = target_present & np.all([conditions[j][1] for j in members], axis=0)
+        if rows.sum() < max(MIN_ROWS, 2 * folds):
+            warnings.warn(f"only {int(rows.sum())} training rows have the target and conditions "
+                          f"{members}: that subset's anchor stays the prior.", stacklevel=2)
+            bias[index], log_var[index] = bias[0], log_var[0]
+            continue
+        x = np.concatenate([conditions[j][0][rows] for j in members], axis=1).astype(np.float64)
+        y = target[rows].astype(np.float64)
+        model = _ridge(alphas).fit(x, y)
+        oof = np.zeros_like(y)
+        for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
+            oof[held] = _ridge(alphas).fit(x[fit_rows], y[fit_rows]).predict(x[held])
+        columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
+        kernel[index][columns] = model.coef_.T
+        bias[index] = model.intercept_
+        log_var[index] = np.log(np.maximum(np.mean((y - oof) ** 2, axis=0), VAR_FLOOR))
+    return {"kernel": kernel, "bias": bias, "log_var": log_var}
+
+
+def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) -> dict:
+    """Params (leading population axis P) with each row's anchors: row p gets
+    anchors[member_of[p]] (one dict per model of the family)."""
+    member_of = np.asarray(member_of)
+    stacked = {name: np.stack([a[name] for a in anchors])[member_of]
+               for name in ("kernel", "bias", "log_var")}
+    return {**params, "anchor_kernel": stacked["kernel"], "anchor_bias": stacked["bias"],
+            "anchor_log_var": stacked["log_var"]}
