@@ -84,3 +84,35 @@ def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) ->
                for name in ("kernel", "bias", "log_var")}
     return {**params, "anchor_kernel": stacked["kernel"], "anchor_bias": stacked["bias"],
             "anchor_log_var": stacked["log_var"]}
+
+
+def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 5,
+                      alphas: Sequence[float] = ALPHAS, seed: int = 0) -> tuple[dict, np.ndarray]:
+    """Ridge from one source's features to the target's latents: the source as a condition.
+
+    A specialist conditioned on this k-dim prediction instead of the source's own latents sees
+    everything a ridge on the raw features sees (compressing the sources to their latents cost
+    0.02-0.05 of R^2 on KIPAN, compressing the target almost nothing).
+
+    Args:
+        features: [n, D_s] source features of the training rows that have both modalities.
+        target: [n, k] the target's latents on the same rows.
+        folds: out-of-fold predictions for these rows, so that the models trained on them see
+            conditions as noisy as those of patients never fitted.
+
+    Returns:
+        ({'kernel' [D_s, k], 'bias' [k]} float32, out-of-fold predictions [n, k]).
+    """
+    x, y = features.astype(np.float64), target.astype(np.float64)
+    model = _ridge(alphas).fit(x, y)
+    oof = np.zeros_like(y)
+    for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
+        oof[held] = _ridge(alphas).fit(x[fit_rows], y[fit_rows]).predict(x[held])
+    return ({"kernel": model.coef_.T.astype(np.float32),
+             "bias": np.asarray(model.intercept_, np.float32)}, oof.astype(np.float32))
+
+
+def apply_condition_map(cmap: dict, features: np.ndarray) -> np.ndarray:
+    """[N, D_s] source features -> [N, k] condition values (see `fit_condition_map`)."""
+    return (np.asarray(features, np.float32) @ np.asarray(cmap["kernel"])
+            + np.asarray(cmap["bias"])).astype(np.float32)

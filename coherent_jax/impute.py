@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from coherent_jax import metrics_io, safe_io
+from coherent_jax.anchor import apply_condition_map
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.model_set import ModelSet, threshold_key
@@ -129,6 +130,56 @@ def _check(cohort, models: ModelSet, method: str, order: Sequence[str]) -> None:
                              "latent space the models were trained on.")
 
 
+class _Conditions:
+    """The condition values of a target's models for rows of the draw-major work arrays.
+
+    Plain models condition on the sources' latents. Models with `condition_maps` condition on
+    ridge predictions from each source's features: observed sources from `feature_cohort`
+    (projected once per patient), sources imputed earlier in the cascade from their decoded
+    draws (the latent space's expected features).
+    """
+
+    def __init__(self, models, observed, n, latent_space, feature_cohort, ids):
+        self.observed, self.n, self.space = observed, n, latent_space
+        self.features, self._projected = None, {}
+        if any(tm.condition_maps is not None for tm in models.targets.values()):
+            if feature_cohort is None:
+                raise ValueError("these models condition on the sources' features: pass "
+                                 "feature_cohort (the patients' preprocessed features) and "
+                                 "latent_space to impute.")
+            self.features = {m: feature_cohort.tables[m].reindex(ids).to_numpy(np.float32)
+                             for m in feature_cohort.modalities}
+
+    def values(self, tm, source: str, rows: np.ndarray, work: dict,
+               known: np.ndarray) -> np.ndarray:
+        """[R, D_c] condition values of `source` for work rows `rows` (zeros where unknown)."""
+        if tm.condition_maps is None:
+            return work[source][rows]
+        cmap = tm.condition_maps[source]
+        width = np.asarray(cmap["bias"]).shape[0]
+        out = np.zeros((rows.size, width), np.float32)
+        patient = rows % self.n
+        given = self.observed[source][1][patient]
+        if given.any():
+            key = (tm.target, source)
+            if key not in self._projected:  # [N, k], once per patient
+                rows_given = self.observed[source][1]
+                projected = np.zeros((self.n, width), np.float32)
+                projected[rows_given] = apply_condition_map(
+                    cmap, self.features[source][rows_given])
+                self._projected[key] = projected
+            out[given] = self._projected[key][patient[given]]
+        generated = known[rows] & ~given
+        if generated.any():
+            if self.space is None:
+                raise ValueError(f"{source!r} was imputed earlier in the cascade and these "
+                                 "models condition on its features: pass latent_space to "
+                                 "impute (or cascade=False).")
+            decoded = self.space.decode(source, work[source][rows[generated]]).to_numpy()
+            out[generated] = apply_condition_map(cmap, decoded)
+        return out
+
+
 def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: int = 10,
            seed: int = 0, sampler: str = "ddpm", num_steps: int | None = None,
            cascade: bool = True, order: Sequence[str] | None = None, num_candidates: int = 1,
@@ -155,7 +206,8 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
             unconditionally (explicit opt-in; the coherent methods always refuse).
         bucket: smallest padded batch; row counts are padded to bucket * 2^k.
         latent_space: optional LatentSpace with `decode(modality, DataFrame)`; decodes draws.
-        feature_cohort: optional feature-space Cohort supplying decoded observed rows.
+        feature_cohort: optional feature-space Cohort supplying decoded observed rows; both
+            are required by models that condition on features (`condition_maps`).
 
     Raises:
         ValueError: unknown method/target, width mismatch, or patients with no modality.
@@ -173,6 +225,7 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
                 if method != "multi" else "pass allow_unconditional=True to opt in")
         raise ValueError(f"{int(nothing.sum())} patient(s) have no available modality, e.g. "
                          f"{list(ids[nothing][:5])}; {hint}, or drop them.")
+    conditions = _Conditions(models, observed, n, latent_space, feature_cohort, ids)
     work = {m: np.tile(v, (k, 1)) for m, (v, _) in observed.items()}  # [K*N, D]
     have = {m: np.tile(p, k) for m, (_, p) in observed.items()}  # [K*N]
     known_obs = {m: have[m].copy() for m in have}
@@ -188,7 +241,8 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
         known = have if cascade else known_obs
         avail = np.stack([known[s][rows] for s in tm.sources], axis=1)  # [R, S]
         size = _bucket(rows.size, bucket)
-        values = [jnp.asarray(_pad(work[s][rows], size)) for s in tm.sources]
+        values = [jnp.asarray(_pad(conditions.values(tm, s, rows, work, known[s]), size))
+                  for s in tm.sources]
         avail_p = _pad(avail, size)
         target_key = jax.random.fold_in(key, cohort.modalities.index(target))
         used_threshold = (threshold if threshold is not None else
@@ -263,7 +317,8 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
 
 
 def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
-                             num_steps: int | None = None, seed: int = 0) -> dict:
+                             num_steps: int | None = None, seed: int = 0,
+                             feature_cohort=None) -> dict:
     """Per-step disagreement of coherent sampling for the patients that have every source.
 
     Returns:
@@ -282,7 +337,17 @@ def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
         if rows.size == 0:
             raise ValueError(f"no patient has every source of {target!r} "
                              f"({list(tm.sources)}); use a complete split.")
-        conds = stack_members([Condition.of(jnp.asarray(v[rows])) for v, _ in mats])
+        if tm.condition_maps is None:
+            values = [v[rows] for v, _ in mats]
+        elif feature_cohort is None:
+            raise ValueError("these models condition on the sources' features: pass "
+                             "feature_cohort.")
+        else:
+            features = [feature_cohort.tables[s].reindex(cohort.sample_ids).to_numpy()[rows]
+                        for s in tm.sources]
+            values = [apply_condition_map(tm.condition_maps[s], f)
+                      for s, f in zip(tm.sources, features)]
+        conds = stack_members([Condition.of(jnp.asarray(v)) for v in values])
         res = coherent_sample(*tm.sampling_specialists(models.schedule.num_steps), conds,
                               inverse_mse_weights(tm.val_mse), models.schedule,
                               jax.random.fold_in(jax.random.key(seed), index),
@@ -294,7 +359,7 @@ def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
 
 def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
                          num_steps: int | None = None, quantile: float = 0.99,
-                         seed: int = 0) -> dict:
+                         seed: int = 0, feature_cohort=None) -> dict:
     """Recalibrates each target's rejection threshold for a sampler and step count.
 
     Runs coherent sampling on the cohort's patients that have every source of a target (e.g.
@@ -306,7 +371,8 @@ def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
     steps = len(timesteps(models.schedule.num_steps, sampler, num_steps))
     found = {}
     for target, values in full_source_disagreement(cohort, models, sampler=sampler,
-                                                   num_steps=num_steps, seed=seed).items():
+                                                   num_steps=num_steps, seed=seed,
+                                                   feature_cohort=feature_cohort).items():
         found[target] = float(np.quantile(values, quantile))
         models.targets[target].thresholds[threshold_key(sampler, steps)] = found[target]
     return found

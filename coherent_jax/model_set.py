@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import checkpointing
-from coherent_jax.anchor import fit_anchors, set_anchors
+from coherent_jax.anchor import (apply_condition_map, fit_anchors, fit_condition_map,
+                                 set_anchors)
 from coherent_jax.models.denoiser import Condition, Denoiser
 from coherent_jax.models.folded import fold_denoiser, fold_members
 from coherent_jax.population import init_population, make_population, population_data, select
@@ -53,6 +54,10 @@ class TargetModels:
         unconditional: whether the specialists were trained with condition dropout (required
             for product-of-experts fusion).
         thresholds: calibrated rejection thresholds by 'sampler:steps'.
+        condition_maps: source -> {'kernel' [D_s, k], 'bias' [k]}: when set, every model
+            conditions on ridge predictions of the target from each source's FEATURES
+            (`anchor.fit_condition_map`) instead of the source's latents; imputation then
+            needs the sources' features (observed) or the latent space (imputed sources).
     """
 
     target: str
@@ -64,6 +69,7 @@ class TargetModels:
     multi: Any = None
     unconditional: bool = False
     thresholds: dict = dataclasses.field(default_factory=dict)
+    condition_maps: dict | None = None
     # (which, T) -> (the variables folded, (apply_fn, folded params)); see `_folded`.
     _folded_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                             compare=False)
@@ -107,7 +113,8 @@ class ModelSet:
         tree, meta = {}, {"schedule": self.schedule_name, "num_train_steps": self.num_train_steps,
                           "targets": {}, "target_order": list(self.targets), **(metadata or {})}
         for name, tm in self.targets.items():
-            tree[name] = {k: v for k, v in (("specialists", tm.specialists), ("multi", tm.multi))
+            tree[name] = {k: v for k, v in (("specialists", tm.specialists), ("multi", tm.multi),
+                                            ("condition_maps", tm.condition_maps))
                           if v is not None}
             meta["targets"][name] = {
                 "sources": list(tm.sources), "unconditional": tm.unconditional,
@@ -131,7 +138,10 @@ class ModelSet:
                 val_mse=None if info["val_mse"] is None else np.asarray(info["val_mse"]),
                 multi_model=Denoiser(**info["multi_model"]) if info["multi_model"] else None,
                 multi=arrays.get("multi"), unconditional=info["unconditional"],
-                thresholds=info["thresholds"])
+                thresholds=info["thresholds"],
+                condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
+                                 for src, m in arrays["condition_maps"].items()}
+                                if "condition_maps" in arrays else None))
         return cls(meta["schedule"], meta["num_train_steps"], targets)
 
 
@@ -151,6 +161,9 @@ class ModelSetConfig:
         specialists, multi: which model families to train.
         anchored: linear-Gaussian anchored denoisers (`models/denoiser.py`): each model is
             the ridge posterior of its conditions plus a learned correction.
+        feature_conditions: condition on ridge predictions from each source's features
+            (`TargetModels.condition_maps`) rather than on the source's latents; training
+            then needs the feature cohort.
     """
 
     hidden_dim: int = 512
@@ -174,6 +187,7 @@ class ModelSetConfig:
     specialists: bool = True
     multi: bool = True
     anchored: bool = True
+    feature_conditions: bool = True
 
     def denoiser(self, data_dim: int) -> Denoiser:
         return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
@@ -196,10 +210,9 @@ def cohort_fingerprint(cohort) -> str:
     return digest.hexdigest()[:16]
 
 
-def _member_data(cohort, target: str, sources: Sequence[str]) -> tuple[MemberData, MemberData]:
-    """Specialist data (one member per source) and multi-condition data (one member)."""
-    x, x_present = cohort.matrix(target)
-    mats = [cohort.matrix(s) for s in sources]
+def _member_data(x, x_present, mats) -> tuple[MemberData, MemberData]:
+    """Specialist data (one member per source) and multi-condition data (one member) from
+    the target [N, k] and the conditions [(values [N, D_c], present [N])]."""
     specialists = [Condition.of(jnp.asarray(v), mask=p[:, None]) for v, p in mats]
     multi = Condition.of(*[jnp.asarray(v) for v, _ in mats],
                          mask=np.stack([p for _, p in mats], axis=1))
@@ -231,9 +244,35 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
     return chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial]
 
 
+def _feature_conditions(x, features, target: str, sources: Sequence[str]):
+    """(maps, train conditions, val conditions) of `fit_condition_map` for each source.
+
+    Training rows get out-of-fold predictions; validation rows the full fit.
+    """
+    (x_values, x_present) = x
+    train, val = features.split("train"), features.split("val")
+    maps, conds, conds_val = {}, [], []
+    for s in sources:
+        f, f_present = train.matrix(s)
+        both = f_present & x_present
+        if both.sum() < 10:
+            raise ValueError(f"only {int(both.sum())} training rows have both {target!r} and "
+                             f"{s!r}: too few to fit the condition map.")
+        maps[s], oof = fit_condition_map(f[both], x_values[both])
+        values = np.zeros((len(f), x_values.shape[1]), np.float32)
+        values[f_present] = apply_condition_map(maps[s], f[f_present])
+        values[both] = oof
+        conds.append((values, f_present))
+        f_val, f_val_present = val.matrix(s)
+        values_val = np.zeros((len(f_val), x_values.shape[1]), np.float32)
+        values_val[f_val_present] = apply_condition_map(maps[s], f_val[f_val_present])
+        conds_val.append((values_val, f_val_present))
+    return maps, conds, conds_val
+
+
 def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                  workdir: str | None = None, log_fn: Callable[[dict], None] | None = None,
-                 batch_sharding: Any = None) -> tuple[TargetModels, dict]:
+                 batch_sharding: Any = None, features=None) -> tuple[TargetModels, dict]:
     """Trains the specialists and/or multi-condition model of one target.
 
     Args:
@@ -244,6 +283,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         workdir: optional folder for resumable checkpoints (checkpoints/<target>/<family>).
         log_fn: receives each history record, tagged with target and family.
         batch_sharding: optional `parallel.member_batch_sharding(mesh)`.
+        features: the feature-space cohort (same samples and splits), needed when
+            config.feature_conditions.
 
     Returns:
         (TargetModels, report) where report has each family's chosen trials and history.
@@ -256,14 +297,26 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
     if not sources:
         raise ValueError("a target needs at least one other modality to condition on.")
     train_cohort, val_cohort = cohort.split("train"), cohort.split("val")
-    (spec_train, multi_train), (spec_val, multi_val) = (
-        _member_data(train_cohort, target, sources), _member_data(val_cohort, target, sources))
+    x, x_val = train_cohort.matrix(target), val_cohort.matrix(target)
     widths = cohort.widths()
+    maps = None
+    if config.feature_conditions:
+        if features is None:
+            raise ValueError("feature_conditions=True needs the feature cohort (features=...); "
+                             "pass it or set feature_conditions=False.")
+        maps, conds, conds_val = _feature_conditions(x, features, target, sources)
+        widths = {**widths, **{s: widths[target] for s in sources}}
+    else:
+        conds = [train_cohort.matrix(s) for s in sources]
+        conds_val = [val_cohort.matrix(s) for s in sources]
+    (spec_train, multi_train), (spec_val, multi_val) = (
+        _member_data(*x, conds), _member_data(*x_val, conds_val))
     model = config.denoiser(widths[target])
     schedule = make_schedule(config.schedule, config.num_train_steps)
     identity = {"config": dataclasses.asdict(config), "data_fingerprint": cohort_fingerprint(cohort),
                 "target": target}
-    out = TargetModels(target=target, sources=sources, unconditional=config.uncond_prob > 0)
+    out = TargetModels(target=target, sources=sources, unconditional=config.uncond_prob > 0,
+                       condition_maps=maps)
     report = {}
     families = [("specialists", config.specialists), ("multi", config.multi)]
     for index, (family, wanted) in enumerate(families):
@@ -271,8 +324,6 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             continue
         tag = (lambda rec, fam=family: log_fn({"target": target, "family": fam, **rec})
                ) if log_fn else None
-        x = train_cohort.matrix(target)
-        conds = [train_cohort.matrix(s) for s in sources]
         if family == "specialists":
             cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob)
             args = (len(sources), [widths[sources[0]]], spec_train, spec_val)
@@ -302,8 +353,9 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
 def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
                     targets: Sequence[str] | None = None, workdir: str | None = None,
                     log_fn: Callable[[dict], None] | None = None,
-                    batch_sharding: Any = None) -> tuple[ModelSet, dict]:
-    """Trains the models of every target (default: every modality) of a latent cohort."""
+                    batch_sharding: Any = None, features=None) -> tuple[ModelSet, dict]:
+    """Trains the models of every target (default: every modality) of a latent cohort;
+    `features` is the feature-space cohort (needed with config.feature_conditions)."""
     targets = tuple(targets or cohort.modalities)
     unknown = [t for t in targets if t not in cohort.modalities]
     if unknown:
@@ -313,5 +365,5 @@ def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
     for target in targets:  # a target's key depends on its modality, not on the targets asked
         models[target], reports[target] = train_target(
             cohort, target, config, jax.random.fold_in(key, cohort.modalities.index(target)),
-            workdir=workdir, log_fn=log_fn, batch_sharding=batch_sharding)
+            workdir=workdir, log_fn=log_fn, batch_sharding=batch_sharding, features=features)
     return ModelSet(config.schedule, config.num_train_steps, models), reports

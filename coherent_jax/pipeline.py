@@ -209,7 +209,7 @@ def stage_latents(workdir: str, cohort, config: LatentConfig, log_fn=None) -> La
 
 
 def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: int,
-                    targets=None, batch_sharding: Any = None) -> ModelSet:
+                    targets=None, batch_sharding: Any = None, features=None) -> ModelSet:
     """Trains (resuming from checkpoints) or reloads the ModelSet of a latent cohort."""
     folder = os.path.join(workdir, "models")
     if os.path.isdir(folder):
@@ -224,7 +224,8 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
             record["step"])
 
     models, reports = train_model_set(latent_cohort, config, seed, targets=targets,
-                                      workdir=workdir, log_fn=log, batch_sharding=batch_sharding)
+                                      workdir=workdir, log_fn=log, batch_sharding=batch_sharding,
+                                      features=features)
     with safe_io.output_folder(folder, kind="model set") as tmp:
         models.save(tmp, {"fingerprint": cohort_fingerprint(latent_cohort)})
         metrics_io.write_json(os.path.join(tmp, "reports.json"), reports)
@@ -255,7 +256,7 @@ def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace
     if config.calibrate_quantile > 0:
         found = calibrate_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
                                      num_steps=num_steps, quantile=config.calibrate_quantile,
-                                     seed=seed)
+                                     seed=seed, feature_cohort=feature_cohort.split("val"))
         print(f"calibrated rejection thresholds: {found}", flush=True)
     part = latent_cohort.split(config.split)
     result = impute(part, models, method=config.method, num_samples=config.num_samples,

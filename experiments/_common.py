@@ -147,7 +147,8 @@ def trained(c, workdir: str, log=say):
     space, latents = latent_cohort(c, workdir, cohort)
     log(f"[{time.perf_counter() - start:.0f} s] latent space ready")
     models = pipeline.stage_denoisers(workdir, latents, model_config(c), c.seed,
-                                      targets=targets(c), batch_sharding=batch_sharding(c))
+                                      targets=targets(c), batch_sharding=batch_sharding(c),
+                                      features=cohort)
     log(f"[{time.perf_counter() - start:.0f} s] denoisers ready")
     return cohort, space, latents, models
 

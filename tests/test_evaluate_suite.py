@@ -45,7 +45,7 @@ def run(tmp_path_factory):
     cohort = _labelled_cohort()
     space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))
     latents = space.encode(cohort)
-    models, _ = train_model_set(latents, MODELS, seed=0)
+    models, _ = train_model_set(latents, MODELS, seed=0, features=cohort)
     folder = str(tmp_path_factory.mktemp("report"))
     return cohort, evaluate_suite(cohort, latents, space, models, EVAL, seed=0, folder=folder,
                                   log=lambda line: None), folder

@@ -14,7 +14,8 @@ from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
 GAUSS = LinearGaussianModel.random({"a": 4, "b": 4, "c": 4}, num_factors=3, noise_std=0.4, seed=2)
 CONFIG = ModelSetConfig(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8,
                         batch_size=64, num_steps=60, eval_every=30, log_every=30,
-                        val_sampler="ddim", val_num_steps=5, seeds=(0, 1))
+                        val_sampler="ddim", val_num_steps=5, seeds=(0, 1),
+                        feature_conditions=False)  # conditions on latents: no space needed
 FAST = dict(sampler="ddim", num_steps=8, num_samples=3, bucket=64)
 
 
@@ -22,7 +23,7 @@ FAST = dict(sampler="ddim", num_steps=8, num_samples=3, bucket=64)
 def trained():
     cohort = paper_split(linear_gaussian_cohort(GAUSS, 400, seed=0), seed=42)
     cohort = induce_missingness(cohort, 0.3, seed=1)
-    models, reports = train_model_set(cohort, CONFIG, seed=0)
+    models, reports = train_model_set(cohort, CONFIG, seed=0, features=cohort)
     return cohort, models, reports
 
 

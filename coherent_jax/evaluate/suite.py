@@ -123,8 +123,10 @@ def _usable_methods(models, methods) -> list[str]:
 
 
 def generate(copies: PatternCopies, models, space, config: EvalConfig, seed: int,
-             log: Callable[[str], None]) -> dict[str, Imputation]:
-    """One `impute` call per method over all pattern copies (latents and decoded features)."""
+             log: Callable[[str], None], feature_copies: PatternCopies) -> dict[str, Imputation]:
+    """One `impute` call per method over all pattern copies (latents and decoded features);
+    `feature_copies` are the same copies in feature space (observed rows, and the conditions
+    of models that condition on features)."""
     out = {}
     for method in _usable_methods(models, config.methods):
         start = time.perf_counter()
@@ -133,7 +135,8 @@ def generate(copies: PatternCopies, models, space, config: EvalConfig, seed: int
                              num_steps=config.num_steps or None, cascade=config.cascade,
                              num_candidates=config.num_candidates,
                              max_bad_fraction=config.max_bad_fraction,
-                             corrector_steps=config.corrector_steps, latent_space=space)
+                             corrector_steps=config.corrector_steps, latent_space=space,
+                             feature_cohort=feature_copies.cohort)
         log(f"{method}: {copies.cohort.num_samples} pattern copies x {config.num_samples} draws "
             f"in {time.perf_counter() - start:.1f} s")
     return out
@@ -295,10 +298,12 @@ def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout
     return pd.DataFrame(rows), unconditional
 
 
-def disagreement_curves(test_latent, models, config: EvalConfig, seed: int) -> pd.DataFrame:
+def disagreement_curves(test_latent, models, config: EvalConfig, seed: int,
+                        test_features=None) -> pd.DataFrame:
     """Mean per-step disagreement of coherent sampling with every source given: [steps, targets]."""
     found = full_source_disagreement(test_latent, models, sampler=config.sampler,
-                                     num_steps=config.num_steps or None, seed=seed)
+                                     num_steps=config.num_steps or None, seed=seed,
+                                     feature_cohort=test_features)
     table = pd.DataFrame({target: values.mean(axis=0) for target, values in found.items()})
     table.index.name = "step"
     return table
@@ -511,7 +516,9 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
     groups = test_latent.labels[label].loc[copies.sample_ids] if label else None
     log(f"evaluating {len(copies.sample_ids)} complete {config.split} patients x "
         f"{len(copies.subsets)} available sets")
-    imputations = generate(copies, models, space, config, seed, log)
+    test_features = feature_cohort.split(config.split)
+    imputations = generate(copies, models, space, config, seed, log,
+                           pattern_copies(test_features, copies.subsets))
     if not imputations:
         raise ValueError(f"none of the methods {list(config.methods)} can run with this model "
                          "set ('multi' needs the multi-condition models, the others "
@@ -525,7 +532,7 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
                                                    train_latent, holdout_latent, models,
                                                    config, seed)
     lap("fidelity_privacy")
-    disagreement = disagreement_curves(test_latent, models, config, seed)
+    disagreement = disagreement_curves(test_latent, models, config, seed, test_features)
     lap("disagreement")
     down = downstream_analyses(copies, imputations, test_latent, train_latent, config, log)
     lap("downstream")

@@ -22,7 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
         schedule="linear", num_train_steps=1000, batch_size=128, num_steps=20_000,
         eval_every=2_000, log_every=200, val_sampler="ddpm", val_num_steps=0, seeds=(0,),
         learning_rates=(1e-3,), uncond_prob=0.1, mask_drop_prob=0.3, criterion="sample_mse",
-        specialists=True, multi=True, anchored=True, targets=""))
+        specialists=True, multi=True, anchored=True, feature_conditions=True,
+        targets=""))
     # coherent_jax.pipeline.ImputeConfig
     c.impute = ml_collections.ConfigDict(dict(
         method="coherent", num_samples=10, sampler="ddpm", num_steps=0, cascade=True,

@@ -4,7 +4,8 @@ r"""The paper's hyperparameters (Marchesi et al. 2025, METHOD.md sections 2-4).
     # on the paper's released data:
     #   --config.data.source=paper --config.data.path=/path/to/datasets_TCGA
 
-32-d autoencoder latents (PCA for slide embeddings); plain (not anchored) denoisers hidden 512 x 4 layers, time embedding 128, condition embedding 32,
+32-d autoencoder latents (PCA for slide embeddings); plain denoisers (no anchor, conditioned
+on the sources' latents) hidden 512 x 4 layers, time embedding 128, condition embedding 32,
 BatchNorm, linear DDPM T=1000; the search grid's learning rates {1e-4, 1e-3} x 2 seeds in one
 vmapped population per target (widths/depths: run again with other --config.denoisers.*);
 validation by full DDPM sampling; selection by sample MSE; DDPM 1000-step imputation with 10
@@ -26,7 +27,8 @@ def get_config():
     c = _base.base_config()
     # the paper's plain norm_mlp (no linear-Gaussian anchor) and its autoencoder latents
     c.denoisers.update(dict(num_steps=200_000, eval_every=10_000, log_every=1_000,
-                            seeds=(0, 1), learning_rates=(1e-4, 1e-3), anchored=False))
+                            seeds=(0, 1), learning_rates=(1e-4, 1e-3), anchored=False,
+                            feature_conditions=False))
     c.latent.default_kind = "autoencoder"
     # The paper's evaluation: DDPM 1000 steps, 10 draws, 10 forest seeds, 100 trees.
     c.evaluate.update(dict(sampler="ddpm", num_steps=0, num_candidates=4, num_seeds=10))
