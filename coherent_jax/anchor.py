@@ -30,7 +30,8 @@ def _ridge(alphas) -> RidgeCV:
 
 def fit_anchors(target: np.ndarray, target_present: np.ndarray,
                 conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, folds: int = 5,
-                alphas: Sequence[float] = ALPHAS, seed: int = 0) -> dict:
+                alphas: Sequence[float] = ALPHAS, seed: int = 0,
+                identity_singles: bool = False) -> dict:
     """Ridge anchors of one model for every subset of its conditions.
 
     Args:
@@ -40,6 +41,11 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
         folds: folds of the out-of-fold residual variance.
         alphas: ridge penalties tried (per output dimension, leave-one-out).
         seed: the folds' shuffle.
+        identity_singles: for a single condition that already predicts the target (the
+            out-of-fold ridge predictions of `fit_condition_map`), use it as the mean (identity
+            kernel) with its residual variance, instead of regressing on it again (a second
+            ridge on out-of-fold predictions shrinks the less noisy full-fit predictions
+            that new patients get: KIPAN, 0.589 vs 0.598 R^2 for rna).
 
     Returns:
         {'kernel' [2^C, sum D_c, D], 'bias' [2^C, D], 'log_var' [2^C, D]} float32; subset
@@ -65,6 +71,11 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             continue
         x = np.concatenate([conditions[j][0][rows] for j in members], axis=1).astype(np.float64)
         y = target[rows].astype(np.float64)
+        if identity_singles and len(members) == 1:
+            j = members[0]
+            kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
+            log_var[index] = np.log(np.maximum(np.mean((y - x) ** 2, axis=0), VAR_FLOOR))
+            continue
         model = _ridge(alphas).fit(x, y)
         oof = np.zeros_like(y)
         for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):

@@ -19,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 
 import numpy as np
 import pandas as pd
 
 from coherent_jax.data import Cohort, DataError, Preprocessor, load_csv_folder
+from coherent_jax.data.csv_folder import csv_stem, read_table
 from coherent_jax.impute import Imputation, impute
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet
@@ -123,9 +125,21 @@ class Imputer:
         absent modalities (no file, or a file with a header only) are fine."""
         return load_csv_folder(folder, allow_empty=True)
 
+    @staticmethod
+    def originals(folder: str, patients: Cohort) -> dict:
+        """modality -> the files' values as float64 (the Cohort holds float32), so that
+        observed values come back exactly as given (`impute(..., originals=...)`)."""
+        found = {}
+        for path in pathlib.Path(folder).iterdir():
+            stem = csv_stem(path)
+            if stem in patients.modalities:
+                found[stem] = read_table(path)
+        return found
+
     def impute(self, patients: Cohort, settings: ImputeConfig | None = None,
                seed: int | None = None, units: str = "input",
-               range_check: RangeCheck = RangeCheck()) -> Imputation:
+               range_check: RangeCheck = RangeCheck(),
+               originals: dict | None = None) -> Imputation:
         """Fills every missing modality of new patients (raw, in the training files' units).
 
         Args:
@@ -135,6 +149,8 @@ class Imputer:
             seed: sampling seed (default: the run's).
             units: 'input' (the training files' units) or 'zscore' (the preprocessing's).
             range_check: refuses inputs that look like another scale.
+            originals: modality -> the input values in full precision (`Imputer.originals`);
+                observed rows are written from them (default: the Cohort's float32 values).
 
         Returns:
             An Imputation whose `features` are in `units`, observed values as given.
@@ -162,17 +178,20 @@ class Imputer:
                         allow_unconditional=settings.allow_unconditional,
                         latent_space=self.space, feature_cohort=zscores)
         if units == "input":
+            given = {m: (originals or {}).get(m, full.tables[m]) for m in full.modalities}
             result = dataclasses.replace(result, features={
-                m: self._to_input_units(m, table, full) for m, table in result.features.items()
-            }, feature_means={m: self._to_input_units(m, table, full)
+                m: self._to_input_units(m, table, given[m])
+                for m, table in result.features.items()
+            }, feature_means={m: self._to_input_units(m, table, given[m])
                               for m, table in result.feature_means.items()})
         return result
 
-    def _to_input_units(self, modality: str, draws: pd.DataFrame, raw: Cohort) -> pd.DataFrame:
+    def _to_input_units(self, modality: str, draws: pd.DataFrame,
+                        given: pd.DataFrame) -> pd.DataFrame:
         """Decoded z-scores (draws or means) -> input units; observed rows as given."""
         step = self.preprocessor.transforms[modality]
         out = step.inverse(draws)
-        given = raw.tables[modality].reindex(columns=list(step.features))
+        given = given.reindex(columns=list(step.features))
         present = given.index[~given.isna().all(axis=1)]
         ids = out.index.get_level_values("sample_id") if out.index.nlevels > 1 else out.index
         rows = ids.isin(present)

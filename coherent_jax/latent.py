@@ -159,6 +159,11 @@ class LatentSpace:
                                 "are needed to learn its encoder.")
             width = rows.shape[1]
             kind = config.kinds.get(m, enc_lib.default_kind(m, width, k, config.default_kind))
+            if width < k or (kind != "identity" and rows.shape[0] <= k + 1):
+                raise DataError(f"modality {m!r} has {width} features and {rows.shape[0]} "
+                                f"training rows; a {k}-d latent space needs more of both. "
+                                "Lower --config.latent.latent_dim (LatentConfig.latent_dim) "
+                                f"below {min(width, rows.shape[0] - 1)}.")
             if kind == "auto":
                 kind, selection[m] = _select_kind(m, rows, cohort, config)
             encoder, residual_std[m] = _fit_encoder(kind, m, rows, cohort, config, log_fn)

@@ -152,7 +152,8 @@ class ModelSetConfig:
     Attributes:
         hidden_dim, num_layers, time_embed_dim, cond_embed_dim, norm: the Denoiser.
         schedule, num_train_steps: the noise schedule.
-        batch_size, num_steps, eval_every, log_every: optimisation (steps, not epochs).
+        batch_size, num_steps, eval_every, log_every: optimisation (steps, not epochs);
+            num_steps = 0 keeps anchored models at their anchors (no learned correction).
         val_sampler, val_num_steps: sampler of the validation-by-sampling.
         seeds, learning_rates: the population trained together per target (all combinations).
         uncond_prob: specialists' condition dropout (enables product-of-experts fusion).
@@ -291,6 +292,9 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
     """
     if config.criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {config.criterion!r}; choose one of {CRITERIA}.")
+    if config.num_steps == 0 and not config.anchored:
+        raise ValueError("num_steps=0 trains nothing: only anchored models (anchored=True) are "
+                         "usable untrained, as their linear-Gaussian anchors.")
     if target not in cohort.modalities:
         raise ValueError(f"unknown target {target!r}; the cohort has {list(cohort.modalities)}.")
     sources = tuple(m for m in cohort.modalities if m != target)
@@ -327,7 +331,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         if family == "specialists":
             cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob)
             args = (len(sources), [widths[sources[0]]], spec_train, spec_val)
-            anchors = [fit_anchors(*x, [c]) for c in conds] if config.anchored else None
+            anchors = ([fit_anchors(*x, [c], identity_singles=config.feature_conditions)
+                        for c in conds] if config.anchored else None)
             if len({widths[s] for s in sources}) != 1:
                 raise ValueError(f"specialists of {target!r} need sources of one width, got "
                                  f"{ {s: widths[s] for s in sources} }; encode every modality "
@@ -335,7 +340,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         else:
             cfg = TrainConfig(batch_size=config.batch_size, mask_drop_prob=config.mask_drop_prob)
             args = (1, [widths[s] for s in sources], multi_train, multi_val)
-            anchors = [fit_anchors(*x, conds)] if config.anchored else None
+            anchors = ([fit_anchors(*x, conds, identity_singles=config.feature_conditions)]
+                       if config.anchored else None)
         variables, val_mse, result, trials = _fit_family(
             model, schedule, *args, config, cfg, jax.random.fold_in(key, index),
             None if workdir is None else os.path.join(workdir, "checkpoints", target, family),

@@ -313,7 +313,9 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
         num_steps: int, eval_every: int, log_every: int = 100, val_sampler: str = "ddpm",
         val_num_steps: int | None = None, log_fn: Callable[[dict], None] | None = None,
         checkpoints: Any = None, batch_sharding: Any = None) -> FitResult:
-    """Trains all members for `num_steps`, validating by full sampling every `eval_every` steps.
+    """Trains all members for `num_steps`, validating by full sampling every `eval_every` steps
+    and once before the first step (the initial models are candidates: an anchored model
+    starts as its linear-Gaussian anchor).
 
     Keeps each member's best variables by each criterion of the paper (sample MSE, sample
     cosine distance, one-step noise MSE). Raises FloatingPointError on a non-finite loss.
@@ -321,15 +323,17 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
     Args:
         state, train_data, val_data: from `create_train_state` and `make_member_data`.
         key: the run's key; with the same key a run (resumed or not) gives the same numbers.
-        num_steps, eval_every, log_every: step counts.
+        num_steps, eval_every, log_every: step counts; num_steps = 0 trains nothing and
+            returns the initial models (meaningful for anchored models: their anchors).
         val_sampler, val_num_steps: the sampler used for validation ('ddpm' is the paper).
         log_fn: called with each history record (a dict of JSON-able values).
         checkpoints: optional `checkpointing.TrainCheckpoints`; the run saves at every
             validation and, when the folder holds a checkpoint, resumes from it.
         batch_sharding: optional `parallel.member_batch_sharding(mesh)` for data parallelism.
     """
-    if num_steps < 1 or eval_every < 1 or log_every < 1:
-        raise ValueError("num_steps, eval_every and log_every must all be >= 1.")
+    if num_steps < 0 or eval_every < 1 or log_every < 1:
+        raise ValueError("num_steps must be >= 0 (0: validate the initial models only, e.g. "
+                         "anchored models as their anchors), eval_every and log_every >= 1.")
     train_key, val_key = jax.random.split(key)
     k = state.num_members
     best = {c: jax.tree.map(jnp.array, state.variables) for c in CRITERIA}
@@ -344,8 +348,29 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
         best_steps = {c: np.asarray(v) for c, v in tree["best_steps"].items()}
         history, elapsed = extra["history"], extra["seconds"]
     start = time.perf_counter() - elapsed
+
+    def validate(done: int, record: dict) -> None:
+        scores = evaluate_members(state, val_data, jax.random.fold_in(val_key, done),
+                                  sampler=val_sampler, num_steps=val_num_steps)
+        for c in CRITERIA:
+            score = np.asarray(scores[c])
+            better = score < best_scores[c]
+            best_scores[c] = np.where(better, score, best_scores[c])
+            best_steps[c] = np.where(better, done, best_steps[c])
+            sel = jnp.asarray(better)
+            best[c] = jax.tree.map(
+                lambda new, old: jnp.where(sel.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+                state.variables, best[c])
+            record[c] = score.tolist()
+
     chunk = math.gcd(log_every, eval_every)
     done = int(state.step)
+    if done == 0 and not history:  # the initial models are candidates too: an anchored model
+        record = {"step": 0, "seconds": time.perf_counter() - start}  # starts as its anchor
+        validate(0, record)
+        history.append(record)
+        if log_fn is not None:
+            log_fn(record)
     while done < num_steps:
         n = min(chunk, num_steps - done)
         state, metrics = train_steps(state, train_data, train_key, n, batch_sharding)
@@ -360,18 +385,7 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
                   "seconds": time.perf_counter() - start}
         evaluated = done % eval_every == 0 or done == num_steps
         if evaluated:
-            scores = evaluate_members(state, val_data, jax.random.fold_in(val_key, done),
-                                      sampler=val_sampler, num_steps=val_num_steps)
-            for c in CRITERIA:
-                score = np.asarray(scores[c])
-                better = score < best_scores[c]
-                best_scores[c] = np.where(better, score, best_scores[c])
-                best_steps[c] = np.where(better, done, best_steps[c])
-                sel = jnp.asarray(better)
-                best[c] = jax.tree.map(
-                    lambda new, old: jnp.where(sel.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-                    state.variables, best[c])
-                record[c] = score.tolist()
+            validate(done, record)
         history.append(record)
         if log_fn is not None:
             log_fn(record)

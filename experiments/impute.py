@@ -54,8 +54,10 @@ def main(argv):
     overrides = {k: v for k, v in (("method", FLAGS.method), ("num_samples", FLAGS.num_samples))
                  if v is not None}
     settings = dataclasses.replace(imputer.settings, **overrides)
+    originals = None
     if FLAGS.input:
         patients = imputer.read(FLAGS.input)
+        originals = imputer.originals(FLAGS.input, patients)
     else:  # the run's own split: reads the training data the run was configured with
         run = _common.read_run_config(FLAGS.workdir)
         data = pipeline.from_mapping(pipeline.DataConfig, run["config"]["data"])
@@ -63,7 +65,8 @@ def main(argv):
     print(pipeline.describe_patterns(patients), flush=True)
     seed = imputer.seed if FLAGS.seed is None else FLAGS.seed
     result = imputer.impute(patients, settings, seed=seed, units=FLAGS.units,
-                            range_check=RangeCheck(FLAGS.max_outlier_z, FLAGS.max_outlier_share))
+                            range_check=RangeCheck(FLAGS.max_outlier_z, FLAGS.max_outlier_share),
+                            originals=originals)
     write_imputation(result, FLAGS.out, {"impute": dataclasses.asdict(settings), "seed": seed,
                                          "units": FLAGS.units, "workdir": imputer.workdir,
                                          "trained_on_fingerprint": imputer.fingerprint,

@@ -34,7 +34,7 @@ def main(argv):
     if os.path.exists(FLAGS.out):
         raise UserError(f"--out {FLAGS.out!r} exists; give a new folder.")
     cohort = tcga_like(FLAGS.num_train + FLAGS.num_new, seed=FLAGS.seed, num_types=4,
-                       scale=0.02)
+                       scale=0.1)
     ids = cohort.sample_ids
     train_ids, new_ids = ids[:FLAGS.num_train], ids[FLAGS.num_train:]
     rng = np.random.default_rng(FLAGS.seed)

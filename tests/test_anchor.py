@@ -96,3 +96,25 @@ def test_condition_map_is_a_cross_fitted_ridge_from_features():
     in_sample = np.mean((fitted - target) ** 2)
     out_of_fold = np.mean((oof - target) ** 2)
     assert in_sample < out_of_fold < 0.05  # held-out predictions are honest, and good
+
+
+def test_zero_training_steps_keep_anchored_models_as_their_anchors():
+    import pytest  # noqa: PLC0415
+
+    from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split  # noqa: PLC0415
+    from coherent_jax.model_set import ModelSetConfig, train_model_set  # noqa: PLC0415
+
+    gauss = LinearGaussianModel.random({"a": 4, "b": 4}, num_factors=2, noise_std=0.3, seed=0)
+    cohort = paper_split(linear_gaussian_cohort(gauss, 200, seed=0), seed=42)
+    config = ModelSetConfig(hidden_dim=16, num_layers=2, time_embed_dim=8, cond_embed_dim=4,
+                            batch_size=32, num_steps=0, eval_every=10, val_sampler="ddim",
+                            val_num_steps=5)
+    models, reports = train_model_set(cohort, config, seed=0, features=cohort)
+    out = models.targets["a"].specialists["params"]["out"]
+    assert not np.asarray(out["kernel"]).any()  # no correction was learned
+    assert [h["step"] for h in reports["a"]["specialists"]["history"]] == [0]
+    import dataclasses  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="only anchored models"):
+        train_model_set(cohort, dataclasses.replace(config, anchored=False), seed=0,
+                        features=cohort)

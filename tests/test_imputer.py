@@ -80,8 +80,8 @@ def test_new_patients_after_the_training_data_is_gone(trained):
     # observed values come back exactly as given, generated ones in the input's units
     for m, rows in (("rppa", given["rppa"].iloc[:4]), ("wsi", given["wsi"].iloc[2:])):
         mean = pd.read_csv(base / "C1" / f"{m}_features_mean.csv", index_col=0)
-        np.testing.assert_array_equal(mean.loc[rows.index].to_numpy(np.float32),
-                                      rows.to_numpy(np.float32))
+        written = pd.read_csv(base / "B" / f"{m}.csv", index_col=0)  # exactly, not float32
+        np.testing.assert_array_equal(mean.loc[rows.index].to_numpy(), written.to_numpy())
     rna = pd.read_csv(base / "C1" / "rna_features_mean.csv", index_col=0)
     truth = given["rna"].loc[rna.index]
     # in the input's units (offset 8, scale 3), and informative: pooled R^2 against the truth

@@ -78,11 +78,11 @@ def test_fit_is_reproducible_and_keeps_best_by_each_criterion():
         np.testing.assert_array_equal(x, y)
     assert not np.allclose(a.state.params["out"]["kernel"], c.state.params["out"]["kernel"])
     evals = [h for h in a.history if "noise_mse" in h]
-    assert [h["step"] for h in evals] == [10, 20]
+    assert [h["step"] for h in evals] == [0, 10, 20]  # the initial models are candidates
     for crit in ("sample_mse", "sample_cosine", "noise_mse"):
         scores = np.array([h[crit] for h in evals])  # [evals, K]
         np.testing.assert_allclose(a.best_scores[crit], scores.min(0), rtol=1e-6)
-        np.testing.assert_array_equal(a.best_steps[crit], np.array([10, 20])[scores.argmin(0)])
+        np.testing.assert_array_equal(a.best_steps[crit], np.array([0, 10, 20])[scores.argmin(0)])
 
 
 def test_non_finite_loss_stops_with_clear_error():

@@ -27,7 +27,8 @@ _SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 _ALIASES = {"cancertype": "cancer_type", "OS.time": "os_time", "OS": "os_event"}
 
 
-def _stem(path: pathlib.Path) -> str | None:
+def csv_stem(path: pathlib.Path) -> str | None:
+    """The modality a table file holds (its name without a known suffix), or None."""
     for suffix in _SUFFIXES:
         if path.name.endswith(suffix):
             return path.name[: -len(suffix)]
@@ -95,7 +96,7 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
         raise validate.DataError(f"{folder} is not a folder.")
     files = {}
     for path in sorted(folder.iterdir()):
-        stem = _stem(path)
+        stem = csv_stem(path)
         if stem is not None and path.is_file():
             if stem in files:
                 raise validate.DataError(f"two files for modality {stem!r} in {folder}: "
