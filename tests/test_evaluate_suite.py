@@ -15,6 +15,8 @@ from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite, reconstructi
 from coherent_jax.latent import LatentConfig, LatentSpace
 from coherent_jax.model_set import ModelSetConfig, train_model_set
 
+pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
+
 pytest.importorskip("matplotlib")
 pytest.importorskip("sksurv")
 

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE = os.path.join(ROOT, "benchmarks", "gpu_suite.py")
 ABSENT_ON_GPU = ("ml_collections", "sksurv", "mofapy2")

@@ -11,6 +11,8 @@ from coherent_jax.data import (LinearGaussianModel, induce_missingness, linear_g
 from coherent_jax.impute import calibrate_thresholds, impute
 from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
 
+pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
+
 GAUSS = LinearGaussianModel.random({"a": 4, "b": 4, "c": 4}, num_factors=3, noise_std=0.4, seed=2)
 CONFIG = ModelSetConfig(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8,
                         batch_size=64, num_steps=60, eval_every=30, log_every=30,

@@ -12,6 +12,8 @@ import pytest
 
 from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort
 
+pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
 MODALITIES = ("cna", "rna", "rppa", "wsi")

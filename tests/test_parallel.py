@@ -45,6 +45,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_sharded_train_steps_equal_single_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")

@@ -34,6 +34,7 @@ def test_population_grid_inits_and_data():
         make_population(2, seeds=[], learning_rates=[1e-3])
 
 
+@pytest.mark.slow
 def test_search_and_select_pick_the_best_trial_per_member():
     pop = make_population(2, seeds=[0], learning_rates=[1e-3, 1e-2])
     models = [cj.Denoiser(4, hidden_dim=h, num_layers=2, time_embed_dim=8) for h in (16, 32)]

@@ -7,6 +7,9 @@ import sys
 import time
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
 
 WORKER = os.path.join(os.path.dirname(__file__), "resume_worker.py")
 
