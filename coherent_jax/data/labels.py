@@ -11,6 +11,7 @@ Cohort-specific columns (subtype, histology, ...) come after them.
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,13 @@ def standard_labels(index: pd.Index, **columns) -> pd.DataFrame:
                                   dtype="float64")
     labels["os_event"] = pd.Series(columns.pop("os_event", pd.NA), index=labels.index,
                                    dtype="Int64")
+    negative = labels["os_time"] < 0
+    if negative.any():  # e.g. follow-up recorded before the diagnosis date in TCGA LGG
+        warnings.warn(f"{int(negative.sum())} sample(s) have a negative survival time (e.g. "
+                      f"{labels.index[negative][0]!r}: {labels['os_time'][negative].iloc[0]:g});"
+                      " their survival labels are treated as unknown.", stacklevel=2)
+        labels.loc[negative, "os_time"] = np.nan
+        labels.loc[negative, "os_event"] = pd.NA
     for name, values in columns.items():
         labels[name] = values
     return labels
