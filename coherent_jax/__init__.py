@@ -3,6 +3,7 @@
 from coherent_jax.ensemble import select_members, stack_members, unstack_members
 from coherent_jax.fusion import availability_weights, disagreement, inverse_mse_weights
 from coherent_jax.impute import Imputation, calibrate_thresholds, impute, write_imputation
+from coherent_jax.imputer import Imputer, RangeCheck
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table
 from coherent_jax.model_set import (ModelSet, ModelSetConfig, TargetModels, train_model_set,
                                     train_target)
