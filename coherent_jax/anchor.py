@@ -28,6 +28,15 @@ def _ridge(alphas) -> RidgeCV:
     return RidgeCV(alphas=alphas, alpha_per_target=True)
 
 
+def _fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, alphas,
+                     seed: int) -> tuple[RidgeCV, np.ndarray]:
+    """(ridge fitted on all rows, its K-fold out-of-fold predictions [n, k])."""
+    oof = np.zeros_like(y)
+    for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
+        oof[held] = _ridge(alphas).fit(x[fit_rows], y[fit_rows]).predict(x[held])
+    return _ridge(alphas).fit(x, y), oof
+
+
 def fit_anchors(target: np.ndarray, target_present: np.ndarray,
                 conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, folds: int = 5,
                 alphas: Sequence[float] = ALPHAS, seed: int = 0,
@@ -76,10 +85,7 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
             log_var[index] = np.log(np.maximum(np.mean((y - x) ** 2, axis=0), VAR_FLOOR))
             continue
-        model = _ridge(alphas).fit(x, y)
-        oof = np.zeros_like(y)
-        for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
-            oof[held] = _ridge(alphas).fit(x[fit_rows], y[fit_rows]).predict(x[held])
+        model, oof = _fit_out_of_fold(x, y, folds, alphas, seed)
         columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
         kernel[index][columns] = model.coef_.T
         bias[index] = model.intercept_
@@ -114,11 +120,8 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
     Returns:
         ({'kernel' [D_s, k], 'bias' [k]} float32, out-of-fold predictions [n, k]).
     """
-    x, y = features.astype(np.float64), target.astype(np.float64)
-    model = _ridge(alphas).fit(x, y)
-    oof = np.zeros_like(y)
-    for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
-        oof[held] = _ridge(alphas).fit(x[fit_rows], y[fit_rows]).predict(x[held])
+    model, oof = _fit_out_of_fold(features.astype(np.float64), target.astype(np.float64),
+                                  folds, alphas, seed)
     return ({"kernel": model.coef_.T.astype(np.float32),
              "bias": np.asarray(model.intercept_, np.float32)}, oof.astype(np.float32))
 
