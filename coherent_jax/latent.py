@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -126,13 +126,15 @@ class LatentSpace:
     # fitting
     @classmethod
     def fit(cls, cohort: Cohort, config: LatentConfig = LatentConfig(),
-            log_fn: Callable[[dict], None] | None = None) -> "LatentSpace":
+            log_fn: Callable[[dict], None] | None = None, mesh: Any = None) -> "LatentSpace":
         """Learns every modality's encoder and z-scoring from the cohort's train rows.
 
         Args:
             cohort: a preprocessed cohort (no missing cells inside present rows) with a split.
             config: the options.
             log_fn: called with each autoencoder epoch's record, plus its 'modality'.
+            mesh: optional ('data',) mesh (`parallel.make_mesh`): autoencoder minibatches are
+                split over its devices (`fit_autoencoder`); PCA is unaffected.
 
         Raises:
             DataError: no split, or a modality with fewer than 2 train rows (or no validation
@@ -165,8 +167,8 @@ class LatentSpace:
                                 "Lower --config.latent.latent_dim (LatentConfig.latent_dim) "
                                 f"below {min(width, rows.shape[0] - 1)}.")
             if kind == "auto":
-                kind, selection[m] = _select_kind(m, rows, cohort, config)
-            encoder, residual_std[m] = _fit_encoder(kind, m, rows, cohort, config, log_fn)
+                kind, selection[m] = _select_kind(m, rows, cohort, config, mesh)
+            encoder, residual_std[m] = _fit_encoder(kind, m, rows, cohort, config, log_fn, mesh)
             z = encoder.encode(rows)  # [n, k]
             std = z.std(axis=0)
             encoders[m] = encoder
@@ -350,8 +352,18 @@ class LatentSpace:
         return pd.Index(columns).get_indexer(fitted)
 
 
+def _train_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: ae_lib.AutoencoderConfig,
+                       log_fn, mesh) -> enc_lib.AutoencoderEncoder:
+    """`AutoencoderEncoder.fit` with the minibatches split over `mesh` (None: one device)."""
+    fit = ae_lib.fit_autoencoder(train_x, stop_x, config, log_fn, mesh)
+    summary = {"best_epoch": fit.best_epoch, "epochs": fit.epochs, "best_mse": fit.best_mse,
+               "seconds": fit.seconds, "num_params": ae_lib.num_params(fit.variables),
+               "widths": list(ae_lib.describe(fit.model))}
+    return enc_lib.AutoencoderEncoder(config, fit.model, fit.variables, summary)
+
+
 def _fit_encoder(kind: str, m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
-                 log_fn) -> tuple[enc_lib.Encoder, np.ndarray]:
+                 log_fn, mesh) -> tuple[enc_lib.Encoder, np.ndarray]:
     """(encoder of `kind` fitted on the train rows [n, D], held-out residual SD [D])."""
     width, k = rows.shape[1], config.latent_dim
     if kind == "identity":
@@ -368,14 +380,14 @@ def _fit_encoder(kind: str, m: str, rows: np.ndarray, cohort: Cohort, config: La
     ae_config = config.autoencoders.get(m) or ae_lib.default_config(m, width, latent_dim=k,
                                                                     seed=config.seed)
     fit_rows, stop_rows = _stopping_rows(cohort, m, rows, config)
-    encoder = enc_lib.AutoencoderEncoder.fit(
+    encoder = _train_autoencoder(
         fit_rows, stop_rows, ae_config,
-        None if log_fn is None else (lambda r: log_fn({"modality": m, **r})))
+        None if log_fn is None else (lambda r: log_fn({"modality": m, **r})), mesh)
     return encoder, _residual_std(encoder, stop_rows)
 
 
-def _select_kind(m: str, rows: np.ndarray, cohort: Cohort,
-                 config: LatentConfig) -> tuple[str, dict]:
+def _select_kind(m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
+                 mesh) -> tuple[str, dict]:
     """'pca' or 'autoencoder' for one modality, whichever reconstructs held-out training rows
     better (pooled R^2); the autoencoder is tried only with at least `AUTO_MIN_ROWS` rows."""
     fit_rows, held_rows = _holdout_rows(m, rows, config)
@@ -388,7 +400,7 @@ def _select_kind(m: str, rows: np.ndarray, cohort: Cohort,
     if rows.shape[0] >= AUTO_MIN_ROWS:
         ae_config = config.autoencoders.get(m) or ae_lib.default_config(
             m, rows.shape[1], latent_dim=k, seed=config.seed)
-        ae = enc_lib.AutoencoderEncoder.fit(fit_rows, held_rows, ae_config)
+        ae = _train_autoencoder(fit_rows, held_rows, ae_config, None, mesh)
         scores["autoencoder"] = reconstruction_scores(
             held_rows, ae.decode(ae.encode(held_rows)))["r2_overall"]
     if not scores:

@@ -11,6 +11,9 @@ Training: AdamW (lr 1e-3, weight decay 1e-5), minibatches of 64, reconstruction 
 every epoch the MSE on held-out rows is computed in inference mode (BatchNorm running
 statistics); training stops after `patience` epochs without improvement and the best epoch's
 weights are returned. One epoch is ONE jitted call: a lax.scan over the shuffled minibatches.
+Data parallel like the denoisers: with a ('data',) mesh the state and the tables are
+replicated and each minibatch is split over the devices (XLA reduces the gradients and the
+BatchNorm statistics over the whole minibatch).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
+
+from coherent_jax import parallel
 
 # Paper settings (layers L, shrink exponent s) by modality, and our choices where the paper
 # has no autoencoder: miRNA (hundreds of features, RPPA-like width) as RPPA; methylation
@@ -209,22 +215,26 @@ def reconstruction_mse(model: Autoencoder, variables: dict, x: jax.Array) -> jax
     return jnp.mean((model.apply(variables, x, train=False) - x) ** 2)
 
 
-@functools.partial(jax.jit, donate_argnums=0)
+@functools.partial(jax.jit, static_argnames=("mesh",), donate_argnums=0)
 def train_epoch(state: AutoencoderState, train_x: jax.Array, stop_x: jax.Array,
-                key: jax.Array, epoch: jax.Array) -> tuple[AutoencoderState, dict]:
+                key: jax.Array, epoch: jax.Array,
+                mesh: Mesh | None = None) -> tuple[AutoencoderState, dict]:
     """One epoch over train_x [N, D] in shuffled minibatches, then the MSE on stop_x [V, D].
 
     Every row is visited once per epoch; the last minibatch is topped up with rows from the
     start of the same shuffle, so all minibatches have `state.batch_size` rows and the epoch is
-    one lax.scan. The shuffle key is fold_in(key, epoch). Returns the new state and
+    one lax.scan. The shuffle key is fold_in(key, epoch). With a `mesh`, each minibatch [B, D]
+    is split over its 'data' axis (B a multiple of the device count); the result equals the
+    single-device epoch up to float reduction order. Returns the new state and
     {'train_loss': mean minibatch loss, 'stop_mse': held-out MSE in inference mode}.
     """
     n, b = train_x.shape[0], state.batch_size
     num_batches = math.ceil(n / b)
     order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
     order = jnp.concatenate([order, order[:num_batches * b - n]]).reshape(num_batches, b)
-    state, losses = jax.lax.scan(lambda s, rows: _reconstruction_step(s, train_x[rows]),
-                                 state, order)
+    state, losses = jax.lax.scan(
+        lambda s, rows: _reconstruction_step(s, parallel.constrain_rows(train_x[rows], mesh)),
+        state, order)
     return state, {"train_loss": jnp.mean(losses),
                    "stop_mse": reconstruction_mse(state.model, state.variables, stop_x)}
 
@@ -253,7 +263,8 @@ class AutoencoderFit:
 
 
 def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: AutoencoderConfig,
-                    log_fn: Callable[[dict], None] | None = None) -> AutoencoderFit:
+                    log_fn: Callable[[dict], None] | None = None,
+                    mesh: Mesh | None = None) -> AutoencoderFit:
     """Trains an autoencoder with early stopping on the held-out rows `stop_x`.
 
     Args:
@@ -262,10 +273,14 @@ def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: Autoencoder
         config: architecture and training options; `config.seed` fixes everything, so the
             same inputs and config give the same weights.
         log_fn: called with each epoch's record.
+        mesh: optional ('data',) mesh (`parallel.make_mesh`): each minibatch is split over its
+            devices, the state and the rows replicated; same weights as on one device up to
+            float reduction order. The minibatch (config.batch_size, capped at the training
+            rows) must be a multiple of the device count.
 
     Raises:
-        ValueError: bad shapes, non-finite inputs, fewer than 2 training rows or no held-out
-            row.
+        ValueError: bad shapes, non-finite inputs, fewer than 2 training rows, no held-out
+            row, or a minibatch that does not split over the mesh.
         FloatingPointError: the training loss became NaN or inf.
     """
     train_x, stop_x = np.asarray(train_x, np.float32), np.asarray(stop_x, np.float32)
@@ -282,11 +297,14 @@ def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: Autoencoder
     state = create_state(model, config, train_x.shape[0])
     key = jax.random.fold_in(jax.random.key(config.seed), 1)
     train_dev, stop_dev = jnp.asarray(train_x), jnp.asarray(stop_x)
+    if mesh is not None:
+        parallel.check_batch_size(state.batch_size, mesh)
+        state, train_dev, stop_dev = parallel.replicate((state, train_dev, stop_dev), mesh)
     best = jax.tree.map(jnp.copy, state.variables)
     best_mse, best_epoch, history = math.inf, 0, []
     start = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
-        state, metrics = train_epoch(state, train_dev, stop_dev, key, jnp.int32(epoch))
+        state, metrics = train_epoch(state, train_dev, stop_dev, key, jnp.int32(epoch), mesh)
         record = {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}
         if not (math.isfinite(record["train_loss"]) and math.isfinite(record["stop_mse"])):
             raise FloatingPointError(f"autoencoder training loss {record['train_loss']}, "
