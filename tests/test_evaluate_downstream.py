@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax.evaluate import (feature_table, fit_forest, harrell_c_index,
+from coherent_jax.evaluate import (bootstrap_indices, c_index, feature_table, fit_forest,
                                    prioritisation_curve, removed_subsets, rescue,
                                    train_real_test_synthetic)
 
@@ -80,24 +80,78 @@ def test_rescue_oracle_fill_restores_reference_and_holes_hurt():
         calls.append(removed)
         return {m: test[m] for m in removed}
 
-    out = rescue(holed, test, labels["cls"], labels["cls"], generated={"oracle": oracle},
-                 seed=0, n_estimators=TREES)
+    result = rescue(holed, test, labels["cls"], labels["cls"], generated={"oracle": oracle},
+                    seed=0, n_estimators=TREES)
+    out = result.scores
     reference = out[out["removed"] == ""]["balanced_accuracy"].item()
     by = out.set_index(["removed", "fill"])["balanced_accuracy"]
     assert by[("a", "oracle")] == reference and by[("a+b+c", "oracle")] == reference
     assert by[("a", "none")] < reference - 0.1
+    # the forest retrained without 'a' cannot use it; without the noise 'c' it loses nothing
+    assert by[("a", "retrained")] < reference - 0.1
+    assert by[("c", "retrained")] == pytest.approx(reference, abs=0.05)
     assert ("a", "knn") in by.index and ("b+c", "mean") in by.index
     assert ("a+b+c", "knn") not in by.index  # nothing left to find neighbours with
-    assert len(calls) == 7 and len(out) == 1 + 7 * 4 - 1
+    assert ("a+b+c", "mean") not in by.index  # one constant input: says nothing
+    assert ("a+b+c", "retrained") not in by.index  # no covariates: nothing to retrain on
+    assert len(calls) == 7 and len(out) == 1 + 6 * 5 + 2
+    assert set(out["draws"]) == {"point"}
 
 
-def test_rescue_survival_c_index():
+def _draws(table, k, scale, seed):
+    rng = np.random.default_rng(seed)
+    ids = table.index
+    return pd.DataFrame(np.concatenate([table.to_numpy() + scale * rng.normal(size=table.shape)
+                                        for _ in range(k)]), columns=table.columns,
+                        index=pd.MultiIndex.from_arrays(
+                            [np.tile(ids, k), np.repeat(np.arange(k), len(ids))],
+                            names=["sample_id", "draw"]))
+
+
+def test_rescue_single_and_averaged_draws_intervals_and_paired_tests():
+    train, test, labels = _cohort()
+    noisy = {m: _draws(test[m], 4, 1.5, seed=i) for i, m in enumerate(test)}
+    result = rescue(train, test, labels["cls"], labels["cls"], fills=("none", "retrained"),
+                    generated={"noisy": lambda removed: {m: noisy[m] for m in removed}},
+                    seed=0, n_estimators=TREES)
+    by = result.scores.set_index(["removed", "fill", "draws"])["balanced_accuracy"]
+    # averaging the forest over 4 noisy draws beats a single noisy draw
+    assert by[("a", "noisy", "mean of 4")] > by[("a", "noisy", "single")]
+    assert result.outputs[("a", "noisy")].shape == (4, 100)
+    indices = bootstrap_indices(100, 300, seed=1)
+    intervals, tests = result.uncertainty(indices, against="retrained")
+    assert len(intervals) == len(result.scores)
+    assert (intervals["low"] <= intervals["point"] + 1e-9).all()
+    assert (intervals["point"] <= intervals["high"] + 1e-9).all()
+    informative = intervals[intervals["removed"] != "a+b+c"]  # all removed: one class always
+    assert (informative["high"] - informative["low"]).between(0.01, 0.4).all()
+    cells = tests.set_index(["removed", "fill"])
+    assert set(cells.index) == {(r, f) for r in ("a", "b", "c", "a+b", "a+c", "b+c")
+                                for f in ("none", "noisy")}  # a+b+c: nothing to retrain on
+    # noisy draws of 'a' (which carries the label) beat the forest retrained without it
+    assert cells.loc[("a", "noisy"), "difference"] > 0.2 and cells.loc[("a", "noisy"), "q"] < 0.05
+    assert cells.loc[("a", "noisy"), "n_discordant"] > 20
+    # 'c' is noise: removing it changes nothing that the test calls significant
+    assert cells.loc[("c", "none"), "q"] > 0.05
+    np.testing.assert_allclose(cells["q"], __import__("scipy").stats.false_discovery_control(
+        cells["p"]))
+
+
+def test_rescue_survival_c_index_with_the_label_only_forest():
     pytest.importorskip("sksurv")
     train, test, labels = _cohort()
-    out = rescue(train, test, labels[["os_time", "os_event"]], labels[["os_time", "os_event"]],
-                 task="survival", fills=("none",), seed=0, n_estimators=TREES)
-    by = out.set_index(["removed", "fill"])["c_index"]
+    covariates = pd.get_dummies(labels["cls"].astype("string"), dtype=float)
+    result = rescue(train, test, labels[["os_time", "os_event"]],
+                    labels[["os_time", "os_event"]], task="survival", covariates=covariates,
+                    fills=("none", "mean", "retrained"), seed=0, n_estimators=TREES)
+    by = result.scores.set_index(["removed", "fill"])["c_index"]
     assert by[("", "none")] > 0.65 and by[("a", "none")] < by[("", "none")] - 0.05
+    # everything removed: the forest on the covariates alone is no constant risk
+    assert by[("a+b+c", "retrained")] > 0.55
+    assert np.unique(result.averaged[("a+b+c", "retrained")]).size > 1
+    intervals, _ = result.uncertainty(bootstrap_indices(100, 100, seed=2))
+    row = intervals.set_index(["removed", "fill"]).loc[("a+b+c", "retrained")]
+    assert row["low"] < row["point"] < row["high"]
 
 
 def test_rescue_rejects_incomplete_test_patients():
@@ -108,14 +162,18 @@ def test_rescue_rejects_incomplete_test_patients():
         rescue(train, bad, labels["cls"], labels["cls"], n_estimators=TREES)
 
 
-def test_harrell_c_index_matches_scikit_survival_and_known_values():
+def test_c_index_is_scikit_survivals_and_counts_event_censoring_ties():
     sksurv_metrics = pytest.importorskip("sksurv.metrics")
     rng = np.random.default_rng(3)
     time, event, risk = rng.random(80), rng.random(80) < 0.7, rng.normal(size=80)
     expected = sksurv_metrics.concordance_index_censored(event, time, risk)[0]
-    assert harrell_c_index(time, event, risk) == pytest.approx(expected)
-    assert harrell_c_index(time, event, -time) == 1.0
-    assert harrell_c_index(time, event, np.zeros(80)) == 0.5
+    assert c_index(time, event, risk) == pytest.approx(expected)
+    assert c_index(time, event, -time) == 1.0
+    assert c_index(time, event, np.zeros(80)) == 0.5
+    # patient 0 dies at t=1, patient 1 is censored at t=1: comparable (1 outlived 0's
+    # event). The hand-written C (only strictly earlier times) gave 1.0 here.
+    tied = c_index([1.0, 1.0, 2.0], [True, False, True], [1.0, 2.0, 0.0])
+    assert tied == 0.5
 
 
 def test_prioritisation_oracle_beats_random():
@@ -140,3 +198,31 @@ def test_prioritisation_oracle_beats_random():
     assert curve["prioritised"].iloc[-1] == pytest.approx(curve["random_mean"].iloc[-1])
     assert summary["auc_gain"] > 0.05
     assert (curve["prioritised"] >= curve["random_mean"] - 1e-9).all()
+    assert summary["auc_gain_low"] <= summary["auc_gain"] <= summary["auc_gain_high"]
+
+
+def test_prioritisation_ties_are_broken_at_random_not_by_sample_id():
+    train, test, labels = _cohort()
+    model = fit_forest(feature_table(train, train["a"].index), labels["cls"].loc[train["a"].index],
+                       seed=0, n_estimators=TREES)
+    with_m = feature_table(test, test["a"].index)
+    a_cols = [c for c in with_m.columns if c.startswith("a:")]
+    without_m = with_m.copy()
+    without_m[a_cols] = np.nan
+    # draws that change no prediction: every patient ties at score 0
+    generated = without_m[a_cols].copy()
+    generated.index = pd.MultiIndex.from_arrays([generated.index, [0] * len(generated)],
+                                                names=["sample_id", "draw"])
+    # the sample IDs sorted such that the patients the forest gets right without 'a' come
+    # first: ordering ties by ID would withhold from them first and look like a gain
+    right = model.predict(without_m.to_numpy()) == labels["cls"].loc[with_m.index].to_numpy()
+    order = np.argsort(~right, kind="stable")
+    renamed = pd.Index([f"id{i:03d}" for i in np.argsort(order)], name="sample_id")
+    relabel = dict(zip(with_m.index, renamed))
+    frames = [f.rename(index=relabel) for f in (with_m, without_m)]
+    generated = generated.rename(index=relabel, level="sample_id")
+    y = labels["cls"].rename(index=relabel)
+    _, summary = prioritisation_curve(model, *frames, generated, y, num_random=20, seed=0)
+    assert summary["tied_share"] == 1.0
+    assert summary["auc_gain_low"] < 0 < summary["auc_gain_high"]
+    assert abs(summary["auc_gain"]) < 0.02

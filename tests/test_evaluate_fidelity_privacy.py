@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from coherent_jax.evaluate import (closest_distance, dcr_share, energy_distance,
-                                   membership_inference_auc, prdc, unconditional_check)
+from coherent_jax.evaluate import (closest_distance, copy_audit, energy_distance,
+                                   membership_audit, prdc, prdc_per_sample, unconditional_check)
 
 
 def _gauss(n, d=4, shift=0.0, seed=0):
@@ -58,20 +58,38 @@ def test_closest_distance_excluding_self():
                                [1.0, np.sqrt(9 + 9), 1.0])
 
 
-def test_dcr_share_fresh_draws_half_copies_one():
-    train, holdout = _gauss(400, seed=9), _gauss(400, seed=10)
-    fresh = dcr_share(_gauss(400, seed=11), train, holdout)
-    assert fresh["share"] == pytest.approx(0.5, abs=0.07)
-    assert dcr_share(_gauss(50, seed=17), train, train.copy())["share"] == 0.5  # ties: half
-    copies = dcr_share(train[:200] + 1e-6, train, holdout)
-    assert copies["share"] == 1.0 and copies["dcr_train_median"] < 1e-5
+def test_closest_distance_excluding_self_keeps_duplicates():
+    records = np.array([[0.0, 0.0], [0.0, 0.0], [5.0, 0.0]])
+    np.testing.assert_allclose(closest_distance(records, records, exclude_self=True),
+                               [0.0, 0.0, 5.0])
 
 
-def test_membership_inference_auc_fresh_half_copies_one():
-    members, non_members = _gauss(300, seed=12), _gauss(300, seed=13)
-    assert membership_inference_auc(_gauss(300, seed=14), members, non_members) == pytest.approx(
-        0.5, abs=0.08)
-    assert membership_inference_auc(members.copy(), members, non_members) == 1.0
+def test_prdc_per_sample_parts_average_to_prdc():
+    real, generated = _gauss(60, seed=20), _gauss(50, seed=21)
+    parts, whole = prdc_per_sample(real, generated), prdc(real, generated)
+    assert len(parts["precision"]) == 50 and len(parts["coverage"]) == 60
+    for name, values in parts.items():
+        assert values.mean() == pytest.approx(whole[name])
+
+
+def test_copy_audit_fresh_draws_pass_copies_fail():
+    train, holdout = _gauss(400, seed=9), _gauss(100, seed=10)
+    fresh = copy_audit(_gauss(100, seed=11)[None], train, holdout, num=200)
+    assert fresh["near_copy_share"] < 0.05 and not fresh["flagged"]
+    assert fresh["nn_ratio"] == pytest.approx(1.0, abs=0.2)
+    copies = copy_audit(np.stack([train[:100] + 1e-6] * 3), train, holdout, num=200)
+    assert copies["near_copy_share"] == 1.0 and copies["flagged"] and copies["low"] == 1.0
+    assert copies["draw_train_nn_median"] < 1e-5
+
+
+def test_membership_audit_auc_interval_and_flag():
+    rng = np.random.default_rng(12)
+    same = membership_audit(rng.random(300), rng.random(100), num=200)
+    assert same["auc"] == pytest.approx(0.5, abs=0.08) and not same["flagged"]
+    assert same["low"] < 0.5 < same["high"] and same["p"] > 0.01
+    smaller = membership_audit(rng.random(300) * 0.5, rng.random(100), num=200)
+    assert smaller["auc"] > 0.7 and smaller["flagged"] and smaller["p"] < 1e-6
+    assert smaller["low"] < smaller["auc"] < smaller["high"]
 
 
 def test_unconditional_check_separates_fresh_from_copies():

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from coherent_jax.evaluate import (comparison_table, cosine_distance, crps, draws_array,
-                                   interval_coverage, r2, reconstruction_metrics)
+                                   ideal_coverage, interval_coverage, patient_errors, r2,
+                                   reconstruction_metrics)
 
 
 def _data(n=40, d=6, seed=0):
@@ -109,3 +110,24 @@ def test_comparison_table_rows_methods_columns_targets():
     assert table.loc["coherent", "cna"] == 0.4 and table.loc["knn", "rna"] == 0.1
     with pytest.raises(ValueError, match="several rows"):
         comparison_table(pd.concat([scores, scores]))
+
+
+def test_ideal_coverage_matches_the_exchangeable_rank_formula():
+    """With the truth exchangeable with k draws, its rank among the k + 1 values is uniform;
+    np.quantile's interval of k draws holds it with the probability simulated here."""
+    assert ideal_coverage(50) == pytest.approx(0.87, abs=0.01)
+    assert ideal_coverage(10) < ideal_coverage(50) < 0.9
+    with pytest.raises(ValueError, match="k >= 2"):
+        ideal_coverage(1)
+
+
+def test_patient_errors_sum_to_the_pooled_metrics():
+    rng = np.random.default_rng(8)
+    real = rng.normal(size=(30, 5))
+    draws = real[None] + rng.normal(size=(20, 30, 5))
+    parts = patient_errors(real, draws)
+    ss_tot = np.sum((real - real.mean(0)) ** 2)
+    assert 1 - parts["sse_mean"].sum() / ss_tot == pytest.approx(r2(real, draws.mean(0))[0])
+    single = np.mean([r2(real, d)[0] for d in draws])
+    assert 1 - parts["sse_single"].sum() / ss_tot == pytest.approx(single)
+    assert parts["covered"].mean() == pytest.approx(interval_coverage(real, draws))

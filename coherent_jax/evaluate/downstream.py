@@ -5,11 +5,17 @@ Every label is joined to the data by sample ID (`align.join_labels`), never by r
 Models: random forests of 100 trees (sklearn RandomForestClassifier; scikit-survival
 RandomSurvivalForest for survival), both of which accept NaN inputs, so 'none' fills are
 scored as the forest sees holes (at a split on a feature that had no NaN in training, a NaN
-goes to the child that received more training samples). Survival is scored by Harrell's C-index of the predicted risk.
+goes to the child that received more training samples). Survival is scored by Harrell's
+C-index of the predicted risk (scikit-survival's `concordance_index_censored`: a tie in time
+between an event and a censoring counts as comparable).
+
+Uncertainty is over patients (`RescueResult.uncertainty`: one set of bootstrap resamples of
+the test patients for every cell, so differences are paired); the forests' seeds are fixed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Callable, Mapping, Sequence
 
@@ -18,12 +24,13 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
+from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.align import draws_array, join_labels
 from coherent_jax.evaluate.baselines import predict_missing
 
 TASKS = ("classification", "survival")
 SURVIVAL_COLUMNS = ("os_time", "os_event")
-FILLS = ("none", "mean", "knn")
+FILLS = ("none", "mean", "knn", "retrained")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -54,17 +61,13 @@ def _structured(y: pd.DataFrame) -> np.ndarray:
     return np.array(list(zip(event, time)), dtype=[("event", bool), ("time", np.float64)])
 
 
-def harrell_c_index(time, event, risk) -> float:
-    """Harrell's C: share of comparable pairs (the earlier time is an event) ordered correctly
-    by risk (higher risk, earlier event); risk ties count one half."""
-    time, event, risk = (np.asarray(time, np.float64), np.asarray(event, bool),
-                         np.asarray(risk, np.float64))
-    earlier = (time[:, None] < time[None, :]) & event[:, None]  # i fails before j is seen
-    if not earlier.any():
-        raise ValueError("no comparable pair: the C-index needs an event before another time.")
-    concordant = (risk[:, None] > risk[None, :]) & earlier
-    tied = (risk[:, None] == risk[None, :]) & earlier
-    return float((concordant.sum() + 0.5 * tied.sum()) / earlier.sum())
+def c_index(time, event, risk) -> float:
+    """Harrell's C of `risk` (higher risk, earlier event) by scikit-survival."""
+    from sksurv.metrics import concordance_index_censored  # noqa: PLC0415 - optional dependency
+
+    return float(concordance_index_censored(np.asarray(event, bool),
+                                            np.asarray(time, np.float64),
+                                            np.asarray(risk, np.float64))[0])
 
 
 def _predict(model, x: np.ndarray, task: str) -> np.ndarray:
@@ -78,7 +81,7 @@ def _scores(model, outputs: np.ndarray, y, task: str) -> dict:
         return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)),
                 "macro_f1": float(f1_score(y, pred, average="macro")),
                 "weighted_f1": float(f1_score(y, pred, average="weighted"))}
-    return {"c_index": harrell_c_index(y.iloc[:, 0], y.iloc[:, 1], outputs)}
+    return {"c_index": c_index(y.iloc[:, 0], y.iloc[:, 1], outputs)}
 
 
 def _labelled(ids: pd.Index, labels, task: str, what: str):
@@ -161,21 +164,125 @@ def removed_subsets(modalities: Sequence[str]) -> list[tuple[str, ...]]:
             for s in itertools.combinations(modalities, r)]
 
 
+@dataclasses.dataclass(frozen=True)
+class RescueResult:
+    """Per-patient outputs of `rescue` and their scores.
+
+    Attributes:
+        task: 'classification' or 'survival'.
+        y: the N scored test patients' labels (Series) or (time, event) DataFrame, by ID.
+        outputs: (removed tag, fill) -> [K, N] per-draw outputs, the predicted class or the
+            risk (K = 1 for a single fill).
+        averaged: (removed tag, fill) -> [N] the output of the forest's probabilities (risks)
+            averaged over the K draws (multiple imputation); outputs[...][0] for K = 1.
+        scores: long table: seed, removed ('' for the reference), n_removed, fill, draws
+            ('mean of K': the averaged outputs; 'single': each draw's score, averaged over the
+            draws; 'point' for single fills), n, and balanced_accuracy / macro_f1 /
+            weighted_f1 or c_index.
+    """
+
+    task: str
+    y: pd.Series | pd.DataFrame
+    outputs: dict
+    averaged: dict
+    scores: pd.DataFrame
+
+    @property
+    def metric(self) -> str:
+        """The headline metric: balanced_accuracy or c_index."""
+        return "balanced_accuracy" if self.task == "classification" else "c_index"
+
+    def _boot(self, values: np.ndarray, indices: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """[B] the metric of outputs [K, N] (mean over K) on each resample."""
+        if self.task == "classification":
+            return _balanced_accuracy_boot(values, np.asarray(self.y), counts)
+        if len(values) > 1:  # single-draw C-indices: K x B scikit-survival calls, too slow
+            return np.full(len(indices), np.nan)
+        time, event = self.y.iloc[:, 0].to_numpy(), self.y.iloc[:, 1].to_numpy()
+        return stats.resample(c_index, indices, time, event, values[0])
+
+    def uncertainty(self, indices: np.ndarray, against: str = "retrained",
+                    level: float = stats.LEVEL) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Patient-bootstrap intervals of every score and paired tests against a reference.
+
+        Args:
+            indices: [B, N] bootstrap resamples of the N scored patients
+                (`stats.bootstrap_indices`), shared by every cell.
+            against: the reference fill of the tests (per removed set), e.g. 'retrained'.
+
+        Returns:
+            (intervals: removed, fill, draws, point, low, high (NaN for single-draw
+             C-indices), one row per `scores` row;
+             tests: removed, fill, against, difference, low, high, p (two-sided paired
+             bootstrap), n_discordant (classification: patients right under one fill only),
+             q (BH over the table), significant (q <= 0.05), on the draw-averaged outputs).
+        """
+        counts = stats.bootstrap_counts(indices, len(self.y))
+        boots, rows = {}, []
+        for _, row in self.scores.iterrows():
+            key = (row["removed"], row["fill"])
+            single = row["draws"] == "single"
+            values = self.outputs[key] if single else self.averaged[key][None]
+            boot = self._boot(values, indices, counts)
+            if not single:
+                boots[key] = boot
+            rows.append({"removed": key[0], "fill": key[1], "draws": row["draws"],
+                         "point": row[self.metric],
+                         **dict(zip(("low", "high"), stats.percentile_interval(boot, level)))})
+        tests = []
+        point = self.scores[self.scores["draws"] != "single"].set_index(["removed", "fill"])[
+            self.metric]
+        for (removed, fill), boot in boots.items():
+            if fill == against or (removed, against) not in boots:
+                continue
+            found = stats.paired_difference(point[(removed, fill)], point[(removed, against)],
+                                            boot, boots[(removed, against)], level)
+            tests.append({"removed": removed, "fill": fill, "against": against, **found,
+                          "n_discordant": self._discordant(removed, fill, against)})
+        tests = pd.DataFrame(tests)
+        return pd.DataFrame(rows), stats.with_q(tests) if len(tests) else tests
+
+    def _discordant(self, removed: str, fill: str, against: str) -> float:
+        if self.task != "classification":
+            return float("nan")
+        y = np.asarray(self.y)
+        right = [self.averaged[(removed, f)] == y for f in (fill, against)]
+        return float(np.sum(right[0] != right[1]))
+
+
+def _balanced_accuracy_boot(pred: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """[B] balanced accuracy of predictions [K, N] (mean over K) on resamples given as counts
+    [B, N]: per class, (counts @ right and of the class) / (counts @ of the class), averaged
+    over the classes present in the resample (as sklearn's balanced_accuracy_score)."""
+    recalls = []
+    for c in np.unique(y):
+        of_class = (y == c).astype(np.float64)  # [N]
+        right = ((pred == c) & (y == c)[None]).astype(np.float64)  # [K, N]
+        support = counts @ of_class  # [B]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls.append((counts @ right.T) / support[:, None])  # [B, K]
+    return np.nanmean(np.stack(recalls), axis=0).mean(axis=1)
+
+
 def rescue(train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame], train_y,
            test_y, *, task: str = "classification", covariates: pd.DataFrame | None = None,
            fills: Sequence[str] = FILLS,
            generated: Mapping[str, Callable[[tuple], Mapping[str, pd.DataFrame]]] | None = None,
-           seed: int = 0, n_estimators: int = 100, n_jobs: int | None = None) -> pd.DataFrame:
+           seed: int = 0, n_estimators: int = 100, n_jobs: int | None = None) -> RescueResult:
     """Performance rescue: how much of a model's accuracy returns when removed modalities are
-    filled in, for every non-empty removed subset.
+    filled in, for every non-empty removed subset, against a forest retrained without them.
 
     A forest is trained once on the real (holed) training features plus covariates. Each test
     patient (all modalities present) is scored with nothing removed (reference), then with each
-    subset removed and filled by: 'none' (NaN holes), 'mean' (training means), 'knn'
-    (KNNImputer(5) from the remaining modalities; not possible when all are removed), and each
-    generated method. Fills given as draws, indexed (sample_id, draw), are integrated over: the
-    forest's probabilities (risks) are averaged over the draws (multiple imputation); a
-    single-draw fill next to K-draw fills is reused with every draw.
+    subset removed and filled by: 'none' (NaN holes), 'mean' (training means; not when all are
+    removed: one constant input), 'knn' (KNNImputer(5) from the remaining modalities; not when
+    all are removed), and each generated method; 'retrained' is the honest reference, a forest
+    trained on the remaining modalities (and covariates) only: with everything removed, the
+    covariates alone (e.g. "cancer label only"; skipped without covariates). Fills given as K
+    draws, indexed (sample_id, draw), are scored both ways: the forest's probabilities (risks)
+    averaged over the draws (multiple imputation, draws 'mean of K') and each draw on its own
+    (draws 'single', the mean of the K scores); a single-draw fill next to K-draw fills is
+    reused with every draw.
 
     Args:
         train, test: modality -> DataFrame indexed by sample ID (train may have holes; every
@@ -184,16 +291,15 @@ def rescue(train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame], 
             labels[['os_time', 'os_event']]; indexed by sample ID; missing labels are skipped.
         task: 'classification' or 'survival'.
         covariates: optional DataFrame indexed by sample ID kept in every condition (e.g.
-            one-hot cancer type: all modalities removed = "cancer label only").
+            one-hot cancer type).
         fills: the non-generative fills to run, a subset of FILLS.
         generated: method name -> function(removed tuple, in `test` order) returning modality
             -> fill DataFrame for every removed modality (indexed by sample_id or by
             (sample_id, draw)); return None to skip a subset (e.g. nothing left to condition on).
-        seed: random_state of the forest.
+        seed: random_state of the forests.
 
     Returns:
-        Long DataFrame: seed, removed ('rna+cna', '' for the reference), n_removed, fill,
-        n, and balanced_accuracy / macro_f1 / weighted_f1 or c_index.
+        RescueResult (per-patient outputs and the scores table).
     """
     unknown = set(fills) - set(FILLS)
     if unknown:
@@ -212,41 +318,66 @@ def rescue(train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame], 
     train_ids = pd.Index(sorted(set().union(*(train[m].index for m in modalities))))
     train_ids, y_tr = _labelled(train_ids, train_y, task, "train labels")
     ids, y_te = _labelled(ids, test_y, task, "test labels")
-    model = fit_forest(feature_table(train, train_ids, covariates), y_tr, task, seed,
-                       n_estimators, n_jobs)
-    means = {m: train[m].mean() for m in modalities}
 
-    def score(removed: tuple, fill: str, tables: Mapping[str, pd.DataFrame]) -> dict:
+    def forest(kept):
+        return fit_forest(feature_table({m: train[m] for m in kept}, train_ids, covariates),
+                          y_tr, task, seed, n_estimators, n_jobs)
+
+    model = forest(modalities)
+    means = {m: train[m].mean() for m in modalities}
+    outputs, averaged, rows = {}, {}, []
+
+    def record(removed: tuple, fill: str, per_draw: np.ndarray, fitted) -> None:
+        """per_draw: [K, N, C] probabilities or [K, N] risks."""
+        key = ("+".join(removed), fill)
+        mean = per_draw.mean(axis=0)
+        averaged[key] = fitted.classes_[np.argmax(mean, axis=1)] if task == "classification" \
+            else mean
+        outputs[key] = (fitted.classes_[np.argmax(per_draw, axis=2)]
+                        if task == "classification" else per_draw)
+        common = {"seed": seed, "removed": key[0], "n_removed": len(removed), "fill": fill,
+                  "n": len(ids)}
+        many = len(per_draw) > 1
+        rows.append({**common, "draws": f"mean of {len(per_draw)}" if many else "point",
+                     **_scores(fitted, mean, y_te, task)})
+        if many:
+            single = pd.DataFrame([_scores(fitted, d, y_te, task) for d in per_draw]).mean()
+            rows.append({**common, "draws": "single", **single.to_dict()})
+
+    def score(removed: tuple, fill: str, tables: Mapping[str, pd.DataFrame]) -> None:
         arrays = {m: draws_array(t, ids)[1] for m, t in tables.items()}  # m -> [K, N, D_m]
         counts = {len(a) for a in arrays.values()} | {1}
         if len(counts) > 2:
             raise ValueError(f"fill {fill!r} gives different draw counts {sorted(counts - {1})} "
                              f"across modalities for removed {removed}; give each modality "
                              "the same K draws (or a single fill).")
-        outputs = []
+        blocks = []
         for k in range(max(counts)):  # single fills are reused with every draw
             filled = {m: pd.DataFrame(arrays[m][min(k, len(arrays[m]) - 1)], index=ids,
                                       columns=test[m].columns)
                       if m in arrays else test[m] for m in modalities}
-            x = feature_table(filled, ids, covariates).to_numpy(np.float64)
-            outputs.append(_predict(model, x, task))
-        return {"seed": seed, "removed": "+".join(removed), "n_removed": len(removed),
-                "fill": fill, "n": len(ids), **_scores(model, np.mean(outputs, axis=0), y_te, task)}
+            blocks.append(feature_table(filled, ids, covariates).to_numpy(np.float64))
+        out = _predict(model, np.concatenate(blocks), task)  # one call for every draw
+        record(removed, fill, out.reshape(len(blocks), len(ids), *out.shape[1:]), model)
 
-    rows = [score((), "none", {})]
+    score((), "none", {})
     for removed in removed_subsets(modalities):
         kept = [m for m in modalities if m not in removed]
         if "none" in fills:
-            rows.append(score(removed, "none", {m: pd.DataFrame(
-                np.nan, index=ids, columns=test[m].columns) for m in removed}))
-        if "mean" in fills:
-            rows.append(score(removed, "mean", {m: pd.DataFrame(
+            score(removed, "none", {m: pd.DataFrame(np.nan, index=ids, columns=test[m].columns)
+                                    for m in removed})
+        if "mean" in fills and kept:
+            score(removed, "mean", {m: pd.DataFrame(
                 np.tile(means[m].to_numpy(), (len(ids), 1)), index=ids,
-                columns=test[m].columns) for m in removed}))
+                columns=test[m].columns) for m in removed})
         if "knn" in fills and kept:
-            rows.append(score(removed, "knn", {m: predict_missing(
+            score(removed, "knn", {m: predict_missing(
                 "knn", train, {k: test[k].reindex(ids) for k in kept}, kept, m, seed=seed)
-                for m in removed}))
+                for m in removed})
+        if "retrained" in fills and (kept or covariates is not None):
+            fitted = forest(kept)
+            x = feature_table({m: test[m] for m in kept}, ids, covariates).to_numpy(np.float64)
+            record(removed, "retrained", _predict(fitted, x, task)[None], fitted)
         for method, make in (generated or {}).items():
             tables = make(removed)
             if tables is None:
@@ -255,8 +386,8 @@ def rescue(train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame], 
             if lacking:
                 raise ValueError(f"generated fill {method!r} for removed {removed} lacks "
                                  f"{lacking}.")
-            rows.append(score(removed, method, {m: tables[m] for m in removed}))
-    return pd.DataFrame(rows)
+            score(removed, method, {m: tables[m] for m in removed})
+    return RescueResult(task, y_te, outputs, averaged, pd.DataFrame(rows))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,8 +403,12 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
     prediction without m; survival, the mean squared change of the risk. The patients with the
     LOWEST scores (where measuring m would change least) have m withheld first: at fraction
     rho, the lowest-scoring rho of patients are predicted without m and the rest with m.
-    The curve of weighted F1 (classification) or C-index (survival) over rho is compared with
-    withholding from random patients (`num_random` orders); areas by the trapezoid rule.
+    Patients with equal scores (often most of them: the K draws rarely change a prediction)
+    are ordered at random, `num_random` times with `seed`; the curve is the mean over these
+    tie-breaks. The curve of weighted F1 (classification) or C-index (survival) over rho is
+    compared with withholding from random patients (`num_random` orders); areas by the
+    trapezoid rule. The gain's interval is the central 95% of (tie-break area - random-order
+    area) over the `num_random` pairs: it varies the orders, not the patients.
 
     Args:
         model: a fitted forest (`fit_forest`), predicting from [N, F].
@@ -283,13 +418,14 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
             (sample_id, draw), e.g. `feature_table`-named draws of m.
         y: labels (classification) or a (time, event) DataFrame, indexed by sample ID.
         rhos: withheld fractions (default 0, 0.05, ..., 1).
-        num_random: random withholding orders.
-        seed: seed of the random orders.
+        num_random: random withholding orders, and random tie-breaks of the prioritised one.
+        seed: seed of the random orders and tie-breaks.
 
     Returns:
         (curve: DataFrame rho, prioritised, random_mean, random_std;
-         summary: {'auc_prioritised', 'auc_random_mean', 'auc_random_std', 'auc_gain',
-         'num_random', 'seed'}).
+         summary: {'auc_prioritised' (mean over tie-breaks), 'auc_random_mean',
+         'auc_random_std', 'auc_gain', 'auc_gain_low', 'auc_gain_high', 'tied_share' (share of
+         patients at the median score), 'num_random', 'seed'}).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}.")
@@ -318,7 +454,7 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
     def metric(pred):
         if task == "classification":
             return float(f1_score(y, pred, average="weighted"))
-        return harrell_c_index(y.iloc[:, 0], y.iloc[:, 1], pred)
+        return c_index(y.iloc[:, 0], y.iloc[:, 1], pred)
 
     def curve(order):
         out = []
@@ -330,12 +466,18 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
         return np.asarray(out)
 
     rng = np.random.default_rng(seed)
-    prioritised = curve(np.argsort(score, kind="stable"))
-    random = np.stack([curve(rng.permutation(len(ids))) for _ in range(num_random)])
+    n = len(ids)
+    prioritised = np.stack([curve(np.lexsort((rng.random(n), score)))  # ties: at random
+                            for _ in range(num_random)])
+    random = np.stack([curve(rng.permutation(n)) for _ in range(num_random)])
     areas = np.trapezoid(random, rhos, axis=1)
-    table = pd.DataFrame({"rho": rhos, "prioritised": prioritised,
+    prioritised_areas = np.trapezoid(prioritised, rhos, axis=1)
+    table = pd.DataFrame({"rho": rhos, "prioritised": prioritised.mean(axis=0),
                           "random_mean": random.mean(axis=0), "random_std": random.std(axis=0)})
-    auc = float(np.trapezoid(prioritised, rhos))
+    auc = float(prioritised_areas.mean())
+    low, high = stats.percentile_interval(prioritised_areas - areas)
     return table, {"auc_prioritised": auc, "auc_random_mean": float(areas.mean()),
                    "auc_random_std": float(areas.std()), "auc_gain": auc - float(areas.mean()),
+                   "auc_gain_low": low, "auc_gain_high": high,
+                   "tied_share": float(np.mean(score == np.median(score))),
                    "num_random": num_random, "seed": seed}

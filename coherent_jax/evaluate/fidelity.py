@@ -18,6 +18,29 @@ def _kth_neighbour_radius(x: np.ndarray, k: int) -> np.ndarray:
     return np.partition(d, k, axis=1)[:, k]  # column 0 of the partition is the self-distance
 
 
+def prdc_per_sample(real: np.ndarray, generated: np.ndarray, k: int = 5) -> dict:
+    """Each sample's part of precision, recall, density and coverage (see `prdc`).
+
+    Returns:
+        {'precision': [M] generated sample inside some real ball, 'density': [M] number of real
+        balls holding it / k, 'recall': [N] real sample inside some generated ball, 'coverage':
+        [N] real ball holding some generated sample}; `prdc` is their means. With the k-NN
+        balls held fixed, resampling these per-sample values gives intervals over samples.
+    """
+    real, generated = np.asarray(real, np.float64), np.asarray(generated, np.float64)
+    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
+        raise ValueError(f"real and generated must be [N, D] and [M, D]; got {real.shape} and "
+                         f"{generated.shape}.")
+    real_radius = _kth_neighbour_radius(real, k)  # [N]
+    gen_radius = _kth_neighbour_radius(generated, k)  # [M]
+    d = cdist(real, generated)  # [N, M]
+    inside_real = d <= real_radius[:, None]  # generated j inside real ball i
+    return {"precision": inside_real.any(axis=0).astype(np.float64),
+            "density": inside_real.sum(axis=0) / k,
+            "recall": (d <= gen_radius[None, :]).any(axis=1).astype(np.float64),
+            "coverage": (d.min(axis=1) <= real_radius).astype(np.float64)}
+
+
 def prdc(real: np.ndarray, generated: np.ndarray, k: int = 5) -> dict:
     """Precision, recall, density and coverage with k-NN manifolds.
 
@@ -33,18 +56,8 @@ def prdc(real: np.ndarray, generated: np.ndarray, k: int = 5) -> dict:
         real: [N, D]; generated: [M, D].
         k: neighbourhood size (5 as in Naeem et al.; the paper's §5 used 10).
     """
-    real, generated = np.asarray(real, np.float64), np.asarray(generated, np.float64)
-    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
-        raise ValueError(f"real and generated must be [N, D] and [M, D]; got {real.shape} and "
-                         f"{generated.shape}.")
-    real_radius = _kth_neighbour_radius(real, k)  # [N]
-    gen_radius = _kth_neighbour_radius(generated, k)  # [M]
-    d = cdist(real, generated)  # [N, M]
-    inside_real = d <= real_radius[:, None]  # generated j inside real ball i
-    return {"precision": float(inside_real.any(axis=0).mean()),
-            "recall": float((d <= gen_radius[None, :]).any(axis=1).mean()),
-            "density": float(inside_real.sum() / (k * generated.shape[0])),
-            "coverage": float((d.min(axis=1) <= real_radius).mean()), "k": k}
+    parts = prdc_per_sample(real, generated, k)
+    return {**{name: float(values.mean()) for name, values in parts.items()}, "k": k}
 
 
 def energy_distance(x: np.ndarray, y: np.ndarray, max_samples: int | None = 2000,

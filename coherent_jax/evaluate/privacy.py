@@ -1,77 +1,112 @@
-"""Privacy audit of generated samples: distance to closest record (DCR), distance-based
-membership inference, and unconditional generations checked against training records.
+"""Privacy audit of generated samples, built to fail when a generator memorises its training
+patients:
 
-Distances are Euclidean in the space given (z-scored latents or standardised features).
+* conditional membership inference (`membership_audit`): each target is imputed from all
+  other modalities for training patients (members) and for patients never trained on nor used
+  for selection (non-members); the attacker calls a patient a member when its imputation error
+  is small. AUC 0.5: the imputations reveal nothing about membership; 1: every training patient
+  is reconstructed better than every unseen one.
+* copies (`copy_audit`): each draw's distance to its nearest record of the FULL training set,
+  against the distances of real unseen patients to their nearest training record: a copy sits
+  at distance 0, a fresh draw as far as unseen patients do.
+* unconditional draws (`unconditional_check`): fully masked generations against the training
+  records' own nearest-neighbour distances.
+
+Distances are Euclidean in the space given (z-scored latents or standardised features), by
+`sklearn.neighbors.NearestNeighbors`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.distance import cdist
-from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+
+from coherent_jax.evaluate import stats
+
+MAX_MEMBERSHIP_AUC = 0.60
+"""A conditional membership AUC above this flags memorisation (the target of issue 16)."""
+NEAR_COPY_QUANTILE = 0.01
+"""Draws nearer to a training record than this quantile of the real unseen patients'
+nearest-training-record distances count as near-copies; a fresh generator has ~1% of them."""
+MAX_NEAR_COPY_SHARE = 0.05
+"""A near-copy share above this (5x what a fresh generator gives) flags copying."""
 
 
-def closest_distance(queries: np.ndarray, records: np.ndarray, exclude_self: bool = False,
-                     chunk: int = 1024) -> np.ndarray:
+def closest_distance(queries: np.ndarray, records: np.ndarray, exclude_self: bool = False
+                     ) -> np.ndarray:
     """[Q] distance from each query [Q, D] to its closest record [R, D].
 
     With exclude_self (queries are the records, same order), each record's own zero distance
-    is skipped (exact duplicates of a record still count). Brute force in chunks of `chunk`
-    queries, so memory stays at chunk x R distances.
+    is skipped (exact duplicates of a record still count).
     """
     queries, records = np.asarray(queries, np.float64), np.asarray(records, np.float64)
     if exclude_self and queries.shape != records.shape:
         raise ValueError("exclude_self needs queries to be the records themselves.")
-    out = np.empty(len(queries))
-    for start in range(0, len(queries), chunk):
-        d = cdist(queries[start:start + chunk], records)  # [chunk, R]
-        if exclude_self:
-            rows = np.arange(d.shape[0])
-            d[rows, start + rows] = np.inf
-        out[start:start + chunk] = d.min(axis=1)
-    return out
+    index = NearestNeighbors(n_neighbors=1).fit(records)
+    if exclude_self:  # kneighbors() without X leaves each point out of its own neighbours
+        return index.kneighbors(return_distance=True)[0][:, 0]
+    return index.kneighbors(queries, return_distance=True)[0][:, 0]
 
 
-def dcr_share(generated: np.ndarray, train: np.ndarray, holdout: np.ndarray, seed: int = 0
-              ) -> dict:
-    """Share of generated samples closer to the training set than to a held-out set.
-
-    A generator that does not copy its training data produces samples no closer to training
-    records than to unseen records from the same population: share ~0.5. Copies of training
-    rows give 1. The larger of train and holdout is subsampled (with `seed`) to the size of the
-    smaller, so neither side wins by density. Ties count one half.
+def membership_audit(member_errors, non_member_errors, num: int = stats.NUM_BOOTSTRAP,
+                     seed: int = 0) -> dict:
+    """Conditional membership inference from per-patient imputation errors.
 
     Args:
-        generated: [G, D]; train: [N_tr, D] records the model saw; holdout: [N_ho, D] unseen.
+        member_errors: [N_in] error of each training patient's imputation (e.g. latent MSE of
+            the target imputed from all other modalities).
+        non_member_errors: [N_out] the same for patients never trained on nor used for
+            selection.
+        num, seed: bootstrap resamples (each group resampled on its own) and their seed.
 
     Returns:
-        {'share', 'dcr_train_median', 'dcr_holdout_median', 'n_reference'}.
+        {'auc' (P(member error < non-member error)), 'low', 'high' (95% bootstrap interval),
+        'p' (one-sided Mann-Whitney p of AUC = 0.5), 'n_members', 'n_non_members',
+        'member_error_median', 'non_member_error_median', 'flagged' (auc > MAX_MEMBERSHIP_AUC)}.
     """
-    rng = np.random.default_rng(seed)
-    n = min(len(train), len(holdout))
-    train = np.asarray(train)[rng.permutation(len(train))[:n]]
-    holdout = np.asarray(holdout)[rng.permutation(len(holdout))[:n]]
-    to_train = closest_distance(generated, train)
-    to_holdout = closest_distance(generated, holdout)
-    share = np.mean(to_train < to_holdout) + 0.5 * np.mean(to_train == to_holdout)
-    return {"share": float(share), "dcr_train_median": float(np.median(to_train)),
-            "dcr_holdout_median": float(np.median(to_holdout)), "n_reference": n}
+    members = np.asarray(member_errors, np.float64)
+    non_members = np.asarray(non_member_errors, np.float64)
+    found = stats.auc_test(-members, -non_members, num=num, seed=seed)
+    return {**found, "member_error_median": float(np.median(members)),
+            "non_member_error_median": float(np.median(non_members)),
+            "flagged": bool(found["auc"] > MAX_MEMBERSHIP_AUC)}
 
 
-def membership_inference_auc(generated: np.ndarray, members: np.ndarray,
-                             non_members: np.ndarray) -> float:
-    """AUC of a distance attack telling training members from non-members.
-
-    The attacker scores each candidate record by minus its distance to the closest generated
-    sample (closer = more likely a member). 0.5: the generated data reveal nothing about
-    membership; 1: every member is closer than every non-member.
+def copy_audit(draws: np.ndarray, train: np.ndarray, holdout: np.ndarray,
+               quantile: float = NEAR_COPY_QUANTILE, num: int = stats.NUM_BOOTSTRAP,
+               seed: int = 0) -> dict:
+    """Are the draws training records in disguise? Distances to the full training set.
 
     Args:
-        generated: [G, D]; members: [N_in, D] training records; non_members: [N_out, D].
+        draws: [K, P, D] K draws for each of P evaluated patients (or [P, D]).
+        train: [N, D] every training record of the target.
+        holdout: [H, D] real records of patients never trained on (e.g. the evaluated ones).
+        quantile: the holdout-to-train distance quantile below which a draw is a near-copy.
+        num, seed: bootstrap over the P patients for the near-copy share's interval.
+
+    Returns:
+        {'draw_train_nn_median', 'holdout_train_nn_median', 'nn_ratio' (draw / holdout
+        median; ~1 or above is healthy, 0 for copies), 'near_copy_share' (share of draws
+        nearer to a training record than the `quantile` of the holdout distances), 'low',
+        'high' (its 95% interval over patients), 'near_copy_cut', 'quantile', 'flagged'
+        (near_copy_share > MAX_NEAR_COPY_SHARE)}.
     """
-    score = -closest_distance(np.concatenate([members, non_members]), generated)
-    truth = np.r_[np.ones(len(members)), np.zeros(len(non_members))]
-    return float(roc_auc_score(truth, score))
+    draws = np.asarray(draws, np.float64)
+    draws = draws[None] if draws.ndim == 2 else draws
+    k, p, d = draws.shape
+    to_train = closest_distance(draws.reshape(k * p, d), train).reshape(k, p)
+    reference = closest_distance(holdout, train)  # [H]
+    cut = float(np.quantile(reference, quantile))
+    per_patient = np.mean(to_train < cut, axis=0)  # [P]
+    boot = per_patient[stats.bootstrap_indices(p, num, seed)].mean(axis=1) if p > 1 else [np.nan]
+    low, high = stats.percentile_interval(boot)
+    median = float(np.median(reference))
+    share = float(per_patient.mean())
+    return {"draw_train_nn_median": float(np.median(to_train)),
+            "holdout_train_nn_median": median,
+            "nn_ratio": float(np.median(to_train) / median) if median > 0 else float("nan"),
+            "near_copy_share": share, "low": low, "high": high, "near_copy_cut": cut,
+            "quantile": quantile, "flagged": bool(share > MAX_NEAR_COPY_SHARE)}
 
 
 def unconditional_check(generated: np.ndarray, train: np.ndarray, quantile: float = 0.01

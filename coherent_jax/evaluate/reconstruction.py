@@ -13,13 +13,19 @@ explains beyond the group's average.
 Draws [K, N, D] are scored two ways: `*_single` is the metric of one draw, averaged over the K
 draws; `*_mean` is the metric of the mean of the K draws. A perfect posterior sampler has about
 twice the MSE of the posterior mean, so both are reported. `coverage` is the share of entries
-inside the central `level` interval of the draws; `crps` the empirical CRPS (see `crps`).
+inside the central `level` interval of the draws (`ideal_coverage`: what a perfectly
+calibrated sampler with K draws reaches); `crps` the empirical CRPS (see `crps`).
+
+Patient-level intervals: `patient_errors` keeps each patient's squared-error sums and covered
+share, from which `r2_bootstrap` recomputes the pooled R^2 on bootstrap resamples of patients
+(SS_tot around each resample's own means).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import r2_score
 
 from coherent_jax.evaluate.align import paired
 
@@ -31,12 +37,14 @@ def mse(real: np.ndarray, pred: np.ndarray) -> float:
 
 def r2(real: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     """(pooled R^2, median per-feature R^2) of pred [N, D] for real [N, D]; see module doc."""
-    ss_res = np.sum((real - pred) ** 2, axis=0)  # [D]
     ss_tot = np.sum((real - real.mean(axis=0)) ** 2, axis=0)  # [D]
-    pooled = 1.0 - ss_res.sum() / ss_tot.sum() if ss_tot.sum() > 0 else np.nan
+    if not (ss_tot > 0).any():
+        return np.nan, np.nan
+    # pooled by hand: sklearn's 'variance_weighted' drops the errors on constant features
+    pooled = 1.0 - np.sum((real - pred) ** 2) / ss_tot.sum()
     varying = ss_tot > 0
-    per_feature = 1.0 - ss_res[varying] / ss_tot[varying]
-    return float(pooled), float(np.median(per_feature)) if per_feature.size else np.nan
+    per_feature = r2_score(real[:, varying], pred[:, varying], multioutput="raw_values")
+    return float(pooled), float(np.median(per_feature))
 
 
 def cosine_distance(real: np.ndarray, pred: np.ndarray) -> float:
@@ -71,6 +79,49 @@ def interval_coverage(real: np.ndarray, draws: np.ndarray, level: float = 0.9) -
     tail = (1 - level) / 2
     lower, upper = np.quantile(draws, [tail, 1 - tail], axis=0)
     return float(np.mean((real >= lower) & (real <= upper)))
+
+
+def ideal_coverage(k: int, level: float = 0.9, n: int = 200_000) -> float:
+    """Coverage of the central `level` interval of k draws for a perfectly calibrated sampler
+    (the truth exchangeable with the k draws; Monte Carlo over n patients, seed 0)."""
+    if k < 2:
+        raise ValueError(f"an interval of draws needs k >= 2, got {k}.")
+    u = np.random.default_rng(0).random((n, k + 1))
+    lower, upper = np.quantile(u[:, :k], [(1 - level) / 2, (1 + level) / 2], axis=1)
+    return float(np.mean((u[:, k] >= lower) & (u[:, k] <= upper)))
+
+
+def patient_errors(real: np.ndarray, draws: np.ndarray, point: np.ndarray | None = None,
+                   level: float = 0.9) -> dict:
+    """Per-patient pieces of the pooled R^2 and the coverage of real [N, D] by draws [K, N, D].
+
+    Returns:
+        {'sse_mean': [N] sum over features of the squared error of the point estimate (the
+        mean of the draws, or `point`), 'sse_single': [N] the same of single draws, averaged
+        over the K draws, 'covered': [N] share of the patient's entries inside the central
+        `level` interval of the draws (NaN for K = 1)}.
+    """
+    mean = draws.mean(axis=0) if point is None else point
+    tail = (1 - level) / 2
+    lower, upper = np.quantile(draws, [tail, 1 - tail], axis=0)
+    covered = np.mean((real >= lower) & (real <= upper), axis=1)
+    return {"sse_mean": np.sum((real - mean) ** 2, axis=1),
+            "sse_single": np.mean(np.sum((real[None] - draws) ** 2, axis=2), axis=0),
+            "covered": covered if len(draws) > 1 else np.full(len(real), np.nan)}
+
+
+def r2_bootstrap(real: np.ndarray, sse: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """[B] pooled R^2 on bootstrap resamples of patients.
+
+    Args:
+        real: [N, D] true values; sse: [N] per-patient squared-error sums (`patient_errors`);
+        counts: [B, N] how often each patient occurs in each resample (`stats.bootstrap_counts`).
+        On a resample, SS_res = counts @ sse and SS_tot is taken around the resample's means:
+        sum_j (counts @ y_j^2 - (counts @ y_j)^2 / N).
+    """
+    n = real.shape[0]
+    ss_tot = counts @ np.sum(real**2, axis=1) - np.sum((counts @ real) ** 2, axis=1) / n  # [B]
+    return 1.0 - (counts @ sse) / ss_tot
 
 
 def _scores(real: np.ndarray, draws: np.ndarray, level: float,

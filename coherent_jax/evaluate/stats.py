@@ -1,80 +1,120 @@
-"""Paired one-sided tests across seeds and Benjamini-Hochberg false discovery rate control."""
+"""Patient-level uncertainty: bootstrap resamples of patients, percentile intervals, paired
+bootstrap tests, rank tests of an AUC, and Benjamini-Hochberg false discovery rate control.
+
+What varies is the patients: every interval resamples the evaluated patients with replacement
+(the same resamples for every method, so differences are paired); the split, the training
+seed, the trained models and the draws are held fixed.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+NUM_BOOTSTRAP = 1000
+LEVEL = 0.95
+
+
+def bootstrap_indices(n: int, num: int = NUM_BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """[num, n] row indices: `num` resamples of n patients with replacement."""
+    if n < 2:
+        raise ValueError(f"a bootstrap over patients needs >= 2 patients, got {n}.")
+    return np.random.default_rng(seed).integers(0, n, size=(num, n))
+
+
+def bootstrap_counts(indices: np.ndarray, n: int) -> np.ndarray:
+    """[B, n] how often each patient occurs in each resample of `indices` [B, n]."""
+    counts = np.zeros((len(indices), n))
+    np.add.at(counts, (np.arange(len(indices))[:, None], indices), 1.0)
+    return counts
+
+
+def resample(statistic: Callable[..., float], indices: np.ndarray, *arrays) -> np.ndarray:
+    """[B] `statistic(*arrays)` recomputed on each resample (rows `indices[b]` of each array)."""
+    arrays = [np.asarray(a) for a in arrays]
+    return np.asarray([statistic(*(a[i] for a in arrays)) for i in indices], dtype=np.float64)
+
+
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The central `level` percentile interval of bootstrap values (NaN resamples skipped)."""
+    values = np.asarray(values, np.float64)
+    if np.isnan(values).all():
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_p(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of 'no difference' from paired bootstrap differences [B]:
+    twice the smaller share of resamples on either side of 0, (count + 1) / (B + 1)."""
+    d = np.asarray(differences, np.float64)
+    d = d[~np.isnan(d)]
+    if not d.size:
+        return float("nan")
+    side = min(np.sum(d <= 0), np.sum(d >= 0))
+    return float(min(1.0, 2 * (side + 1) / (d.size + 1)))
+
+
+def paired_difference(point_a: float, point_b: float, boot_a: np.ndarray, boot_b: np.ndarray,
+                      level: float = LEVEL) -> dict:
+    """a - b with its paired bootstrap interval and p-value (boot_* on the same resamples)."""
+    diff = np.asarray(boot_a, np.float64) - np.asarray(boot_b, np.float64)
+    low, high = percentile_interval(diff, level)
+    return {"difference": float(point_a - point_b), "low": low, "high": high,
+            "p": bootstrap_p(diff)}
+
 
 def benjamini_hochberg(pvalues) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values) of [P] p-values.
-
-    q_(i) = min_{j >= i} p_(j) * P / j for p sorted ascending (rank j from 1), capped at 1.
-    Reject at FDR alpha where q <= alpha. NaN p-values stay NaN and do not count in P.
-    """
+    """Benjamini-Hochberg adjusted p-values (q) of one family (`scipy.stats.
+    false_discovery_control`); NaN p-values stay NaN and do not count in the family."""
     p = np.asarray(pvalues, dtype=np.float64)
     q = np.full_like(p, np.nan)
     valid = ~np.isnan(p)
-    if not valid.any():
-        return q
-    pv = p[valid]
-    order = np.argsort(pv)
-    ranked = pv[order] * len(pv) / np.arange(1, len(pv) + 1)
-    monotone = np.minimum.accumulate(ranked[::-1])[::-1]
-    adjusted = np.empty_like(pv)
-    adjusted[order] = np.minimum(monotone, 1.0)
-    q[valid] = adjusted
+    if valid.any():
+        q[valid] = stats.false_discovery_control(p[valid], method="bh")
     return q
 
 
-def paired_tests(results: pd.DataFrame, metric: str, against: str, column: str = "fill",
-                 pair: str = "seed", by: Sequence[str] = ("removed",),
-                 alternative: str = "greater", alpha: float = 0.05) -> pd.DataFrame:
-    """Paired one-sided t-tests of every method vs `against`, paired on seeds, BH-adjusted.
-
-    Args:
-        results: long table with columns `column` (the method, e.g. fill), `pair` (e.g. seed),
-            the `by` columns (e.g. removed subset) and `metric`.
-        metric: the score compared (higher is better for alternative='greater').
-        against: the reference method, e.g. 'none' or 'mean'.
-        column, pair, by: column names as above.
-        alternative: 'greater' tests method > reference; 'less' the opposite.
-        alpha: FDR level for the `significant` column.
-
-    Returns:
-        One row per (by..., method != against): n pairs, mean difference, t, p, q (BH over all
-        rows of the table), significant (q <= alpha). Rows with < 2 pairs or zero variance of
-        the differences get p = NaN.
-
-    Raises:
-        ValueError: missing columns, or duplicated (by, method, pair) rows.
-    """
-    by = list(by)
-    needed = {column, pair, metric, *by}
-    if not needed <= set(results.columns):
-        raise ValueError(f"results need columns {sorted(needed)}; have {list(results.columns)}.")
-    if results.duplicated([*by, column, pair]).any():
-        raise ValueError(f"several rows per ({', '.join([*by, column, pair])}); average them "
-                         "first or add the distinguishing column to `by`.")
-    rows = []
-    for key, part in (results.groupby(by, sort=False) if by else [((), results)]):
-        wide = part.pivot(index=pair, columns=column, values=metric)
-        if against not in wide.columns:
-            raise ValueError(f"reference {against!r} is not among the methods {list(wide.columns)}.")
-        for method in wide.columns.drop(against):
-            both = wide[[method, against]].dropna()
-            diff = both[method] - both[against]
-            if len(diff) >= 2 and diff.std() > 0:
-                t, p = stats.ttest_rel(both[method], both[against], alternative=alternative)
-            else:
-                t, p = np.nan, np.nan
-            rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))),
-                         "method": method, "against": against, "n": len(diff),
-                         "mean_difference": float(diff.mean()), "t": float(t), "p": float(p)})
-    table = pd.DataFrame(rows)
+def with_q(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """`table` (one family, a 'p' column) with BH 'q' and 'significant' (q <= alpha)."""
+    table = table.copy()
     table["q"] = benjamini_hochberg(table["p"].to_numpy())
     table["significant"] = table["q"] <= alpha
     return table
+
+
+def auc_test(member_scores, non_member_scores, num: int = NUM_BOOTSTRAP, seed: int = 0,
+             level: float = LEVEL) -> dict:
+    """AUC of scores telling members (higher) from non-members, with a bootstrap interval
+    (each group resampled on its own) and the one-sided Mann-Whitney p-value of AUC = 0.5
+    (the rank test that a permutation of the membership labels would give).
+
+    Returns:
+        {'auc', 'low', 'high', 'p', 'n_members', 'n_non_members'}.
+    """
+    a = np.asarray(member_scores, np.float64)
+    b = np.asarray(non_member_scores, np.float64)
+    u, p = stats.mannwhitneyu(a, b, alternative="greater")
+    rng = np.random.default_rng(seed)
+    boot = np.empty(num)
+    for i in range(num):
+        ra, rb = a[rng.integers(0, a.size, a.size)], b[rng.integers(0, b.size, b.size)]
+        boot[i] = stats.mannwhitneyu(ra, rb, alternative="greater").statistic
+    boot /= a.size * b.size
+    low, high = percentile_interval(boot, level)
+    return {"auc": float(u / (a.size * b.size)), "low": low, "high": high, "p": float(p),
+            "n_members": int(a.size), "n_non_members": int(b.size)}
+
+
+def cell(point: float, low: float, high: float, digits: int = 3, signed: bool = False) -> str:
+    """'0.598 [0.571, 0.622]' (signed: '+0.012 [-0.010, +0.031]'); 'nan' for a NaN point."""
+    if np.isnan(point):
+        return "nan"
+    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    if np.isnan(low):
+        return fmt.format(point)
+    return f"{fmt.format(point)} [{fmt.format(low)}, {fmt.format(high)}]"
