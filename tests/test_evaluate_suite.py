@@ -26,7 +26,8 @@ MODELS = ModelSetConfig(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_emb
                         val_sampler="ddim", val_num_steps=5)
 EVAL = EvalConfig(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
                   num_samples=3, num_steps=6,
-                  num_candidates=1, num_seeds=2, n_estimators=20, num_unconditional=50)
+                  num_candidates=1, num_seeds=2, n_estimators=10, num_unconditional=50,
+                  num_bootstrap=200, membership_samples=3)
 
 
 def _labelled_cohort(n=360):
@@ -124,21 +125,45 @@ def test_report_holds_every_part(run):
                          index_col=0)
     assert list(latent.index) == list(headline.index) and latent.notna().all().all()
     fidelity = result["fidelity"]
-    assert fidelity[["precision", "recall", "dcr_share", "mia_auc"]].apply(
-        lambda c: c.between(0, 1)).all().all()
+    assert set(fidelity["method"]) == {"coherent", "product", "multi",
+                                       "random training records"}
+    assert fidelity["precision"].str.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]").all()
     assert set(result["unconditional"]) == {"a", "b", "c"}
-    rescue = result["rescue"]
-    assert {"none", "mean", "knn", "coherent", "multi"} <= set(rescue["fill"])
-    assert set(rescue["seed"]) == {0, 1}
+    membership = result["membership"]
+    assert set(membership["method"]) == {"coherent", "product", "multi", "ridge (features)"}
+    assert len(membership) == 12 and membership["auc"].between(0, 1).all()
+    assert (membership["low"] <= membership["auc"]).all()
+    assert (membership["n_non_members"] == len(ids)).all()  # the test split: never selected on
+    assert (membership["n_members"] > 2 * len(ids)).all()
+    copies = result["copies"]
+    assert len(copies) == 9 and copies["near_copy_share"].between(0, 1).all()
+    assert (copies["draw_train_nn_median"] > 0).all()
+    calibration = result["calibration"]
+    assert calibration.shape == (9, 3) and "ideal with K = 3" in calibration.columns
+    headline_tests = result["headline_tests"]
+    assert len(headline_tests) == 9 and set(headline_tests["against"]) == {"ridge (features)"}
+    cells = result["headline_intervals"]
+    assert "coherent - ridge (features)" in cells.index and cells.notna().all().all()
+    rescue = result["rescue"].scores
+    assert {"none", "mean", "knn", "retrained", "coherent", "multi"} <= set(rescue["fill"])
+    assert set(rescue["draws"]) == {"point", "mean of 3", "single"}
     assert "a+b+c" in set(rescue["removed"])  # all removed: only non-generative fills
-    assert set(rescue[rescue["removed"] == "a+b+c"]["fill"]) == {"none", "mean"}
-    assert "c_index" in result["rescue_survival"]
-    assert {"significant", "q"} <= set(result["rescue_tests"].columns)
+    assert set(rescue[rescue["removed"] == "a+b+c"]["fill"]) == {"none"}
+    survival = result["rescue_survival"].scores
+    assert "c_index" in survival
+    # everything removed: the survival forest still sees the cancer type
+    assert set(survival[survival["removed"] == "a+b+c"]["fill"]) == {"none", "retrained"}
+    assert {"significant", "q", "low", "high"} <= set(result["rescue_tests"].columns)
+    assert set(result["rescue_tests"]["against"]) == {"retrained"}
+    assert len(result["rescue_intervals"]) == len(rescue)
     assert set(result["prioritisation"]["method"]) == {"coherent", "product", "multi"}
     text = open(result["index"]).read()
-    for heading in ("## Reconstruction", "## Fidelity and privacy", "## Performance rescue",
+    for heading in ("## Reconstruction", "## Privacy: conditional membership inference",
+                    "## Fidelity: PRDC", "## Calibration", "## Performance rescue",
+                    "## Rescue vs the retrained forest",
                     "## Counterfactual test prioritisation", "## Notes"):
         assert heading in text, heading
+    assert "What varies: the patients." in text and "'test', never trained on" in text
     assert "| ridge (features) |" in text and "| coherent: single draw |" in text
     assert ("Rows that share our latent space (fitted on our latents; their feature-space "
             "scores are decoded through our decoders") in text
@@ -171,9 +196,11 @@ def test_feature_rows_do_not_go_through_the_decoder():
     latents = space.encode(cohort)
     copies = pattern_copies(latents.split("test"))
     config = EvalConfig(baselines=("mean", "ridge", "ridge_features"))
-    scores = reconstruction(copies, {}, latents.split("test"), cohort.split("test"),
-                            latents.split("train"), _BiasedDecoder(space), config, 0, None,
-                            train_features=cohort.split("train"))
+    scores, errors = reconstruction(copies, {}, latents.split("test"), cohort.split("test"),
+                                    latents.split("train"), _BiasedDecoder(space), config, 0,
+                                    None, train_features=cohort.split("train"))
+    assert set(errors) == {(m, t, s) for m in ("mean", "ridge", "ridge_features")
+                           for t in "abc" for s in ("latent", "features")}
     best = scores[(scores["source"].str.count(r"\+") == 1) & (scores["group"] == "all")]
     r2s = best.pivot_table(index="method", columns=["space", "target"], values="r2_mean")
     assert r2s.loc["mean", "features"].between(-0.05, 0).all()  # not the decoded mean latent
@@ -197,3 +224,5 @@ def test_eval_config_refuses_unknown_or_empty_choices():
         EvalConfig(methods=())
     with pytest.raises(ValueError, match="num_seeds must be >= 1"):
         EvalConfig(num_seeds=0)
+    with pytest.raises(ValueError, match="never trained on"):
+        EvalConfig(holdout_split="train")

@@ -119,6 +119,7 @@ def write_report(folder: str, *, config: dict, seed: int,
                  pca: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
                  reconstruction: pd.DataFrame | None = None,
                  reconstruction_metric: str = "R^2 (mean of K draws)",
+                 reconstruction_cells: pd.DataFrame | None = None,
                  rescue: pd.DataFrame | None = None, rescue_metric: str | None = None,
                  prioritisation: Mapping[str, pd.DataFrame] | None = None,
                  prioritisation_metric: str = "weighted F1",
@@ -139,7 +140,10 @@ def write_report(folder: str, *, config: dict, seed: int,
         pca: name -> (real [N, D], generated [M, D]) for PCA overlays.
         reconstruction: rows methods, columns targets (`comparison_table`); shown inline.
         reconstruction_metric: what the table holds; the part before ' (' labels the y axis.
-        rescue: `rescue` rows (any number of seeds); bars of the mean over seeds, std as error.
+        reconstruction_cells: shown inline instead of `reconstruction`'s numbers (e.g. the
+            same scores with their intervals, as strings); the CSV and figure keep the numbers.
+        rescue: `rescue` score rows (any number of seeds); bars of the mean over seeds, their
+            std as error bars.
         rescue_metric: its metric column (default: balanced_accuracy or c_index).
         prioritisation: name -> `prioritisation_curve` table.
         prioritisation_metric: its y-axis label ('C-index' for survival).
@@ -176,7 +180,9 @@ def write_report(folder: str, *, config: dict, seed: int,
                               ylabel=reconstruction_metric.split(" (")[0],
                               title=f"Reconstruction: {reconstruction_metric}")
             lines += ["## Reconstruction (rows methods, columns targets)", "",
-                      f"{reconstruction_metric}; [CSV]({rel})", "", markdown_table(reconstruction),
+                      f"{reconstruction_metric}; [CSV]({rel})", "",
+                      markdown_table(reconstruction if reconstruction_cells is None
+                                     else reconstruction_cells),
                       "", f"![reconstruction]({fig})", ""]
         for heading, table in (summaries or {}).items():
             lines += [f"## {heading}", "", markdown_table(table), ""]
@@ -194,7 +200,7 @@ def write_report(folder: str, *, config: dict, seed: int,
             fig = save_figure("rescue", plot_grouped_bars, means, ylabel=metric,
                               title="Performance rescue by removed modalities and fill",
                               errors=stds, reference=reference)
-            lines += ["## Performance rescue", "", f"{metric}, mean over seeds; [CSV]({rel})", "",
+            lines += ["## Performance rescue", "", f"{metric}; [CSV]({rel})", "",
                       f"![rescue]({fig})", ""]
         if prioritisation:
             lines += ["## Counterfactual test prioritisation", ""]
