@@ -185,7 +185,7 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
            cascade: bool = True, order: Sequence[str] | None = None, num_candidates: int = 1,
            threshold: float | None = None, max_bad_fraction: float = 0.1,
            corrector_steps: int = 0, allow_unconditional: bool = False, bucket: int = 256,
-           latent_space: Any = None, feature_cohort: Any = None) -> Imputation:
+           latent_space: Any = None, feature_cohort: Any = None, mesh: Any = None) -> Imputation:
     """Fills every missing modality of every patient of a latent cohort, K times.
 
     Args:
@@ -208,6 +208,9 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
         latent_space: optional LatentSpace with `decode(modality, DataFrame)`; decodes draws.
         feature_cohort: optional feature-space Cohort supplying decoded observed rows; both
             are required by models that condition on features (`condition_maps`).
+        mesh: optional ('data',) mesh (`parallel.make_mesh`): each sampler call splits its rows
+            (draws x patients x candidates) over the devices; same seed, same draws as on one
+            device (up to float reduction order).
 
     Raises:
         ValueError: unknown method/target, width mismatch, or patients with no modality.
@@ -250,7 +253,7 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
         start = time.perf_counter()
         common = dict(shape=(size, tm.multi_model.data_dim if method == "multi"
                              else tm.model.data_dim), sampler=sampler, num_steps=num_steps,
-                      corrector_steps=corrector_steps)
+                      corrector_steps=corrector_steps, mesh=mesh)
         if method == "multi":
             out = sample(*tm.sampling_multi(schedule.num_steps),
                          Condition.of(*values, mask=avail_p), schedule, target_key, **common)

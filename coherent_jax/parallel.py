@@ -112,17 +112,39 @@ def constrain_rows(tree: Any, mesh: Mesh | None, axis: int = 0) -> Any:
     return jax.lax.with_sharding_constraint(tree, row_sharding(mesh, axis))
 
 
-def constrain_replicated(tree: Any, mesh: Mesh | None) -> Any:
-    """Inside jit: every leaf whole on every device (no-op without a mesh)."""
+def constrain_even_rows(tree: Any, mesh: Mesh | None, axis: int = 0) -> Any:
+    """Inside jit: `constrain_rows` for leaves whose rows split evenly over the devices; the
+    others are left where XLA puts them (outputs of unpadded row counts)."""
     if mesh is None:
         return tree
-    return jax.lax.with_sharding_constraint(tree, replicated(mesh))
+    n = mesh.devices.size
+    return jax.tree.map(lambda a: constrain_rows(a, mesh, axis) if a.shape[axis] % n == 0 else a,
+                        tree)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places a pytree (TrainState, MemberData) on every device of the mesh. Multi-host: every
     process passes the same values."""
     return jax.device_put(tree, replicated(mesh))
+
+
+def on_mesh(tree: Any, mesh: Mesh | None) -> Any:
+    """Inputs of a jitted call over `mesh`: leaves already placed on exactly its devices keep
+    their sharding (e.g. rows from `from_process_rows`), every other leaf (host arrays,
+    scalars, keys, single-device arrays) is replicated. No-op without a mesh."""
+    if mesh is None:
+        return tree
+    devices = set(mesh.devices.flat)
+
+    def one(a):
+        if isinstance(a, jax.Array) and a.sharding.device_set == devices:
+            return a
+        if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(one(jax.random.key_data(a)),
+                                            impl=jax.random.key_impl(a))
+        return jax.device_put(np.asarray(a), replicated(mesh))  # via host: any source device
+
+    return jax.tree.map(one, tree)
 
 
 def process_rows(num_rows: int, mesh: Mesh, axis: int = 0) -> slice:

@@ -5,6 +5,11 @@
 (a module-level function or a frozen dataclass) so the samplers compile once per architecture.
 
 Shapes: N samples, D data dims, K members, S reverse steps, R rejection candidates.
+
+Devices: with a `mesh` (`parallel.make_mesh`) the rows (patients x candidates) are split over
+its 'data' axis and padded to a multiple of the device count inside the jitted call; the
+members' variables are replicated. Each row's noise is drawn as on one device, so the same
+key gives the same draws on 1 or N devices (up to float reduction order in the model).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import fusion as fusion_lib
+from coherent_jax import parallel
 from coherent_jax.ensemble import num_members
 from coherent_jax.schedules import Schedule
 
@@ -91,24 +97,35 @@ def ddim_step(schedule: Schedule, x_t: jax.Array, eps: jax.Array, t: jax.Array,
     return jnp.sqrt(ab_prev) * x0 + direction + sigma * noise
 
 
+def _row_noise(key: jax.Array, shape: tuple[int, int], mesh) -> jax.Array:
+    """N(0, I) noise for `shape` = (rows, D) exactly as on one device, padded to the mesh's
+    row count and split over it [padded rows, D]. Traced code."""
+    noise = jax.random.normal(key, shape, jnp.float32)
+    return parallel.constrain_rows(
+        parallel.pad_rows(noise, parallel.padded_rows(shape[0], mesh)), mesh)
+
+
 def langevin_correct(eps_fn, schedule: Schedule, x: jax.Array, t: jax.Array, key: jax.Array,
-                     num_steps: int, snr: float) -> jax.Array:
+                     num_steps: int, snr: float, num_rows: int | None = None,
+                     mesh=None) -> jax.Array:
     """`num_steps` Langevin corrector steps at timestep t (Song et al. 2021, predictor-corrector).
 
     score = -eps_hat / sqrt(1 - ab_t); x <- x + d * score + sqrt(2 d) z with the step
     d = 2 (snr * |z| / |score|)^2, norms averaged over the batch as in Song et al. (per-sample
     norms blow up for samples near a mode). Helps sampling a product of experts exactly
-    (Du et al. 2023).
+    (Du et al. 2023). `num_rows`: the leading rows of x that are samples (the rest is padding
+    for `mesh`, left out of the averages; None: all).
     """
+    num_rows = x.shape[0] if num_rows is None else num_rows
     t_vec = jnp.full((x.shape[0],), t, jnp.int32)
     sd = jnp.sqrt(1.0 - schedule.alpha_bars[t])
 
     def one(x, k):
         eps, _ = eps_fn(x, t_vec)
         score = -eps / sd
-        z = jax.random.normal(k, x.shape, jnp.float32)
-        ratio = jnp.mean(jnp.linalg.norm(z, axis=1)) / jnp.maximum(
-            jnp.mean(jnp.linalg.norm(score, axis=1)), 1e-12)
+        z = _row_noise(k, (num_rows, x.shape[1]), mesh)
+        ratio = jnp.mean(jnp.linalg.norm(z[:num_rows], axis=1)) / jnp.maximum(
+            jnp.mean(jnp.linalg.norm(score[:num_rows], axis=1)), 1e-12)
         d = 2.0 * (snr * ratio) ** 2
         return x + d * score + jnp.sqrt(2.0 * d) * z, None
 
@@ -117,28 +134,32 @@ def langevin_correct(eps_fn, schedule: Schedule, x: jax.Array, t: jax.Array, key
 
 
 def _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll, corrector_steps=0,
-             corrector_snr=0.16):
-    """Runs the reverse chain from x_T ~ N(0, I); eps_fn(x, t_vec) -> (eps, aux). Traced code."""
+             corrector_snr=0.16, mesh=None):
+    """Runs the reverse chain from x_T ~ N(0, I); eps_fn(x, t_vec) -> (eps, aux). Traced code.
+
+    shape = (rows, D). With a `mesh` the chain runs on the rows padded to a multiple of its
+    device count and split over it: x [padded rows, D] and eps_fn's inputs likewise (the
+    caller drops the padding)."""
     ts = timesteps(schedule.num_steps, sampler, num_steps)
     t_prev = np.append(ts[1:], -1)
     init_key, step_key = jax.random.split(key)
-    x_T = jax.random.normal(init_key, shape, jnp.float32)
+    x_T = _row_noise(init_key, shape, mesh)
     step_keys = jax.random.split(step_key, len(ts))
 
     def body(x, inputs):
         t, tp, k = inputs
-        eps, aux = eps_fn(x, jnp.full((shape[0],), t, jnp.int32))
+        eps, aux = eps_fn(x, jnp.full((x.shape[0],), t, jnp.int32))
         noise_key, corrector_key = jax.random.split(k) if corrector_steps else (k, None)
-        noise = jax.random.normal(noise_key, shape, jnp.float32)
+        noise = _row_noise(noise_key, shape, mesh)
         if sampler == "ddpm":
             x = ddpm_step(schedule, x, eps, t, noise)
         else:
             x = ddim_step(schedule, x, eps, t, tp, noise, eta)
         if corrector_steps:
             corrected = langevin_correct(eps_fn, schedule, x, jnp.maximum(tp, 0), corrector_key,
-                                         corrector_steps, corrector_snr)
+                                         corrector_steps, corrector_snr, shape[0], mesh)
             x = jnp.where(tp >= 0, corrected, x)
-        return x, aux
+        return parallel.constrain_rows(x, mesh), aux
 
     xs = (jnp.asarray(ts, jnp.int32), jnp.asarray(t_prev, jnp.int32), step_keys)
     return jax.lax.scan(body, x_T, xs, unroll=unroll)
@@ -174,7 +195,7 @@ def _check_common(shape, sampler, num_steps, schedule, corrector_steps):
 def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: jax.Array, *,
            shape: tuple[int, int], sampler: str = "ddpm", num_steps: int | None = None,
            eta: float = 0.0, unroll: int = 1, corrector_steps: int = 0,
-           corrector_snr: float = 0.16) -> jax.Array:
+           corrector_snr: float = 0.16, mesh: Any = None) -> jax.Array:
     """Draws samples [N, D] from one denoiser (a specialist, or the multi-condition model with
     masks in `cond`).
 
@@ -191,22 +212,30 @@ def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: j
         unroll: lax.scan unroll factor.
         corrector_steps: Langevin corrector steps after each reverse step (0 = none).
         corrector_snr: signal-to-noise ratio setting the corrector step size.
+        mesh: optional ('data',) mesh: the N rows are split over its devices (every leaf of
+            `cond` must then have N rows); the same key gives the same samples as without.
+            Inputs already on the mesh keep their sharding (multi-host: rows from
+            `parallel.from_process_rows`), others are replicated to it. The output is split
+            over the devices when N is a multiple of their count.
     """
     shape = tuple(int(s) for s in shape)
     _check_common(shape, sampler, num_steps, schedule, corrector_steps)
-    return _sample_jit(apply_fn, params, cond, schedule, key, jnp.float32(eta),
-                       jnp.float32(corrector_snr), shape=shape, sampler=sampler,
-                       num_steps=num_steps, unroll=unroll, corrector_steps=int(corrector_steps))
+    args = parallel.on_mesh((params, cond, schedule, key, jnp.float32(eta),
+                             jnp.float32(corrector_snr)), mesh)
+    return _sample_jit(apply_fn, *args, shape=shape, sampler=sampler, num_steps=num_steps,
+                       unroll=unroll, corrector_steps=int(corrector_steps), mesh=mesh)
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "sampler", "num_steps", "unroll",
-                                             "corrector_steps"))
+                                             "corrector_steps", "mesh"))
 def _sample_jit(apply_fn, params, cond, schedule, key, eta, corrector_snr, *, shape, sampler,
-                num_steps, unroll, corrector_steps):
+                num_steps, unroll, corrector_steps, mesh):
+    size = parallel.padded_rows(shape[0], mesh)
+    cond = parallel.constrain_rows(jax.tree.map(lambda a: parallel.pad_rows(a, size), cond), mesh)
     eps_fn = lambda x, t: (apply_fn(params, x, t, cond), None)
     x0, _ = _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll,
-                     corrector_steps, corrector_snr)
-    return x0
+                     corrector_steps, corrector_snr, mesh)
+    return parallel.constrain_even_rows(x0[: shape[0]], mesh)
 
 
 def _normalised_weights(weights, num_samples: int, k: int):
@@ -217,10 +246,10 @@ def _normalised_weights(weights, num_samples: int, k: int):
     if weights.shape != (num_samples, k):
         raise ValueError(f"weights must be [K={k}] or [N={num_samples}, K={k}], "
                          f"got {tuple(weights.shape)}.")
-    try:
-        w = np.asarray(weights)
-    except jax.errors.TracerArrayConversionError:
-        w = None  # traced inside a caller's jit: nothing to check on host
+    try:  # no host check for rows spread over processes, or traced inside a caller's jit
+        w = np.asarray(weights) if weights.is_fully_addressable else None
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        w = None
     if w is not None:
         if not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError("weights must be finite and non-negative.")
@@ -237,7 +266,8 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
                     fusion: str = "mean", uncond_conds: Any = None, sampler: str = "ddpm",
                     num_steps: int | None = None, eta: float = 0.0, num_candidates: int = 1,
                     threshold: float = 1.0, max_bad_fraction: float = 0.1, unroll: int = 1,
-                    corrector_steps: int = 0, corrector_snr: float = 0.16) -> CoherentSamples:
+                    corrector_steps: int = 0, corrector_snr: float = 0.16,
+                    mesh: Any = None) -> CoherentSamples:
     """Coherent Denoising: K specialists predict eps from the same x_t at every step, fused.
 
     Rejection without a retry loop: R = `num_candidates` draws per patient run in one batched
@@ -259,6 +289,12 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
         num_candidates: R, candidates drawn per patient.
         threshold: disagreement above which a step counts as bad (the paper: 1.0).
         max_bad_fraction: a candidate fails with more bad steps than this share (paper: 0.1).
+        mesh: optional ('data',) mesh: the R x N rows are split over its devices, the members'
+            variables replicated; the same key gives the same samples as without. Inputs
+            already on the mesh keep their sharding (multi-host: rows of `member_conds`,
+            `uncond_conds` (axis 1) and `weights` (axis 0) from
+            `parallel.from_process_rows`), others are replicated to it. The outputs are split
+            over the devices when N is a multiple of their count.
     """
     shape = tuple(int(s) for s in shape)
     _check_common(shape, sampler, num_steps, schedule, corrector_steps)
@@ -277,47 +313,55 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
             raise ValueError(f"member_conds leaves must be [K={k}, N={shape[0]}, ...], "
                              f"got {tuple(leaf.shape)}.")
     weights = _normalised_weights(weights, shape[0], k)
-    return _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule,
-                         key, jnp.float32(eta), jnp.float32(threshold),
-                         jnp.float32(max_bad_fraction), jnp.float32(corrector_snr), shape=shape,
-                         fusion=fusion, sampler=sampler, num_steps=num_steps,
+    args = parallel.on_mesh((member_params, member_conds, uncond_conds, weights, schedule, key,
+                             jnp.float32(eta), jnp.float32(threshold),
+                             jnp.float32(max_bad_fraction), jnp.float32(corrector_snr)), mesh)
+    return _coherent_jit(apply_fn, *args, shape=shape, mesh=mesh, fusion=fusion,
+                         sampler=sampler, num_steps=num_steps,
                          num_candidates=int(num_candidates), unroll=unroll,
                          corrector_steps=int(corrector_steps))
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "fusion", "sampler", "num_steps",
-                                             "num_candidates", "unroll", "corrector_steps"))
+                                             "num_candidates", "unroll", "corrector_steps", "mesh"))
 def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule, key, eta,
                   threshold, max_bad_fraction, corrector_snr, *, shape, fusion, sampler, num_steps,
-                  num_candidates, unroll, corrector_steps):
+                  num_candidates, unroll, corrector_steps, mesh):
     n, d = shape
     r = num_candidates
-    tile = lambda a: jnp.tile(a, (1, r) + (1,) * (a.ndim - 2))  # [K, N, ...] -> [K, R*N, ...]
-    weights_r = jnp.tile(weights, (r, 1))  # [R*N, K]
+    size = parallel.padded_rows(r * n, mesh)  # R*N rows, padded to a multiple of the devices
+
+    def tile(a):  # [K, N, ...] -> [K, size, ...], rows split over the mesh
+        tiled = jnp.tile(a, (1, r) + (1,) * (a.ndim - 2))
+        return parallel.constrain_rows(parallel.pad_rows(tiled, size, axis=1), mesh, axis=1)
+
+    weights_r = parallel.constrain_rows(
+        parallel.pad_rows(jnp.tile(weights, (r, 1)), size), mesh)  # [size, K]
     members = jax.vmap(apply_fn, in_axes=(0, None, None, 0))
     if fusion == "product":
-        # Conditional and unconditional queries in one batch: [K, 2*R*N, ...].
+        # Conditional and unconditional queries in one batch: [K, 2*size, ...].
         both = jax.tree.map(lambda c, u: jnp.concatenate([tile(c), tile(u)], axis=1),
                             member_conds, uncond_conds)
 
         def eps_fn(x, t):
             eps_all = members(member_params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
-            eps_c, eps_u = eps_all[:, : r * n], eps_all[:, r * n:]
+            eps_c, eps_u = eps_all[:, :size], eps_all[:, size:]
             return (fusion_lib.fuse_product(eps_c, eps_u, weights_r),
                     fusion_lib.disagreement(eps_c, weights_r))
     else:
         conds_r = jax.tree.map(tile, member_conds)
 
         def eps_fn(x, t):
-            eps_c = members(member_params, x, t, conds_r)  # [K, R*N, D]
+            eps_c = members(member_params, x, t, conds_r)  # [K, size, D]
             return fusion_lib.fuse_mean(eps_c, weights_r), fusion_lib.disagreement(eps_c, weights_r)
 
     x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, sampler, num_steps, eta, unroll,
-                       corrector_steps, corrector_snr)
-    x0 = x0.reshape(r, n, d)
-    dis = jnp.moveaxis(dis, 0, 1).reshape(r, n, -1)  # [S, R*N] -> [R, N, S]
+                       corrector_steps, corrector_snr, mesh)
+    x0 = x0[: r * n].reshape(r, n, d)
+    dis = jnp.moveaxis(dis[:, : r * n], 0, 1).reshape(r, n, -1)  # [S, size] -> [R, N, S]
     chosen, accepted, bad_fraction = select_candidates(dis, threshold, max_bad_fraction)
     cols = jnp.arange(n)
-    return CoherentSamples(samples=x0[chosen, cols], disagreement=dis[chosen, cols],
-                           candidate=chosen, accepted=accepted,
-                           bad_fraction=bad_fraction[chosen, cols])
+    return parallel.constrain_even_rows(
+        CoherentSamples(samples=x0[chosen, cols], disagreement=dis[chosen, cols],
+                        candidate=chosen, accepted=accepted,
+                        bad_fraction=bad_fraction[chosen, cols]), mesh)
