@@ -512,7 +512,8 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config: 
                         seed: int, log: Callable[[str], None]) -> dict[str, Any]:
     """TRTS, performance rescue (classification and survival) with patient-bootstrap intervals
     and paired tests against the forest retrained on the remaining modalities, and
-    prioritisation; one forest of n_estimators x num_seeds trees per model."""
+    prioritisation; one forest of n_estimators x num_seeds trees per model (rescue forests on
+    every core: the same trees as on one)."""
     out: dict[str, Any] = {}
     ids = copies.sample_ids
     labels = pd.concat([train_latent.labels, test_latent.labels])
@@ -535,7 +536,8 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config: 
             trts.append(scored.reset_index().assign(target=target))
         out["trts"] = pd.concat(trts, ignore_index=True)
         out["rescue"] = downstream.rescue(train, test, y, y, task="classification",
-                                          generated=fills, seed=seed, n_estimators=trees)
+                                          generated=fills, seed=seed, n_estimators=trees,
+                                          n_jobs=-1)
         log(f"rescue ({label}) done")
         areas, curves = [], {}
         for m in list(config.prioritise or test_latent.modalities[:1]):
@@ -553,7 +555,7 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config: 
         out["rescue_survival"] = downstream.rescue(
             train, test, labels[["os_time", "os_event"]], labels[["os_time", "os_event"]],
             task="survival", covariates=covariates, generated=fills, seed=seed,
-            n_estimators=trees)
+            n_estimators=trees, n_jobs=-1)  # 8 survival forests: the slowest part
         log("rescue (survival) done")
     for name in ("rescue", "rescue_survival"):
         if name in out:
