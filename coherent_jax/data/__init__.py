@@ -2,6 +2,7 @@
 
 from coherent_jax.data.cohort import Cohort
 from coherent_jax.data.csv_folder import load_csv_folder
+from coherent_jax.data.formats import load_h5mu, load_path
 from coherent_jax.data.labels import encode_stage, overall_survival
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.data.missingness import TCGA_LIKE_RATES, induce_missingness, tcga_like_rates
@@ -15,7 +16,7 @@ from coherent_jax.data.validate import DataError
 __all__ = [
     "COHORTS", "Cohort", "DataError", "LinearGaussianModel", "PAPER_MODALITIES", "Preprocessor",
     "TCGA_LIKE_RATES", "TCGA_TYPES", "TCGA_WIDTHS", "describe_overlap", "encode_stage",
-    "induce_missingness", "linear_gaussian_cohort", "load_csv_folder", "load_pan_cancer",
-    "load_paper_layout", "load_tcga", "overall_survival", "paper_split", "tcga_like",
-    "tcga_like_rates",
+    "induce_missingness", "linear_gaussian_cohort", "load_csv_folder", "load_h5mu",
+    "load_pan_cancer", "load_paper_layout", "load_path", "load_tcga", "overall_survival",
+    "paper_split", "tcga_like", "tcga_like_rates",
 ]

@@ -3,12 +3,14 @@
     my_cohort/
         rna.csv          sample_id,GENE1,GENE2,...     one row per sample, ID in column 1
         rppa.tsv         (tab-separated works too; .gz too)
-        wsi.csv
+        wsi.csv          (.parquet and AnnData .h5ad too: see formats.py)
         clinical.csv     sample_id,cancer_type,stage,os_time,os_event,split,...  (optional)
 
 The modality is the file name without extension. The labels file is named clinical.* or
 labels.*; recognised columns: cancer_type (or cancertype), stage (strings like 'Stage IIA' or
 1-4), os_time (or OS.time), os_event (or OS), split (train/val/test); other columns are kept.
+The obs columns of .h5ad files are labels too (they must agree with each other and the labels
+file where both give a value).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from coherent_jax.data import validate
 from coherent_jax.data.cohort import Cohort
 
 LABEL_FILES = ("clinical", "labels")
-_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz", ".parquet", ".h5ad")
 _ALIASES = {"cancertype": "cancer_type", "OS.time": "os_time", "OS": "os_event"}
 
 
@@ -48,13 +50,16 @@ def _separator(path: pathlib.Path, first_line: str) -> str:
 def read_table(path: pathlib.Path | str) -> pd.DataFrame:
     """Reads a samples-as-rows table: first column = sample ID (kept as text), header row.
 
-    The separator is detected from the header (',', ';' or tab; .tsv/.txt are tab).
+    The separator is detected from the header (',', ';' or tab; .tsv/.txt are tab). Parquet
+    and AnnData .h5ad files are read by `formats.read_parquet` / `formats.read_h5ad` (X).
 
     Raises:
         DataError: an empty file, or a header with no feature column (naming the file and
             the separator it was read with).
     """
     path = pathlib.Path(path)
+    if path.suffix in (".parquet", ".h5ad"):
+        return _read_with_labels(path)[0]
     with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as f:
         first_line = f.readline()
     if not first_line.strip():
@@ -72,10 +77,22 @@ def read_table(path: pathlib.Path | str) -> pd.DataFrame:
     return table
 
 
+def _read_with_labels(path: pathlib.Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """A table and, for .h5ad files, its obs columns as labels."""
+    from coherent_jax.data import formats  # noqa: PLC0415 - formats imports this module
+
+    if path.suffix == ".h5ad":
+        return formats.read_h5ad(path)
+    if path.suffix == ".parquet":
+        return formats.read_parquet(path), None
+    return read_table(path), None
+
+
 def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None = None,
                     name: str | None = None, allow_empty: bool = False,
                     distinct_ids: bool = False) -> Cohort:
-    """Loads and checks a folder of per-modality tables (see the module docstring).
+    """Loads and checks a folder of per-modality tables (see the module docstring):
+    .csv/.tsv/.txt (.gz), .parquet and AnnData .h5ad, mixed as you like.
 
     Args:
         folder: the folder.
@@ -108,12 +125,14 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
     labels_path = files.pop(label_names[0]) if label_names else None
     chosen = list(modalities) if modalities else sorted(files)
     if not chosen:
-        raise validate.DataError(f"no modality table (.csv/.tsv) found in {folder}.")
+        raise validate.DataError(f"no modality table (.csv/.tsv/.parquet/.h5ad) found in "
+                                 f"{folder}.")
     missing = [m for m in chosen if m not in files]
     if missing:
         raise validate.DataError(f"no file for modality {missing[0]!r} in {folder}; found "
                                  f"{sorted(files)}.")
-    tables = {m: read_table(files[m]) for m in chosen}
+    read = {m: _read_with_labels(files[m]) for m in chosen}
+    tables = {m: table for m, (table, _) in read.items()}
     if allow_empty:
         tables = {m: t for m, t in tables.items() if t.notna().to_numpy().any()}
         if not tables:
@@ -122,8 +141,17 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
     labels, splits = None, None
     if labels_path is not None:
         labels = read_table(labels_path).rename(columns=_ALIASES)
-        if "split" in labels.columns:
-            splits = labels.pop("split").dropna()
+    obs = [(str(files[m]), o) for m, (_, o) in read.items() if m in tables and o is not None
+           and o.shape[1]]
+    if obs:  # .h5ad obs columns: labels too, merged with the labels file
+        from coherent_jax.data import formats  # noqa: PLC0415
+
+        ids = set().union(*(t.index for t in tables.values()))
+        labels = formats.merge_labels(([(str(labels_path), labels)] if labels is not None
+                                       else []) + [(f, o.loc[o.index.isin(ids)])
+                                                   for f, o in obs])
+    if labels is not None and "split" in labels.columns:
+        splits = labels.pop("split").dropna()
     return Cohort.from_tables(tables, labels, splits, name=name or folder.name,
                               sources={m: str(files[m]) for m in tables},
                               labels_source=str(labels_path) if labels_path else None,
