@@ -14,7 +14,6 @@ Rows: K draws x N patients, draw-major (row = draw * N + patient).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import time
 from typing import Any, Sequence
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from coherent_jax import metrics_io, safe_io
+from coherent_jax import formats_out, metrics_io, safe_io
 from coherent_jax.anchor import apply_condition_map
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
@@ -383,19 +382,23 @@ def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
 
 def write_imputation(result: Imputation, folder: str, metadata: dict | None = None,
                      interval: float = 0.9, *, overwrite: bool = False,
-                     protected: Sequence[str | None] = ()) -> str:
+                     protected: Sequence[str | None] = (),
+                     formats: str | Sequence[str] = ("csv",)) -> str:
     """Writes an Imputation as tables, all indexed by sample_id; returns the folder.
 
     Per modality m: m_latent_draws.csv (sample_id, draw, latents), m_latent_{mean,std,lower,
-    upper}.csv, and when decoded m_features_draws.csv.gz and m_features_{mean,...}.csv
-    (Parquet copies of the draws when pyarrow is installed); imputed.csv (which entries were
-    generated), diagnostics.csv and summary.json (metadata, counts, acceptance, versions).
+    upper}.csv, and when decoded m_features_draws.csv.gz and m_features_{mean,...}.csv;
+    imputed.csv (which entries were generated), diagnostics.csv and summary.json (metadata,
+    counts, acceptance, versions). `formats` ('csv', 'h5mu', 'parquet'; see formats_out.py):
+    'parquet' writes each per-modality table as .parquet too, 'h5mu' adds imputation.h5mu
+    (mean in X, std/lower/upper layers, draws in obsm, the mask in obs); without 'csv' the
+    per-modality CSV tables are left out.
 
     The folder is written beside and renamed into place (`safe_io.output_folder`): it is never
     half-written, an earlier output of ours is replaced only with `overwrite`, and a folder
     holding anything else, or overlapping a `protected` folder, is refused.
     """
-    parquet = importlib.util.find_spec("pyarrow") is not None
+    formats = formats_out.check_formats(formats)
     spaces = [("latent", result.draws)] + ([("features", result.features)]
                                           if result.features is not None else [])
     with safe_io.output_folder(folder, overwrite=overwrite, protected=protected,
@@ -404,21 +407,25 @@ def write_imputation(result: Imputation, folder: str, metadata: dict | None = No
             for m, draws in tables.items():
                 stats = result.summary(m, "latent" if space == "latent" else "features",
                                        interval)
-                if space == "features":  # wide: gzip level 1 writes 3x faster than level 9
+                if "csv" in formats and space == "features":  # gzip level 1: 3x faster than 9
                     draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv.gz"),
                                  compression={"method": "gzip", "compresslevel": 1})
-                else:
+                elif "csv" in formats:
                     draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv"))
-                if parquet:
-                    draws.to_parquet(os.path.join(tmp, f"{m}_{space}_draws.parquet"))
-                for stat, table in stats.items():
-                    table.to_csv(os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
+                for stat, table in [("draws", draws)] + list(stats.items()):
+                    if "csv" in formats and stat != "draws":
+                        table.to_csv(os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
+                    if "parquet" in formats:
+                        formats_out.write_parquet(table, os.path.join(
+                            tmp, f"{m}_{space}_{stat}.parquet"))
         result.imputed.to_csv(os.path.join(tmp, "imputed.csv"))
         result.diagnostics.to_csv(os.path.join(tmp, "diagnostics.csv"), index=False)
         summary = {"metadata": metadata or {}, "num_patients": int(len(result.imputed)),
                    "num_samples": result.num_samples, "interval": interval,
                    "generated_entries": {m: int(v) for m, v in result.imputed.sum().items()},
                    "diagnostics": result.diagnostics.to_dict(orient="records"),
-                   "versions": metrics_io.versions()}
+                   "formats": list(formats), "versions": metrics_io.versions()}
         metrics_io.write_json(os.path.join(tmp, "summary.json"), summary)
+        if "h5mu" in formats:
+            formats_out.write_h5mu(result, tmp, interval, summary)
     return folder

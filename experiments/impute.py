@@ -2,18 +2,22 @@ r"""Imputes missing modalities with a trained work directory.
 
     # the configured split (test) of the training cohort:
     python experiments/impute.py --workdir=/tmp/run --out=/tmp/run_test_filled
-    # your own patients: a folder of per-modality CSV files (same feature names as training):
+    # your own patients: a folder of per-modality tables (.csv/.tsv/.parquet/.h5ad; same
+    # feature names as training) or a MuData file, written as CSV and MuData:
     python experiments/impute.py --workdir=/tmp/run --input=my_cohort/ --out=/tmp/filled
+    python experiments/impute.py --workdir=/tmp/run --input=new.h5mu --out=/tmp/filled \
+        --format=csv,h5mu
 
 Reads the run's config from workdir/config.json; --method/--num_samples/--seed override the
 imputation settings. The work directory is all it needs for --input patients (its saved
 preprocessing, latent space and models; the training files may be gone); features are written
 in the units of the input files (--units=zscore for the preprocessing's z-scores), observed
-values exactly as given. Writes per-modality CSV (+ Parquet with pyarrow) and summary.json to a
-new folder --out, built beside as '<out>.partial' and renamed into place. An existing --out is
-replaced only when it holds an earlier output of ours and --overwrite is given; --out inside or
-around --input or --workdir, or the current directory (or a parent of it), is refused. Errors
-in the input print one line and exit with status 2.
+values exactly as given. Writes per-modality CSV (--format: also h5mu, i.e. imputation.h5mu,
+and parquet) and summary.json to a new folder --out, built beside as '<out>.partial' and
+renamed into place. An existing --out is replaced only when it holds an earlier output of ours
+and --overwrite is given; --out inside or around --input or --workdir, or the current
+directory (or a parent of it), is refused. Errors in the input print one line and exit with
+status 2.
 """
 
 import dataclasses
@@ -23,6 +27,7 @@ from absl import app, flags
 
 import _common
 from coherent_jax import pipeline
+from coherent_jax.formats_out import check_formats
 from coherent_jax.impute import write_imputation
 from coherent_jax.imputer import UNITS, Imputer, RangeCheck
 from coherent_jax.safe_io import check_output_folder
@@ -31,9 +36,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained work directory.", required=True)
 flags.DEFINE_string("out", None, "Output folder (new, or an earlier output with --overwrite).",
                     required=True)
-flags.DEFINE_string("input", None, "Folder of per-modality CSV files of new patients, in the "
-                    "units of the training files (default: the run's configured split, which "
-                    "needs the training data).")
+flags.DEFINE_string("input", None, "New patients, in the units of the training files: a "
+                    "folder of per-modality tables (.csv/.tsv/.parquet/.h5ad) or a MuData .h5mu "
+                    "file (default: the run's configured split, which needs the training data).")
+flags.DEFINE_list("format", ["csv"], "Output formats, comma-separated: csv, h5mu "
+                  "(imputation.h5mu: mean in X, std/lower/upper layers, draws in obsm, the "
+                  "imputed mask in obs), parquet. h5mu and parquet need pip install -e "
+                  "'.[formats]'.")
 flags.DEFINE_string("method", None, "Override: coherent, product, multi or single.")
 flags.DEFINE_integer("num_samples", None, "Override: draws per patient.")
 flags.DEFINE_integer("seed", None, "Override: sampling seed.")
@@ -50,6 +59,7 @@ def main(argv):
     del argv
     protected = (FLAGS.input, FLAGS.workdir)
     check_output_folder(FLAGS.out, overwrite=FLAGS.overwrite, protected=protected, flag="--out")
+    formats = check_formats(FLAGS.format)
     imputer = Imputer.load(FLAGS.workdir)
     overrides = {k: v for k, v in (("method", FLAGS.method), ("num_samples", FLAGS.num_samples))
                  if v is not None}
@@ -71,10 +81,10 @@ def main(argv):
                                          "units": FLAGS.units, "workdir": imputer.workdir,
                                          "trained_on_fingerprint": imputer.fingerprint,
                                          "input": FLAGS.input and os.path.abspath(FLAGS.input)},
-                     overwrite=FLAGS.overwrite, protected=protected)
+                     overwrite=FLAGS.overwrite, protected=protected, formats=formats)
     print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
           "nothing to impute: every patient has every modality", flush=True)
-    print(f"wrote {FLAGS.out} (features in {FLAGS.units} units)")
+    print(f"wrote {FLAGS.out} ({', '.join(formats)}; features in {FLAGS.units} units)")
 
 
 if __name__ == "__main__":

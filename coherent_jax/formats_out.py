@@ -1,0 +1,123 @@
+"""An Imputation as MuData (.h5mu) and Parquet, beside the CSV tables of `write_imputation`.
+
+    write_imputation(result, "filled/", formats=("csv", "h5mu", "parquet"))
+    mdata = mudata.read_h5mu("filled/imputation.h5mu")
+    mdata["rna"].X                      # [N, D] point estimate (the mean), every patient
+    mdata["rna"].layers["std"]          # also "lower" / "upper": the central interval
+    mdata["rna"].obsm["draws"]          # [N, K, D] the K draws (float32)
+    mdata["rna"].obs["imputed"]         # True where rna was generated, False where observed
+
+One mod per modality with a full set of draws (imputed or observed), obs = every patient in
+the order of `imputed.csv`, var = the features. X and the layers hold the feature-space
+summaries (in the units the Imputation carries: the input's, or z-scores) at full precision,
+so observed rows are the values given; without decoded features they hold the latents. The
+latents are in obsm too ('latent_mean' [N, L], 'latent_draws' [N, K, L]). obs per mod:
+'imputed', and for generated rows 'target_acceptance' and 'target_bad_fraction': the share of
+the target's generated patients whose draw passed the disagreement check and the mean share of
+bad steps, from `Imputation.diagnostics` (one value per target and call: per-patient values are
+not kept by `impute`); `mdata.pull_obs()` copies them to the MuData's obs as 'rna:imputed'
+(mudata 0.3 does so when reading). uns holds the run's summary as JSON ('coherent_jax'), the
+interval and K; each mod's uns['space'] says whether X holds features or latents.
+
+Parquet: each CSV table of `write_imputation` as `<name>.parquet` (index kept). Needs the
+optional packages (`pip install -e '.[formats]'`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from coherent_jax.data import formats as formats_in
+from coherent_jax.errors import UserError
+
+FORMATS = ("csv", "h5mu", "parquet")
+NEEDS = {"csv": (), "h5mu": ("mudata", "anndata"), "parquet": ("pyarrow",)}
+H5MU_NAME = "imputation.h5mu"
+
+
+def check_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """Parses 'csv,h5mu' (or a list) and checks the packages each format needs, so a missing
+    package is reported before any work is done.
+
+    Raises:
+        UserError: an unknown or empty format list. MissingPackageError: a package is missing.
+    """
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise UserError(f"unknown output format(s) {unknown or formats!r}; choose one or more of "
+                        f"{', '.join(FORMATS)} (e.g. --format=csv,h5mu).")
+    for fmt in chosen:
+        for module in NEEDS[fmt]:
+            formats_in.require(module, action=f"writing the imputation as {fmt}")
+    return chosen
+
+
+def write_parquet(table: pd.DataFrame, path: str) -> None:
+    """One table of the imputation as Parquet (its index, e.g. sample_id and draw, kept)."""
+    formats_in.require("pyarrow", path, "writing")
+    table.to_parquet(path)
+
+
+def _per_patient(draws: pd.DataFrame, ids: pd.Index, k: int) -> np.ndarray:
+    """Draws indexed (sample_id, draw) as a [N, K, D] float32 array in the order of `ids`."""
+    index = pd.MultiIndex.from_product([ids, range(k)], names=["sample_id", "draw"])
+    values = draws.reindex(index).to_numpy(np.float32)
+    return values.reshape(len(ids), k, draws.shape[1])
+
+
+def to_mudata(result, interval: float = 0.9, summary: dict | None = None):
+    """The Imputation as a MuData (see the module docstring)."""
+    mudata = formats_in.require("mudata", action="writing the imputation as h5mu")
+    anndata = formats_in.require("anndata", action="writing the imputation as h5mu")
+    ids = pd.Index(result.imputed.index)
+    diagnostics = (result.diagnostics.set_index("target") if len(result.diagnostics)
+                   else pd.DataFrame(columns=["acceptance", "mean_bad_fraction"]))
+    k = result.num_samples
+    features = result.features is not None
+    mods = {}
+    with formats_in.plain_strings():
+        obs_index = pd.Index([str(i) for i in ids], dtype=object)
+        for m, latent_draws in result.draws.items():
+            space = "features" if features and m in result.features else "latent"
+            stats = {s: t.reindex(ids) for s, t in result.summary(m, space, interval).items()}
+            imputed = result.imputed[m].reindex(ids).to_numpy(bool)
+            obs = pd.DataFrame({"imputed": imputed}, index=obs_index)
+            for column, source in (("target_acceptance", "acceptance"),
+                                   ("target_bad_fraction", "mean_bad_fraction")):
+                value = diagnostics[source].get(m, np.nan) if m in diagnostics.index else np.nan
+                obs[column] = np.where(imputed, value, np.nan)
+            var = pd.DataFrame(index=pd.Index([str(c) for c in stats["mean"].columns],
+                                              dtype=object))
+            adata = anndata.AnnData(X=stats["mean"].to_numpy(), obs=obs, var=var)
+            for layer in ("std", "lower", "upper"):
+                adata.layers[layer] = stats[layer].to_numpy()
+            table = result.features[m] if space == "features" else latent_draws
+            adata.obsm["draws"] = _per_patient(table, ids, k)
+            latent = result.summary(m, "latent", interval)["mean"].reindex(ids)
+            adata.obsm["latent_mean"] = latent.to_numpy(np.float32)
+            adata.obsm["latent_draws"] = _per_patient(latent_draws, ids, k)
+            adata.uns["space"] = space
+            mods[m] = adata
+        mdata = mudata.MuData(mods)
+        mdata.uns["interval"] = float(interval)
+        mdata.uns["num_samples"] = int(k)
+        mdata.uns["coherent_jax"] = json.dumps(summary or {}, default=str)
+    return mdata
+
+
+def write_h5mu(result, folder: str, interval: float = 0.9, summary: dict | None = None) -> str:
+    """Writes `imputation.h5mu` into `folder` (the `.partial` folder of `write_imputation`,
+    never anywhere else); returns its path."""
+    path = os.path.join(folder, H5MU_NAME)
+    mdata = to_mudata(result, interval, summary)
+    with formats_in.plain_strings():
+        mdata.write(path)
+    return path
