@@ -3,8 +3,8 @@
 For a model with C conditions, every non-empty subset S of them gets a ridge regression of the
 target on the conditions in S (rows where the target and all of S are present; conditions
 outside S contribute zero) and its held-out residual variance per dimension (K-fold
-out-of-fold predictions on the training rows); the empty subset gets the target's training
-mean and variance (the prior). The result fills the anchor parameters of the Denoiser:
+out-of-fold predictions on the training rows, spread by the robust `residuals.robust_std`); the
+empty subset gets the target's training mean and variance (the prior). The result fills the anchor parameters of the Denoiser:
 
     anchors = fit_anchors(x, x_present, [(c1, c1_present), (c2, c2_present)])
     params = set_anchors(params, anchors)   # params with a leading member axis
@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
+
+from coherent_jax.residuals import robust_std
 
 ALPHAS = tuple(np.logspace(-1, 5, 13))
 MIN_ROWS = 10  # fewer rows than this for a subset: that subset keeps the prior
@@ -83,14 +85,19 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
         if identity_singles and len(members) == 1:
             j = members[0]
             kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
-            log_var[index] = np.log(np.maximum(np.mean((y - x) ** 2, axis=0), VAR_FLOOR))
+            log_var[index] = _log_var(y - x)
             continue
         model, oof = _fit_out_of_fold(x, y, folds, alphas, seed)
         columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
         kernel[index][columns] = model.coef_.T
         bias[index] = model.intercept_
-        log_var[index] = np.log(np.maximum(np.mean((y - oof) ** 2, axis=0), VAR_FLOOR))
+        log_var[index] = _log_var(y - oof)
     return {"kernel": kernel, "bias": bias, "log_var": log_var}
+
+
+def _log_var(residual: np.ndarray) -> np.ndarray:
+    """[D] log of the robust residual variance of held-out residuals [n, D]."""
+    return np.log(np.maximum(robust_std(residual) ** 2, VAR_FLOOR))
 
 
 def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) -> dict:

@@ -61,6 +61,27 @@ def fuse_product(eps: jax.Array, eps_uncond: jax.Array, weights: jax.Array) -> j
     return eps_u + jnp.einsum("nk,knd->nd", available, eps - eps_uncond)
 
 
+def fuse_sharpened(eps: jax.Array, eps_uncond: jax.Array, weights: jax.Array,
+                   sharpness: jax.Array) -> jax.Array:
+    """Weighted mean sharpened towards a product of experts by `sharpness` (gamma).
+
+    eps_u + lambda_n * sum_i w_i (eps_i - eps_u,i) with lambda_n = 1 + gamma (n - 1), n the
+    sample's available members and eps_u = sum_i w_i eps_u,i. gamma = 0 is the paper's weighted
+    mean (the same function, written around the members' unconditional predictions); gamma = 1
+    with equal weights is `fuse_product`. Why: for Gaussian experts the weighted mean of eps
+    is a geometric mixture whose variance is a (weighted harmonic) mean of the single-source
+    posterior variances, so adding sources improves the mean but not the spread; the product
+    assumes sources independent given the target and over-sharpens when they share factors.
+    gamma is calibrated in between on validation patients (`calibrate.calibrate_fusion`).
+
+    eps, eps_uncond [K, N, D], weights [N, K], sharpness scalar -> [N, D].
+    """
+    n = jnp.sum(weights > 0, axis=1).astype(eps.dtype)  # [N]
+    lam = 1.0 + sharpness * (n - 1.0)
+    eps_u = jnp.einsum("nk,knd->nd", weights, eps_uncond)
+    return eps_u + lam[:, None] * jnp.einsum("nk,knd->nd", weights, eps - eps_uncond)
+
+
 def disagreement(eps: jax.Array, weights: jax.Array) -> jax.Array:
     """Per-sample disagreement 1 - weighted mean pairwise cosine similarity. -> [N].
 

@@ -273,6 +273,7 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
                                   schedule, target_key,
                                   fusion="product" if method == "product" else "mean",
                                   uncond_conds=conds.dropped(), num_candidates=num_candidates,
+                                  sharpness=tm.fusion_sharpness if method == "coherent" else 0.0,
                                   threshold=used_threshold, max_bad_fraction=max_bad_fraction,
                                   **common)
             out = res.samples
@@ -354,7 +355,8 @@ def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
                               inverse_mse_weights(tm.val_mse), models.schedule,
                               jax.random.fold_in(jax.random.key(seed), index),
                               shape=(rows.size, tm.model.data_dim), sampler=sampler,
-                              num_steps=num_steps)
+                              num_steps=num_steps, uncond_conds=conds.dropped(),
+                              sharpness=tm.fusion_sharpness)
         found[target] = np.asarray(res.disagreement)
     return found
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import checkpointing
+from coherent_jax.calibrate import SHARPNESS_GRID, calibrate_fusion
 from coherent_jax.anchor import (apply_condition_map, fit_anchors, fit_condition_map,
                                  set_anchors)
 from coherent_jax.models.denoiser import Condition, Denoiser
@@ -58,6 +59,9 @@ class TargetModels:
             conditions on ridge predictions of the target from each source's FEATURES
             (`anchor.fit_condition_map`) instead of the source's latents; imputation then
             needs the sources' features (observed) or the latent space (imputed sources).
+        fusion_sharpness: gamma of the specialists' fusion (`fusion.fuse_sharpened`; 0 is the
+            paper's weighted mean), calibrated on validation patients by
+            `calibrate.calibrate_fusion`.
     """
 
     target: str
@@ -70,6 +74,7 @@ class TargetModels:
     unconditional: bool = False
     thresholds: dict = dataclasses.field(default_factory=dict)
     condition_maps: dict | None = None
+    fusion_sharpness: float = 0.0
     # (which, T) -> (the variables folded, (apply_fn, folded params)); see `_folded`.
     _folded_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                             compare=False)
@@ -118,7 +123,7 @@ class ModelSet:
                           if v is not None}
             meta["targets"][name] = {
                 "sources": list(tm.sources), "unconditional": tm.unconditional,
-                "thresholds": tm.thresholds,
+                "thresholds": tm.thresholds, "fusion_sharpness": tm.fusion_sharpness,
                 "val_mse": None if tm.val_mse is None else np.asarray(tm.val_mse).tolist(),
                 "model": None if tm.model is None else denoiser_config(tm.model),
                 "multi_model": None if tm.multi_model is None else denoiser_config(tm.multi_model)}
@@ -139,6 +144,7 @@ class ModelSet:
                 multi_model=Denoiser(**info["multi_model"]) if info["multi_model"] else None,
                 multi=arrays.get("multi"), unconditional=info["unconditional"],
                 thresholds=info["thresholds"],
+                fusion_sharpness=float(info.get("fusion_sharpness", 0.0)),
                 condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
                                  for src, m in arrays["condition_maps"].items()}
                                 if "condition_maps" in arrays else None))
@@ -165,6 +171,10 @@ class ModelSetConfig:
         feature_conditions: condition on ridge predictions from each source's features
             (`TargetModels.condition_maps`) rather than on the source's latents; training
             then needs the feature cohort.
+        sharpness_grid: candidate gammas of the specialists' fusion (`fusion.fuse_sharpened`),
+            chosen per target on validation patients with >= 2 sources
+            (`calibrate.calibrate_fusion`, K = calibration_draws, the validation sampler);
+            (0.0,) keeps the paper's weighted mean.
     """
 
     hidden_dim: int = 512
@@ -189,6 +199,8 @@ class ModelSetConfig:
     multi: bool = True
     anchored: bool = True
     feature_conditions: bool = True
+    sharpness_grid: tuple[float, ...] = SHARPNESS_GRID
+    calibration_draws: int = 20
 
     def denoiser(self, data_dim: int) -> Denoiser:
         return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
@@ -350,6 +362,14 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                           "history": result.history}
         if family == "specialists":
             out.model, out.specialists, out.val_mse = model, variables, np.asarray(val_mse)
+            if tuple(config.sharpness_grid) != (0.0,):
+                has = x_val[1]  # validation patients with the target
+                report["fusion"] = calibrate_fusion(
+                    out, schedule, [v[has] for v, _ in conds_val],
+                    np.stack([p[has] for _, p in conds_val], axis=1), x_val[0][has],
+                    jax.random.fold_in(key, len(families)), sampler=config.val_sampler,
+                    num_steps=config.val_num_steps, num_samples=config.calibration_draws,
+                    grid=config.sharpness_grid)
         else:
             out.multi_model = model
             out.multi = jax.tree.map(lambda a: a[0], variables)

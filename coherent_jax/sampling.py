@@ -267,7 +267,7 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
                     num_steps: int | None = None, eta: float = 0.0, num_candidates: int = 1,
                     threshold: float = 1.0, max_bad_fraction: float = 0.1, unroll: int = 1,
                     corrector_steps: int = 0, corrector_snr: float = 0.16,
-                    mesh: Any = None) -> CoherentSamples:
+                    sharpness: float = 0.0, mesh: Any = None) -> CoherentSamples:
     """Coherent Denoising: K specialists predict eps from the same x_t at every step, fused.
 
     Rejection without a retry loop: R = `num_candidates` draws per patient run in one batched
@@ -283,8 +283,12 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
         key: a typed PRNG key; same key, same samples.
         shape: (N, D).
         fusion: 'mean' (the paper: weighted mean) or 'product' (eps_u + sum_i (eps_i - eps_u)).
-        uncond_conds: for 'product', conditioning that makes each member unconditional
-            (e.g. `member_conds.dropped()` for models trained with condition dropout).
+        uncond_conds: for 'product' and a sharpened 'mean', conditioning that makes each member
+            unconditional (e.g. `member_conds.dropped()` for models trained with condition
+            dropout).
+        sharpness: 'mean' only: gamma of `fusion.fuse_sharpened` (0: the paper's weighted
+            mean; up to 1: a weighted product of experts); calibrated per target by
+            `calibrate.calibrate_fusion`.
         sampler, num_steps, eta, unroll, corrector_steps, corrector_snr: as in `sample`.
         num_candidates: R, candidates drawn per patient.
         threshold: disagreement above which a step counts as bad (the paper: 1.0).
@@ -300,9 +304,15 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
     _check_common(shape, sampler, num_steps, schedule, corrector_steps)
     if fusion not in fusion_lib.FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {fusion_lib.FUSIONS}.")
-    if fusion == "product" and uncond_conds is None:
-        raise ValueError("fusion='product' needs uncond_conds (the members' unconditional inputs, "
-                         "e.g. member_conds.dropped() for denoisers trained with condition dropout).")
+    sharpness = float(sharpness)
+    if fusion == "product" and sharpness != 0.0:
+        raise ValueError("sharpness applies to fusion='mean' only.")
+    if not 0.0 <= sharpness <= 1.0:
+        raise ValueError(f"sharpness must be in [0, 1], got {sharpness}.")
+    if (fusion == "product" or sharpness > 0) and uncond_conds is None:
+        raise ValueError(f"fusion={fusion!r} with sharpness={sharpness} needs uncond_conds (the "
+                         "members' unconditional inputs, e.g. member_conds.dropped() for "
+                         "denoisers trained with condition dropout).")
     if int(num_candidates) < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
     if not 0.0 <= max_bad_fraction <= 1.0:
@@ -315,18 +325,19 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
     weights = _normalised_weights(weights, shape[0], k)
     args = parallel.on_mesh((member_params, member_conds, uncond_conds, weights, schedule, key,
                              jnp.float32(eta), jnp.float32(threshold),
-                             jnp.float32(max_bad_fraction), jnp.float32(corrector_snr)), mesh)
-    return _coherent_jit(apply_fn, *args, shape=shape, mesh=mesh, fusion=fusion,
-                         sampler=sampler, num_steps=num_steps,
-                         num_candidates=int(num_candidates), unroll=unroll,
+                             jnp.float32(max_bad_fraction), jnp.float32(corrector_snr),
+                             jnp.float32(sharpness)), mesh)
+    return _coherent_jit(apply_fn, *args, shape=shape, mesh=mesh,
+                         fusion="sharpened" if sharpness > 0 else fusion, sampler=sampler,
+                         num_steps=num_steps, num_candidates=int(num_candidates), unroll=unroll,
                          corrector_steps=int(corrector_steps))
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "fusion", "sampler", "num_steps",
                                              "num_candidates", "unroll", "corrector_steps", "mesh"))
 def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule, key, eta,
-                  threshold, max_bad_fraction, corrector_snr, *, shape, fusion, sampler, num_steps,
-                  num_candidates, unroll, corrector_steps, mesh):
+                  threshold, max_bad_fraction, corrector_snr, sharpness, *, shape, fusion, sampler,
+                  num_steps, num_candidates, unroll, corrector_steps, mesh):
     n, d = shape
     r = num_candidates
     size = parallel.padded_rows(r * n, mesh)  # R*N rows, padded to a multiple of the devices
@@ -338,7 +349,7 @@ def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, 
     weights_r = parallel.constrain_rows(
         parallel.pad_rows(jnp.tile(weights, (r, 1)), size), mesh)  # [size, K]
     members = jax.vmap(apply_fn, in_axes=(0, None, None, 0))
-    if fusion == "product":
+    if fusion in ("product", "sharpened"):
         # Conditional and unconditional queries in one batch: [K, 2*size, ...].
         both = jax.tree.map(lambda c, u: jnp.concatenate([tile(c), tile(u)], axis=1),
                             member_conds, uncond_conds)
@@ -346,8 +357,9 @@ def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, 
         def eps_fn(x, t):
             eps_all = members(member_params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
             eps_c, eps_u = eps_all[:, :size], eps_all[:, size:]
-            return (fusion_lib.fuse_product(eps_c, eps_u, weights_r),
-                    fusion_lib.disagreement(eps_c, weights_r))
+            fused = (fusion_lib.fuse_product(eps_c, eps_u, weights_r) if fusion == "product" else
+                     fusion_lib.fuse_sharpened(eps_c, eps_u, weights_r, sharpness))
+            return fused, fusion_lib.disagreement(eps_c, weights_r)
     else:
         conds_r = jax.tree.map(tile, member_conds)
 

@@ -23,7 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
         eval_every=2_000, log_every=200, val_sampler="ddpm", val_num_steps=0, seeds=(0,),
         learning_rates=(1e-3,), uncond_prob=0.1, mask_drop_prob=0.3, criterion="sample_mse",
         specialists=True, multi=True, anchored=True, feature_conditions=True,
-        targets=""))
+        sharpness_grid=(0.0, 0.25, 0.5, 0.75, 1.0), calibration_draws=20, targets=""))
     # coherent_jax.pipeline.ImputeConfig
     c.impute = ml_collections.ConfigDict(dict(
         method="coherent", num_samples=10, sampler="ddpm", num_steps=0, cascade=True,
@@ -35,7 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
         baselines=("mean", "knn", "iterative", "ridge", "mlp", "mofa", "ridge_features",
                    "knn_features"), num_samples=10,
         sampler="ddim", num_steps=100, num_candidates=2, max_bad_fraction=0.1,
-        corrector_steps=0, cascade=True, split="test", holdout_split="val",
+        corrector_steps=0, cascade=True, split="test", holdout_split="test",
         label="cancer_type", survival=True, num_seeds=3, n_estimators=100, prioritise=(),
         num_unconditional=500))
     c.parallel = ml_collections.ConfigDict(dict(num_devices=0, distributed=False))

@@ -28,7 +28,7 @@ def get_config():
     # the paper's plain norm_mlp (no linear-Gaussian anchor) and its autoencoder latents
     c.denoisers.update(dict(num_steps=200_000, eval_every=10_000, log_every=1_000,
                             seeds=(0, 1), learning_rates=(1e-4, 1e-3), anchored=False,
-                            feature_conditions=False))
+                            feature_conditions=False, sharpness_grid=(0.0,)))
     c.latent.default_kind = "autoencoder"
     # The paper's evaluation: DDPM 1000 steps, 10 draws, 10 forest seeds, 100 trees.
     c.evaluate.update(dict(sampler="ddpm", num_steps=0, num_candidates=4, num_seeds=10))
