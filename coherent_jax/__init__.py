@@ -1,18 +1,26 @@
-"""coherent-jax: coherent cross-modal generation of missing biomedical modalities in JAX."""
+"""coherent-jax: coherent cross-modal generation of missing biomedical modalities in JAX.
 
-from coherent_jax.ensemble import select_members, stack_members, unstack_members
-from coherent_jax.fusion import availability_weights, disagreement, inverse_mse_weights
+The user's calls are here: load a cohort, fit a latent space, train the model set, impute,
+evaluate, and reload a trained work directory as an imputer of new patients. The engine
+(denoisers, schedules, training steps, samplers, fusion) is `coherent_jax.engine`.
+"""
+
+from coherent_jax.calibrate import calibrate_fusion
+from coherent_jax.data import Cohort
+from coherent_jax.errors import UserError
+from coherent_jax.evaluate import EvalConfig, evaluate_suite
 from coherent_jax.impute import Imputation, calibrate_thresholds, impute, write_imputation
 from coherent_jax.imputer import Imputer, RangeCheck
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table
-from coherent_jax.model_set import (ModelSet, ModelSetConfig, TargetModels, train_model_set,
-                                    train_target)
+from coherent_jax.model_set import ModelSet, ModelSetConfig, TargetModels, train_model_set
 from coherent_jax.models.autoencoder import AutoencoderConfig
-from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
-from coherent_jax.population import Population, init_population, make_population, search, select
-from coherent_jax.sampling import CoherentSamples, coherent_sample, sample, select_candidates
-from coherent_jax.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule
-from coherent_jax.train import (FitResult, MemberData, TrainConfig, TrainState, create_train_state,
-                                evaluate_members, fit, make_member_data, train_step, train_steps)
+from coherent_jax.pipeline import DataConfig, ImputeConfig, load_cohort
+
+__all__ = [
+    "AutoencoderConfig", "Cohort", "DataConfig", "EvalConfig", "Imputation", "ImputeConfig",
+    "Imputer", "LatentConfig", "LatentSpace", "ModelSet", "ModelSetConfig", "RangeCheck",
+    "TargetModels", "UserError", "calibrate_fusion", "calibrate_thresholds", "evaluate_suite",
+    "impute", "load_cohort", "quality_table", "train_model_set", "write_imputation",
+]
 
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 
 import _common
-import coherent_jax as cj
+from coherent_jax import engine as cj
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 
 FLAGS = flags.FLAGS

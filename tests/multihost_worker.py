@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import coherent_jax as cj
+from coherent_jax import engine as cj
 from coherent_jax import parallel
 from coherent_jax.checkpointing import TrainCheckpoints
 from coherent_jax.data.linear_gaussian import LinearGaussianModel

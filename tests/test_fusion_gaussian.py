@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import coherent_jax as cj
+from coherent_jax import engine as cj
 from analytic import condition_joint, expert_params, gaussian_expert
 
 D, N, DRAWS = 3, 100, 50

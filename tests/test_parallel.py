@@ -16,7 +16,7 @@ from coherent_jax import parallel
 SCRIPT = r"""
 import json
 import jax, jax.numpy as jnp, numpy as np
-import coherent_jax as cj
+from coherent_jax import engine as cj
 from coherent_jax import parallel
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import coherent_jax as cj
+from coherent_jax import engine as cj
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.population import (init_population, make_population, population_data, search,
                                      select)

@@ -12,17 +12,17 @@ SCRIPT = r"""
 import json
 import jax, jax.numpy as jnp, numpy as np
 import coherent_jax as cj
-from coherent_jax import parallel
+from coherent_jax import engine, parallel
 from coherent_jax.data import (LinearGaussianModel, induce_missingness, linear_gaussian_cohort,
                                paper_split)
 
 assert len(jax.devices()) == 4, jax.devices()
 mesh = parallel.make_mesh(4)
-schedule = cj.linear_schedule(100)
-model = cj.Denoiser(4, hidden_dim=32, num_layers=2, time_embed_dim=16)
-params = cj.create_train_state(model, schedule, jax.random.key(0), cond_dims=[4],
+schedule = engine.linear_schedule(100)
+model = engine.Denoiser(4, hidden_dim=32, num_layers=2, time_embed_dim=16)
+params = engine.create_train_state(model, schedule, jax.random.key(0), cond_dims=[4],
                                num_members=3).variables
-apply = cj.DenoiserApply(model)
+apply = engine.DenoiserApply(model)
 rng = np.random.default_rng(0)
 out = {}
 
@@ -42,7 +42,7 @@ def split_rows(tree):
 def inputs(n):
     values = rng.standard_normal((3, n, 4)).astype(np.float32)
     mask = (rng.random((3, n, 1)) < 0.8).astype(np.float32)
-    conds = cj.Condition(values=(jnp.asarray(values),), mask=jnp.asarray(mask))
+    conds = engine.Condition(values=(jnp.asarray(values),), mask=jnp.asarray(mask))
     return conds, rng.random((n, 3)).astype(np.float32) + 0.1, jax.random.key(n)
 
 
@@ -55,7 +55,7 @@ for fusion, n, extra in (("mean", 10, dict(sampler="ddim", num_steps=20, eta=1.0
                          ("product", 10, dict(sampler="ddim", num_steps=10, eta=1.0,
                                               num_candidates=2))):
     conds, weights, key = inputs(n)
-    call = lambda mesh: cj.coherent_sample(apply, params, conds, weights, schedule, key,
+    call = lambda mesh: engine.coherent_sample(apply, params, conds, weights, schedule, key,
                                            shape=(n, 4), fusion=fusion,
                                            uncond_conds=conds.dropped(), mesh=mesh, **extra)
     sharded = call(mesh)
@@ -64,7 +64,7 @@ for n in (10, 12):
     conds, _, key = inputs(n)
     one = jax.tree.map(lambda a: a[0], params)
     cond = jax.tree.map(lambda a: a[0], conds)
-    call = lambda mesh: cj.sample(apply, one, cond, schedule, key, shape=(n, 4), sampler="ddim",
+    call = lambda mesh: engine.sample(apply, one, cond, schedule, key, shape=(n, 4), sampler="ddim",
                                   num_steps=10, eta=1.0, corrector_steps=1, mesh=mesh)
     sharded = call(mesh)
     compare(f"sample_{n}", call(None), sharded, split_rows(sharded))
