@@ -14,6 +14,7 @@ Rows: K draws x N patients, draw-major (row = draw * N + patient).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from typing import Any, Sequence
@@ -23,13 +24,15 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from coherent_jax import formats_out, metrics_io, safe_io
+from coherent_jax import formats_out, metrics_io, progress, safe_io
 from coherent_jax.anchor import apply_condition_map
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.model_set import ModelSet, threshold_key
 from coherent_jax.models.denoiser import Condition
 from coherent_jax.sampling import coherent_sample, sample, timesteps
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("coherent", "product", "multi", "single")
 PAPER_THRESHOLD = 1.0
@@ -235,62 +238,68 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
     steps = len(timesteps(schedule.num_steps, sampler, num_steps))
     key = jax.random.key(seed)
     diagnostics = []
-    for target in order:
-        rows = np.flatnonzero(~have[target])
-        if rows.size == 0:
-            continue
-        tm = models.targets[target]
-        known = have if cascade else known_obs
-        avail = np.stack([known[s][rows] for s in tm.sources], axis=1)  # [R, S]
-        size = _bucket(rows.size, bucket)
-        values = [jnp.asarray(_pad(conditions.values(tm, s, rows, work, known[s]), size))
-                  for s in tm.sources]
-        avail_p = _pad(avail, size)
-        target_key = jax.random.fold_in(key, cohort.modalities.index(target))
-        used_threshold = (threshold if threshold is not None else
-                          tm.thresholds.get(threshold_key(sampler, steps), PAPER_THRESHOLD))
-        start = time.perf_counter()
-        common = dict(shape=(size, tm.multi_model.data_dim if method == "multi"
-                             else tm.model.data_dim), sampler=sampler, num_steps=num_steps,
-                      corrector_steps=corrector_steps, mesh=mesh)
-        if method == "multi":
-            out = sample(*tm.sampling_multi(schedule.num_steps),
-                         Condition.of(*values, mask=avail_p), schedule, target_key, **common)
-            accepted, bad = np.ones(rows.size, bool), np.zeros(rows.size)
-        else:
-            if not avail.any(axis=1).all():
-                raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source of "
-                                 f"{target!r} available; with cascade=False every patient needs "
-                                 f"one of {list(tm.sources)} observed.")
-            if method == "single":
-                best = np.argmax(np.where(avail_p, inverse_mse_weights(tm.val_mse), -1), axis=1)
-                weights = np.eye(len(tm.sources), dtype=np.float32)[best]
+    with progress.bar(f"imputing ({method})", total=len(order)) as targets:
+        for target in order:
+            targets.update(description=f"imputing {target} ({method})")
+            rows = np.flatnonzero(~have[target])
+            if rows.size == 0:
+                targets.advance()
+                continue
+            tm = models.targets[target]
+            known = have if cascade else known_obs
+            avail = np.stack([known[s][rows] for s in tm.sources], axis=1)  # [R, S]
+            size = _bucket(rows.size, bucket)
+            values = [jnp.asarray(_pad(conditions.values(tm, s, rows, work, known[s]), size))
+                      for s in tm.sources]
+            avail_p = _pad(avail, size)
+            target_key = jax.random.fold_in(key, cohort.modalities.index(target))
+            used_threshold = (threshold if threshold is not None else
+                              tm.thresholds.get(threshold_key(sampler, steps), PAPER_THRESHOLD))
+            start = time.perf_counter()
+            common = dict(shape=(size, tm.multi_model.data_dim if method == "multi"
+                                 else tm.model.data_dim), sampler=sampler, num_steps=num_steps,
+                          corrector_steps=corrector_steps, mesh=mesh)
+            if method == "multi":
+                out = sample(*tm.sampling_multi(schedule.num_steps),
+                             Condition.of(*values, mask=avail_p), schedule, target_key, **common)
+                accepted, bad = np.ones(rows.size, bool), np.zeros(rows.size)
             else:
-                weights = availability_weights(tm.val_mse, avail_p)
-            conds = stack_members([Condition.of(v, mask=avail_p[:, [j]])
-                                   for j, v in enumerate(values)])
-            res = coherent_sample(*tm.sampling_specialists(schedule.num_steps), conds, weights,
-                                  schedule, target_key,
-                                  fusion="product" if method == "product" else "mean",
-                                  uncond_conds=conds.dropped(), num_candidates=num_candidates,
-                                  sharpness=tm.fusion_sharpness if method == "coherent" else 0.0,
-                                  threshold=used_threshold, max_bad_fraction=max_bad_fraction,
-                                  **common)
-            out = res.samples
-            accepted = np.asarray(res.accepted)[: rows.size]
-            bad = np.asarray(res.bad_fraction)[: rows.size]
-        generated = np.asarray(out)[: rows.size]
-        if not np.all(np.isfinite(generated)):
-            raise FloatingPointError(f"generation of {target!r} produced NaN/inf; check the "
-                                     "models and the input latents.")
-        work[target][rows] = generated
-        have[target][rows] = True
-        diagnostics.append({"target": target, "rows": int(rows.size), "padded_rows": size,
-                            "acceptance": float(accepted.mean()),
-                            "mean_bad_fraction": float(bad.mean()),
-                            "threshold": float(used_threshold) if method != "multi" else None,
-                            "seconds": time.perf_counter() - start,
-                            "signature": f"{method}/{sampler}:{steps}/rows={size}"})
+                if not avail.any(axis=1).all():
+                    raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source "
+                                     f"of {target!r} available; with cascade=False every "
+                                     f"patient needs one of {list(tm.sources)} observed.")
+                if method == "single":
+                    best = np.argmax(np.where(avail_p, inverse_mse_weights(tm.val_mse), -1), axis=1)
+                    weights = np.eye(len(tm.sources), dtype=np.float32)[best]
+                else:
+                    weights = availability_weights(tm.val_mse, avail_p)
+                conds = stack_members([Condition.of(v, mask=avail_p[:, [j]])
+                                       for j, v in enumerate(values)])
+                res = coherent_sample(*tm.sampling_specialists(schedule.num_steps), conds, weights,
+                                      schedule, target_key,
+                                      fusion="product" if method == "product" else "mean",
+                                      uncond_conds=conds.dropped(), num_candidates=num_candidates,
+                                      sharpness=(tm.fusion_sharpness if method == "coherent"
+                                                 else 0.0),
+                                      threshold=used_threshold, max_bad_fraction=max_bad_fraction,
+                                      **common)
+                out = res.samples
+                accepted = np.asarray(res.accepted)[: rows.size]
+                bad = np.asarray(res.bad_fraction)[: rows.size]
+            generated = np.asarray(out)[: rows.size]
+            if not np.all(np.isfinite(generated)):
+                raise FloatingPointError(f"generation of {target!r} produced NaN/inf; check the "
+                                         "models and the input latents.")
+            work[target][rows] = generated
+            have[target][rows] = True
+            diagnostics.append({"target": target, "rows": int(rows.size), "padded_rows": size,
+                                "acceptance": float(accepted.mean()),
+                                "mean_bad_fraction": float(bad.mean()),
+                                "threshold": float(used_threshold) if method != "multi" else None,
+                                "seconds": time.perf_counter() - start,
+                                "signature": f"{method}/{sampler}:{steps}/rows={size}"})
+            logger.debug("imputed %s: %s", target, diagnostics[-1])
+            targets.advance()
     index = pd.MultiIndex.from_arrays([np.tile(np.asarray(ids), k), np.repeat(np.arange(k), n)],
                                       names=["sample_id", "draw"])
     names = cohort.feature_names

@@ -353,9 +353,10 @@ class LatentSpace:
 
 
 def _train_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: ae_lib.AutoencoderConfig,
-                       log_fn, mesh) -> enc_lib.AutoencoderEncoder:
-    """`AutoencoderEncoder.fit` with the minibatches split over `mesh` (None: one device)."""
-    fit = ae_lib.fit_autoencoder(train_x, stop_x, config, log_fn, mesh)
+                       log_fn, mesh, label: str) -> enc_lib.AutoencoderEncoder:
+    """`AutoencoderEncoder.fit` with the minibatches split over `mesh` (None: one device);
+    `label` names its progress bar."""
+    fit = ae_lib.fit_autoencoder(train_x, stop_x, config, log_fn, mesh, label=label)
     summary = {"best_epoch": fit.best_epoch, "epochs": fit.epochs, "best_mse": fit.best_mse,
                "seconds": fit.seconds, "num_params": ae_lib.num_params(fit.variables),
                "widths": list(ae_lib.describe(fit.model))}
@@ -382,7 +383,8 @@ def _fit_encoder(kind: str, m: str, rows: np.ndarray, cohort: Cohort, config: La
     fit_rows, stop_rows = _stopping_rows(cohort, m, rows, config)
     encoder = _train_autoencoder(
         fit_rows, stop_rows, ae_config,
-        None if log_fn is None else (lambda r: log_fn({"modality": m, **r})), mesh)
+        None if log_fn is None else (lambda r: log_fn({"modality": m, **r})), mesh,
+        f"autoencoder {m}")
     return encoder, _residual_std(encoder, stop_rows)
 
 
@@ -400,7 +402,8 @@ def _select_kind(m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
     if rows.shape[0] >= AUTO_MIN_ROWS:
         ae_config = config.autoencoders.get(m) or ae_lib.default_config(
             m, rows.shape[1], latent_dim=k, seed=config.seed)
-        ae = _train_autoencoder(fit_rows, held_rows, ae_config, None, mesh)
+        ae = _train_autoencoder(fit_rows, held_rows, ae_config, None, mesh,
+                                f"autoencoder {m} (vs PCA)")
         scores["autoencoder"] = reconstruction_scores(
             held_rows, ae.decode(ae.encode(held_rows)))["r2_overall"]
     if not scores:

@@ -1,10 +1,11 @@
 """What a run leaves in its work directory: config.json with versions, JSON-lines metrics,
-and a progress line on long runs."""
+and a progress line on long runs (logged)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import sys
@@ -13,6 +14,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from coherent_jax import progress
+
+logger = logging.getLogger(__name__)
 
 PACKAGES = ("coherent-jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
             "pandas", "scikit-learn")
@@ -86,7 +91,8 @@ def read_metrics(path: str) -> pd.DataFrame:
 
 
 class Progress:
-    """Prints 'label: step s/total (p%), r steps/s, ETA' at most every `every_seconds`."""
+    """Logs 'label: step s/total (p%), r steps/s, ETA' at most every `every_seconds` (INFO;
+    DEBUG while a progress bar shows the same)."""
 
     def __init__(self, total: int, label: str = "train", every_seconds: float = 10.0):
         self.total, self.label, self.every = total, label, every_seconds
@@ -106,5 +112,5 @@ class Progress:
         eta = (self.total - step) / rate if rate > 0 else float("inf")
         line = (f"{self.label}: step {step}/{self.total} ({100 * step / self.total:.0f}%), "
                 f"{rate:.1f} steps/s, ETA {eta:.0f} s")
-        print(line, flush=True)
+        logger.log(logging.DEBUG if progress.shown() else logging.INFO, line)
         return line

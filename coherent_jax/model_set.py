@@ -248,7 +248,8 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
                      key, num_steps=config.num_steps, eval_every=config.eval_every,
                      log_every=config.log_every, val_sampler=config.val_sampler,
                      val_num_steps=config.val_num_steps, log_fn=log_fn, checkpoints=checkpoints,
-                     batch_sharding=batch_sharding)
+                     batch_sharding=batch_sharding,
+                     label=f"denoisers {identity['target']}/{identity['family']}")
     finally:
         if checkpoints is not None:
             checkpoints.close()

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -39,6 +41,8 @@ from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
 from coherent_jax.impute import Imputation, calibrate_thresholds, impute, write_imputation
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table, save_quality_table
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
+
+logger = logging.getLogger(__name__)
 
 # Config sections that change no trained artefact: a work directory accepts new values.
 RERUNNABLE = ("impute", "evaluate")
@@ -201,14 +205,14 @@ def stage_latents(workdir: str, cohort, config: LatentConfig, log_fn=None) -> La
     with safe_io.output_folder(folder, kind="latent space") as tmp:
         space.save(tmp)
         save_quality_table(table, tmp)
-    print(table.to_string(), flush=True)
+    logger.info("%s", table.to_string())
     for row in table.itertuples():
         if row.r2_overall < 0.05:
             fix = f"--config.latent.kinds=\"{{'{row.modality}': 'pca'}}\""
-            print(f"WARNING: the {row.encoder} of {row.modality!r} reconstructs its {row.split} "
-                  f"rows no better than their mean (R^2 {row.r2_overall:.3f}): its latents "
-                  f"carry little of the data. Try {fix} or more --config.latent.max_epochs.",
-                  flush=True)
+            warnings.warn(f"the {row.encoder} of {row.modality!r} reconstructs its {row.split} "
+                          f"rows no better than their mean (R^2 {row.r2_overall:.3f}): its "
+                          f"latents carry little of the data. Try {fix} or more "
+                          "--config.latent.max_epochs.", stacklevel=2)
     return space
 
 
@@ -261,7 +265,7 @@ def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace
         found = calibrate_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
                                      num_steps=num_steps, quantile=config.calibrate_quantile,
                                      seed=seed, feature_cohort=feature_cohort.split("val"))
-        print(f"calibrated rejection thresholds: {found}", flush=True)
+        logger.info("calibrated rejection thresholds: %s", found)
     part = latent_cohort.split(config.split)
     result = impute(part, models, method=config.method, num_samples=config.num_samples,
                     seed=seed, sampler=config.sampler, num_steps=num_steps,
@@ -277,8 +281,9 @@ def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace
 
 def stage_evaluate(workdir: str, feature_cohort, latent_cohort, space: LatentSpace,
                    models: ModelSet, config: EvalConfig, seed: int, run_config: dict,
-                   log_fn=print) -> dict:
-    """Evaluates the trained models on the held-out split and writes workdir/report/.
+                   log_fn=None) -> dict:
+    """Evaluates the trained models on the held-out split and writes workdir/report/;
+    `log_fn` receives the progress lines (None: logged at INFO).
 
     Returns:
         `evaluate_suite`'s results; 'index' is the report's index.md.

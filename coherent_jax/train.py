@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import time
 from typing import Any, Callable, Sequence
@@ -22,10 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from coherent_jax import progress
 from coherent_jax.ensemble import stack_members
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
 from coherent_jax.sampling import sample
 from coherent_jax.schedules import Schedule
+
+logger = logging.getLogger(__name__)
 
 CRITERIA = ("sample_mse", "sample_cosine", "noise_mse")
 
@@ -312,7 +316,8 @@ class FitResult:
 def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: jax.Array, *,
         num_steps: int, eval_every: int, log_every: int = 100, val_sampler: str = "ddpm",
         val_num_steps: int | None = None, log_fn: Callable[[dict], None] | None = None,
-        checkpoints: Any = None, batch_sharding: Any = None) -> FitResult:
+        checkpoints: Any = None, batch_sharding: Any = None,
+        label: str = "denoisers") -> FitResult:
     """Trains all members for `num_steps`, validating by full sampling every `eval_every` steps
     and once before the first step (the initial models are candidates: an anchored model
     starts as its linear-Gaussian anchor).
@@ -326,10 +331,12 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
         num_steps, eval_every, log_every: step counts; num_steps = 0 trains nothing and
             returns the initial models (meaningful for anchored models: their anchors).
         val_sampler, val_num_steps: the sampler used for validation ('ddpm' is the paper).
-        log_fn: called with each history record (a dict of JSON-able values).
+        log_fn: called with each history record (a dict of JSON-able values; None: logged
+            at DEBUG).
         checkpoints: optional `checkpointing.TrainCheckpoints`; the run saves at every
             validation and, when the folder holds a checkpoint, resumes from it.
         batch_sharding: optional `parallel.member_batch_sharding(mesh)` for data parallelism.
+        label: the text of the steps' progress bar (`progress.bar`), moved on per record.
     """
     if num_steps < 0 or eval_every < 1 or log_every < 1:
         raise ValueError("num_steps must be >= 0 (0: validate the initial models only, e.g. "
@@ -365,33 +372,36 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
 
     chunk = math.gcd(log_every, eval_every)
     done = int(state.step)
-    if done == 0 and not history:  # the initial models are candidates too: an anchored model
-        record = {"step": 0, "seconds": time.perf_counter() - start}  # starts as its anchor
-        validate(0, record)
-        history.append(record)
-        if log_fn is not None:
-            log_fn(record)
-    while done < num_steps:
-        n = min(chunk, num_steps - done)
-        state, metrics = train_steps(state, train_data, train_key, n, batch_sharding)
-        done = int(state.step)
-        losses = np.asarray(metrics["loss"])  # [n, K]
-        if not np.all(np.isfinite(losses)):
-            bad = sorted(set(np.nonzero(~np.isfinite(losses))[1].tolist()))
-            raise FloatingPointError(f"non-finite training loss at step <= {done} for member(s) "
-                                     f"{bad}; lower the learning rate or check the inputs for "
-                                     "extreme values.")
-        record = {"step": done, "loss": losses.mean(axis=0).tolist(),
-                  "seconds": time.perf_counter() - start}
-        evaluated = done % eval_every == 0 or done == num_steps
-        if evaluated:
-            validate(done, record)
-        history.append(record)
-        if log_fn is not None:
-            log_fn(record)
-        if evaluated and checkpoints is not None:
-            checkpoints.save(done, {"state": state, "best": best, "best_scores": best_scores,
-                                    "best_steps": best_steps},
-                             {"history": history, "seconds": record["seconds"]})
+    emit = log_fn if log_fn is not None else (
+        lambda record: logger.debug("%s %s", label, record))
+    with progress.bar(label, total=num_steps) as steps:
+        steps.update(completed=done)
+        if done == 0 and not history:  # the initial models are candidates too: an anchored
+            record = {"step": 0, "seconds": time.perf_counter() - start}  # model is its anchor
+            validate(0, record)
+            history.append(record)
+            emit(record)
+        while done < num_steps:
+            n = min(chunk, num_steps - done)
+            state, metrics = train_steps(state, train_data, train_key, n, batch_sharding)
+            done = int(state.step)
+            losses = np.asarray(metrics["loss"])  # [n, K]
+            if not np.all(np.isfinite(losses)):
+                bad = sorted(set(np.nonzero(~np.isfinite(losses))[1].tolist()))
+                raise FloatingPointError(f"non-finite training loss at step <= {done} for "
+                                         f"member(s) {bad}; lower the learning rate or check "
+                                         "the inputs for extreme values.")
+            record = {"step": done, "loss": losses.mean(axis=0).tolist(),
+                      "seconds": time.perf_counter() - start}
+            evaluated = done % eval_every == 0 or done == num_steps
+            if evaluated:
+                validate(done, record)
+            history.append(record)
+            emit(record)
+            steps.update(completed=done)
+            if evaluated and checkpoints is not None:
+                checkpoints.save(done, {"state": state, "best": best, "best_scores": best_scores,
+                                        "best_steps": best_steps},
+                                 {"history": history, "seconds": record["seconds"]})
     return FitResult(state=state, best=best, best_scores=best_scores, best_steps=best_steps,
                      history=history)

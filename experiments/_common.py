@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import functools
 import json
+import logging as py_logging
 import os
 import sys
 import time
 
 from absl import flags, logging
+from absl.logging import converter
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from coherent_jax import encoders, parallel, pipeline  # noqa: E402
+from coherent_jax import encoders, parallel, pipeline, progress  # noqa: E402
 from coherent_jax.errors import UserError  # noqa: E402
 from coherent_jax.evaluate.suite import EvalConfig  # noqa: E402
 from coherent_jax.latent import LatentConfig  # noqa: E402
@@ -21,19 +23,38 @@ from coherent_jax.model_set import ModelSetConfig, cohort_fingerprint  # noqa: E
 from coherent_jax.models.autoencoder import default_config  # noqa: E402
 
 FLAGS = flags.FLAGS
+logger = py_logging.getLogger("coherent_jax.experiments")  # governed with the library's
+
+
+def configure_logging() -> int:
+    """Shows the library's and the scripts' log lines on stderr, and progress bars when stderr
+    is a terminal, at the level --verbosity asks for: 0 (the default) INFO, -1 WARNING (no
+    progress, no info: only results, warnings and errors), 1 DEBUG (every training record);
+    --logger_levels=coherent_jax:LEVEL wins over it.
+
+    Returns:
+        the `logging` level chosen.
+    """
+    if "coherent_jax" in (FLAGS.logger_levels or {}):  # absl has set it already
+        level = py_logging.getLogger("coherent_jax").getEffectiveLevel()
+    else:
+        level = converter.absl_to_standard(FLAGS.verbosity)
+    progress.configure_logging(level)
+    return level
 
 
 def cli(main):
-    """Wraps an absl main: a user's mistake (`UserError`) prints one line naming the problem
-    and the fix and exits with status 2; bugs keep their traceback, and so does everything
-    with --verbosity=debug (or -v 1)."""
+    """Wraps an absl main: configures logging (`configure_logging`); a user's mistake
+    (`UserError`) prints one line naming the problem and the fix and exits with status 2;
+    bugs keep their traceback, and so does everything with --verbosity=debug (or -v 1)."""
 
     @functools.wraps(main)
     def wrapped(argv):
+        level = configure_logging()  # before setup() turns absl's verbosity down for Orbax
         try:
             return main(argv)
         except UserError as error:
-            if FLAGS.verbosity >= logging.DEBUG:
+            if level <= py_logging.DEBUG:
                 raise
             print(f"error: {error}", file=sys.stderr, flush=True)
             sys.exit(2)
@@ -120,9 +141,9 @@ def setup(c, workdir: str):
     fingerprint = cohort_fingerprint(cohort)
     pipeline.claim_workdir(workdir, pipeline.as_jsonable(c), c.seed, fingerprint)
     pipeline.stage_preprocessing(workdir, prep)
-    print(f"cohort {cohort.name}: {cohort.num_samples} patients, widths {cohort.widths()}; "
-          f"splits {cohort.splits.value_counts().to_dict()}", flush=True)
-    print(pipeline.describe_patterns(cohort.split("train")), flush=True)
+    logger.info(f"cohort {cohort.name}: {cohort.num_samples} patients, widths "
+                f"{cohort.widths()}; splits {cohort.splits.value_counts().to_dict()}")
+    logger.info(pipeline.describe_patterns(cohort.split("train")))
     return cohort, fingerprint
 
 
@@ -132,11 +153,7 @@ def latent_cohort(c, workdir: str, cohort):
     return space, space.encode(cohort)
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
-def trained(c, workdir: str, log=say):
+def trained(c, workdir: str):
     """Every training stage the work directory still lacks; reloads what it has.
 
     Returns:
@@ -145,18 +162,18 @@ def trained(c, workdir: str, log=say):
     start = time.perf_counter()
     cohort, _ = setup(c, workdir)
     space, latents = latent_cohort(c, workdir, cohort)
-    log(f"[{time.perf_counter() - start:.0f} s] latent space ready")
+    logger.info(f"[{time.perf_counter() - start:.0f} s] latent space ready")
     models = pipeline.stage_denoisers(workdir, latents, model_config(c), c.seed,
                                       targets=targets(c), batch_sharding=batch_sharding(c),
                                       features=cohort)
-    log(f"[{time.perf_counter() - start:.0f} s] denoisers ready")
+    logger.info(f"[{time.perf_counter() - start:.0f} s] denoisers ready")
     return cohort, space, latents, models
 
 
 def evaluate(c, workdir: str, cohort, latents, space, models) -> dict:
     """Runs the evaluation stage and prints its headline table."""
     result = pipeline.stage_evaluate(workdir, cohort, latents, space, models, eval_config(c),
-                                     c.seed, pipeline.as_jsonable(c), log_fn=say)
+                                     c.seed, pipeline.as_jsonable(c))
     print("R^2 in feature space (mean of K draws, every other modality given):")
     print(result["headline"].round(3).to_string(), flush=True)
     return result

@@ -72,7 +72,7 @@ def main(argv):
         run = _common.read_run_config(FLAGS.workdir)
         data = pipeline.from_mapping(pipeline.DataConfig, run["config"]["data"])
         patients = pipeline.load_raw_cohort(data).split(settings.split)
-    print(pipeline.describe_patterns(patients), flush=True)
+    _common.logger.info(pipeline.describe_patterns(patients))
     seed = imputer.seed if FLAGS.seed is None else FLAGS.seed
     result = imputer.impute(patients, settings, seed=seed, units=FLAGS.units,
                             range_check=RangeCheck(FLAGS.max_outlier_z, FLAGS.max_outlier_share),

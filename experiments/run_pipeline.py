@@ -27,7 +27,7 @@ def main(argv):
                                    _common.impute_config(c), c.seed)
     print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
           "nothing to impute: every patient has every modality", flush=True)
-    print(f"[{time.perf_counter() - start:.0f} s] imputation written", flush=True)
+    _common.logger.info(f"[{time.perf_counter() - start:.0f} s] imputation written")
     report = _common.evaluate(c, FLAGS.workdir, cohort, latents, space, models)
     print(f"[{time.perf_counter() - start:.0f} s] done; report: {report['index']}", flush=True)
 

@@ -31,6 +31,7 @@ training set.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any, Callable
 
@@ -39,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from coherent_jax import progress
 from coherent_jax.evaluate import downstream, privacy, stats
 from coherent_jax.evaluate.align import draws_array, paired
 from coherent_jax.evaluate.baselines import BASELINES, predict_missing
@@ -51,6 +53,8 @@ from coherent_jax.evaluate.report import write_report
 from coherent_jax.impute import METHODS, Imputation, full_source_disagreement, impute
 from coherent_jax.models.denoiser import Condition
 from coherent_jax.sampling import sample
+
+logger = logging.getLogger(__name__)
 
 
 FEATURE_BASELINES = {"ridge_features": "ridge", "knn_features": "knn"}
@@ -700,10 +704,15 @@ def _summaries(scores, fidelity, privacy_cells, calibration, unconditional,
     return out
 
 
+PARTS = ("generate", "reconstruction", "intervals_calibration", "fidelity_copies",
+         "membership_inference", "disagreement", "downstream", "tables")  # timed, in order
+
+
 def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalConfig, seed: int,
                    folder: str, run_config: dict | None = None,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Runs every evaluation and writes the report folder.
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Runs every evaluation and writes the report folder, with a progress bar over its parts
+    (`progress.bar`).
 
     Args:
         feature_cohort: the preprocessed feature-space cohort (all splits).
@@ -714,12 +723,21 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
         seed: one seed for draws, baselines and forests' offsets.
         folder: the report folder (index.md, tables/, figures/, results/).
         run_config: the whole run's configuration, recorded in the report.
-        log: progress lines.
+        log: receives the progress lines (None: logged at INFO).
 
     Returns:
         {'index': path of index.md, 'headline': methods x targets table, 'timings': {...},
          and every table by name}.
     """
+    with progress.bar("evaluation", total=len(PARTS)) as parts:
+        return _evaluate_suite(feature_cohort, latent_cohort, space, models, config, seed,
+                               folder, run_config, log or logger.info, parts)
+
+
+def _evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalConfig, seed: int,
+                    folder: str, run_config: dict | None, log: Callable[[str], None],
+                    parts: progress.Bar) -> dict[str, Any]:
+    """`evaluate_suite`'s work; `parts` moves on as each of the `PARTS` ends."""
     timings = {}
     clock = time.perf_counter()
 
@@ -728,6 +746,9 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
         now = time.perf_counter()
         timings[name] = round(now - clock, 2)
         clock = now
+        logger.debug("evaluation part %s: %.1f s", name, timings[name])
+        parts.update(description=f"evaluation ({name} done)")
+        parts.advance()
 
     test_latent = latent_cohort.split(config.split)
     copies = pattern_copies(test_latent)

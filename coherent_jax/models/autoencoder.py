@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import time
 from typing import Any, Callable
@@ -32,7 +33,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from coherent_jax import parallel
+from coherent_jax import parallel, progress
+
+logger = logging.getLogger(__name__)
 
 # Paper settings (layers L, shrink exponent s) by modality, and our choices where the paper
 # has no autoencoder: miRNA (hundreds of features, RPPA-like width) as RPPA; methylation
@@ -264,7 +267,7 @@ class AutoencoderFit:
 
 def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: AutoencoderConfig,
                     log_fn: Callable[[dict], None] | None = None,
-                    mesh: Mesh | None = None) -> AutoencoderFit:
+                    mesh: Mesh | None = None, label: str = "autoencoder") -> AutoencoderFit:
     """Trains an autoencoder with early stopping on the held-out rows `stop_x`.
 
     Args:
@@ -272,11 +275,12 @@ def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: Autoencoder
         stop_x: [V, D] held-out rows for early stopping (never trained on).
         config: architecture and training options; `config.seed` fixes everything, so the
             same inputs and config give the same weights.
-        log_fn: called with each epoch's record.
+        log_fn: called with each epoch's record (None: logged at DEBUG).
         mesh: optional ('data',) mesh (`parallel.make_mesh`): each minibatch is split over its
             devices, the state and the rows replicated; same weights as on one device up to
             float reduction order. The minibatch (config.batch_size, capped at the training
             rows) must be a multiple of the device count.
+        label: the text of the epochs' progress bar (`progress.bar`).
 
     Raises:
         ValueError: bad shapes, non-finite inputs, fewer than 2 training rows, no held-out
@@ -303,21 +307,26 @@ def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: Autoencoder
     best = jax.tree.map(jnp.copy, state.variables)
     best_mse, best_epoch, history = math.inf, 0, []
     start = time.perf_counter()
-    for epoch in range(1, config.max_epochs + 1):
-        state, metrics = train_epoch(state, train_dev, stop_dev, key, jnp.int32(epoch), mesh)
-        record = {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}
-        if not (math.isfinite(record["train_loss"]) and math.isfinite(record["stop_mse"])):
-            raise FloatingPointError(f"autoencoder training loss {record['train_loss']}, "
-                                     f"held-out MSE {record['stop_mse']} at epoch {epoch}; lower "
-                                     "learning_rate or check the inputs for extreme values.")
-        history.append(record)
-        if log_fn is not None:
-            log_fn(record)
-        if record["stop_mse"] < best_mse:
-            best_mse, best_epoch = record["stop_mse"], epoch
-            best = jax.tree.map(jnp.copy, state.variables)  # state is donated next epoch
-        elif epoch - best_epoch >= config.patience:
-            break
+    with progress.bar(label, total=config.max_epochs) as epochs:
+        for epoch in range(1, config.max_epochs + 1):
+            state, metrics = train_epoch(state, train_dev, stop_dev, key, jnp.int32(epoch), mesh)
+            record = {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}
+            if not (math.isfinite(record["train_loss"]) and math.isfinite(record["stop_mse"])):
+                raise FloatingPointError(f"autoencoder training loss {record['train_loss']}, "
+                                         f"held-out MSE {record['stop_mse']} at epoch {epoch}; "
+                                         "lower learning_rate or check the inputs for extreme "
+                                         "values.")
+            history.append(record)
+            if log_fn is not None:
+                log_fn(record)
+            else:
+                logger.debug("%s epoch %d: %s", label, epoch, record)
+            epochs.advance()
+            if record["stop_mse"] < best_mse:
+                best_mse, best_epoch = record["stop_mse"], epoch
+                best = jax.tree.map(jnp.copy, state.variables)  # state is donated next epoch
+            elif epoch - best_epoch >= config.patience:
+                break
     return AutoencoderFit(model=model, variables=best, best_epoch=best_epoch, best_mse=best_mse,
                           epochs=len(history), seconds=time.perf_counter() - start,
                           history=history)
