@@ -29,8 +29,8 @@ logger = py_logging.getLogger("coherent_jax.experiments")  # governed with the l
 def configure_logging() -> int:
     """Shows the library's and the scripts' log lines on stderr, and progress bars when stderr
     is a terminal, at the level --verbosity asks for: 0 (the default) INFO, -1 WARNING (no
-    progress, no info: only results, warnings and errors), 1 DEBUG (every training record);
-    --logger_levels=coherent_jax:LEVEL wins over it.
+    progress, no info: only results, warnings and errors), 1 DEBUG (autoencoder epochs,
+    imputed targets); --logger_levels=coherent_jax:LEVEL wins over it.
 
     Returns:
         the `logging` level chosen.
