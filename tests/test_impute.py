@@ -62,7 +62,7 @@ def test_every_pattern_filled_ids_kept_observed_unchanged(trained):
         assert set(out.diagnostics["target"]) == {"a", "b", "c"}
         if method in ("coherent", "product"):
             assert out.diagnostics["acceptance"].between(0, 1).all()
-    assert set(reports["a"]) == {"specialists", "multi"}
+    assert set(reports["a"]) == {"specialists", "multi", "fusion"}
     assert len(reports["a"]["specialists"]["chosen"]) == 2  # one trial per source
 
 
