@@ -20,12 +20,19 @@ would reject nearly everything and only time the retry loop).
             multi call as above.
 Both of ours with the plain Denoiser and with its folded sampling form (models/folded.py).
 
-CPU scale-down, stated in the output: `--quick` runs 1 draw of 1,350 patients with a 20-step
-chain per target (all 4 targets, all 14 subsets); the full-paper seconds printed beside are a
-linear extrapolation (x steps, x draws), not a measurement.
+Sampler: by default SDE-DPM-Solver++(3M) with 20 steps on the 1000-step schedule, the
+fastest sampler within noise of DDPM-1000 on KIPAN (experiments/sampler_quality.py,
+benchmarks/RESULTS.md, issue 14.6); `--sampler ddpm --steps 1000` is the paper's chain (a
+DDPM run of S steps builds an S-step schedule). The torch loop knows only DDPM: it runs with
+--sampler ddpm only.
+
+CPU scale-down, stated in the output: `--quick` runs 1 draw of 1,350 patients (DDPM: with a
+20-step chain) per target (all 4 targets, all 14 subsets); the full-workload seconds printed
+beside are a linear extrapolation (x steps, x draws), not a measurement.
 
     python benchmarks/bench_paper_generation.py --quick
-    python benchmarks/bench_paper_generation.py --patients 1350 --draws 10 --steps 1000  # paper
+    python benchmarks/bench_paper_generation.py --impl grouped_folded --first_only  # measured
+    python benchmarks/bench_paper_generation.py --sampler ddpm --steps 1000  # the paper's DDPM
 """
 
 from __future__ import annotations
@@ -40,13 +47,19 @@ import numpy as np
 import torch
 
 import reference_torch
-from _machine import (COND_DIM, PAPER_ARCH, check_same_predictions, describe_machine,
-                      fmt_table, make_specialists, time_it)
+from _machine import (COND_DIM, PAPER_ARCH, ForeignLoad, check_same_predictions,
+                      describe_machine, fmt_table, make_specialists, time_it)
 from coherent_jax.ensemble import select_members, unstack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.models.denoiser import Condition, DenoiserApply
-from coherent_jax.sampling import coherent_sample, sample
+from coherent_jax.sampling import SAMPLERS, coherent_sample, sample
 
+# SDE-DPM-Solver++(3M), 20 steps: the fastest sampler within noise of DDPM-1000 on KIPAN
+# (benchmarks/RESULTS.md, "Few-step sampling at equal quality").
+SAMPLER, SAMPLER_STEPS = "dpmpp_3m_sde", 20
+IMPLEMENTATIONS = ("batched_library", "batched_folded", "grouped_library", "grouped_folded")
+# run_batched / run_grouped take `chain`, the samplers' keyword arguments (sampler, num_steps);
+# None: DDPM over the whole schedule (what gpu_suite.py times).
 NUM_SOURCES = 3  # sources per target: the other three modalities
 VAL_LOSSES = (0.30, 0.40, 0.50)
 SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(range(NUM_SOURCES), r)]  # 7
@@ -55,9 +68,9 @@ SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(range(NUM_SOURCE
 class Target:
     """One target modality: 3 specialists, 1 multi-condition model, the patients' sources."""
 
-    def __init__(self, index: int, steps: int, patients: int):
-        self.specialists = make_specialists(NUM_SOURCES, steps, seed=100 * index)
-        self.multi = make_specialists(1, steps, seed=100 * index + 50,
+    def __init__(self, index: int, schedule_steps: int, patients: int):
+        self.specialists = make_specialists(NUM_SOURCES, schedule_steps, seed=100 * index)
+        self.multi = make_specialists(1, schedule_steps, seed=100 * index + 50,
                                       cond_dims=(COND_DIM,) * NUM_SOURCES)
         check_same_predictions(self.specialists)
         rng = np.random.default_rng(index)
@@ -89,7 +102,7 @@ def run_torch(targets, draws: int, patients: int):
                                        generator=generator)
 
 
-def _multi_call(target, draws, folded):
+def _multi_call(target, draws, folded, chain=None):
     """ONE sample() of the multi-condition model over its 7 subsets x draws x patients."""
     spec = target.multi
     present = np.repeat(np.array([[j in s for j in range(NUM_SOURCES)] for s in SUBSETS],
@@ -99,7 +112,8 @@ def _multi_call(target, draws, folded):
     apply_fn, params = ((spec.folded_apply, spec.folded_params) if folded
                         else (DenoiserApply(spec.model), spec.params))
     return sample(apply_fn, unstack_members(params)[0], cond, spec.schedule,
-                  jax.random.fold_in(target.key, 1), shape=(present.shape[0], PAPER_ARCH["data_dim"]))
+                  jax.random.fold_in(target.key, 1),
+                  shape=(present.shape[0], PAPER_ARCH["data_dim"]), **(chain or {}))
 
 
 def _member_inputs(target, folded):
@@ -109,7 +123,7 @@ def _member_inputs(target, folded):
     return DenoiserApply(spec.model), spec.params, spec.schedule
 
 
-def run_batched(targets, draws: int, folded: bool):
+def run_batched(targets, draws: int, folded: bool, chain: dict | None = None):
     out = []
     for target in targets:
         apply_fn, params, schedule = _member_inputs(target, folded)
@@ -121,12 +135,13 @@ def run_batched(targets, draws: int, folded: bool):
                                     mask=jnp.ones(values.shape[:2] + (1,), jnp.float32))
         out.append(coherent_sample(apply_fn, params, member_conds,
                                    availability_weights(VAL_LOSSES, available), schedule,
-                                   target.key, shape=(available.shape[0], PAPER_ARCH["data_dim"])))
-        out.append(_multi_call(target, draws, folded))
+                                   target.key, shape=(available.shape[0], PAPER_ARCH["data_dim"]),
+                                   **(chain or {})))
+        out.append(_multi_call(target, draws, folded, chain))
     return out
 
 
-def run_grouped(targets, draws: int, folded: bool):
+def run_grouped(targets, draws: int, folded: bool, chain: dict | None = None):
     out = []
     for target in targets:
         apply_fn, params, schedule = _member_inputs(target, folded)
@@ -140,13 +155,14 @@ def run_grouped(targets, draws: int, folded: bool):
             shape = (rows, PAPER_ARCH["data_dim"])
             if len(subset) == 1:
                 out.append(sample(apply_fn, unstack_members(members)[0],
-                                  jax.tree.map(lambda a: a[0], conds), schedule, key, shape=shape))
+                                  jax.tree.map(lambda a: a[0], conds), schedule, key, shape=shape,
+                                  **(chain or {})))
             else:
                 out.append(coherent_sample(
                     apply_fn, members, conds,
                     inverse_mse_weights(np.asarray(VAL_LOSSES)[list(subset)]), schedule, key,
-                    shape=shape))
-        out.append(_multi_call(target, draws, folded))
+                    shape=shape, **(chain or {})))
+        out.append(_multi_call(target, draws, folded, chain))
     return out
 
 
@@ -155,32 +171,58 @@ def main():
     parser.add_argument("--targets", type=int, default=4, help="target modalities (paper: 4)")
     parser.add_argument("--patients", type=int, default=1350, help="test patients (paper: 1350)")
     parser.add_argument("--draws", type=int, default=10, help="generations per subset (paper: 10)")
-    parser.add_argument("--steps", type=int, default=1000, help="DDPM steps (paper: 1000)")
-    parser.add_argument("--quick", action="store_true", help="1 draw, 20 steps (CPU scale-down)")
+    parser.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS,
+                        help=f"reverse sampler (default {SAMPLER}; the paper: ddpm)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"reverse steps (default {SAMPLER_STEPS} for the few-step samplers, "
+                             "1000 for ddpm, whose schedule then has this many steps)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 draw (DDPM: and 20 steps): CPU scale-down, extrapolated")
+    parser.add_argument("--impl", nargs="+", default=IMPLEMENTATIONS, choices=IMPLEMENTATIONS,
+                        help="implementations to time")
+    parser.add_argument("--first_only", action="store_true",
+                        help="time only the first call (compilation included), without waiting "
+                             "for a quiet machine: one run of the whole workload per "
+                             "implementation; the load during it is printed")
     parser.add_argument("--no-torch", action="store_true", help="skip the torch reference")
     args = parser.parse_args()
+    few_step = args.sampler != "ddpm"
+    if args.steps is None:
+        args.steps = SAMPLER_STEPS if few_step else 1000
     if args.quick:
-        args.draws, args.steps = 1, 20
+        args.draws = 1
+        args.steps = args.steps if few_step else 20
+    full_steps = args.steps if few_step else 1000  # the full workload's chain
+    chain = dict(sampler=args.sampler, num_steps=args.steps) if few_step else {}
+    with_torch = not args.no_torch and not few_step  # the reference loop is DDPM only
 
     print(describe_machine())
-    scale = (1000 / args.steps) * (10 / args.draws) * (1350 / args.patients) * (4 / args.targets)
+    scale = ((full_steps / args.steps) * (10 / args.draws) * (1350 / args.patients)
+             * (4 / args.targets))
     print(f"workload: {args.targets} targets x 14 subsets x {args.draws} draws x {args.patients} "
-          f"patients x {args.steps} steps; full paper = this x {scale:.0f}\n", flush=True)
-    targets = [Target(i, args.steps, args.patients) for i in range(args.targets)]
+          f"patients x {args.sampler} {args.steps} steps; full workload ({args.sampler} "
+          f"{full_steps} steps) = this x {scale:.0f}\n", flush=True)
+    targets = [Target(i, 1000 if few_step else args.steps, args.patients)
+               for i in range(args.targets)]
     generations = args.targets * 14 * args.draws * args.patients
     rows = []
-    cases = [(f"{mode} {'folded' if folded else 'library'}", fn, folded)
-             for mode, fn in (("batched", run_batched), ("grouped", run_grouped))
-             for folded in (False, True)]
-    for name, fn, folded in cases:
-        start = time.perf_counter()
-        jax.block_until_ready(fn(targets, args.draws, folded))
-        first = time.perf_counter() - start
-        timing = time_it(lambda: fn(targets, args.draws, folded), repeats=1, warmup=0)
-        rows.append([name, first, timing.seconds, generations / timing.seconds,
-                     timing.seconds * scale / 3600, timing.foreign])
-        print(f"  done {name}", flush=True)
-    if not args.no_torch:
+    runners = {"batched": run_batched, "grouped": run_grouped}
+    for impl in args.impl:
+        mode, form = impl.split("_")
+        fn = lambda: runners[mode](targets, args.draws, form == "folded", chain)
+        with ForeignLoad() as load:
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            first = time.perf_counter() - start
+        if args.first_only:
+            seconds, foreign = first, load.cores
+        else:
+            timing = time_it(fn, repeats=1, warmup=0)
+            seconds, foreign = timing.seconds, timing.foreign
+        rows.append([f"{mode} {form}", first, seconds, generations / seconds,
+                     seconds * scale / 3600, foreign])
+        print(f"  done {impl}: {seconds:.1f} s, foreign load {foreign:.2f} cores", flush=True)
+    if with_torch:
         timing = time_it(lambda: run_torch(targets, args.draws, args.patients), repeats=1,
                          warmup=0)
         rows.append(["torch (paper loop)", "-", timing.seconds, generations / timing.seconds,
@@ -188,9 +230,10 @@ def main():
         for row in rows[:-1]:
             row.append(timing.seconds / row[2])
         rows[-1].append(1.0)
-    header = ["implementation", "first call s (incl. compile)", "s", "patient-generations/s",
-              "full paper h (extrapolated)", "max foreign cores"]
-    header += [] if args.no_torch else ["speedup vs torch"]
+    header = ["implementation", "first call s (incl. compile)",
+              "s (first call)" if args.first_only else "s", "patient-generations/s",
+              "full workload h" + ("" if scale == 1 else " (extrapolated)"), "max foreign cores"]
+    header += ["speedup vs torch"] if with_torch else []
     print("\n" + fmt_table(header, rows))
 
 
