@@ -9,12 +9,13 @@ from coherent_jax.calibrate import calibrate_fusion
 from coherent_jax.data import Cohort
 from coherent_jax.errors import UserError
 from coherent_jax.evaluate import EvalConfig, evaluate_suite
-from coherent_jax.impute import Imputation, calibrate_thresholds, impute, write_imputation
+from coherent_jax.impute import (ImputeConfig, Imputation, calibrate_thresholds, impute,
+                                 write_imputation)
 from coherent_jax.imputer import Imputer, RangeCheck
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table
 from coherent_jax.model_set import ModelSet, ModelSetConfig, TargetModels, train_model_set
 from coherent_jax.models.autoencoder import AutoencoderConfig
-from coherent_jax.pipeline import DataConfig, ImputeConfig, load_cohort
+from coherent_jax.pipeline import DataConfig, load_cohort
 
 __all__ = [
     "AutoencoderConfig", "Cohort", "DataConfig", "EvalConfig", "Imputation", "ImputeConfig",

@@ -182,30 +182,74 @@ class _Conditions:
         return out
 
 
-def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: int = 10,
-           seed: int = 0, sampler: str = "ddpm", num_steps: int | None = None,
-           cascade: bool = True, order: Sequence[str] | None = None, num_candidates: int = 1,
-           threshold: float | None = None, max_bad_fraction: float = 0.1,
-           corrector_steps: int = 0, allow_unconditional: bool = False, bucket: int = 256,
-           latent_space: Any = None, feature_cohort: Any = None, mesh: Any = None) -> Imputation:
+@dataclasses.dataclass(frozen=True)
+class ImputeConfig:
+    """How `impute` draws: the one source of these defaults (the pipeline, a work directory's
+    `Imputer` and the evaluation take it whole).
+
+    Attributes:
+        method: 'coherent' (specialists fused; calibrated sharpness when the model set has
+            one), 'product' (product of experts), 'multi' (multi-condition model with masks)
+            or 'single' (the best available specialist).
+        num_samples: K draws per patient.
+        sampler, num_steps: 'ddpm' (num_steps None: all T steps) or 'ddim' with num_steps.
+        cascade: condition later targets on earlier imputations (True) or only on observed.
+        num_candidates, max_bad_fraction: rejection among R candidates (coherent, product).
+        corrector_steps: Langevin corrector steps per reverse step.
+        allow_unconditional: 'multi' only: let patients without any modality be generated
+            unconditionally (explicit opt-in; the coherent methods always refuse).
+    """
+
+    method: str = "coherent"
+    num_samples: int = 10
+    sampler: str = "ddpm"
+    num_steps: int | None = None
+    cascade: bool = True
+    num_candidates: int = 4
+    max_bad_fraction: float = 0.1
+    corrector_steps: int = 0
+    allow_unconditional: bool = False
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}.")
+        for name in ("num_samples", "num_candidates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.num_steps is not None and self.num_steps < 1:
+            raise ValueError(f"num_steps must be None (all T steps) or >= 1, got "
+                             f"{self.num_steps}.")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}.")
+
+    @classmethod
+    def from_settings(cls, values) -> "ImputeConfig":
+        """From a flat mapping of settings (a config section or a saved run's config.json):
+        keys that are not fields (the pipeline's split, calibrate_quantile) are ignored and
+        num_steps 0 (what a command-line flag can say) means None, all T steps."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(values).items()
+                  if k in fields}
+        if not values.get("num_steps"):
+            values["num_steps"] = None
+        return cls(**values)
+
+
+def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed: int = 0,
+           order: Sequence[str] | None = None, threshold: float | None = None,
+           bucket: int = 256, latent_space: Any = None, feature_cohort: Any = None,
+           mesh: Any = None, **overrides) -> Imputation:
     """Fills every missing modality of every patient of a latent cohort, K times.
 
     Args:
         cohort: a latent Cohort (every modality at its model's width; holes as missing rows).
         models: the trained ModelSet.
-        method: 'coherent' (paper fusion), 'product' (product of experts), 'multi'
-            (multi-condition model with masks) or 'single' (the best available specialist).
-        num_samples: K draws per patient.
+        config: how to draw (`ImputeConfig`; default its defaults); `overrides` replace fields
+            of it, e.g. `impute(cohort, models, num_samples=50)`.
         seed: one seed for everything; same seed, same draws.
-        sampler, num_steps: 'ddpm' (all T steps) or 'ddim' with num_steps.
-        cascade: condition later targets on earlier imputations (True) or only on observed.
         order: the order targets are filled in (default: the model set's order).
-        num_candidates, max_bad_fraction: rejection (coherent and product).
         threshold: disagreement threshold; None uses the threshold calibrated for this
             sampler and step count when the model set has one, else the paper's 1.0.
-        corrector_steps: Langevin corrector steps per reverse step.
-        allow_unconditional: 'multi' only: let patients without any modality be generated
-            unconditionally (explicit opt-in; the coherent methods always refuse).
         bucket: smallest padded batch; row counts are padded to bucket * 2^k.
         latent_space: optional LatentSpace with `decode(modality, DataFrame)`; decodes draws.
         feature_cohort: optional feature-space Cohort supplying decoded observed rows; both
@@ -215,17 +259,22 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
             device (up to float reduction order).
 
     Raises:
-        ValueError: unknown method/target, width mismatch, or patients with no modality.
+        ValueError: unknown method/target/setting, width mismatch, or patients with no
+            modality.
     """
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ImputeConfig)})
+    if unknown:
+        raise ValueError(f"impute() got unknown setting(s) {unknown}; ImputeConfig has "
+                         f"{[f.name for f in dataclasses.fields(ImputeConfig)]}.")
+    config = dataclasses.replace(config or ImputeConfig(), **overrides)
+    method, sampler, num_steps = config.method, config.sampler, config.num_steps
     order = tuple(order or models.targets)
     _check(cohort, models, method, order)
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
     ids = cohort.sample_ids
-    n, k = len(ids), int(num_samples)
+    n, k = len(ids), int(config.num_samples)
     observed = {m: cohort.matrix(m) for m in cohort.modalities}  # values [N, D], present [N]
     nothing = ~np.any(np.stack([p for _, p in observed.values()]), axis=0)
-    if nothing.any() and (method != "multi" or not allow_unconditional):
+    if nothing.any() and (method != "multi" or not config.allow_unconditional):
         hint = ("the coherent methods never generate without a condition (privacy guard)"
                 if method != "multi" else "pass allow_unconditional=True to opt in")
         raise ValueError(f"{int(nothing.sum())} patient(s) have no available modality, e.g. "
@@ -246,7 +295,7 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
                 targets.advance()
                 continue
             tm = models.targets[target]
-            known = have if cascade else known_obs
+            known = have if config.cascade else known_obs
             avail = np.stack([known[s][rows] for s in tm.sources], axis=1)  # [R, S]
             size = _bucket(rows.size, bucket)
             values = [jnp.asarray(_pad(conditions.values(tm, s, rows, work, known[s]), size))
@@ -258,7 +307,7 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
             start = time.perf_counter()
             common = dict(shape=(size, tm.multi_model.data_dim if method == "multi"
                                  else tm.model.data_dim), sampler=sampler, num_steps=num_steps,
-                          corrector_steps=corrector_steps, mesh=mesh)
+                          corrector_steps=config.corrector_steps, mesh=mesh)
             if method == "multi":
                 out = sample(*tm.sampling_multi(schedule.num_steps),
                              Condition.of(*values, mask=avail_p), schedule, target_key, **common)
@@ -278,10 +327,12 @@ def impute(cohort, models: ModelSet, *, method: str = "coherent", num_samples: i
                 res = coherent_sample(*tm.sampling_specialists(schedule.num_steps), conds, weights,
                                       schedule, target_key,
                                       fusion="product" if method == "product" else "mean",
-                                      uncond_conds=conds.dropped(), num_candidates=num_candidates,
+                                      uncond_conds=conds.dropped(),
+                                      num_candidates=config.num_candidates,
                                       sharpness=(tm.fusion_sharpness if method == "coherent"
                                                  else 0.0),
-                                      threshold=used_threshold, max_bad_fraction=max_bad_fraction,
+                                      threshold=used_threshold,
+                                      max_bad_fraction=config.max_bad_fraction,
                                       **common)
                 out = res.samples
                 accepted = np.asarray(res.accepted)[: rows.size]

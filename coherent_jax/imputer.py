@@ -26,10 +26,9 @@ import pandas as pd
 
 from coherent_jax.data import Cohort, DataError, Preprocessor
 from coherent_jax.data.formats import load_path, read_originals
-from coherent_jax.impute import Imputation, impute
+from coherent_jax.impute import ImputeConfig, Imputation, impute
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet
-from coherent_jax.pipeline import ImputeConfig, from_mapping
 
 UNITS = ("input", "zscore")
 
@@ -110,7 +109,7 @@ class Imputer:
                             "adds what is missing without retraining).")
         with open(info_path) as f:
             info = json.load(f)
-        settings = from_mapping(ImputeConfig, info["config"].get("impute", {}))
+        settings = ImputeConfig.from_settings(info["config"].get("impute", {}))
         return cls(Preprocessor.load(parts[1]), LatentSpace.restore(parts[2]),
                    ModelSet.load(parts[3]), settings, int(info["seed"]),
                    info.get("data_fingerprint", ""), os.path.abspath(workdir))
@@ -164,15 +163,9 @@ class Imputer:
         full = _with_every_modality(patients, self.modalities, self.preprocessor)
         zscores = self.preprocessor.transform(full)
         check_ranges(zscores, range_check)
-        result = impute(self.space.encode(zscores), self.models, method=settings.method,
-                        num_samples=settings.num_samples,
-                        seed=self.seed if seed is None else seed, sampler=settings.sampler,
-                        num_steps=settings.num_steps or None, cascade=settings.cascade,
-                        num_candidates=settings.num_candidates,
-                        max_bad_fraction=settings.max_bad_fraction,
-                        corrector_steps=settings.corrector_steps,
-                        allow_unconditional=settings.allow_unconditional,
-                        latent_space=self.space, feature_cohort=zscores)
+        result = impute(self.space.encode(zscores), self.models, settings,
+                        seed=self.seed if seed is None else seed, latent_space=self.space,
+                        feature_cohort=zscores)
         if units == "input":
             given = {m: (originals or {}).get(m, full.tables[m]) for m in full.modalities}
             result = dataclasses.replace(result, features={

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import typing
 import warnings
 from typing import Any, Mapping
 
@@ -38,7 +39,8 @@ from coherent_jax.data import (Preprocessor, induce_missingness, linear_gaussian
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.errors import UserError
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
-from coherent_jax.impute import Imputation, calibrate_thresholds, impute, write_imputation
+from coherent_jax.impute import (ImputeConfig, Imputation, calibrate_thresholds, impute,
+                                 write_imputation)
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table, save_quality_table
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
 
@@ -85,17 +87,25 @@ class DataConfig:
 
 
 def from_mapping(cls, values: Mapping[str, Any]):
-    """Builds a frozen config dataclass from a ConfigDict / dict; unknown fields are errors."""
+    """Builds a frozen config dataclass from a ConfigDict / dict; unknown fields are errors.
+    A field typed as a config dataclass (EvalConfig.imputation) is built from its mapping
+    (with its `from_settings` when it has one)."""
     values = dict(values)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise UserError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(fields)}.")
+    hints = typing.get_type_hints(cls)
     for name, value in list(values.items()):
+        if hasattr(value, "to_dict"):
+            value = value.to_dict()
         if isinstance(value, list):
-            values[name] = tuple(value)
-        elif hasattr(value, "to_dict"):
-            values[name] = value.to_dict()
+            value = tuple(value)
+        nested = hints[name]
+        if dataclasses.is_dataclass(nested) and isinstance(value, Mapping):
+            value = (nested.from_settings(value) if hasattr(nested, "from_settings")
+                     else from_mapping(nested, value))
+        values[name] = value
     return cls(**values)
 
 
@@ -168,7 +178,7 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
         fingerprint: `cohort_fingerprint` of the preprocessed data.
 
     Sections in RERUNNABLE (imputation and evaluation settings) do not make a different run:
-    they change no trained artefact, so `--config.evaluate.num_samples=...` on a trained work
+    they change no trained artefact, so `--config.evaluate.imputation.num_samples=...` on a trained work
     directory is allowed (the report records the settings it ran with).
 
     Raises:
@@ -240,42 +250,27 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
     return models
 
 
-@dataclasses.dataclass(frozen=True)
-class ImputeConfig:
-    """How to impute (see `coherent_jax.impute.impute`)."""
-
-    method: str = "coherent"
-    num_samples: int = 10
-    sampler: str = "ddpm"
-    num_steps: int = 0  # 0: all T steps (DDPM); DDIM needs a count
-    cascade: bool = True
-    num_candidates: int = 4
-    max_bad_fraction: float = 0.1
-    calibrate_quantile: float = 0.0  # > 0: recalibrate thresholds on val at this quantile
-    corrector_steps: int = 0
-    allow_unconditional: bool = False
-    split: str = "test"
-
-
 def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace,
-                 models: ModelSet, config: ImputeConfig, seed: int) -> Imputation:
-    """Imputes the missing modalities of one split and writes the tables."""
-    num_steps = config.num_steps or None
-    if config.calibrate_quantile > 0:
+                 models: ModelSet, config: ImputeConfig, seed: int, *, split: str = "test",
+                 calibrate_quantile: float = 0.0) -> Imputation:
+    """Imputes the missing modalities of one split and writes the tables.
+
+    Args:
+        split: the split whose patients are filled.
+        calibrate_quantile: > 0 first recalibrates the rejection thresholds on the
+            validation split at this quantile of the disagreement.
+    """
+    if calibrate_quantile > 0:
         found = calibrate_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
-                                     num_steps=num_steps, quantile=config.calibrate_quantile,
+                                     num_steps=config.num_steps, quantile=calibrate_quantile,
                                      seed=seed, feature_cohort=feature_cohort.split("val"))
         logger.info("calibrated rejection thresholds: %s", found)
-    part = latent_cohort.split(config.split)
-    result = impute(part, models, method=config.method, num_samples=config.num_samples,
-                    seed=seed, sampler=config.sampler, num_steps=num_steps,
-                    cascade=config.cascade, num_candidates=config.num_candidates,
-                    max_bad_fraction=config.max_bad_fraction,
-                    corrector_steps=config.corrector_steps,
-                    allow_unconditional=config.allow_unconditional, latent_space=space,
-                    feature_cohort=feature_cohort.split(config.split))
+    result = impute(latent_cohort.split(split), models, config, seed=seed, latent_space=space,
+                    feature_cohort=feature_cohort.split(split))
     write_imputation(result, os.path.join(workdir, "imputation"),
-                     {"config": dataclasses.asdict(config), "seed": seed}, overwrite=True)
+                     {"config": {**dataclasses.asdict(config), "split": split,
+                                 "calibrate_quantile": calibrate_quantile}, "seed": seed},
+                     overwrite=True)
     return result
 
 

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from coherent_jax import encoders, parallel, pipeline, progress  # noqa: E402
 from coherent_jax.errors import UserError  # noqa: E402
 from coherent_jax.evaluate.suite import EvalConfig  # noqa: E402
+from coherent_jax.impute import ImputeConfig  # noqa: E402
 from coherent_jax.latent import LatentConfig  # noqa: E402
 from coherent_jax.model_set import ModelSetConfig, cohort_fingerprint  # noqa: E402
 from coherent_jax.models.autoencoder import default_config  # noqa: E402
@@ -92,8 +93,10 @@ def model_config(c) -> ModelSetConfig:
     return pipeline.from_mapping(ModelSetConfig, values)
 
 
-def impute_config(c) -> pipeline.ImputeConfig:
-    return pipeline.from_mapping(pipeline.ImputeConfig, c.impute)
+def impute_config(c) -> ImputeConfig:
+    """The imputation settings of c.impute (its split and calibrate_quantile are the
+    pipeline stage's; num_steps 0 means all T steps)."""
+    return ImputeConfig.from_settings(c.impute)
 
 
 def eval_config(c) -> EvalConfig:

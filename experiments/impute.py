@@ -71,7 +71,8 @@ def main(argv):
     else:  # the run's own split: reads the training data the run was configured with
         run = _common.read_run_config(FLAGS.workdir)
         data = pipeline.from_mapping(pipeline.DataConfig, run["config"]["data"])
-        patients = pipeline.load_raw_cohort(data).split(settings.split)
+        split = run["config"].get("impute", {}).get("split", "test")
+        patients = pipeline.load_raw_cohort(data).split(split)
     _common.logger.info(pipeline.describe_patterns(patients))
     seed = imputer.seed if FLAGS.seed is None else FLAGS.seed
     result = imputer.impute(patients, settings, seed=seed, units=FLAGS.units,

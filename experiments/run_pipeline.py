@@ -24,7 +24,8 @@ def main(argv):
     start = time.perf_counter()
     cohort, space, latents, models = _common.trained(c, FLAGS.workdir)
     result = pipeline.stage_impute(FLAGS.workdir, latents, cohort, space, models,
-                                   _common.impute_config(c), c.seed)
+                                   _common.impute_config(c), c.seed, split=c.impute.split,
+                                   calibrate_quantile=c.impute.calibrate_quantile)
     print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
           "nothing to impute: every patient has every modality", flush=True)
     _common.logger.info(f"[{time.perf_counter() - start:.0f} s] imputation written")

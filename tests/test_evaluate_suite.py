@@ -12,6 +12,7 @@ from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper
 from coherent_jax.evaluate import r2
 from coherent_jax.evaluate.patterns import pattern_copies, source_subsets
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite, reconstruction
+from coherent_jax.impute import ImputeConfig
 from coherent_jax.latent import LatentConfig, LatentSpace
 from coherent_jax.model_set import ModelSetConfig, train_model_set
 
@@ -25,8 +26,9 @@ MODELS = ModelSetConfig(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_emb
                         batch_size=64, num_steps=60, eval_every=30, log_every=30,
                         val_sampler="ddim", val_num_steps=5)
 EVAL = EvalConfig(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
-                  num_samples=3, num_steps=6,
-                  num_candidates=1, num_seeds=2, n_estimators=10, num_unconditional=50,
+                  imputation=ImputeConfig(num_samples=3, sampler="ddim", num_steps=6,
+                                          num_candidates=1),
+                  num_seeds=2, n_estimators=10, num_unconditional=50,
                   num_bootstrap=200, membership_samples=3)
 
 
@@ -171,7 +173,7 @@ def test_report_holds_every_part(run):
     assert "Rows fitted on the raw preprocessed features" in text
     assert "ridge (features), knn (features)" in text
     payload = json.load(open(os.path.join(folder, "report.json")))
-    assert payload["seed"] == 0 and payload["config"]["num_samples"] == 3
+    assert payload["seed"] == 0 and payload["config"]["imputation"]["num_samples"] == 3
     assert all(os.path.isfile(os.path.join(folder, f)) for f in payload["files"])
 
 

@@ -85,11 +85,12 @@ def test_other_config_on_same_workdir_is_refused(workdir):
 
 def test_evaluation_settings_may_change_on_a_trained_workdir(workdir):
     out = _run("evaluate.py", f"--config={CONFIG}", f"--workdir={workdir}",
-               "--config.evaluate.num_samples=3", "--config.evaluate.methods=('coherent',)")
+               "--config.evaluate.imputation.num_samples=3",
+               "--config.evaluate.methods=('coherent',)")
     assert out.returncode == 0, out.stderr[-4000:]
     assert "report:" in out.stdout and "coherent" in out.stdout
     report = json.load(open(os.path.join(workdir, "report", "report.json")))
-    assert report["config"]["evaluate"]["num_samples"] == 3
+    assert report["config"]["evaluate"]["imputation"]["num_samples"] == 3
     text = open(os.path.join(workdir, "report", "index.md")).read()
     assert "label 'cancer_type' is unknown" in text  # the Gaussian cohort has no labels
 

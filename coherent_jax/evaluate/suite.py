@@ -50,7 +50,8 @@ from coherent_jax.evaluate.reconstruction import (comparison_table, ideal_covera
                                                   patient_errors, r2_bootstrap,
                                                   reconstruction_metrics)
 from coherent_jax.evaluate.report import write_report
-from coherent_jax.impute import METHODS, Imputation, full_source_disagreement, impute
+from coherent_jax.impute import (METHODS, ImputeConfig, Imputation, full_source_disagreement,
+                                 impute)
 from coherent_jax.models.denoiser import Condition
 from coherent_jax.sampling import sample
 
@@ -73,9 +74,8 @@ class EvalConfig:
         baselines: non-generative baselines: fitted on our latents (`baselines.BASELINES`)
             or on the raw preprocessed features (`FEATURE_BASELINES`: 'ridge_features',
             'knn_features').
-        num_samples: K draws per patient and available set.
-        sampler, num_steps, num_candidates, max_bad_fraction, corrector_steps, cascade: the
-            imputation settings (see `impute.impute`; num_steps 0 = all T steps).
+        imputation: how every method draws (`impute.ImputeConfig`; its method is ignored:
+            each of `methods` runs); imputation.num_samples is K per patient and set.
         split: the split whose complete patients are held out and reconstructed.
         holdout_split: the privacy holdout: patients never trained on NOR used for selection
             or calibration (the test split; the validation split selects checkpoints and
@@ -96,13 +96,7 @@ class EvalConfig:
     methods: tuple = ("coherent", "product", "multi")
     baselines: tuple = ("mean", "knn", "iterative", "ridge", "mlp", "mofa", "ridge_features",
                         "knn_features")
-    num_samples: int = 10
-    sampler: str = "ddim"
-    num_steps: int = 100
-    num_candidates: int = 2
-    max_bad_fraction: float = 0.1
-    corrector_steps: int = 0
-    cascade: bool = True
+    imputation: ImputeConfig = ImputeConfig(sampler="ddim", num_steps=100, num_candidates=2)
     split: str = "test"
     holdout_split: str = "test"
     label: str = "cancer_type"
@@ -124,7 +118,7 @@ class EvalConfig:
             raise ValueError(f"give at least one generative method of {METHODS} (to score "
                              "baselines alone, call evaluate.predict_missing and "
                              "reconstruction_metrics).")
-        for name in ("num_samples", "num_seeds", "n_estimators", "num_unconditional",
+        for name in ("num_seeds", "n_estimators", "num_unconditional",
                      "num_bootstrap", "membership_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -156,14 +150,10 @@ def generate(copies: PatternCopies, models, space, config: EvalConfig, seed: int
     out = {}
     for method in _usable_methods(models, config.methods):
         start = time.perf_counter()
-        out[method] = impute(copies.cohort, models, method=method,
-                             num_samples=config.num_samples, seed=seed, sampler=config.sampler,
-                             num_steps=config.num_steps or None, cascade=config.cascade,
-                             num_candidates=config.num_candidates,
-                             max_bad_fraction=config.max_bad_fraction,
-                             corrector_steps=config.corrector_steps, latent_space=space,
-                             feature_cohort=feature_copies.cohort)
-        log(f"{method}: {copies.cohort.num_samples} pattern copies x {config.num_samples} draws "
+        out[method] = impute(copies.cohort, models, config.imputation, method=method, seed=seed,
+                             latent_space=space, feature_cohort=feature_copies.cohort)
+        log(f"{method}: {copies.cohort.num_samples} pattern copies x "
+            f"{config.imputation.num_samples} draws "
             f"in {time.perf_counter() - start:.1f} s")
     return out
 
@@ -432,8 +422,8 @@ def unconditional_draws(train_latent, models, config: EvalConfig, seed: int) -> 
         cond = Condition.of(*values, mask=jnp.zeros((n, len(values))))
         out = sample(*tm.sampling_multi(models.schedule.num_steps), cond, models.schedule,
                      jax.random.fold_in(jax.random.key(seed), 1000 + index),
-                     shape=(n, tm.multi_model.data_dim), sampler=config.sampler,
-                     num_steps=config.num_steps or None)
+                     shape=(n, tm.multi_model.data_dim), sampler=config.imputation.sampler,
+                     num_steps=config.imputation.num_steps)
         unconditional[target] = privacy.unconditional_check(
             np.asarray(out), train_latent.tables[target].dropna().to_numpy())
     return unconditional
@@ -459,7 +449,8 @@ def membership_inference(latent_cohort, feature_cohort, models, space, config: E
     groups = {"member": "train", "non_member": config.holdout_split}
     copies = {g: pattern_copies(latent_cohort.split(s), subsets) for g, s in groups.items()}
     features = {g: pattern_copies(feature_cohort.split(s), subsets) for g, s in groups.items()}
-    draws = dataclasses.replace(config, num_samples=config.membership_samples)
+    draws = dataclasses.replace(config, imputation=dataclasses.replace(
+        config.imputation, num_samples=config.membership_samples))
     imputed = {g: generate(copies[g], models, space, draws, seed, log, features[g])
                for g in groups}
     train_features = {m: t.dropna() for m, t in feature_cohort.split("train").tables.items()}
@@ -488,8 +479,8 @@ def membership_inference(latent_cohort, feature_cohort, models, space, config: E
 def disagreement_curves(test_latent, models, config: EvalConfig, seed: int,
                         test_features=None) -> pd.DataFrame:
     """Mean per-step disagreement of coherent sampling with every source given: [steps, targets]."""
-    found = full_source_disagreement(test_latent, models, sampler=config.sampler,
-                                     num_steps=config.num_steps or None, seed=seed,
+    found = full_source_disagreement(test_latent, models, sampler=config.imputation.sampler,
+                                     num_steps=config.imputation.num_steps, seed=seed,
                                      feature_cohort=test_features)
     table = pd.DataFrame({target: values.mean(axis=0) for target, values in found.items()})
     table.index.name = "step"
@@ -776,11 +767,12 @@ def _evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCo
     best = pd.concat([scores[(scores["target"] == t) & (scores["source"] == s)]
                       for t, s in all_sources])
     best = best[best["group"] == "all"]
-    headline = headline_table(best, "features", imputations, config.num_samples)
+    k = config.imputation.num_samples
+    headline = headline_table(best, "features", imputations, k)
     headline_cells, headline_tests = headline_intervals(
         best, errors, {t: test_features.tables[t].loc[ids].to_numpy(np.float64)
-                       for t in modalities}, imputations, config.num_samples, indices)
-    calibration = calibration_table(best, errors, imputations, config.num_samples, indices)
+                       for t in modalities}, imputations, k, indices)
+    calibration = calibration_table(best, errors, imputations, k, indices)
     lap("intervals_calibration")
     fidelity, copy_audit, unconditional = fidelity_and_privacy(
         copies, imputations, test_latent, train_latent,
@@ -797,7 +789,7 @@ def _evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCo
     diagnostics = pd.concat([r.diagnostics.assign(method=m) for m, r in imputations.items()])
     tables = {"reconstruction_all": scores,
               "reconstruction_latent": headline_table(best, "latent", imputations,
-                                                      config.num_samples),
+                                                      config.imputation.num_samples),
               "reconstruction_tests": headline_tests, "calibration": calibration,
               "fidelity": fidelity, "privacy_membership": membership,
               "privacy_copies": copy_audit, "imputation_diagnostics": diagnostics}
@@ -818,8 +810,8 @@ def _evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCo
         disagreement=disagreement if len(disagreement.columns) else None, pca=pca,
         reconstruction=headline, reconstruction_cells=headline_cells,
         reconstruction_metric=f"R^2 (feature space, all other modalities given; generative "
-        f"methods as the mean of K = {config.num_samples} draws and as a single draw, baselines "
-        "as their point prediction; 95% patient-bootstrap intervals; '<method> - ridge "
+        f"methods as the mean of K = {k} draws and as a single draw, baselines as their point"
+        "  prediction; 95% patient-bootstrap intervals; '<method> - ridge "
         "(features)': paired bootstrap difference, q: BH over those rows)",
         rescue=None if rescue is None else rescue[rescue["draws"] != "single"],
         prioritisation=down.get("prioritisation_curves"),
@@ -834,9 +826,10 @@ def _evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCo
 
 def _notes(copies, imputations, config: EvalConfig, down) -> list[str]:
     """The report's notes: what was run, what varies, which split plays which role."""
+    draws = config.imputation
     notes = [f"{len(copies.sample_ids)} complete {config.split} patients, each imputed once per "
-             f"available set ({len(copies.subsets)} sets), K = {config.num_samples} draws, "
-             f"{config.sampler} {config.num_steps or 'all'} steps, cascade={config.cascade}.",
+             f"available set ({len(copies.subsets)} sets), K = {draws.num_samples} draws, "
+             f"{draws.sampler} {draws.num_steps or 'all'} steps, cascade={draws.cascade}.",
              "What varies: the patients. Every interval is the central 95% of "
              f"{config.num_bootstrap} bootstrap resamples of the evaluated patients (the same "
              "resamples for every method, so differences are paired; p: two-sided paired "
@@ -848,8 +841,8 @@ def _notes(copies, imputations, config: EvalConfig, down) -> list[str]:
              f"membership inference, real holdout-to-train distances) is {config.holdout_split!r}"
              ", never trained on nor used for selection.",
              "Reconstruction tables: each generative method is scored twice, on the mean of its "
-             f"K = {config.num_samples} draws and on single draws (the mean over the K draws of "
-             "each draw's score); each baseline on its one point prediction.",
+             f"K = {draws.num_samples} draws and on single draws (the mean over the K draws "
+             "of each draw's score); each baseline on its one point prediction.",
              *_baseline_notes(config.baselines),
              "Rescue: fills given as K draws are scored on the forest's outputs averaged over "
              "the draws ('mean of K') and draw by draw ('single'); 'retrained' is a forest "

@@ -11,7 +11,8 @@ from coherent_jax.evaluate import EvalConfig
 from coherent_jax.latent import LatentConfig
 from coherent_jax.model_set import ModelSetConfig
 from coherent_jax.models.autoencoder import AutoencoderConfig
-from coherent_jax.pipeline import DataConfig, ImputeConfig
+from coherent_jax.impute import ImputeConfig
+from coherent_jax.pipeline import DataConfig
 
 
 def _flag_type(hint) -> type:
@@ -23,18 +24,26 @@ def _flag_type(hint) -> type:
 def section(cls, exclude: tuple[str, ...] = (), **extra) -> ml_collections.ConfigDict:
     """The fields of config dataclass `cls` at their defaults, as a ConfigDict.
 
-    A None default becomes a typed FieldReference so that `--config.x.field=5` still parses;
     `exclude` drops fields the scripts build themselves; `extra` adds script-level fields.
     """
-    defaults, hints = cls(), typing.get_type_hints(cls)
+    return _as_config(cls(), exclude, extra)
+
+
+def _as_config(instance, exclude=(), extra=None) -> ml_collections.ConfigDict:
+    """A config dataclass instance as a ConfigDict: nested config dataclasses become nested
+    sections, and a None becomes a typed FieldReference so that `--config.x.field=5` parses."""
+    hints = typing.get_type_hints(type(instance))
     values = {}
-    for field in dataclasses.fields(cls):
+    for field in dataclasses.fields(instance):
         if field.name in exclude:
             continue
-        value = getattr(defaults, field.name)
-        values[field.name] = (ml_collections.FieldReference(None, field_type=_flag_type(
-            hints[field.name])) if value is None else value)
-    return ml_collections.ConfigDict({**values, **extra})
+        value = getattr(instance, field.name)
+        if dataclasses.is_dataclass(value):
+            value = _as_config(value)
+        elif value is None:
+            value = ml_collections.FieldReference(None, field_type=_flag_type(hints[field.name]))
+        values[field.name] = value
+    return ml_collections.ConfigDict({**values, **(extra or {})})
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -47,7 +56,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.latent = section(LatentConfig, exclude=("autoencoders",), max_epochs=ae.max_epochs,
                        patience=ae.patience)
     c.denoisers = section(ModelSetConfig, targets="")  # targets: comma-separated, '' = all
-    c.impute = section(ImputeConfig)
+    # split and calibrate_quantile: the pipeline's imputation stage (`pipeline.stage_impute`)
+    c.impute = section(ImputeConfig, split="test", calibrate_quantile=0.0)
     c.evaluate = section(EvalConfig)
     c.parallel = ml_collections.ConfigDict(dict(num_devices=0, distributed=False))
     return c

@@ -38,7 +38,7 @@ def get_config():
                          split="train"))  # the test split is complete: fill the holed train
     # K = 50 draws: the R^2 of the mean of K draws against K (README) gains 0.002-0.004 from
     # 30 to 50 and flattens there.
-    c.evaluate.update(dict(num_samples=50, sampler="dpmpp_3m_sde", num_steps=20))
+    c.evaluate.imputation.update(dict(num_samples=50, sampler="dpmpp_3m_sde", num_steps=20))
     # IterativeImputer is left out here: with a whole modality missing its chained equations
     # start at the mean and barely move (RNA | miRNA+meth latent R^2 0.03 after 30 rounds,
     # 77 s per available set on this CPU); the MLP (110 s) too. The paper config runs both.

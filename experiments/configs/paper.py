@@ -31,5 +31,6 @@ def get_config():
                             feature_conditions=False, sharpness_grid=(0.0,)))
     c.latent.default_kind = "autoencoder"
     # The paper's evaluation: DDPM 1000 steps, 10 draws, 10 forest seeds, 100 trees.
-    c.evaluate.update(dict(sampler="ddpm", num_steps=0, num_candidates=4, num_seeds=10))
+    c.evaluate.imputation.update(dict(sampler="ddpm", num_steps=0, num_candidates=4))  # 0: all T
+    c.evaluate.num_seeds = 10
     return c

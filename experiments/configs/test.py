@@ -28,6 +28,6 @@ def get_config():
                             val_sampler="ddim", val_num_steps=5, seeds=(0, 1)))
     c.impute.update(dict(num_samples=2, sampler="ddim", num_steps=5, num_candidates=2))
     c.evaluate.update(dict(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
-                           num_samples=8, num_steps=5,
                            num_seeds=1, n_estimators=20, num_unconditional=50))
+    c.evaluate.imputation.update(dict(num_samples=8, num_steps=5))
     return c
