@@ -1,10 +1,5 @@
 """Data parallelism on 4 fake CPU devices: sharded steps equal single-device steps."""
 
-import json
-import os
-import subprocess
-import sys
-
 import types
 
 import jax
@@ -12,6 +7,7 @@ import numpy as np
 import pytest
 
 from coherent_jax import parallel
+from fake_devices import run_script
 
 SCRIPT = r"""
 import json
@@ -47,12 +43,7 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_sharded_train_steps_equal_single_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_script(SCRIPT)
     for norm, res in result.items():
         assert res["devices"] == 4 and res["loss_diff"] < 1e-5, (norm, res)
         for name, diff in res["diffs"].items():

@@ -1,11 +1,8 @@
 """Autoencoder training on 4 fake CPU devices: sharded epochs equal single-device epochs."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+
+from fake_devices import run_script
 
 SCRIPT = r"""
 import dataclasses, json
@@ -53,12 +50,7 @@ print(json.dumps({"diffs": diffs, "history": [single.history, sharded.history],
 
 @pytest.mark.slow
 def test_sharded_autoencoder_epochs_equal_single_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_script(SCRIPT)
     assert res["devices"] == 4 and res["latent_devices"] == 4 and res["all_reduce"], res
     assert res["error"] is not None and "multiple of 4" in res["error"]
     for single, sharded in zip(*res["history"]):

@@ -1,12 +1,9 @@
 """Sampling on 4 fake CPU devices: `sample`, `coherent_sample` and `impute` split their rows
 over a ('data',) mesh and give the same draws as on one device for the same key."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+
+from fake_devices import run_script
 
 SCRIPT = r"""
 import json
@@ -90,12 +87,7 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_sharded_sampling_equals_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_script(SCRIPT)
     assert len(res) == 7, res
     for name, r in res.items():
         # Same key, same noise per row: only the float reduction order of the models differs.
