@@ -192,7 +192,9 @@ class ImputeConfig:
             one), 'product' (product of experts), 'multi' (multi-condition model with masks)
             or 'single' (the best available specialist).
         num_samples: K draws per patient.
-        sampler, num_steps: 'ddpm' (num_steps None: all T steps) or 'ddim' with num_steps.
+        sampler, num_steps: one of `sampling.SAMPLERS` and its step count (None: all T steps,
+            for 'ddpm'). Default: SDE-DPM-Solver++(3M) with 20 steps, the fastest sampler
+            within noise of DDPM-1000 on KIPAN (benchmarks/RESULTS.md, "Few-step sampling").
         cascade: condition later targets on earlier imputations (True) or only on observed.
         num_candidates, max_bad_fraction: rejection among R candidates (coherent, product).
         corrector_steps: Langevin corrector steps per reverse step.
@@ -202,8 +204,8 @@ class ImputeConfig:
 
     method: str = "coherent"
     num_samples: int = 10
-    sampler: str = "ddpm"
-    num_steps: int | None = None
+    sampler: str = "dpmpp_3m_sde"
+    num_steps: int | None = 20
     cascade: bool = True
     num_candidates: int = 4
     max_bad_fraction: float = 0.1

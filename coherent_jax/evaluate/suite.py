@@ -96,7 +96,7 @@ class EvalConfig:
     methods: tuple = ("coherent", "product", "multi")
     baselines: tuple = ("mean", "knn", "iterative", "ridge", "mlp", "mofa", "ridge_features",
                         "knn_features")
-    imputation: ImputeConfig = ImputeConfig(sampler="ddim", num_steps=100, num_candidates=2)
+    imputation: ImputeConfig = ImputeConfig(num_candidates=2)
     split: str = "test"
     holdout_split: str = "test"
     label: str = "cancer_type"

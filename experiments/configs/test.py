@@ -29,5 +29,5 @@ def get_config():
     c.impute.update(dict(num_samples=2, sampler="ddim", num_steps=5, num_candidates=2))
     c.evaluate.update(dict(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
                            num_seeds=1, n_estimators=20, num_unconditional=50))
-    c.evaluate.imputation.update(dict(num_samples=8, num_steps=5))
+    c.evaluate.imputation.update(dict(num_samples=8, sampler="ddim", num_steps=5))
     return c
