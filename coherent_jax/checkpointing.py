@@ -16,6 +16,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from coherent_jax.parallel import is_primary
+
 METADATA_FILE = "metadata.json"
 TREE_DIR = "tree"
 
@@ -36,16 +38,18 @@ def save_tree(directory: str, tree: Any, metadata: dict | None = None) -> None:
     """Writes `tree` (arrays) and `metadata` (JSON) to `directory`, replacing what was there.
 
     The pipeline calls it inside `safe_io.output_folder`, so a kill mid-save leaves only a
-    '.partial' folder that the next run clears."""
+    '.partial' folder that the next run clears. In a multi-process run every process takes
+    part in the Orbax save and process 0 alone writes the JSON."""
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(os.path.join(directory, TREE_DIR), tree, force=True)
         checkpointer.wait_until_finished()
-    meta_path = os.path.join(directory, METADATA_FILE)
-    with open(f"{meta_path}.tmp", "w") as f:
-        json.dump(metadata or {}, f, indent=2, sort_keys=True, default=_json_default)
-    os.replace(f"{meta_path}.tmp", meta_path)
+    if is_primary():
+        meta_path = os.path.join(directory, METADATA_FILE)
+        with open(f"{meta_path}.tmp", "w") as f:
+            json.dump(metadata or {}, f, indent=2, sort_keys=True, default=_json_default)
+        os.replace(f"{meta_path}.tmp", meta_path)
 
 
 def restore_tree(directory: str, like: Any = None) -> tuple[Any, dict]:
@@ -95,7 +99,7 @@ class TrainCheckpoints:
                 raise ValueError(f"checkpoint folder {self.directory!r} belongs to a run with a "
                                  f"different {', '.join(diff)}; use a new work directory or "
                                  "delete this one to start over.")
-        else:  # written beside and renamed: a kill never leaves half a file
+        elif is_primary():  # written beside and renamed: a kill never leaves half a file
             with open(f"{id_path}.tmp", "w") as f:
                 json.dump(identity, f, indent=2, sort_keys=True)
             os.replace(f"{id_path}.tmp", id_path)

@@ -12,11 +12,10 @@ the order of `imputed.csv`, var = the features. X and the layers hold the featur
 summaries (in the units the Imputation carries: the input's, or z-scores) at full precision,
 so observed rows are the values given; without decoded features they hold the latents. The
 latents are in obsm too ('latent_mean' [N, L], 'latent_draws' [N, K, L]). obs per mod:
-'imputed', and for generated rows 'target_acceptance' and 'target_bad_fraction': the share of
-the target's generated patients whose draw passed the disagreement check and the mean share of
-bad steps, from `Imputation.diagnostics` (one value per target and call: per-patient values are
-not kept by `impute`); `mdata.pull_obs()` copies them to the MuData's obs as 'rna:imputed'
-(mudata 0.3 does so when reading). uns holds the run's summary as JSON ('coherent_jax'), the
+'imputed', and for generated rows the patient's 'acceptance' (share of its K draws that passed
+the disagreement check) and 'disagreement' (mean share of bad reverse steps), from
+`Imputation.acceptance` / `bad_fraction`; `mdata.pull_obs()` copies them to the MuData's obs as
+'rna:imputed' (mudata 0.3 does so when reading). uns holds the run's summary as JSON ('coherent_jax'), the
 interval and K; each mod's uns['space'] says whether X holds features or latents.
 
 Parquet: each CSV table of `write_imputation` as `<name>.parquet` (index kept). Needs the
@@ -78,8 +77,6 @@ def to_mudata(result, interval: float = 0.9, summary: dict | None = None):
     mudata = formats_in.require("mudata", action="writing the imputation as h5mu")
     anndata = formats_in.require("anndata", action="writing the imputation as h5mu")
     ids = pd.Index(result.imputed.index)
-    diagnostics = (result.diagnostics.set_index("target") if len(result.diagnostics)
-                   else pd.DataFrame(columns=["acceptance", "mean_bad_fraction"]))
     k = result.num_samples
     features = result.features is not None
     mods = {}
@@ -90,10 +87,9 @@ def to_mudata(result, interval: float = 0.9, summary: dict | None = None):
             stats = {s: t.reindex(ids) for s, t in result.summary(m, space, interval).items()}
             imputed = result.imputed[m].reindex(ids).to_numpy(bool)
             obs = pd.DataFrame({"imputed": imputed}, index=obs_index)
-            for column, source in (("target_acceptance", "acceptance"),
-                                   ("target_bad_fraction", "mean_bad_fraction")):
-                value = diagnostics[source].get(m, np.nan) if m in diagnostics.index else np.nan
-                obs[column] = np.where(imputed, value, np.nan)
+            for column, table in (("acceptance", result.acceptance),
+                                  ("disagreement", result.bad_fraction)):
+                obs[column] = table[m].reindex(ids).to_numpy(np.float64)
             var = pd.DataFrame(index=pd.Index([str(c) for c in stats["mean"].columns],
                                               dtype=object))
             adata = anndata.AnnData(X=stats["mean"].to_numpy(), obs=obs, var=var)

@@ -56,6 +56,11 @@ class Imputation:
             expectation as the mean of `features`, less variance: the noise is averaged
             exactly rather than by K draws).
         num_samples: K.
+        acceptance: [N, M] share of a patient's K draws of each generated modality whose
+            chosen candidate passed the disagreement check (NaN where observed; 1 for 'multi').
+        bad_fraction: [N, M] mean over the K draws of the share of reverse steps whose
+            disagreement exceeded the threshold (the per-patient incoherence; NaN where
+            observed, 0 for 'multi').
     """
 
     draws: dict
@@ -64,6 +69,8 @@ class Imputation:
     features: dict | None
     num_samples: int
     feature_means: dict | None = None
+    acceptance: pd.DataFrame | None = None
+    bad_fraction: pd.DataFrame | None = None
 
     def summary(self, modality: str, space: str = "latent", interval: float = 0.9) -> dict:
         """Per patient and feature over the K draws: {'mean', 'std', 'lower', 'upper'}
@@ -289,6 +296,8 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
     steps = len(timesteps(schedule.num_steps, sampler, num_steps))
     key = jax.random.key(seed)
     diagnostics = []
+    row_accepted = {m: np.full(k * n, np.nan) for m in cohort.modalities}  # [K*N]
+    row_bad = {m: np.full(k * n, np.nan) for m in cohort.modalities}
     with progress.bar(f"imputing ({method})", total=len(order)) as targets:
         for target in order:
             targets.update(description=f"imputing {target} ({method})")
@@ -345,6 +354,7 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
                                          "models and the input latents.")
             work[target][rows] = generated
             have[target][rows] = True
+            row_accepted[target][rows], row_bad[target][rows] = accepted, bad
             diagnostics.append({"target": target, "rows": int(rows.size), "padded_rows": size,
                                 "acceptance": float(accepted.mean()),
                                 "mean_bad_fraction": float(bad.mean()),
@@ -377,8 +387,12 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
                     decoded.index[mask].get_level_values("sample_id")).to_numpy()
                 means[m].loc[obs_ids] = real.to_numpy()
             features[m] = decoded
+    per_patient = lambda rows: pd.DataFrame(  # [K*N] per modality -> [N, M] mean over draws
+        {m: np.nanmean(v.reshape(k, n), axis=0) if np.isfinite(v).any() else np.full(n, np.nan)
+         for m, v in rows.items()}, index=ids)
     return Imputation(draws=draws, imputed=imputed, diagnostics=pd.DataFrame(diagnostics),
-                      features=features, num_samples=k, feature_means=means)
+                      features=features, num_samples=k, feature_means=means,
+                      acceptance=per_patient(row_accepted), bad_fraction=per_patient(row_bad))
 
 
 def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",

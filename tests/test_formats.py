@@ -224,8 +224,12 @@ def _imputation(num=6, k=3, seed=0):
     imputed = pd.DataFrame({"cna": False, "rna": np.arange(num) % 2 == 1}, index=ids)
     diagnostics = pd.DataFrame([{"target": "rna", "rows": num // 2 * k, "acceptance": 0.75,
                                  "mean_bad_fraction": 0.05}])
+    gen = imputed.to_numpy()
+    acceptance = pd.DataFrame(np.where(gen, np.linspace(0, 1, num)[:, None], np.nan),
+                              index=ids, columns=imputed.columns)
     return Imputation(draws=draws, imputed=imputed, diagnostics=diagnostics, features=features,
-                      num_samples=k, feature_means=means)
+                      num_samples=k, feature_means=means, acceptance=acceptance,
+                      bad_fraction=acceptance / 10)
 
 
 def test_imputation_written_as_h5mu_and_parquet(tmp_path):
@@ -245,8 +249,9 @@ def test_imputation_written_as_h5mu_and_parquet(tmp_path):
         parquet = pd.read_parquet(folder / f"rna_features_{stat}.parquet")
         np.testing.assert_array_equal(parquet.to_numpy(), csv.to_numpy())
     np.testing.assert_array_equal(rna.obs["imputed"].to_numpy(), result.imputed["rna"])
-    assert rna.obs["target_acceptance"].iloc[1] == 0.75
-    assert np.isnan(rna.obs["target_acceptance"].iloc[0])  # observed: nothing was generated
+    np.testing.assert_allclose(rna.obs["acceptance"].iloc[1], 0.2)  # per patient
+    np.testing.assert_allclose(rna.obs["disagreement"].iloc[3], 0.06)
+    assert np.isnan(rna.obs["acceptance"].iloc[0])  # observed: nothing was generated
     assert rna.obsm["draws"].shape == (6, 3, 4) and rna.obsm["latent_draws"].shape == (6, 3, 3)
     draw2 = result.features["rna"].xs(2, level="draw")
     np.testing.assert_allclose(rna.obsm["draws"][:, 2, :], draw2.to_numpy(), rtol=1e-6)

@@ -167,3 +167,19 @@ def test_decoded_draws_carry_the_residual_spread_and_means_drop_it(trained):
         expected.groupby(level="sample_id", sort=False).mean().to_numpy()[imputed], atol=1e-5)
     observed = holed.matrix("b")[1]
     np.testing.assert_array_equal(means.to_numpy()[observed], holed.matrix("b")[0][observed])
+
+
+def test_per_patient_acceptance_and_disagreement(trained):
+    _, models, _ = trained
+    holed, _ = _holed_test_cohort()
+    out = impute(holed, models, method="coherent", seed=0, num_candidates=2, **FAST)
+    generated = out.imputed.to_numpy()
+    for table in (out.acceptance, out.bad_fraction):
+        assert table.shape == out.imputed.shape and list(table.index) == list(out.imputed.index)
+        assert np.isnan(table.to_numpy()[~generated]).all()  # observed: nothing was generated
+        values = table.to_numpy()[generated]
+        assert np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
+    # the per-target diagnostics are the means of the per-draw values
+    for _, row in out.diagnostics.iterrows():
+        t = row["target"]
+        np.testing.assert_allclose(out.acceptance[t].dropna().mean(), row["acceptance"], atol=1e-9)
