@@ -387,12 +387,20 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
                     decoded.index[mask].get_level_values("sample_id")).to_numpy()
                 means[m].loc[obs_ids] = real.to_numpy()
             features[m] = decoded
-    per_patient = lambda rows: pd.DataFrame(  # [K*N] per modality -> [N, M] mean over draws
-        {m: np.nanmean(v.reshape(k, n), axis=0) if np.isfinite(v).any() else np.full(n, np.nan)
-         for m, v in rows.items()}, index=ids)
     return Imputation(draws=draws, imputed=imputed, diagnostics=pd.DataFrame(diagnostics),
                       features=features, num_samples=k, feature_means=means,
-                      acceptance=per_patient(row_accepted), bad_fraction=per_patient(row_bad))
+                      acceptance=_per_patient(row_accepted, k, ids),
+                      bad_fraction=_per_patient(row_bad, k, ids))
+
+
+def _per_patient(rows: dict, k: int, ids) -> pd.DataFrame:
+    """Per modality [K*N] row values (NaN where not generated) -> [N, M] means over the draws."""
+    out = {}
+    for m, values in rows.items():
+        values = values.reshape(k, len(ids))
+        count = np.isfinite(values).sum(axis=0)
+        out[m] = np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), np.nan)
+    return pd.DataFrame(out, index=ids)
 
 
 def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
