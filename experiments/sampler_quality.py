@@ -30,13 +30,10 @@ import pandas as pd
 from absl import app, flags
 
 import _common
-from coherent_jax import pipeline
 from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.fidelity import prdc_per_sample
 from coherent_jax.evaluate.reconstruction import ideal_coverage, patient_errors, r2_bootstrap
 from coherent_jax.impute import calibrate_thresholds, impute
-from coherent_jax.latent import LatentSpace
-from coherent_jax.model_set import ModelSet
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained demo-style work directory.", required=True)
@@ -70,20 +67,10 @@ def _runs():
                    for n in FLAGS.steps]
 
 
-def _hole(cohort, target):
-    return cohort.replace(tables={m: v if m != target else v * np.nan
-                                  for m, v in cohort.tables.items()})
-
-
 def main(argv):
     del argv
-    cohort, _ = pipeline.load_cohort(pipeline.DataConfig(source="tcga", name=FLAGS.name))
-    space = LatentSpace.restore(f"{FLAGS.workdir}/latent_space")
-    models = ModelSet.load(f"{FLAGS.workdir}/models")
+    cohort, space, models, test = _common.trained_demo_run(FLAGS.workdir, FLAGS.name)
     val = cohort.split("val")
-    test = cohort.split("test")
-    test = test.subset(test.sample_ids[test.complete])
-    test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
     latents, val_latents = space.encode(test), space.encode(val)
     k = FLAGS.num_samples
     n = len(test.sample_ids)
@@ -98,10 +85,10 @@ def main(argv):
             calibrate_thresholds(val_latents, models, sampler=sampler, num_steps=num_steps,
                                  quantile=FLAGS.quantile, seed=seed, feature_cohort=val)
         for target in test.modalities:
-            result = impute(_hole(latents, target), models, method="coherent", num_samples=k,
-                            seed=seed, sampler=sampler, num_steps=num_steps,
+            result = impute(_common.without(latents, target), models, method="coherent",
+                            num_samples=k, seed=seed, sampler=sampler, num_steps=num_steps,
                             num_candidates=FLAGS.num_candidates, latent_space=space,
-                            feature_cohort=_hole(test, target))
+                            feature_cohort=_common.without(test, target))
             real = test.tables[target].to_numpy(np.float64)  # [N, D features]
             real_latent = latents.tables[target].to_numpy(np.float64)  # [N, d latents]
             point = result.feature_means[target].reindex(test.sample_ids).to_numpy(np.float64)
