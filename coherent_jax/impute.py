@@ -30,7 +30,7 @@ from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.model_set import ModelSet, threshold_key
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import coherent_sample, sample, timesteps
+from coherent_jax.sampling import SAMPLERS, coherent_sample, sample, timesteps
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +222,8 @@ class ImputeConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}.")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}.")
         for name in ("num_samples", "num_candidates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -239,7 +241,7 @@ class ImputeConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(values).items()
                   if k in fields}
-        if not values.get("num_steps"):
+        if values.get("num_steps") == 0:
             values["num_steps"] = None
         return cls(**values)
 

@@ -62,3 +62,13 @@ def test_a_none_default_can_still_be_overridden_from_the_command_line():
     assert c.denoisers.val_num_steps == 50
     with pytest.raises(TypeError):
         c.denoisers.val_num_steps = "fifty"
+
+
+def test_impute_settings_from_a_saved_section():
+    # a flag's 0 means all T steps; an absent key keeps the default; pipeline keys are ignored
+    assert ImputeConfig.from_settings({"sampler": "ddpm", "num_steps": 0}).num_steps is None
+    assert ImputeConfig.from_settings({"method": "multi"}) == ImputeConfig(method="multi")
+    assert ImputeConfig.from_settings({"split": "test", "calibrate_quantile": 0.5}) == (
+        ImputeConfig())
+    with pytest.raises(ValueError, match="unknown sampler"):
+        ImputeConfig(sampler="euler")
