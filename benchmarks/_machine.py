@@ -210,7 +210,7 @@ class Specialists:
     schedule: Any
 
 
-def make_specialists(num_members: int, num_steps: int, seed: int = 0,
+def make_specialists(num_members: int, diffusion_steps: int, seed: int = 0,
                      cond_dims=(COND_DIM,)) -> Specialists:
     """Random paper-size specialists (non-trivial BatchNorm statistics) built in torch and
     imported with `coherent_jax.torch_import`, so both sides hold the same weights."""
@@ -221,11 +221,12 @@ def make_specialists(num_members: int, num_steps: int, seed: int = 0,
 
     arch = {k: v for k, v in PAPER_ARCH.items() if k != "data_dim"}
     torch_models = [reference_torch.random_norm_mlp(seed + k, PAPER_ARCH["data_dim"],
-                                                    list(cond_dims), num_steps=num_steps, **arch)
+                                                    list(cond_dims),
+                                                    num_steps=diffusion_steps, **arch)
                     for k in range(num_members)]
     imported = [import_state_dict(m.state_dict()) for m in torch_models]
     params = stack_members([i.variables for i in imported])
-    folded_apply, folded_params = fold_members(imported[0].model, params, num_steps)
+    folded_apply, folded_params = fold_members(imported[0].model, params, diffusion_steps)
     return Specialists(torch_models=torch_models, model=imported[0].model, params=params,
                        folded_apply=folded_apply, folded_params=folded_params,
                        schedule=imported[0].schedule)
@@ -240,7 +241,7 @@ def check_same_predictions(spec: Specialists, num_rows: int = 8, seed: int = 0) 
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((num_rows, PAPER_ARCH["data_dim"])).astype(np.float32)
-    t = rng.integers(0, spec.schedule.num_steps, num_rows)
+    t = rng.integers(0, spec.schedule.diffusion_steps, num_rows)
     c = rng.standard_normal((num_rows, COND_DIM)).astype(np.float32)
     cond = Condition.of(jnp.asarray(c))
     worst = 0.0

@@ -58,7 +58,7 @@ from coherent_jax.sampling import SAMPLERS, coherent_sample, sample
 # (benchmarks/RESULTS.md, "Few-step sampling at equal quality").
 SAMPLER, SAMPLER_STEPS = "dpmpp_3m_sde", 20
 IMPLEMENTATIONS = ("batched_library", "batched_folded", "grouped_library", "grouped_folded")
-# run_batched / run_grouped take `chain`, the samplers' keyword arguments (sampler, num_steps);
+# run_batched / run_grouped take `chain`, the samplers' keyword arguments (sampler, sample_steps);
 # None: DDPM over the whole schedule (what gpu_suite.py times).
 NUM_SOURCES = 3  # sources per target: the other three modalities
 VAL_LOSSES = (0.30, 0.40, 0.50)
@@ -193,7 +193,7 @@ def main():
         args.draws = 1
         args.steps = args.steps if few_step else 20
     full_steps = args.steps if few_step else 1000  # the full workload's chain
-    chain = dict(sampler=args.sampler, num_steps=args.steps) if few_step else {}
+    chain = dict(sampler=args.sampler, sample_steps=args.steps) if few_step else {}
     with_torch = not args.no_torch and not few_step  # the reference loop is DDPM only
 
     print(describe_machine())

@@ -55,7 +55,7 @@ def run_case(num_members: int, num_samples: int, steps: int, sampler: str, args,
                                 mask=jnp.ones((num_members, num_samples, 1), jnp.float32))
     weights = reference_torch.softmax_inverse_weights(VAL_LOSSES[:num_members])
     key = jax.random.key(0)
-    ddim = dict(sampler="ddim", num_steps=DDIM_STEPS) if sampler == "ddim" else {}
+    ddim = dict(sampler="ddim", sample_steps=DDIM_STEPS) if sampler == "ddim" else {}
 
     def ours(apply_fn, params):
         return lambda: coherent_sample(apply_fn, params, member_conds, weights.numpy(),

@@ -1,6 +1,6 @@
 """Specialist training throughput: our vmapped K-member step vs the paper's one-model loop.
 
-  ours   coherent_jax.train.train_steps: K members in ONE jitted, vmapped Adam step, `--steps`
+  ours   coherent_jax.train.scan_train_steps: K members in ONE jitted, vmapped Adam step, `--steps`
          steps per call in one lax.scan (batch drawing included), as `fit` runs them.
   torch  benchmarks/reference_torch.train_steps: the paper's loop, one model after another,
          one eager step (forward in train mode, backward, Adam) at a time.
@@ -26,7 +26,7 @@ from _machine import (COND_DIM, PAPER_ARCH, denoiser_flops, describe_machine, fm
                       time_it)
 from coherent_jax.models.denoiser import Condition, Denoiser
 from coherent_jax.schedules import linear_schedule
-from coherent_jax.train import TrainConfig, create_train_state, make_member_data, train_steps
+from coherent_jax.train import TrainConfig, create_train_state, make_member_data, scan_train_steps
 
 TRAIN_ROWS = 8305
 LEARNING_RATE = 1e-3
@@ -42,8 +42,8 @@ def time_ours(num_members: int, batch_size: int, target, conds, args):
     key = jax.random.key(1)
 
     def run():
-        nonlocal state  # train_steps donates the state: thread it through the calls
-        state, metrics = train_steps(state, data, key, args.steps)
+        nonlocal state  # scan_train_steps donates the state: thread it through the calls
+        state, metrics = scan_train_steps(state, data, key, args.steps)
         return metrics
 
     return time_it(run, args.repeats)

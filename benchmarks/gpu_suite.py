@@ -25,7 +25,7 @@ the paper workload's batched layout after the training and the grouped layout.
   torch     benchmarks/reference_torch.py (the paper's eager loop) on the same device, when
             torch can use it: coherent sampling at N = 1,350, K = 3, T = 1,000, and the
             one-model-per-process training loop (one model, one eager Adam step at a time).
-  training  coherent_jax.train.train_steps on a population of P members (specialists x seeds x
+  training  coherent_jax.train.scan_train_steps on a population of P members (specialists x seeds x
             learning rates, as coherent_jax.population builds them) in ONE vmapped step,
             P = 1 ... 64; model-steps/s = P x steps / s.
   paper     the paper's whole test-set generation (4 targets x 14 source subsets x 10 draws x
@@ -108,7 +108,7 @@ from coherent_jax.models.folded import fold_members  # noqa: E402
 from coherent_jax.population import Population, init_population, population_data  # noqa: E402
 from coherent_jax.sampling import coherent_sample  # noqa: E402
 from coherent_jax.schedules import linear_schedule  # noqa: E402
-from coherent_jax.train import TrainConfig, make_member_data, train_steps  # noqa: E402
+from coherent_jax.train import TrainConfig, make_member_data, scan_train_steps  # noqa: E402
 
 TRAIN_ROWS = 8305  # the paper's training split size, as benchmarks/bench_train.py
 LEARNING_RATES = (1e-3, 1e-4)  # the paper's random-search learning rates
@@ -324,16 +324,16 @@ def log(msg: str) -> None:
 # Models
 
 
-def jax_members(arch: dict, num_members: int, num_steps: int, seed: int,
+def jax_members(arch: dict, num_members: int, diffusion_steps: int, seed: int,
                 cond_dims=(COND_DIM,)) -> Specialists:
     """K random denoisers initialised in JAX (no torch), stacked and folded for a schedule of
-    `num_steps` as `impute` folds them (TargetModels.sampling_specialists)."""
+    `diffusion_steps` as `impute` folds them (TargetModels.sampling_specialists)."""
     model = Denoiser(**arch)
     keys = jax.random.split(jax.random.key(seed), num_members)
     params = jax.jit(jax.vmap(lambda k: init_denoiser(model, k, list(cond_dims))))(keys)
-    folded_apply, folded_params = fold_members(model, params, num_steps)
+    folded_apply, folded_params = fold_members(model, params, diffusion_steps)
     return Specialists(torch_models=[], model=model, params=params, folded_apply=folded_apply,
-                       folded_params=folded_params, schedule=linear_schedule(num_steps))
+                       folded_params=folded_params, schedule=linear_schedule(diffusion_steps))
 
 
 def first_members(spec: Specialists, start: int, k: int) -> Specialists:
@@ -413,7 +413,7 @@ class Sampling:
         fn = lambda: coherent_sample(
             spec.folded_apply, spec.folded_params, member_conds, weights, spec.schedule, key,
             shape=(n, args.arch["data_dim"]), sampler=sampler,
-            num_steps=args.few_steps if few else None)
+            sample_steps=args.few_steps if few else None)
         first, timing = time_call(fn, args.repeats, args.max_timed_s)
         rate = k * n * steps / timing.seconds / 1e12  # 1e12 member-row-steps per second
         plain, folded = denoiser_flops(**args.arch), denoiser_flops(**args.arch, time_folded=True)
@@ -455,8 +455,8 @@ def measure_training(res: Results, sizes) -> None:
         key = jax.random.key(args.seed + 1)
 
         def run():
-            nonlocal state  # train_steps donates the state: thread it through the calls
-            state, metrics = train_steps(state, pdata, key, args.train_steps)
+            nonlocal state  # scan_train_steps donates the state: thread it through the calls
+            state, metrics = scan_train_steps(state, pdata, key, args.train_steps)
             return metrics
 
         first, timing = time_call(run, args.repeats, args.max_timed_s)

@@ -13,7 +13,8 @@ from coherent_jax.population import Population, init_population, make_population
 from coherent_jax.sampling import CoherentSamples, coherent_sample, sample, select_candidates
 from coherent_jax.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule
 from coherent_jax.train import (FitResult, MemberData, TrainConfig, TrainState, create_train_state,
-                                evaluate_members, fit, make_member_data, train_step, train_steps)
+                                evaluate_members, fit, make_member_data, scan_train_steps,
+                                train_step)
 
 __all__ = [
     "CoherentSamples", "Condition", "Denoiser", "DenoiserApply", "FitResult", "MemberData",
@@ -21,6 +22,6 @@ __all__ = [
     "coherent_sample", "cosine_schedule", "create_train_state", "disagreement", "evaluate_members",
     "fit", "fuse_mean", "fuse_product", "fuse_sharpened", "init_denoiser", "init_population",
     "inverse_mse_weights", "linear_schedule", "make_member_data", "make_population",
-    "make_schedule", "sample", "search", "select", "select_candidates", "select_members",
-    "stack_members", "train_step", "train_steps", "unstack_members",
+    "make_schedule", "sample", "scan_train_steps", "search", "select", "select_candidates",
+    "select_members", "stack_members", "train_step", "unstack_members",
 ]

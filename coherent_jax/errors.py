@@ -7,3 +7,10 @@ exception is a bug and keeps its traceback.
 
 class UserError(ValueError):
     """Input or options the user can fix; the message names the problem and the fix."""
+
+
+class UnknownModalityError(UserError, KeyError):
+    """A modality name that the cohort, latent space or model set does not have. One type for
+    every such lookup (a `UserError`, and a `KeyError` for code that catches lookups)."""
+
+    __str__ = BaseException.__str__  # the message as written, not KeyError's quoted repr

@@ -1,12 +1,13 @@
 """Imputation for any missingness pattern: "give me the missing modalities of these patients".
 
 Patients are handled all at once. Per target modality, ONE batched sampler call serves every
-missingness pattern: each row carries its own member weights (coherent, product, single) or
-condition mask (multi), zero for sources the patient lacks. Row counts are padded to a few
-bucket sizes, so a cohort with all 14 patterns of 4 modalities compiles one sampler per
-(method, bucket) rather than one per pattern. Missing modalities are filled in a cascade (each
-conditioned on what is known so far, including earlier imputations of the same draw) or
-independently from the observed ones only.
+missingness pattern (`fill.fill_target`): each row carries its own member weights (coherent,
+product, single) or condition mask (multi), zero for sources the patient lacks. Row counts are
+padded to a few bucket sizes, so a cohort with all 14 patterns of 4 modalities compiles one
+sampler per (method, bucket) rather than one per pattern. Missing modalities are filled in a
+cascade (each conditioned on what is known so far, including earlier imputations of the same
+draw) or independently from the observed ones only. This module is the library's one door to
+the samplers for generation (`unconditional_draws` included).
 
 Rows: K draws x N patients, draw-major (row = draw * N + patient).
 """
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import time
 from typing import Any, Sequence
 
 import jax
@@ -24,18 +23,77 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from coherent_jax import formats_out, metrics_io, progress, safe_io
-from coherent_jax.anchor import apply_condition_map
-from coherent_jax.ensemble import stack_members
-from coherent_jax.fusion import availability_weights, inverse_mse_weights
-from coherent_jax.model_set import ModelSet, threshold_key
+from coherent_jax import progress
+from coherent_jax.errors import UnknownModalityError
+from coherent_jax.fill import Conditions, Filled, fill_target
+from coherent_jax.model_set import ModelSet
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import SAMPLERS, coherent_sample, sample, timesteps
+from coherent_jax.sampling import SAMPLERS, sample
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("coherent", "product", "multi", "single")
-PAPER_THRESHOLD = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ImputeConfig:
+    """How `impute` draws: the one source of these defaults (the pipeline, a work directory's
+    `Imputer` and the evaluation take it whole).
+
+    Attributes:
+        method: 'coherent' (specialists fused; calibrated sharpness when the model set has
+            one), 'product' (product of experts), 'multi' (multi-condition model with masks)
+            or 'single' (the best available specialist).
+        num_samples: K draws per patient.
+        sampler, sample_steps: one of `sampling.SAMPLERS` and its step count (None: all T steps,
+            for 'ddpm'). Default: SDE-DPM-Solver++(3M) with 20 steps, the fastest sampler
+            within noise of DDPM-1000 on KIPAN (benchmarks/RESULTS.md, "Few-step sampling").
+        cascade: condition later targets on earlier imputations (True) or only on observed.
+        num_candidates, max_bad_fraction: rejection among R candidates (coherent, product).
+        corrector_steps: Langevin corrector steps per reverse step.
+        allow_unconditional: 'multi' only: let patients without any modality be generated
+            unconditionally (explicit opt-in; the coherent methods always refuse).
+    """
+
+    method: str = "coherent"
+    num_samples: int = 10
+    sampler: str = "dpmpp_3m_sde"
+    sample_steps: int | None = 20
+    cascade: bool = True
+    num_candidates: int = 4
+    max_bad_fraction: float = 0.1
+    corrector_steps: int = 0
+    allow_unconditional: bool = False
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}.")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}.")
+        for name in ("num_samples", "num_candidates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.sample_steps is not None and self.sample_steps < 1:
+            raise ValueError(f"sample_steps must be None (all T steps) or >= 1, got "
+                             f"{self.sample_steps}.")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}.")
+
+    @classmethod
+    def from_settings(cls, values) -> "ImputeConfig":
+        """From a flat mapping of settings (a config section or a saved run's config.json):
+        keys that are not fields (the pipeline's split, calibrate_quantile) are ignored and
+        sample_steps 0 (what a command-line flag can say) means None, all T steps. Runs saved
+        before the step names were split call sample_steps 'num_steps'."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = dict(values)
+        if "num_steps" in values and "sample_steps" not in values:
+            values["sample_steps"] = values.pop("num_steps")
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(values).items()
+                  if k in fields}
+        if values.get("sample_steps") == 0:
+            values["sample_steps"] = None
+        return cls(**values)
 
 
 @dataclasses.dataclass
@@ -95,157 +153,6 @@ def summarize(draws: pd.DataFrame, interval: float = 0.9) -> dict:
             "lower": grouped.quantile(tail), "upper": grouped.quantile(1 - tail)}
 
 
-def _bucket(rows: int, bucket: int) -> int:
-    """Padded row count: bucket * 2^k >= rows, so few distinct shapes compile."""
-    size = bucket
-    while size < rows:
-        size *= 2
-    return size
-
-
-def _pad(a: np.ndarray, size: int) -> np.ndarray:
-    return np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)]) if size > a.shape[0] else a
-
-
-def _check(cohort, models: ModelSet, method: str, order: Sequence[str]) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
-    for target in order:
-        if target not in models.targets:
-            raise ValueError(f"no trained models for target {target!r}; trained targets: "
-                             f"{sorted(models.targets)}.")
-        tm = models.targets[target]
-        if target not in cohort.modalities:
-            raise ValueError(f"target {target!r} is not a modality of the cohort "
-                             f"{list(cohort.modalities)}; pass a cohort with all modalities, "
-                             "holes as missing rows.")
-        missing = [s for s in tm.sources if s not in cohort.modalities]
-        if missing:
-            raise ValueError(f"the models of {target!r} condition on {missing}, absent from the "
-                             "cohort; add those modalities (all rows missing is fine).")
-        needs = {"multi": tm.multi, "coherent": tm.specialists, "product": tm.specialists,
-                 "single": tm.specialists}[method]
-        if needs is None:
-            raise ValueError(f"method {method!r} needs {'a multi-condition model' if method == 'multi' else 'specialists'} "
-                             f"for {target!r}, which this model set lacks.")
-        if method == "product" and not tm.unconditional:
-            raise ValueError(f"product fusion needs specialists trained with condition dropout "
-                             f"(uncond_prob > 0); those of {target!r} were not.")
-        width = cohort.widths()[target]
-        arch = tm.multi_model if method == "multi" else tm.model
-        if arch.data_dim != width:
-            raise ValueError(f"the {target!r} models generate {arch.data_dim} dims but the "
-                             f"cohort's {target!r} has {width}; encode the cohort with the "
-                             "latent space the models were trained on.")
-
-
-class _Conditions:
-    """The condition values of a target's models for rows of the draw-major work arrays.
-
-    Plain models condition on the sources' latents. Models with `condition_maps` condition on
-    ridge predictions from each source's features: observed sources from `feature_cohort`
-    (projected once per patient), sources imputed earlier in the cascade from their decoded
-    draws (the latent space's expected features).
-    """
-
-    def __init__(self, models, observed, n, latent_space, feature_cohort, ids):
-        self.observed, self.n, self.space = observed, n, latent_space
-        self.features, self._projected = None, {}
-        if any(tm.condition_maps is not None for tm in models.targets.values()):
-            if feature_cohort is None:
-                raise ValueError("these models condition on the sources' features: pass "
-                                 "feature_cohort (the patients' preprocessed features) and "
-                                 "latent_space to impute.")
-            self.features = {m: feature_cohort.tables[m].reindex(ids).to_numpy(np.float32)
-                             for m in feature_cohort.modalities}
-
-    def values(self, tm, source: str, rows: np.ndarray, work: dict,
-               known: np.ndarray) -> np.ndarray:
-        """[R, D_c] condition values of `source` for work rows `rows` (zeros where unknown)."""
-        if tm.condition_maps is None:
-            return work[source][rows]
-        cmap = tm.condition_maps[source]
-        width = np.asarray(cmap["bias"]).shape[0]
-        out = np.zeros((rows.size, width), np.float32)
-        patient = rows % self.n
-        given = self.observed[source][1][patient]
-        if given.any():
-            key = (tm.target, source)
-            if key not in self._projected:  # [N, k], once per patient
-                rows_given = self.observed[source][1]
-                projected = np.zeros((self.n, width), np.float32)
-                projected[rows_given] = apply_condition_map(
-                    cmap, self.features[source][rows_given])
-                self._projected[key] = projected
-            out[given] = self._projected[key][patient[given]]
-        generated = known[rows] & ~given
-        if generated.any():
-            if self.space is None:
-                raise ValueError(f"{source!r} was imputed earlier in the cascade and these "
-                                 "models condition on its features: pass latent_space to "
-                                 "impute (or cascade=False).")
-            decoded = self.space.decode(source, work[source][rows[generated]]).to_numpy()
-            out[generated] = apply_condition_map(cmap, decoded)
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class ImputeConfig:
-    """How `impute` draws: the one source of these defaults (the pipeline, a work directory's
-    `Imputer` and the evaluation take it whole).
-
-    Attributes:
-        method: 'coherent' (specialists fused; calibrated sharpness when the model set has
-            one), 'product' (product of experts), 'multi' (multi-condition model with masks)
-            or 'single' (the best available specialist).
-        num_samples: K draws per patient.
-        sampler, num_steps: one of `sampling.SAMPLERS` and its step count (None: all T steps,
-            for 'ddpm'). Default: SDE-DPM-Solver++(3M) with 20 steps, the fastest sampler
-            within noise of DDPM-1000 on KIPAN (benchmarks/RESULTS.md, "Few-step sampling").
-        cascade: condition later targets on earlier imputations (True) or only on observed.
-        num_candidates, max_bad_fraction: rejection among R candidates (coherent, product).
-        corrector_steps: Langevin corrector steps per reverse step.
-        allow_unconditional: 'multi' only: let patients without any modality be generated
-            unconditionally (explicit opt-in; the coherent methods always refuse).
-    """
-
-    method: str = "coherent"
-    num_samples: int = 10
-    sampler: str = "dpmpp_3m_sde"
-    num_steps: int | None = 20
-    cascade: bool = True
-    num_candidates: int = 4
-    max_bad_fraction: float = 0.1
-    corrector_steps: int = 0
-    allow_unconditional: bool = False
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}.")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}.")
-        for name in ("num_samples", "num_candidates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.num_steps is not None and self.num_steps < 1:
-            raise ValueError(f"num_steps must be None (all T steps) or >= 1, got "
-                             f"{self.num_steps}.")
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
-            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}.")
-
-    @classmethod
-    def from_settings(cls, values) -> "ImputeConfig":
-        """From a flat mapping of settings (a config section or a saved run's config.json):
-        keys that are not fields (the pipeline's split, calibrate_quantile) are ignored and
-        num_steps 0 (what a command-line flag can say) means None, all T steps."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(values).items()
-                  if k in fields}
-        if values.get("num_steps") == 0:
-            values["num_steps"] = None
-        return cls(**values)
-
-
 def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed: int = 0,
            order: Sequence[str] | None = None, threshold: float | None = None,
            bucket: int = 256, latent_space: Any = None, feature_cohort: Any = None,
@@ -273,126 +180,157 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
         ValueError: unknown method/target/setting, width mismatch, or patients with no
             modality.
     """
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ImputeConfig)})
-    if unknown:
-        raise ValueError(f"impute() got unknown setting(s) {unknown}; ImputeConfig has "
-                         f"{[f.name for f in dataclasses.fields(ImputeConfig)]}.")
-    config = dataclasses.replace(config or ImputeConfig(), **overrides)
-    method, sampler, num_steps = config.method, config.sampler, config.num_steps
+    config = _with_overrides(config, overrides)
     order = tuple(order or models.targets)
-    _check(cohort, models, method, order)
-    ids = cohort.sample_ids
-    n, k = len(ids), int(config.num_samples)
-    observed = {m: cohort.matrix(m) for m in cohort.modalities}  # values [N, D], present [N]
-    nothing = ~np.any(np.stack([p for _, p in observed.values()]), axis=0)
-    if nothing.any() and (method != "multi" or not config.allow_unconditional):
-        hint = ("the coherent methods never generate without a condition (privacy guard)"
-                if method != "multi" else "pass allow_unconditional=True to opt in")
-        raise ValueError(f"{int(nothing.sum())} patient(s) have no available modality, e.g. "
-                         f"{list(ids[nothing][:5])}; {hint}, or drop them.")
-    conditions = _Conditions(models, observed, n, latent_space, feature_cohort, ids)
-    work = {m: np.tile(v, (k, 1)) for m, (v, _) in observed.items()}  # [K*N, D]
-    have = {m: np.tile(p, k) for m, (_, p) in observed.items()}  # [K*N]
-    known_obs = {m: have[m].copy() for m in have}
-    schedule = models.schedule
-    steps = len(timesteps(schedule.num_steps, sampler, num_steps))
+    _check(cohort, models, config.method, order)
+    draws = _Draws.start(cohort, config)
+    conditions = Conditions(models, draws.present, draws.ids, latent_space, feature_cohort)
     key = jax.random.key(seed)
-    diagnostics = []
-    row_accepted = {m: np.full(k * n, np.nan) for m in cohort.modalities}  # [K*N]
-    row_bad = {m: np.full(k * n, np.nan) for m in cohort.modalities}
-    with progress.bar(f"imputing ({method})", total=len(order)) as targets:
+    with progress.bar(f"imputing ({config.method})", total=len(order)) as targets:
         for target in order:
-            targets.update(description=f"imputing {target} ({method})")
-            rows = np.flatnonzero(~have[target])
-            if rows.size == 0:
-                targets.advance()
-                continue
-            tm = models.targets[target]
-            known = have if config.cascade else known_obs
-            avail = np.stack([known[s][rows] for s in tm.sources], axis=1)  # [R, S]
-            size = _bucket(rows.size, bucket)
-            values = [jnp.asarray(_pad(conditions.values(tm, s, rows, work, known[s]), size))
-                      for s in tm.sources]
-            avail_p = _pad(avail, size)
-            target_key = jax.random.fold_in(key, cohort.modalities.index(target))
-            used_threshold = (threshold if threshold is not None else
-                              tm.thresholds.get(threshold_key(sampler, steps), PAPER_THRESHOLD))
-            start = time.perf_counter()
-            common = dict(shape=(size, tm.multi_model.data_dim if method == "multi"
-                                 else tm.model.data_dim), sampler=sampler, num_steps=num_steps,
-                          corrector_steps=config.corrector_steps, mesh=mesh)
-            if method == "multi":
-                out = sample(*tm.sampling_multi(schedule.num_steps),
-                             Condition.of(*values, mask=avail_p), schedule, target_key, **common)
-                accepted, bad = np.ones(rows.size, bool), np.zeros(rows.size)
-            else:
-                if not avail.any(axis=1).all():
-                    raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source "
-                                     f"of {target!r} available; with cascade=False every "
-                                     f"patient needs one of {list(tm.sources)} observed.")
-                if method == "single":
-                    best = np.argmax(np.where(avail_p, inverse_mse_weights(tm.val_mse), -1), axis=1)
-                    weights = np.eye(len(tm.sources), dtype=np.float32)[best]
-                else:
-                    weights = availability_weights(tm.val_mse, avail_p)
-                conds = stack_members([Condition.of(v, mask=avail_p[:, [j]])
-                                       for j, v in enumerate(values)])
-                res = coherent_sample(*tm.sampling_specialists(schedule.num_steps), conds, weights,
-                                      schedule, target_key,
-                                      fusion="product" if method == "product" else "mean",
-                                      uncond_conds=conds.dropped(),
-                                      num_candidates=config.num_candidates,
-                                      sharpness=(tm.fusion_sharpness if method == "coherent"
-                                                 else 0.0),
-                                      threshold=used_threshold,
-                                      max_bad_fraction=config.max_bad_fraction,
-                                      **common)
-                out = res.samples
-                accepted = np.asarray(res.accepted)[: rows.size]
-                bad = np.asarray(res.bad_fraction)[: rows.size]
-            generated = np.asarray(out)[: rows.size]
-            if not np.all(np.isfinite(generated)):
-                raise FloatingPointError(f"generation of {target!r} produced NaN/inf; check the "
-                                         "models and the input latents.")
-            work[target][rows] = generated
-            have[target][rows] = True
-            row_accepted[target][rows], row_bad[target][rows] = accepted, bad
-            diagnostics.append({"target": target, "rows": int(rows.size), "padded_rows": size,
-                                "acceptance": float(accepted.mean()),
-                                "mean_bad_fraction": float(bad.mean()),
-                                "threshold": float(used_threshold) if method != "multi" else None,
-                                "seconds": time.perf_counter() - start,
-                                "signature": f"{method}/{sampler}:{steps}/rows={size}"})
-            logger.debug("imputed %s: %s", target, diagnostics[-1])
+            targets.update(description=f"imputing {target} ({config.method})")
+            rows = np.flatnonzero(~draws.have[target])
+            if rows.size:
+                draws.record(target, rows, fill_target(
+                    models, target, rows, conditions, draws.work, draws.known(config.cascade),
+                    config, jax.random.fold_in(key, cohort.modalities.index(target)),
+                    threshold=threshold, bucket=bucket, mesh=mesh))
+                logger.debug("imputed %s: %s", target, draws.diagnostics[-1])
             targets.advance()
-    index = pd.MultiIndex.from_arrays([np.tile(np.asarray(ids), k), np.repeat(np.arange(k), n)],
-                                      names=["sample_id", "draw"])
-    names = cohort.feature_names
-    draws = {m: pd.DataFrame(work[m], index=index, columns=names[m]) for m in cohort.modalities
-             if have[m].all()}
-    imputed = pd.DataFrame({m: ~observed[m][1] & (m in draws) for m in cohort.modalities},
-                           index=ids)
-    features = means = None
-    if latent_space is not None:
-        features, means = {}, {}
-        rng = np.random.default_rng([seed, 1])  # the residual noise of the decoded draws
-        for m, table in draws.items():
-            expected = latent_space.decode(m, table)  # decoder output, [K*N, D]
-            means[m] = expected.groupby(level="sample_id", sort=False).mean()
-            decoded = expected + rng.standard_normal(expected.shape).astype(np.float32) * (
-                latent_space.residual_std[m])
-            if feature_cohort is not None and m in feature_cohort.modalities:
-                obs_ids = ids[observed[m][1]]
-                real = feature_cohort.tables[m].reindex(obs_ids)
-                mask = decoded.index.get_level_values("sample_id").isin(obs_ids)
-                decoded.loc[mask] = real.reindex(
-                    decoded.index[mask].get_level_values("sample_id")).to_numpy()
-                means[m].loc[obs_ids] = real.to_numpy()
-            features[m] = decoded
-    return Imputation(draws=draws, imputed=imputed, diagnostics=pd.DataFrame(diagnostics),
-                      features=features, num_samples=k, feature_means=means,
-                      acceptance=_per_patient(row_accepted, k, ids),
-                      bad_fraction=_per_patient(row_bad, k, ids))
+    return draws.result(cohort, seed, latent_space, feature_cohort)
+
+
+def _with_overrides(config: ImputeConfig | None, overrides: dict) -> ImputeConfig:
+    """`config` (default: ImputeConfig()) with the fields named in `overrides` replaced."""
+    names = [f.name for f in dataclasses.fields(ImputeConfig)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"impute() got unknown setting(s) {unknown}; ImputeConfig has {names}.")
+    return dataclasses.replace(config or ImputeConfig(), **overrides)
+
+
+def _check(cohort, models: ModelSet, method: str, order: Sequence[str]) -> None:
+    """Refuses targets without models, cohorts lacking a target or its sources, methods the
+    model set cannot run, and latents of another width."""
+    for target in order:
+        if target not in models.targets:
+            raise UnknownModalityError(f"no trained models for target {target!r}; trained "
+                                       f"targets: {sorted(models.targets)}.")
+        tm = models.targets[target]
+        if target not in cohort.modalities:
+            raise UnknownModalityError(f"target {target!r} is not a modality of the cohort "
+                                       f"{list(cohort.modalities)}; pass a cohort with all "
+                                       "modalities, holes as missing rows.")
+        missing = [s for s in tm.sources if s not in cohort.modalities]
+        if missing:
+            raise ValueError(f"the models of {target!r} condition on {missing}, absent from the "
+                             "cohort; add those modalities (all rows missing is fine).")
+        needs = {"multi": tm.multi, "coherent": tm.specialists, "product": tm.specialists,
+                 "single": tm.specialists}[method]
+        if needs is None:
+            kind = "a multi-condition model" if method == "multi" else "specialists"
+            raise ValueError(f"method {method!r} needs {kind} for {target!r}, which this model "
+                             "set lacks.")
+        if method == "product" and not tm.unconditional:
+            raise ValueError(f"product fusion needs specialists trained with condition dropout "
+                             f"(uncond_prob > 0); those of {target!r} were not.")
+        width = cohort.widths()[target]
+        arch = tm.multi_model if method == "multi" else tm.specialist_model
+        if arch.data_dim != width:
+            raise ValueError(f"the {target!r} models generate {arch.data_dim} dims but the "
+                             f"cohort's {target!r} has {width}; encode the cohort with the "
+                             "latent space the models were trained on.")
+
+
+@dataclasses.dataclass
+class _Draws:
+    """The draw-major work arrays of one `impute` call, filled target by target.
+
+    work: modality -> [K*N, D] values (observed rows tiled K times, then the draws);
+    have: modality -> [K*N] rows known so far; observed: modality -> [K*N] rows observed;
+    accepted, bad: modality -> [K*N] per-row rejection diagnostics (NaN where not drawn).
+    """
+
+    ids: pd.Index
+    k: int
+    present: dict  # modality -> [N] observed
+    work: dict
+    have: dict
+    observed: dict
+    accepted: dict
+    bad: dict
+    diagnostics: list
+
+    @classmethod
+    def start(cls, cohort, config: ImputeConfig) -> "_Draws":
+        """Tiles the observed values K times; refuses patients with nothing to condition on."""
+        ids, k = cohort.sample_ids, int(config.num_samples)
+        matrices = {m: cohort.matrix(m) for m in cohort.modalities}  # values [N, D], present [N]
+        present = {m: p for m, (_, p) in matrices.items()}
+        nothing = ~np.any(np.stack(list(present.values())), axis=0)
+        if nothing.any() and (config.method != "multi" or not config.allow_unconditional):
+            hint = ("the coherent methods never generate without a condition (privacy guard)"
+                    if config.method != "multi" else "pass allow_unconditional=True to opt in")
+            raise ValueError(f"{int(nothing.sum())} patient(s) have no available modality, "
+                             f"e.g. {list(ids[nothing][:5])}; {hint}, or drop them.")
+        have = {m: np.tile(p, k) for m, p in present.items()}  # [K*N]
+        empty = {m: np.full(k * len(ids), np.nan) for m in cohort.modalities}
+        return cls(ids=ids, k=k, present=present,
+                   work={m: np.tile(v, (k, 1)) for m, (v, _) in matrices.items()},
+                   have=have, observed={m: h.copy() for m, h in have.items()},
+                   accepted=empty, bad={m: v.copy() for m, v in empty.items()}, diagnostics=[])
+
+    def known(self, cascade: bool) -> dict:
+        """Rows a target may condition on: everything known so far, or only the observed."""
+        return self.have if cascade else self.observed
+
+    def record(self, target: str, rows: np.ndarray, filled: Filled) -> None:
+        self.work[target][rows] = filled.samples
+        self.have[target][rows] = True
+        self.accepted[target][rows], self.bad[target][rows] = filled.accepted, filled.bad_fraction
+        self.diagnostics.append(filled.diagnostics)
+
+    def result(self, cohort, seed: int, latent_space, feature_cohort) -> Imputation:
+        """The Imputation: draws of every complete modality, decoded when a space is given."""
+        n, k = len(self.ids), self.k
+        index = pd.MultiIndex.from_arrays([np.tile(np.asarray(self.ids), k),
+                                           np.repeat(np.arange(k), n)],
+                                          names=["sample_id", "draw"])
+        draws = {m: pd.DataFrame(self.work[m], index=index, columns=cohort.feature_names[m])
+                 for m in cohort.modalities if self.have[m].all()}
+        imputed = pd.DataFrame({m: ~self.present[m] & (m in draws) for m in cohort.modalities},
+                               index=self.ids)
+        features = means = None
+        if latent_space is not None:
+            features, means = _decode(draws, self.present, self.ids, seed, latent_space,
+                                      feature_cohort)
+        return Imputation(draws=draws, imputed=imputed,
+                          diagnostics=pd.DataFrame(self.diagnostics), features=features,
+                          num_samples=k, feature_means=means,
+                          acceptance=_per_patient(self.accepted, k, self.ids),
+                          bad_fraction=_per_patient(self.bad, k, self.ids))
+
+
+def _decode(draws: dict, present: dict, ids, seed: int, latent_space,
+            feature_cohort) -> tuple[dict, dict]:
+    """(modality -> decoded draws [K*N, D] with the latent space's residual noise, modality ->
+    [N, D] mean of the decoder's outputs); observed rows from `feature_cohort` when given."""
+    features, means = {}, {}
+    rng = np.random.default_rng([seed, 1])  # the residual noise of the decoded draws
+    for m, table in draws.items():
+        expected = latent_space.decode(m, table)  # decoder output, [K*N, D]
+        means[m] = expected.groupby(level="sample_id", sort=False).mean()
+        decoded = expected + rng.standard_normal(expected.shape).astype(np.float32) * (
+            latent_space.residual_std[m])
+        if feature_cohort is not None and m in feature_cohort.modalities:
+            obs_ids = ids[present[m]]
+            real = feature_cohort.tables[m].reindex(obs_ids)
+            mask = decoded.index.get_level_values("sample_id").isin(obs_ids)
+            decoded.loc[mask] = real.reindex(
+                decoded.index[mask].get_level_values("sample_id")).to_numpy()
+            means[m].loc[obs_ids] = real.to_numpy()
+        features[m] = decoded
+    return features, means
 
 
 def _per_patient(rows: dict, k: int, ids) -> pd.DataFrame:
@@ -405,115 +343,22 @@ def _per_patient(rows: dict, k: int, ids) -> pd.DataFrame:
     return pd.DataFrame(out, index=ids)
 
 
-def full_source_disagreement(cohort, models: ModelSet, *, sampler: str = "ddpm",
-                             num_steps: int | None = None, seed: int = 0,
-                             feature_cohort=None) -> dict:
-    """Per-step disagreement of coherent sampling for the patients that have every source.
-
-    Returns:
-        {target: [R, steps] disagreement} for each target with >= 2 specialists, R the
-        cohort's patients with every source of that target.
-
-    Raises:
-        ValueError: no patient has every source of some target.
-    """
-    found = {}
+def unconditional_draws(models: ModelSet, latent_widths: dict, num: int, config: ImputeConfig,
+                        seed: int) -> dict:
+    """{target: [num, D]} fully masked draws of each multi-condition model (no source given):
+    what the model generates from nothing, for the memorisation check of the evaluation.
+    latent_widths: modality -> latent width (the masked conditions' shapes)."""
+    out = {}
     for index, (target, tm) in enumerate(models.targets.items()):
-        if tm.specialists is None or len(tm.sources) < 2:
+        if tm.multi is None:
             continue
-        mats = [cohort.matrix(s) for s in tm.sources]
-        rows = np.flatnonzero(np.all([p for _, p in mats], axis=0))
-        if rows.size == 0:
-            raise ValueError(f"no patient has every source of {target!r} "
-                             f"({list(tm.sources)}); use a complete split.")
-        if tm.condition_maps is None:
-            values = [v[rows] for v, _ in mats]
-        elif feature_cohort is None:
-            raise ValueError("these models condition on the sources' features: pass "
-                             "feature_cohort.")
-        else:
-            features = [feature_cohort.tables[s].reindex(cohort.sample_ids).to_numpy()[rows]
-                        for s in tm.sources]
-            values = [apply_condition_map(tm.condition_maps[s], f)
-                      for s, f in zip(tm.sources, features)]
-        conds = stack_members([Condition.of(jnp.asarray(v)) for v in values])
-        res = coherent_sample(*tm.sampling_specialists(models.schedule.num_steps), conds,
-                              inverse_mse_weights(tm.val_mse), models.schedule,
-                              jax.random.fold_in(jax.random.key(seed), index),
-                              shape=(rows.size, tm.model.data_dim), sampler=sampler,
-                              num_steps=num_steps, uncond_conds=conds.dropped(),
-                              sharpness=tm.fusion_sharpness)
-        found[target] = np.asarray(res.disagreement)
-    return found
-
-
-def calibrate_thresholds(cohort, models: ModelSet, *, sampler: str = "ddpm",
-                         num_steps: int | None = None, quantile: float = 0.99,
-                         seed: int = 0, feature_cohort=None) -> dict:
-    """Recalibrates each target's rejection threshold for a sampler and step count.
-
-    Runs coherent sampling on the cohort's patients that have every source of a target (e.g.
-    the complete validation split), and sets the threshold to the `quantile` of all their
-    per-step disagreements. Stores it in the model set; returns {target: threshold}.
-    """
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}.")
-    steps = len(timesteps(models.schedule.num_steps, sampler, num_steps))
-    found = {}
-    for target, values in full_source_disagreement(cohort, models, sampler=sampler,
-                                                   num_steps=num_steps, seed=seed,
-                                                   feature_cohort=feature_cohort).items():
-        found[target] = float(np.quantile(values, quantile))
-        models.targets[target].thresholds[threshold_key(sampler, steps)] = found[target]
-    return found
-
-
-def write_imputation(result: Imputation, folder: str, metadata: dict | None = None,
-                     interval: float = 0.9, *, overwrite: bool = False,
-                     protected: Sequence[str | None] = (),
-                     formats: str | Sequence[str] = ("csv",)) -> str:
-    """Writes an Imputation as tables, all indexed by sample_id; returns the folder.
-
-    Per modality m: m_latent_draws.csv (sample_id, draw, latents), m_latent_{mean,std,lower,
-    upper}.csv, and when decoded m_features_draws.csv.gz and m_features_{mean,...}.csv;
-    imputed.csv (which entries were generated), diagnostics.csv and summary.json (metadata,
-    counts, acceptance, versions). `formats` ('csv', 'h5mu', 'parquet'; see formats_out.py):
-    'parquet' writes each per-modality table as .parquet too, 'h5mu' adds imputation.h5mu
-    (mean in X, std/lower/upper layers, draws in obsm, the mask in obs); without 'csv' the
-    per-modality CSV tables are left out.
-
-    The folder is written beside and renamed into place (`safe_io.output_folder`): it is never
-    half-written, an earlier output of ours is replaced only with `overwrite`, and a folder
-    holding anything else, or overlapping a `protected` folder, is refused.
-    """
-    formats = formats_out.check_formats(formats)
-    spaces = [("latent", result.draws)] + ([("features", result.features)]
-                                          if result.features is not None else [])
-    with safe_io.output_folder(folder, overwrite=overwrite, protected=protected,
-                               kind="imputation") as tmp:
-        for space, tables in spaces:
-            for m, draws in tables.items():
-                stats = result.summary(m, "latent" if space == "latent" else "features",
-                                       interval)
-                if "csv" in formats and space == "features":  # gzip level 1: 3x faster than 9
-                    draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv.gz"),
-                                 compression={"method": "gzip", "compresslevel": 1})
-                elif "csv" in formats:
-                    draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv"))
-                for stat, table in [("draws", draws)] + list(stats.items()):
-                    if "csv" in formats and stat != "draws":
-                        table.to_csv(os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
-                    if "parquet" in formats:
-                        formats_out.write_parquet(table, os.path.join(
-                            tmp, f"{m}_{space}_{stat}.parquet"))
-        result.imputed.to_csv(os.path.join(tmp, "imputed.csv"))
-        result.diagnostics.to_csv(os.path.join(tmp, "diagnostics.csv"), index=False)
-        summary = {"metadata": metadata or {}, "num_patients": int(len(result.imputed)),
-                   "num_samples": result.num_samples, "interval": interval,
-                   "generated_entries": {m: int(v) for m, v in result.imputed.sum().items()},
-                   "diagnostics": result.diagnostics.to_dict(orient="records"),
-                   "formats": list(formats), "versions": metrics_io.versions()}
-        metrics_io.write_json(os.path.join(tmp, "summary.json"), summary)
-        if "h5mu" in formats:
-            formats_out.write_h5mu(result, tmp, interval, summary)
-    return folder
+        widths = [latent_widths[s] if tm.condition_maps is None
+                  else np.asarray(tm.condition_maps[s]["bias"]).shape[0] for s in tm.sources]
+        values = [jnp.zeros((num, d)) for d in widths]  # masked
+        cond = Condition.of(*values, mask=jnp.zeros((num, len(values))))
+        out[target] = np.asarray(sample(
+            *tm.sampling_multi(models.schedule.diffusion_steps), cond, models.schedule,
+            jax.random.fold_in(jax.random.key(seed), 1000 + index),
+            shape=(num, tm.multi_model.data_dim), sampler=config.sampler,
+            sample_steps=config.sample_steps))
+    return out

@@ -26,6 +26,7 @@ import pandas as pd
 
 from coherent_jax.data import Cohort, DataError, Preprocessor
 from coherent_jax.data.formats import load_path, read_originals
+from coherent_jax.errors import UnknownModalityError
 from coherent_jax.impute import ImputeConfig, Imputation, impute
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet
@@ -158,8 +159,9 @@ class Imputer:
         settings = settings or self.settings
         unknown = sorted(set(patients.modalities) - set(self.modalities))
         if unknown:
-            raise DataError(f"modalities {unknown} were not in the training data (trained: "
-                            f"{list(self.modalities)}); rename their files or leave them out.")
+            raise UnknownModalityError(
+                f"modalities {unknown} were not in the training data (trained: "
+                f"{list(self.modalities)}); rename their files or leave them out.")
         full = _with_every_modality(patients, self.modalities, self.preprocessor)
         zscores = self.preprocessor.transform(full)
         check_ranges(zscores, range_check)

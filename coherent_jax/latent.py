@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from coherent_jax.errors import UnknownModalityError
 from coherent_jax import checkpointing
 from coherent_jax import encoders as enc_lib
 from coherent_jax.data import Cohort, DataError
@@ -333,8 +334,8 @@ class LatentSpace:
     # ----------------------------------------------------------------------------------------
     def _encoder(self, modality: str) -> enc_lib.Encoder:
         if modality not in self.encoders:
-            raise KeyError(f"unknown modality {modality!r}; this latent space was fitted on "
-                           f"{list(self.encoders)}.")
+            raise UnknownModalityError(f"unknown modality {modality!r}; this latent space was "
+                                       f"fitted on {list(self.encoders)}.")
         return self.encoders[modality]
 
     def _column_order(self, modality: str, columns: pd.Index) -> np.ndarray:

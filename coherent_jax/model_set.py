@@ -28,7 +28,18 @@ from coherent_jax.schedules import Schedule, make_schedule
 from coherent_jax.train import CRITERIA, MemberData, TrainConfig, fit, make_member_data
 
 DENOISER_FIELDS = ("data_dim", "hidden_dim", "num_layers", "time_embed_dim", "cond_embed_dim",
-                   "norm", "anchored", "schedule", "num_train_steps")
+                   "norm", "anchored", "schedule", "diffusion_steps")
+
+
+def _denoiser(config: dict | None) -> Denoiser | None:
+    """The Denoiser of a saved architecture (model sets saved before the step names were
+    split carry the diffusion T as 'num_train_steps')."""
+    if not config:
+        return None
+    config = dict(config)
+    if "num_train_steps" in config:
+        config["diffusion_steps"] = config.pop("num_train_steps")
+    return Denoiser(**config)
 
 
 def denoiser_config(model: Denoiser) -> dict:
@@ -36,8 +47,8 @@ def denoiser_config(model: Denoiser) -> dict:
     return {f: getattr(model, f) for f in DENOISER_FIELDS}
 
 
-def threshold_key(sampler: str, num_steps: int) -> str:
-    return f"{sampler}:{num_steps}"
+def threshold_key(sampler: str, sample_steps: int) -> str:
+    return f"{sampler}:{sample_steps}"
 
 
 @dataclasses.dataclass
@@ -48,7 +59,7 @@ class TargetModels:
         target: the generated modality.
         sources: the conditioning modalities; specialist k conditions on sources[k], and the
             multi-condition model takes them in this order.
-        model: the specialists' architecture.
+        specialist_model: the specialists' architecture.
         specialists: their variables stacked [K, ...] (None if not trained).
         val_mse: their validation sample MSE [K] (fusion weights softmax(1 / MSE)).
         multi_model, multi: the multi-condition model's architecture and variables (or None).
@@ -66,7 +77,7 @@ class TargetModels:
 
     target: str
     sources: tuple[str, ...]
-    model: Denoiser | None = None
+    specialist_model: Denoiser | None = None
     specialists: Any = None
     val_mse: np.ndarray | None = None
     multi_model: Denoiser | None = None
@@ -79,23 +90,24 @@ class TargetModels:
     _folded_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                             compare=False)
 
-    def sampling_specialists(self, num_steps: int) -> tuple[Callable, Any]:
+    def sampling_specialists(self, diffusion_steps: int) -> tuple[Callable, Any]:
         """(apply_fn, stacked params) of the specialists in their folded sampling form
-        (`models.folded`: same eps, fewer FLOPs per step) for a schedule of T = num_steps."""
-        return self._folded("specialists", fold_members, self.model, self.specialists, num_steps)
+        (`models.folded`: same eps, fewer FLOPs per step) for a schedule of T = diffusion_steps."""
+        return self._folded("specialists", fold_members, self.specialist_model, self.specialists,
+                            diffusion_steps)
 
-    def sampling_multi(self, num_steps: int) -> tuple[Callable, Any]:
+    def sampling_multi(self, diffusion_steps: int) -> tuple[Callable, Any]:
         """(apply_fn, params) of the multi-condition model in its folded sampling form."""
-        return self._folded("multi", fold_denoiser, self.multi_model, self.multi, num_steps)
+        return self._folded("multi", fold_denoiser, self.multi_model, self.multi, diffusion_steps)
 
     def _folded(self, which: str, fold: Callable, model: Denoiser, variables: Any,
-                num_steps: int) -> tuple[Callable, Any]:
-        """`fold(model, variables, num_steps)`, computed once per T and reused while the same
+                diffusion_steps: int) -> tuple[Callable, Any]:
+        """`fold(model, variables, diffusion_steps)`, computed once per T and reused while the same
         variables object is held (assigning new variables refolds)."""
-        hit = self._folded_cache.get((which, num_steps))
+        hit = self._folded_cache.get((which, diffusion_steps))
         if hit is None or hit[0] is not variables:
-            hit = (variables, fold(model, variables, num_steps))
-            self._folded_cache[(which, num_steps)] = hit
+            hit = (variables, fold(model, variables, diffusion_steps))
+            self._folded_cache[(which, diffusion_steps)] = hit
         return hit[1]
 
 
@@ -104,18 +116,18 @@ class ModelSet:
     """Everything imputation needs: the noise schedule and the models of each target."""
 
     schedule_name: str
-    num_train_steps: int
+    diffusion_steps: int
     targets: dict[str, TargetModels]
 
     @property
     def schedule(self) -> Schedule:
-        return make_schedule(self.schedule_name, self.num_train_steps)
+        return make_schedule(self.schedule_name, self.diffusion_steps)
 
     def save(self, directory: str, metadata: dict | None = None) -> None:
         """Writes arrays with Orbax and the architectures, sources, weights and thresholds as JSON."""
         # metadata JSON is written with sorted keys: the target order (the cascade order of
         # imputation) is kept separately
-        tree, meta = {}, {"schedule": self.schedule_name, "num_train_steps": self.num_train_steps,
+        tree, meta = {}, {"schedule": self.schedule_name, "diffusion_steps": self.diffusion_steps,
                           "targets": {}, "target_order": list(self.targets), **(metadata or {})}
         for name, tm in self.targets.items():
             tree[name] = {k: v for k, v in (("specialists", tm.specialists), ("multi", tm.multi),
@@ -125,7 +137,8 @@ class ModelSet:
                 "sources": list(tm.sources), "unconditional": tm.unconditional,
                 "thresholds": tm.thresholds, "fusion_sharpness": tm.fusion_sharpness,
                 "val_mse": None if tm.val_mse is None else np.asarray(tm.val_mse).tolist(),
-                "model": None if tm.model is None else denoiser_config(tm.model),
+                "specialist_model": (None if tm.specialist_model is None
+                                     else denoiser_config(tm.specialist_model)),
                 "multi_model": None if tm.multi_model is None else denoiser_config(tm.multi_model)}
         checkpointing.save_tree(directory, tree, meta)
 
@@ -138,17 +151,18 @@ class ModelSet:
             info, arrays = meta["targets"][name], tree.get(name, {})
             targets[name] = TargetModels(
                 target=name, sources=tuple(info["sources"]),
-                model=Denoiser(**info["model"]) if info["model"] else None,
+                specialist_model=_denoiser(info.get("specialist_model", info.get("model"))),
                 specialists=arrays.get("specialists"),
                 val_mse=None if info["val_mse"] is None else np.asarray(info["val_mse"]),
-                multi_model=Denoiser(**info["multi_model"]) if info["multi_model"] else None,
+                multi_model=_denoiser(info["multi_model"]),
                 multi=arrays.get("multi"), unconditional=info["unconditional"],
                 thresholds=info["thresholds"],
                 fusion_sharpness=float(info.get("fusion_sharpness", 0.0)),
                 condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
                                  for src, m in arrays["condition_maps"].items()}
                                 if "condition_maps" in arrays else None))
-        return cls(meta["schedule"], meta["num_train_steps"], targets)
+        return cls(meta["schedule"], meta.get("diffusion_steps", meta.get("num_train_steps")),
+                   targets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,10 +171,10 @@ class ModelSetConfig:
 
     Attributes:
         hidden_dim, num_layers, time_embed_dim, cond_embed_dim, norm: the Denoiser.
-        schedule, num_train_steps: the noise schedule.
-        batch_size, num_steps, eval_every, log_every: optimisation (steps, not epochs);
-            num_steps = 0 keeps anchored models at their anchors (no learned correction).
-        val_sampler, val_num_steps: sampler of the validation-by-sampling.
+        schedule, diffusion_steps: the noise schedule.
+        batch_size, train_steps, eval_every, log_every: optimisation (steps, not epochs);
+            train_steps = 0 keeps anchored models at their anchors (no learned correction).
+        val_sampler, val_sample_steps: sampler of the validation-by-sampling.
         seeds, learning_rates: the population trained together per target (all combinations).
         uncond_prob: specialists' condition dropout (enables product-of-experts fusion).
         mask_drop_prob: the multi-condition model's extra random condition masking.
@@ -183,13 +197,13 @@ class ModelSetConfig:
     cond_embed_dim: int = 32
     norm: str = "batch"
     schedule: str = "linear"
-    num_train_steps: int = 1000
+    diffusion_steps: int = 1000
     batch_size: int = 128
-    num_steps: int = 20_000
+    train_steps: int = 20_000
     eval_every: int = 2_000
     log_every: int = 200
     val_sampler: str = "ddpm"
-    val_num_steps: int | None = None
+    val_sample_steps: int | None = None
     seeds: tuple[int, ...] = (0,)
     learning_rates: tuple[float, ...] = (1e-3,)
     uncond_prob: float = 0.1
@@ -205,7 +219,7 @@ class ModelSetConfig:
     def denoiser(self, data_dim: int) -> Denoiser:
         return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
                         self.cond_embed_dim, self.norm, anchored=self.anchored,
-                        schedule=self.schedule, num_train_steps=self.num_train_steps)
+                        schedule=self.schedule, diffusion_steps=self.diffusion_steps)
 
 
 def cohort_fingerprint(cohort) -> str:
@@ -245,9 +259,9 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
                    if checkpoint_dir is not None else None)
     try:
         result = fit(state, population_data(train, population), population_data(val, population),
-                     key, num_steps=config.num_steps, eval_every=config.eval_every,
+                     key, train_steps=config.train_steps, eval_every=config.eval_every,
                      log_every=config.log_every, val_sampler=config.val_sampler,
-                     val_num_steps=config.val_num_steps, log_fn=log_fn, checkpoints=checkpoints,
+                     val_sample_steps=config.val_sample_steps, log_fn=log_fn, checkpoints=checkpoints,
                      batch_sharding=batch_sharding,
                      label=f"denoisers {identity['target']}/{identity['family']}")
     finally:
@@ -305,8 +319,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
     """
     if config.criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {config.criterion!r}; choose one of {CRITERIA}.")
-    if config.num_steps == 0 and not config.anchored:
-        raise ValueError("num_steps=0 trains nothing: only anchored models (anchored=True) are "
+    if config.train_steps == 0 and not config.anchored:
+        raise ValueError("train_steps=0 trains nothing: only anchored models (anchored=True) are "
                          "usable untrained, as their linear-Gaussian anchors.")
     if target not in cohort.modalities:
         raise ValueError(f"unknown target {target!r}; the cohort has {list(cohort.modalities)}.")
@@ -329,7 +343,7 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
     (spec_train, multi_train), (spec_val, multi_val) = (
         _member_data(*x, conds), _member_data(*x_val, conds_val))
     model = config.denoiser(widths[target])
-    schedule = make_schedule(config.schedule, config.num_train_steps)
+    schedule = make_schedule(config.schedule, config.diffusion_steps)
     identity = {"config": dataclasses.asdict(config), "data_fingerprint": cohort_fingerprint(cohort),
                 "target": target}
     out = TargetModels(target=target, sources=sources, unconditional=config.uncond_prob > 0,
@@ -362,14 +376,14 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         report[family] = {"chosen": trials, "val_mse": np.asarray(val_mse).tolist(),
                           "history": result.history}
         if family == "specialists":
-            out.model, out.specialists, out.val_mse = model, variables, np.asarray(val_mse)
+            out.specialist_model, out.specialists, out.val_mse = model, variables, np.asarray(val_mse)
             if tuple(config.sharpness_grid) != (0.0,):
                 has = x_val[1]  # validation patients with the target
                 report["fusion"] = calibrate_fusion(
                     out, schedule, [v[has] for v, _ in conds_val],
                     np.stack([p[has] for _, p in conds_val], axis=1), x_val[0][has],
                     jax.random.fold_in(key, len(families)), sampler=config.val_sampler,
-                    num_steps=config.val_num_steps, num_samples=config.calibration_draws,
+                    sample_steps=config.val_sample_steps, num_samples=config.calibration_draws,
                     grid=config.sharpness_grid)
         else:
             out.multi_model = model
@@ -393,4 +407,4 @@ def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
         models[target], reports[target] = train_target(
             cohort, target, config, jax.random.fold_in(key, cohort.modalities.index(target)),
             workdir=workdir, log_fn=log_fn, batch_sharding=batch_sharding, features=features)
-    return ModelSet(config.schedule, config.num_train_steps, models), reports
+    return ModelSet(config.schedule, config.diffusion_steps, models), reports

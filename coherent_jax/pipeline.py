@@ -33,14 +33,16 @@ from typing import Any, Mapping
 import numpy as np
 
 from coherent_jax import metrics_io, safe_io
+from coherent_jax.calibrate import calibrate_thresholds
 from coherent_jax.data import (Preprocessor, induce_missingness, linear_gaussian_cohort,
                                load_pan_cancer, load_paper_layout, load_path, load_tcga,
                                paper_split, tcga_like, tcga_like_rates)
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.errors import UserError
+from coherent_jax.evaluate.results import EvalResults
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
-from coherent_jax.impute import (ImputeConfig, Imputation, calibrate_thresholds, impute,
-                                 write_imputation)
+from coherent_jax.formats_out import write_imputation
+from coherent_jax.impute import ImputeConfig, Imputation, impute
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table, save_quality_table
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
 
@@ -164,8 +166,18 @@ def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
         prep.save(tmp)
 
 
+# Settings renamed when the three step counts got their own names: section -> old -> new.
+RENAMED = {"denoisers": {"num_steps": "train_steps", "num_train_steps": "diffusion_steps",
+                         "val_num_steps": "val_sample_steps"}}
+
+
 def _trained_part(config: dict | None) -> dict:
-    return {k: v for k, v in (config or {}).items() if k not in RERUNNABLE}
+    """The sections that trained a run, with settings saved under their old names renamed."""
+    out = {k: v for k, v in (config or {}).items() if k not in RERUNNABLE}
+    for section, names in RENAMED.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {names.get(k, k): v for k, v in out[section].items()}
+    return out
 
 
 def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> None:
@@ -238,7 +250,7 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
     def log(record):
         writer.write(record)
         tag = f"{record['target']}/{record['family']}"
-        progress.setdefault(tag, metrics_io.Progress(config.num_steps, label=tag)).update(
+        progress.setdefault(tag, metrics_io.Progress(config.train_steps, label=tag)).update(
             record["step"])
 
     models, reports = train_model_set(latent_cohort, config, seed, targets=targets,
@@ -262,7 +274,7 @@ def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace
     """
     if calibrate_quantile > 0:
         found = calibrate_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
-                                     num_steps=config.num_steps, quantile=calibrate_quantile,
+                                     sample_steps=config.sample_steps, quantile=calibrate_quantile,
                                      seed=seed, feature_cohort=feature_cohort.split("val"))
         logger.info("calibrated rejection thresholds: %s", found)
     result = impute(latent_cohort.split(split), models, config, seed=seed, latent_space=space,
@@ -276,12 +288,12 @@ def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace
 
 def stage_evaluate(workdir: str, feature_cohort, latent_cohort, space: LatentSpace,
                    models: ModelSet, config: EvalConfig, seed: int, run_config: dict,
-                   log_fn=None) -> dict:
+                   log_fn=None) -> EvalResults:
     """Evaluates the trained models on the held-out split and writes workdir/report/;
     `log_fn` receives the progress lines (None: logged at INFO).
 
     Returns:
-        `evaluate_suite`'s results; 'index' is the report's index.md.
+        `evaluate_suite`'s results; `index` is the report's index.md.
     """
     return evaluate_suite(feature_cohort, latent_cohort, space, models, config, seed,
                           os.path.join(workdir, "report"), run_config=run_config, log=log_fn)

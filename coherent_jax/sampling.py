@@ -11,7 +11,7 @@ Samplers: 'ddpm' (ancestral, all T steps), 'ddim' (Song et al. 2021), 'dpmpp_2m'
 ODE that deterministic DDIM solves to first order), 'dpmpp_2m_sde' and 'dpmpp_3m_sde' (second
 and third-order multistep solvers of the reverse SDE, whose limit DDPM samples; ODE and SDE
 have the same marginals for an exact noise prediction, not for fused or learned ones). The
-few-step samplers visit `num_steps` of the T timesteps (`timesteps`); every step of every
+few-step samplers visit `sample_steps` of the T timesteps (`timesteps`); every step of every
 sampler is one denoiser call, so a chain costs its step count.
 
 Devices: with a `mesh` (`parallel.make_mesh`) the rows (patients x candidates) are split over
@@ -64,33 +64,33 @@ class CoherentSamples:
         return float(jnp.mean(self.accepted))
 
 
-def timesteps(num_train_steps: int, sampler: str, num_steps: int | None) -> np.ndarray:
+def timesteps(diffusion_steps: int, sampler: str, sample_steps: int | None) -> np.ndarray:
     """The descending timesteps visited by a sampler [S].
 
-    DDPM visits all T steps. DDIM visits `num_steps` steps evenly spread over 0..T-1;
-    DPM-Solver++ (every form) `num_steps` steps quadratically spaced over 0..T-1 (at 10-20
+    DDPM visits all T steps. DDIM visits `sample_steps` steps evenly spread over 0..T-1;
+    DPM-Solver++ (every form) `sample_steps` steps quadratically spaced over 0..T-1 (at 10-20
     steps on exact Gaussian experts its covariance lands 5-10x closer to the target than with
     even spacing). All end with t = 0, whose step ends at the data.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}.")
     if sampler == "ddpm":
-        if num_steps not in (None, num_train_steps):
-            raise ValueError(f"DDPM ancestral sampling visits all {num_train_steps} steps; got "
-                             f"num_steps={num_steps}. Use sampler='ddim' or one of "
+        if sample_steps not in (None, diffusion_steps):
+            raise ValueError(f"DDPM ancestral sampling visits all {diffusion_steps} steps; got "
+                             f"sample_steps={sample_steps}. Use sampler='ddim' or one of "
                              f"{tuple(DPM_SOLVERS)} for fewer steps.")
-        return np.arange(num_train_steps - 1, -1, -1)
-    num_steps = num_train_steps if num_steps is None else int(num_steps)
-    if not 1 <= num_steps <= num_train_steps:
-        raise ValueError(f"{sampler} num_steps must be in [1, {num_train_steps}], "
-                         f"got {num_steps}.")
+        return np.arange(diffusion_steps - 1, -1, -1)
+    sample_steps = diffusion_steps if sample_steps is None else int(sample_steps)
+    if not 1 <= sample_steps <= diffusion_steps:
+        raise ValueError(f"{sampler} sample_steps must be in [1, {diffusion_steps}], "
+                         f"got {sample_steps}.")
     if sampler == "ddim":
-        ts = np.unique(np.round(np.linspace(0, num_train_steps - 1, num_steps)).astype(np.int64))
+        ts = np.unique(np.round(np.linspace(0, diffusion_steps - 1, sample_steps)).astype(np.int64))
         return ts[::-1].copy()
     # Quadratic spacing (Song et al. 2021), dense near the data where the log-SNR of the
     # linear schedule moves fastest; each step at least one timestep after the previous.
-    ts = np.round(np.linspace(0.0, np.sqrt(num_train_steps - 1), num_steps) ** 2).astype(np.int64)
-    ts = np.maximum.accumulate(ts - np.arange(num_steps)) + np.arange(num_steps)
+    ts = np.round(np.linspace(0.0, np.sqrt(diffusion_steps - 1), sample_steps) ** 2).astype(np.int64)
+    ts = np.maximum.accumulate(ts - np.arange(sample_steps)) + np.arange(sample_steps)
     return ts[::-1].copy()
 
 
@@ -187,9 +187,9 @@ def _row_noise(key: jax.Array, shape: tuple[int, int], mesh) -> jax.Array:
 
 
 def langevin_correct(eps_fn, schedule: Schedule, x: jax.Array, t: jax.Array, key: jax.Array,
-                     num_steps: int, snr: float, num_rows: int | None = None,
+                     steps: int, snr: float, num_rows: int | None = None,
                      mesh=None) -> jax.Array:
-    """`num_steps` Langevin corrector steps at timestep t (Song et al. 2021, predictor-corrector).
+    """`steps` Langevin corrector steps at timestep t (Song et al. 2021, predictor-corrector).
 
     score = -eps_hat / sqrt(1 - ab_t); x <- x + d * score + sqrt(2 d) z with the step
     d = 2 (snr * |z| / |score|)^2, norms averaged over the batch as in Song et al. (per-sample
@@ -210,18 +210,18 @@ def langevin_correct(eps_fn, schedule: Schedule, x: jax.Array, t: jax.Array, key
         d = 2.0 * (snr * ratio) ** 2
         return x + d * score + jnp.sqrt(2.0 * d) * z, None
 
-    x, _ = jax.lax.scan(one, x, jax.random.split(key, num_steps))
+    x, _ = jax.lax.scan(one, x, jax.random.split(key, steps))
     return x
 
 
-def _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll, corrector_steps=0,
+def _reverse(eps_fn, shape, schedule, key, sampler, sample_steps, eta, unroll, corrector_steps=0,
              corrector_snr=0.16, mesh=None):
     """Runs the reverse chain from x_T ~ N(0, I); eps_fn(x, t_vec) -> (eps, aux). Traced code.
 
     shape = (rows, D). With a `mesh` the chain runs on the rows padded to a multiple of its
     device count and split over it: x [padded rows, D] and eps_fn's inputs likewise (the
     caller drops the padding)."""
-    ts = timesteps(schedule.num_steps, sampler, num_steps)
+    ts = timesteps(schedule.diffusion_steps, sampler, sample_steps)
     t_prev = np.append(ts[1:], -1)
     init_key, step_key = jax.random.split(key)
     x_T = _row_noise(init_key, shape, mesh)
@@ -275,16 +275,16 @@ def select_candidates(disagreement: jax.Array, threshold, max_bad_fraction):
     return chosen, accepted, bad_fraction
 
 
-def _check_common(shape, sampler, num_steps, schedule, corrector_steps):
+def _check_common(shape, sampler, sample_steps, schedule, corrector_steps):
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (num_samples, data_dim) with both >= 1, got {shape}.")
     if int(corrector_steps) < 0:
         raise ValueError(f"corrector_steps must be >= 0, got {corrector_steps}.")
-    timesteps(schedule.num_steps, sampler, num_steps)
+    timesteps(schedule.diffusion_steps, sampler, sample_steps)
 
 
 def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: jax.Array, *,
-           shape: tuple[int, int], sampler: str = "ddpm", num_steps: int | None = None,
+           shape: tuple[int, int], sampler: str = "ddpm", sample_steps: int | None = None,
            eta: float = 0.0, unroll: int = 1, corrector_steps: int = 0,
            corrector_snr: float = 0.16, mesh: Any = None) -> jax.Array:
     """Draws samples [N, D] from one denoiser (a specialist, or the multi-condition model with
@@ -299,7 +299,7 @@ def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: j
         shape: (N, D).
         sampler: 'ddpm' (all T ancestral steps), 'ddim', 'dpmpp_2m' (DPM-Solver++(2M)),
             'dpmpp_2m_sde' or 'dpmpp_3m_sde' (its SDE forms); see the module docstring.
-        num_steps: the step count of the few-step samplers (DDPM: None).
+        sample_steps: the step count of the few-step samplers (DDPM: None).
         eta: stochasticity of 'ddim' and 'dpmpp_2m' (0: deterministic; the SDE forms are
             eta = 1).
         unroll: lax.scan unroll factor.
@@ -312,21 +312,21 @@ def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: j
             over the devices when N is a multiple of their count.
     """
     shape = tuple(int(s) for s in shape)
-    _check_common(shape, sampler, num_steps, schedule, corrector_steps)
+    _check_common(shape, sampler, sample_steps, schedule, corrector_steps)
     args = parallel.on_mesh((params, cond, schedule, key, jnp.float32(eta),
                              jnp.float32(corrector_snr)), mesh)
-    return _sample_jit(apply_fn, *args, shape=shape, sampler=sampler, num_steps=num_steps,
+    return _sample_jit(apply_fn, *args, shape=shape, sampler=sampler, sample_steps=sample_steps,
                        unroll=unroll, corrector_steps=int(corrector_steps), mesh=mesh)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "sampler", "num_steps", "unroll",
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "sampler", "sample_steps", "unroll",
                                              "corrector_steps", "mesh"))
 def _sample_jit(apply_fn, params, cond, schedule, key, eta, corrector_snr, *, shape, sampler,
-                num_steps, unroll, corrector_steps, mesh):
+                sample_steps, unroll, corrector_steps, mesh):
     size = parallel.padded_rows(shape[0], mesh)
     cond = parallel.constrain_rows(jax.tree.map(lambda a: parallel.pad_rows(a, size), cond), mesh)
     eps_fn = lambda x, t: (apply_fn(params, x, t, cond), None)
-    x0, _ = _reverse(eps_fn, shape, schedule, key, sampler, num_steps, eta, unroll,
+    x0, _ = _reverse(eps_fn, shape, schedule, key, sampler, sample_steps, eta, unroll,
                      corrector_steps, corrector_snr, mesh)
     return parallel.constrain_even_rows(x0[: shape[0]], mesh)
 
@@ -357,7 +357,7 @@ def _normalised_weights(weights, num_samples: int, k: int):
 def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, weights,
                     schedule: Schedule, key: jax.Array, *, shape: tuple[int, int],
                     fusion: str = "mean", uncond_conds: Any = None, sampler: str = "ddpm",
-                    num_steps: int | None = None, eta: float = 0.0, num_candidates: int = 1,
+                    sample_steps: int | None = None, eta: float = 0.0, num_candidates: int = 1,
                     threshold: float = 1.0, max_bad_fraction: float = 0.1, unroll: int = 1,
                     corrector_steps: int = 0, corrector_snr: float = 0.16,
                     sharpness: float = 0.0, mesh: Any = None) -> CoherentSamples:
@@ -382,7 +382,7 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
         sharpness: 'mean' only: gamma of `fusion.fuse_sharpened` (0: the paper's weighted
             mean; up to 1: a weighted product of experts); calibrated per target by
             `calibrate.calibrate_fusion`.
-        sampler, num_steps, eta, unroll, corrector_steps, corrector_snr: as in `sample`.
+        sampler, sample_steps, eta, unroll, corrector_steps, corrector_snr: as in `sample`.
         num_candidates: R, candidates drawn per patient.
         threshold: disagreement above which a step counts as bad (the paper: 1.0).
         max_bad_fraction: a candidate fails with more bad steps than this share (paper: 0.1).
@@ -394,7 +394,7 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
             over the devices when N is a multiple of their count.
     """
     shape = tuple(int(s) for s in shape)
-    _check_common(shape, sampler, num_steps, schedule, corrector_steps)
+    _check_common(shape, sampler, sample_steps, schedule, corrector_steps)
     if fusion not in fusion_lib.FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {fusion_lib.FUSIONS}.")
     sharpness = float(sharpness)
@@ -422,15 +422,15 @@ def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, we
                              jnp.float32(sharpness)), mesh)
     return _coherent_jit(apply_fn, *args, shape=shape, mesh=mesh,
                          fusion="sharpened" if sharpness > 0 else fusion, sampler=sampler,
-                         num_steps=num_steps, num_candidates=int(num_candidates), unroll=unroll,
+                         sample_steps=sample_steps, num_candidates=int(num_candidates), unroll=unroll,
                          corrector_steps=int(corrector_steps))
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "fusion", "sampler", "num_steps",
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "fusion", "sampler", "sample_steps",
                                              "num_candidates", "unroll", "corrector_steps", "mesh"))
 def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule, key, eta,
                   threshold, max_bad_fraction, corrector_snr, sharpness, *, shape, fusion, sampler,
-                  num_steps, num_candidates, unroll, corrector_steps, mesh):
+                  sample_steps, num_candidates, unroll, corrector_steps, mesh):
     n, d = shape
     r = num_candidates
     size = parallel.padded_rows(r * n, mesh)  # R*N rows, padded to a multiple of the devices
@@ -460,7 +460,7 @@ def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, 
             eps_c = members(member_params, x, t, conds_r)  # [K, size, D]
             return fusion_lib.fuse_mean(eps_c, weights_r), fusion_lib.disagreement(eps_c, weights_r)
 
-    x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, sampler, num_steps, eta, unroll,
+    x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, sampler, sample_steps, eta, unroll,
                        corrector_steps, corrector_snr, mesh)
     x0 = x0[: r * n].reshape(r, n, d)
     dis = jnp.moveaxis(dis[:, : r * n], 0, 1).reshape(r, n, -1)  # [S, size] -> [R, N, S]

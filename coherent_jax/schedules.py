@@ -10,7 +10,7 @@ import numpy as np
 
 @flax.struct.dataclass
 class Schedule:
-    """A discrete-time DDPM noise schedule over `num_steps` steps t = 0..T-1.
+    """A discrete-time DDPM noise schedule over `diffusion_steps` steps t = 0..T-1.
 
     Attributes:
         betas: beta_t [T].
@@ -23,7 +23,7 @@ class Schedule:
     alpha_bars: jax.Array
 
     @property
-    def num_steps(self) -> int:
+    def diffusion_steps(self) -> int:
         return self.betas.shape[0]
 
     @classmethod
@@ -40,24 +40,24 @@ class Schedule:
         return cls(betas=as32(betas), alphas=as32(alphas), alpha_bars=as32(alpha_bars))
 
 
-def linear_schedule(num_steps: int = 1000, beta_start: float = 1e-4,
+def linear_schedule(diffusion_steps: int = 1000, beta_start: float = 1e-4,
                     beta_end: float = 0.02) -> Schedule:
     """The paper's schedule: betas linear from `beta_start` to `beta_end` (Ho et al. 2020)."""
-    return Schedule.from_betas(np.linspace(beta_start, beta_end, num_steps))
+    return Schedule.from_betas(np.linspace(beta_start, beta_end, diffusion_steps))
 
 
-def cosine_schedule(num_steps: int = 1000, offset: float = 0.008,
+def cosine_schedule(diffusion_steps: int = 1000, offset: float = 0.008,
                     max_beta: float = 0.999) -> Schedule:
     """The cosine schedule of Nichol & Dhariwal (2021), betas clipped at `max_beta`."""
-    steps = np.arange(num_steps + 1, dtype=np.float64) / num_steps
+    steps = np.arange(diffusion_steps + 1, dtype=np.float64) / diffusion_steps
     f = np.cos((steps + offset) / (1 + offset) * np.pi / 2) ** 2
     betas = np.clip(1.0 - f[1:] / f[:-1], 1e-8, max_beta)
     return Schedule.from_betas(betas)
 
 
-def make_schedule(name: str, num_steps: int = 1000) -> Schedule:
+def make_schedule(name: str, diffusion_steps: int = 1000) -> Schedule:
     """Schedule by name: 'linear' (the paper) or 'cosine'."""
     builders = {"linear": linear_schedule, "cosine": cosine_schedule}
     if name not in builders:
         raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(builders)}.")
-    return builders[name](num_steps)
+    return builders[name](diffusion_steps)

@@ -91,13 +91,13 @@ def data_config(c) -> pipeline.DataConfig:
 def model_config(c) -> ModelSetConfig:
     values = dict(c.denoisers)
     values.pop("targets", None)
-    values["val_num_steps"] = values.get("val_num_steps") or None
+    values["val_sample_steps"] = values.get("val_sample_steps") or None
     return pipeline.from_mapping(ModelSetConfig, values)
 
 
 def impute_config(c) -> ImputeConfig:
     """The imputation settings of c.impute (its split and calibrate_quantile are the
-    pipeline stage's; num_steps 0 means all T steps)."""
+    pipeline stage's; sample_steps 0 means all T steps)."""
     return ImputeConfig.from_settings(c.impute)
 
 
@@ -175,12 +175,12 @@ def trained(c, workdir: str):
     return cohort, space, latents, models
 
 
-def evaluate(c, workdir: str, cohort, latents, space, models) -> dict:
+def evaluate(c, workdir: str, cohort, latents, space, models):
     """Runs the evaluation stage and prints its headline table."""
     result = pipeline.stage_evaluate(workdir, cohort, latents, space, models, eval_config(c),
                                      c.seed, pipeline.as_jsonable(c))
     print("R^2 in feature space (mean of K draws, every other modality given):")
-    print(result["headline"].round(3).to_string(), flush=True)
+    print(result.headline.round(3).to_string(), flush=True)
     return result
 
 

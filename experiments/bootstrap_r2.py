@@ -20,7 +20,7 @@ import _common
 from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.baselines import predict_missing
 from coherent_jax.evaluate.reconstruction import r2, r2_bootstrap
-from coherent_jax.evaluate.suite import FEATURE_RIDGE_ALPHAS
+from coherent_jax.evaluate.scoring import FEATURE_RIDGE_ALPHAS
 from coherent_jax.impute import impute
 
 FLAGS = flags.FLAGS

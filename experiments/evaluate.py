@@ -24,7 +24,7 @@ def main(argv):
     start = time.perf_counter()
     cohort, space, latents, models = _common.trained(c, FLAGS.workdir)
     result = _common.evaluate(c, FLAGS.workdir, cohort, latents, space, models)
-    print(f"[{time.perf_counter() - start:.0f} s] report: {result['index']}", flush=True)
+    print(f"[{time.perf_counter() - start:.0f} s] report: {result.index}", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ from absl import app, flags
 
 import _common
 from coherent_jax import pipeline
-from coherent_jax.formats_out import check_formats
-from coherent_jax.impute import write_imputation
+from coherent_jax.formats_out import check_formats, write_imputation
 from coherent_jax.imputer import UNITS, Imputer, RangeCheck
 from coherent_jax.safe_io import check_output_folder
 

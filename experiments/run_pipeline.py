@@ -30,7 +30,7 @@ def main(argv):
           "nothing to impute: every patient has every modality", flush=True)
     _common.logger.info(f"[{time.perf_counter() - start:.0f} s] imputation written")
     report = _common.evaluate(c, FLAGS.workdir, cohort, latents, space, models)
-    print(f"[{time.perf_counter() - start:.0f} s] done; report: {report['index']}", flush=True)
+    print(f"[{time.perf_counter() - start:.0f} s] done; report: {report.index}", flush=True)
 
 
 if __name__ == "__main__":

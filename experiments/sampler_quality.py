@@ -9,7 +9,7 @@ given (coherent, K draws, 2 candidates, seed 0), once per sampler and step count
 always runs its 1,000 steps; the others each count of --steps), and DDPM-1000 once more with
 seed 1 as a control: the same sampler's distance from itself. Before each run the rejection
 threshold is recalibrated for that sampler and step count on the complete validation patients
-(`impute.calibrate_thresholds`, --quantile of their per-step disagreement), since the
+(`calibrate.calibrate_thresholds`, --quantile of their per-step disagreement), since the
 disagreement's per-step distribution and the granularity of the share of bad steps change with
 the step count.
 
@@ -30,10 +30,11 @@ import pandas as pd
 from absl import app, flags
 
 import _common
+from coherent_jax.calibrate import calibrate_thresholds
 from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.fidelity import prdc_per_sample
 from coherent_jax.evaluate.reconstruction import ideal_coverage, patient_errors, r2_bootstrap
-from coherent_jax.impute import calibrate_thresholds, impute
+from coherent_jax.impute import impute
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained demo-style work directory.", required=True)
@@ -80,13 +81,13 @@ def main(argv):
     # pooled R^2}, {R^2 metric: its point value})
     rows, parts = [], {}
     for label, sampler, steps, seed in _runs():
-        num_steps = None if sampler == "ddpm" else steps
+        sample_steps = None if sampler == "ddpm" else steps
         if FLAGS.quantile > 0:
-            calibrate_thresholds(val_latents, models, sampler=sampler, num_steps=num_steps,
+            calibrate_thresholds(val_latents, models, sampler=sampler, sample_steps=sample_steps,
                                  quantile=FLAGS.quantile, seed=seed, feature_cohort=val)
         for target in test.modalities:
             result = impute(_common.without(latents, target), models, method="coherent",
-                            num_samples=k, seed=seed, sampler=sampler, num_steps=num_steps,
+                            num_samples=k, seed=seed, sampler=sampler, sample_steps=sample_steps,
                             num_candidates=FLAGS.num_candidates, latent_space=space,
                             feature_cohort=_common.without(test, target))
             real = test.tables[target].to_numpy(np.float64)  # [N, D features]

@@ -55,7 +55,7 @@ def main(out, process_id=None, port=None):
         facts["table_shards"] = len(data.target.addressable_shards)
         state = parallel.replicate(state, mesh)
         sharding = parallel.member_batch_sharding(mesh)
-    state, metrics = cj.train_steps(state, data, jax.random.key(1), 5, sharding)
+    state, metrics = cj.scan_train_steps(state, data, jax.random.key(1), 5, sharding)
     trained = parallel.to_host({"params": state.params, "loss": metrics["loss"]})
     checkpoints = TrainCheckpoints(os.path.join(out, "checkpoints"), {"run": "multihost"})
     checkpoints.save(5, {"params": state.params}, {"step": 5})  # every process takes part
@@ -75,7 +75,7 @@ def main(out, process_id=None, port=None):
     result = cj.coherent_sample(cj.DenoiserApply(model), state.variables, conds, weights,
                                 state.schedule, jax.random.key(2), shape=(PATIENTS, 4),
                                 uncond_conds=conds.dropped(), num_candidates=2, sampler="ddim",
-                                num_steps=10, eta=1.0, mesh=mesh)
+                                sample_steps=10, eta=1.0, mesh=mesh)
     facts["sample_devices"] = len(result.samples.sharding.device_set)
     facts["sample_local_shards"] = len(result.samples.addressable_shards)
     samples = parallel.to_host(result)

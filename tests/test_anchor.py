@@ -15,7 +15,7 @@ T = 50
 
 def _model(**kwargs):
     return Denoiser(3, hidden_dim=16, num_layers=3, time_embed_dim=8, cond_embed_dim=4,
-                    anchored=True, num_train_steps=T, **kwargs)
+                    anchored=True, diffusion_steps=T, **kwargs)
 
 
 def _linear_data(n, seed=0):
@@ -107,8 +107,8 @@ def test_zero_training_steps_keep_anchored_models_as_their_anchors():
     gauss = LinearGaussianModel.random({"a": 4, "b": 4}, num_factors=2, noise_std=0.3, seed=0)
     cohort = paper_split(linear_gaussian_cohort(gauss, 200, seed=0), seed=42)
     config = ModelSetConfig(hidden_dim=16, num_layers=2, time_embed_dim=8, cond_embed_dim=4,
-                            batch_size=32, num_steps=0, eval_every=10, val_sampler="ddim",
-                            val_num_steps=5)
+                            batch_size=32, train_steps=0, eval_every=10, val_sampler="ddim",
+                            val_sample_steps=5)
     models, reports = train_model_set(cohort, config, seed=0, features=cohort)
     out = models.targets["a"].specialists["params"]["out"]
     assert not np.asarray(out["kernel"]).any()  # no correction was learned

@@ -48,7 +48,7 @@ def gaussian_models():
     gauss = dataclasses.replace(base, noise_std={"a": 0.3, "b": 1.0, "c": 1.0})
     cohort = paper_split(linear_gaussian_cohort(gauss, 1500, seed=0), seed=42)
     config = ModelSetConfig(hidden_dim=16, num_layers=2, time_embed_dim=8, cond_embed_dim=4,
-                            num_steps=0, val_sampler="ddim", val_num_steps=20,
+                            train_steps=0, val_sampler="ddim", val_sample_steps=20,
                             sharpness_grid=(0.0, 0.25, 0.5, 0.75, 1.0), multi=False)
     models, reports = train_model_set(cohort, config, seed=0, targets=["a"], features=cohort)
     return gauss, cohort, models, reports
@@ -61,9 +61,9 @@ def _draws(tm, schedule, test, gamma, k=30):
     member = stack_members([Condition.of(jnp.asarray(np.tile(c, (k, 1)), jnp.float32))
                             for c in conds])
     weights = availability_weights(tm.val_mse, np.ones((k * n, len(tm.sources)), bool))
-    out = coherent_sample(*tm.sampling_specialists(schedule.num_steps), member, weights, schedule,
-                          jax.random.key(5), shape=(k * n, tm.model.data_dim),
-                          uncond_conds=member.dropped(), sampler="ddim", num_steps=20,
+    out = coherent_sample(*tm.sampling_specialists(schedule.diffusion_steps), member, weights, schedule,
+                          jax.random.key(5), shape=(k * n, tm.specialist_model.data_dim),
+                          uncond_conds=member.dropped(), sampler="ddim", sample_steps=20,
                           sharpness=gamma)
     return np.asarray(out.samples).reshape(k, n, -1)
 

@@ -3,15 +3,18 @@
 
 import dataclasses
 import importlib.util
+import json
 import os
 import sys
 
 import pytest
 
+from coherent_jax import pipeline
+from coherent_jax.errors import UserError
 from coherent_jax.evaluate import EvalConfig
+from coherent_jax.impute import ImputeConfig
 from coherent_jax.latent import LatentConfig
 from coherent_jax.model_set import ModelSetConfig
-from coherent_jax.impute import ImputeConfig
 from coherent_jax.pipeline import DataConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,18 +60,33 @@ def test_shipped_configs_build_library_configs(name):
 
 def test_a_none_default_can_still_be_overridden_from_the_command_line():
     c = _config("base")
-    assert c.denoisers.val_num_steps is None
-    c.denoisers.val_num_steps = 50  # what --config.denoisers.val_num_steps=50 does
-    assert c.denoisers.val_num_steps == 50
+    assert c.denoisers.val_sample_steps is None
+    c.denoisers.val_sample_steps = 50  # what --config.denoisers.val_sample_steps=50 does
+    assert c.denoisers.val_sample_steps == 50
     with pytest.raises(TypeError):
-        c.denoisers.val_num_steps = "fifty"
+        c.denoisers.val_sample_steps = "fifty"
 
 
 def test_impute_settings_from_a_saved_section():
     # a flag's 0 means all T steps; an absent key keeps the default; pipeline keys are ignored
-    assert ImputeConfig.from_settings({"sampler": "ddpm", "num_steps": 0}).num_steps is None
+    assert ImputeConfig.from_settings({"sampler": "ddpm", "sample_steps": 0}).sample_steps is None
+    # a run saved before the step names were split
+    assert ImputeConfig.from_settings({"sampler": "ddim", "num_steps": 7}).sample_steps == 7
     assert ImputeConfig.from_settings({"method": "multi"}) == ImputeConfig(method="multi")
     assert ImputeConfig.from_settings({"split": "test", "calibrate_quantile": 0.5}) == (
         ImputeConfig())
     with pytest.raises(ValueError, match="unknown sampler"):
         ImputeConfig(sampler="euler")
+
+
+def test_a_work_directory_saved_with_the_old_step_names_is_the_same_run(tmp_path):
+    old = {"denoisers": {"num_steps": 0, "num_train_steps": 1000, "val_num_steps": 20},
+           "impute": {"num_steps": 20}}
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"config": old, "seed": 0, "data_fingerprint": "f"}))
+    new = {"denoisers": {"train_steps": 0, "diffusion_steps": 1000, "val_sample_steps": 20},
+           "impute": {"sample_steps": 20}}
+    pipeline.claim_workdir(str(tmp_path), new, 0, "f")  # no error: same trained run
+    new["denoisers"]["train_steps"] = 10
+    with pytest.raises(UserError, match="differs in: \\['denoisers'\\]"):
+        pipeline.claim_workdir(str(tmp_path), new, 0, "f")

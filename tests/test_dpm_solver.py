@@ -77,11 +77,11 @@ def test_step_matches_float64_formula(order, eta):
         x = expected
 
 
-@pytest.mark.parametrize("num_steps", [1, 2, 10, 20, 100, 999, 1000])
-def test_timesteps_unique_descending_from_t_minus_1_to_0(num_steps):
-    ts = timesteps(1000, "dpmpp_3m_sde", num_steps)
-    assert len(ts) == num_steps and np.all(np.diff(ts) < 0)
-    assert ts[-1] == 0 and (num_steps == 1 or ts[0] == 999)
+@pytest.mark.parametrize("sample_steps", [1, 2, 10, 20, 100, 999, 1000])
+def test_timesteps_unique_descending_from_t_minus_1_to_0(sample_steps):
+    ts = timesteps(1000, "dpmpp_3m_sde", sample_steps)
+    assert len(ts) == sample_steps and np.all(np.diff(ts) < 0)
+    assert ts[-1] == 0 and (sample_steps == 1 or ts[0] == 999)
 
 
 # Measured with 20k samples (seed 0), max mean error / relative covariance error at 20 steps:
@@ -95,7 +95,7 @@ def test_exact_posterior_gaussian_20_steps(sampler, cov_tol):
     n = 20_000
     samples = np.asarray(sample(gaussian_expert, params, Condition.of(jnp.zeros((n, 3))), SCHEDULE,
                                 jax.random.key(0), shape=(n, 4), sampler=sampler,
-                                num_steps=20), np.float64)
+                                sample_steps=20), np.float64)
     mean_err = np.abs(samples.mean(0) - mu).max()
     cov_err = np.linalg.norm(np.cov(samples.T) - cov) / np.linalg.norm(cov)
     assert mean_err < 0.05, mean_err
@@ -107,10 +107,10 @@ def test_coherent_identical_members_equal_single_sampler(sampler):
     params, _, _ = _marginal_expert()
     cond = Condition.of(jnp.zeros((64, 3)))
     single = sample(gaussian_expert, params, cond, SCHEDULE, jax.random.key(5), shape=(64, 4),
-                    sampler=sampler, num_steps=15)
+                    sampler=sampler, sample_steps=15)
     res = coherent_sample(gaussian_expert, stack_members([params] * 2), stack_members([cond] * 2),
                           jnp.ones(2), SCHEDULE, jax.random.key(5), shape=(64, 4),
-                          sampler=sampler, num_steps=15)
+                          sampler=sampler, sample_steps=15)
     np.testing.assert_allclose(res.samples, single, rtol=1e-5, atol=1e-5)
     assert res.disagreement.shape == (64, 15) and bool(res.accepted.all())
 
@@ -118,7 +118,7 @@ def test_coherent_identical_members_equal_single_sampler(sampler):
 def test_ddpm_only_takes_all_steps_and_names_the_few_step_samplers():
     with pytest.raises(ValueError, match="'dpmpp_3m_sde'"):
         timesteps(1000, "ddpm", 20)
-    with pytest.raises(ValueError, match="dpmpp_2m num_steps"):
+    with pytest.raises(ValueError, match="dpmpp_2m sample_steps"):
         timesteps(1000, "dpmpp_2m", 0)
     np.testing.assert_array_equal(timesteps(1000, "dpmpp_2m", 20),
                                   timesteps(1000, "dpmpp_3m_sde", 20))
@@ -145,7 +145,7 @@ out = {}
 for sampler in ("dpmpp_2m", "dpmpp_3m_sde"):
     call = lambda mesh: coherent_sample(DenoiserApply(model), params, conds, jnp.ones(2),
                                         schedule, jax.random.key(1), shape=(10, 4),
-                                        sampler=sampler, num_steps=12, num_candidates=3,
+                                        sampler=sampler, sample_steps=12, num_candidates=3,
                                         mesh=mesh)
     a, b = parallel.to_host(call(None)), parallel.to_host(call(parallel.make_mesh(4)))
     out[sampler] = max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y))))

@@ -11,7 +11,7 @@ from sklearn.linear_model import RidgeCV
 from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort
 from coherent_jax.evaluate import predict_missing, r2
 from coherent_jax.evaluate.baselines import _knn, ridge_loo
-from coherent_jax.evaluate.suite import FEATURE_RIDGE_ALPHAS
+from coherent_jax.evaluate.scoring import FEATURE_RIDGE_ALPHAS
 
 
 def _cohort(n_train=240, n_test=60, seed=0):

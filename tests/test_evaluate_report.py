@@ -1,4 +1,4 @@
-"""The report folder: every section written headless, every link resolves, JSON carries
+"""The report page folder: every section written headless, every link resolves, JSON carries
 config, seed and versions."""
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax.evaluate import write_report
+from coherent_jax.evaluate import Page, write_page
 
 pytest.importorskip("matplotlib")
 
@@ -34,13 +34,13 @@ def _inputs():
 def test_report_writes_every_section_and_links_resolve(tmp_path):
     reconstruction, rescue, curve, disagreement, pca = _inputs()
     folder = tmp_path / "report"
-    index = write_report(str(folder), config={"data": "synthetic", "k": 3}, seed=7,
-                         reconstruction=reconstruction, rescue=rescue,
-                         prioritisation={"rna": curve}, disagreement=disagreement, pca=pca,
-                         tables={"privacy": pd.DataFrame({"share": [0.5]})},
-                         results={"privacy": {"share": 0.51, "auc": np.float64(0.5)}},
-                         summaries={"Privacy": pd.DataFrame({"share": [0.5]}, index=["rna"])},
-                         notes=["survival skipped: no os_time labels"])
+    page = Page(reconstruction=reconstruction, rescue=rescue, prioritisation={"rna": curve},
+                disagreement=disagreement, pca=pca,
+                tables={"privacy": pd.DataFrame({"share": [0.5]})},
+                results={"privacy": {"share": 0.51, "auc": np.float64(0.5)}},
+                summaries={"Privacy": pd.DataFrame({"share": [0.5]}, index=["rna"])},
+                notes=["survival skipped: no os_time labels"])
+    index = write_page(str(folder), page, config={"data": "synthetic", "k": 3}, seed=7)
     text = open(index).read()
     assert "## Privacy" in text and "| rna | 0.500 |" in text
     assert "- survival skipped: no os_time labels" in text
@@ -63,6 +63,6 @@ def test_report_writes_every_section_and_links_resolve(tmp_path):
 
 
 def test_report_with_nothing_but_config_is_valid(tmp_path):
-    index = write_report(str(tmp_path / "empty"), config={}, seed=0)
+    index = write_page(str(tmp_path / "empty"), Page(), config={}, seed=0)
     assert open(index).read().startswith("# coherent-jax evaluation")
     assert json.loads((tmp_path / "empty" / "report.json").read_text())["files"] == []

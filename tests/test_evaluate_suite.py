@@ -8,56 +8,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split
+from coherent_jax.data import linear_gaussian_cohort
 from coherent_jax.evaluate import r2
 from coherent_jax.evaluate.patterns import pattern_copies, source_subsets
-from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite, reconstruction
+from coherent_jax.evaluate.scoring import reconstruction
+from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
 from coherent_jax.impute import ImputeConfig
 from coherent_jax.latent import LatentConfig, LatentSpace
-from coherent_jax.model_set import ModelSetConfig, train_model_set
+from tiny import GAUSS, labelled_cohort
 
 pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sksurv")
 
-GAUSS = LinearGaussianModel.random({"a": 4, "b": 4, "c": 4}, num_factors=3, noise_std=0.4, seed=3)
-MODELS = ModelSetConfig(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8,
-                        batch_size=64, num_steps=60, eval_every=30, log_every=30,
-                        val_sampler="ddim", val_num_steps=5)
 EVAL = EvalConfig(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
-                  imputation=ImputeConfig(num_samples=3, sampler="ddim", num_steps=6,
+                  imputation=ImputeConfig(num_samples=3, sampler="ddim", sample_steps=6,
                                           num_candidates=1),
                   num_seeds=2, n_estimators=10, num_unconditional=50,
                   num_bootstrap=200, membership_samples=3)
 
 
-def _labelled_cohort(n=360):
-    """Gaussian cohort with a type label (sign of one modality) and survival times."""
-    cohort = linear_gaussian_cohort(GAUSS, n, seed=0)
-    a = cohort.tables["a"].to_numpy()
-    rng = np.random.default_rng(0)
-    labels = pd.DataFrame({
-        "cancer_type": np.where(a[:, 0] > 0, "T1", "T2"),
-        "os_time": np.round(rng.exponential(500 * np.exp(-0.5 * a[:, 1]))) + 1,
-        "os_event": rng.integers(0, 2, n)}, index=cohort.sample_ids)
-    labelled = cohort.from_tables(cohort.tables, labels=labels, name="gauss")
-    return paper_split(labelled, seed=42)
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    cohort = _labelled_cohort()
-    space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))
-    latents = space.encode(cohort)
-    models, _ = train_model_set(latents, MODELS, seed=0, features=cohort)
+def run(tiny_run, tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("report"))
-    return cohort, evaluate_suite(cohort, latents, space, models, EVAL, seed=0, folder=folder,
-                                  log=lambda line: None), folder
+    return tiny_run.cohort, evaluate_suite(tiny_run.cohort, tiny_run.latents, tiny_run.space,
+                                           tiny_run.models, EVAL, seed=0, folder=folder,
+                                           log=lambda line: None), folder
 
 
 def test_pattern_copies_cover_every_subset_and_map_back():
-    cohort = _labelled_cohort(60).split("test")
+    cohort = labelled_cohort(60).split("test")
     copies = pattern_copies(cohort)
     assert copies.subsets == tuple(source_subsets(cohort.modalities))
     assert len(copies.subsets) == 6
@@ -86,7 +67,7 @@ def test_pattern_copies_refuse_a_split_without_complete_patients():
 
 def test_report_holds_every_part(run):
     cohort, result, folder = run
-    scores = result["scores"]
+    scores = result.scores
     assert set(scores["method"]) == {"coherent", "product", "multi", "mean", "knn", "ridge",
                                      "ridge_features", "knn_features"}
     assert set(scores["space"]) == {"latent", "features"}
@@ -98,7 +79,7 @@ def test_report_holds_every_part(run):
     pairs = scores[["target", "source"]].drop_duplicates()
     assert len(pairs) == 9
     assert {"T1", "T2", "all"} <= set(scores["group"])
-    headline = result["headline"]
+    headline = result.headline
     assert list(headline.columns) == ["a", "b", "c"]
     assert list(headline.index) == [
         "coherent: mean of 3 draws", "coherent: single draw", "product: mean of 3 draws",
@@ -126,40 +107,40 @@ def test_report_holds_every_part(run):
     latent = pd.read_csv(os.path.join(folder, "tables", "reconstruction_latent.csv"),
                          index_col=0)
     assert list(latent.index) == list(headline.index) and latent.notna().all().all()
-    fidelity = result["fidelity"]
+    fidelity = result.fidelity
     assert set(fidelity["method"]) == {"coherent", "product", "multi",
                                        "random training records"}
     assert fidelity["precision"].str.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]").all()
-    assert set(result["unconditional"]) == {"a", "b", "c"}
-    membership = result["membership"]
+    assert set(result.unconditional) == {"a", "b", "c"}
+    membership = result.membership
     assert set(membership["method"]) == {"coherent", "product", "multi", "ridge (features)"}
     assert len(membership) == 12 and membership["auc"].between(0, 1).all()
     assert (membership["low"] <= membership["auc"]).all()
     assert (membership["n_non_members"] == len(ids)).all()  # the test split: never selected on
     assert (membership["n_members"] > 2 * len(ids)).all()
-    copies = result["copies"]
+    copies = result.copies
     assert len(copies) == 9 and copies["near_copy_share"].between(0, 1).all()
     assert (copies["draw_train_nn_median"] > 0).all()
-    calibration = result["calibration"]
+    calibration = result.calibration
     assert calibration.shape == (9, 3) and "ideal with K = 3" in calibration.columns
-    headline_tests = result["headline_tests"]
+    headline_tests = result.headline_tests
     assert len(headline_tests) == 9 and set(headline_tests["against"]) == {"ridge (features)"}
-    cells = result["headline_intervals"]
+    cells = result.headline_cells
     assert "coherent - ridge (features)" in cells.index and cells.notna().all().all()
-    rescue = result["rescue"].scores
+    rescue = result.downstream.rescue.scores
     assert {"none", "mean", "knn", "retrained", "coherent", "multi"} <= set(rescue["fill"])
     assert set(rescue["draws"]) == {"point", "mean of 3", "single"}
     assert "a+b+c" in set(rescue["removed"])  # all removed: only non-generative fills
     assert set(rescue[rescue["removed"] == "a+b+c"]["fill"]) == {"none"}
-    survival = result["rescue_survival"].scores
+    survival = result.downstream.rescue_survival.scores
     assert "c_index" in survival
     # everything removed: the survival forest still sees the cancer type
     assert set(survival[survival["removed"] == "a+b+c"]["fill"]) == {"none", "retrained"}
-    assert {"significant", "q", "low", "high"} <= set(result["rescue_tests"].columns)
-    assert set(result["rescue_tests"]["against"]) == {"retrained"}
-    assert len(result["rescue_intervals"]) == len(rescue)
-    assert set(result["prioritisation"]["method"]) == {"coherent", "product", "multi"}
-    text = open(result["index"]).read()
+    assert {"significant", "q", "low", "high"} <= set(result.downstream.rescue_tests.columns)
+    assert set(result.downstream.rescue_tests["against"]) == {"retrained"}
+    assert len(result.downstream.rescue_intervals) == len(rescue)
+    assert set(result.downstream.prioritisation["method"]) == {"coherent", "product", "multi"}
+    text = open(result.index).read()
     for heading in ("## Reconstruction", "## Privacy: conditional membership inference",
                     "## Fidelity: PRDC", "## Calibration", "## Performance rescue",
                     "## Rescue vs the retrained forest",
@@ -193,7 +174,7 @@ class _BiasedDecoder:
 
 
 def test_feature_rows_do_not_go_through_the_decoder():
-    cohort = _labelled_cohort(200)
+    cohort = labelled_cohort(200)
     space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))
     latents = space.encode(cohort)
     copies = pattern_copies(latents.split("test"))

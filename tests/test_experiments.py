@@ -78,7 +78,7 @@ def test_generative_rows_are_close_to_the_exact_posterior_mean(workdir):
 
 def test_other_config_on_same_workdir_is_refused(workdir):
     out = _run("train_denoisers.py", f"--config={CONFIG}", f"--workdir={workdir}",
-               "--config.denoisers.num_steps=41")
+               "--config.denoisers.train_steps=41")
     assert out.returncode != 0 and "different configuration" in out.stderr
     assert "differs in: ['denoisers']" in out.stderr
 

@@ -81,7 +81,7 @@ def test_coherent_sampling_with_folded_members_matches():
     schedule = linear_schedule(T)
     conds = stack_members([Condition.of(jax.random.normal(jax.random.key(10 + k), (20, 5)))
                            for k in range(2)])
-    common = dict(shape=(20, 6), sampler="ddim", num_steps=10)
+    common = dict(shape=(20, 6), sampler="ddim", sample_steps=10)
     want = coherent_sample(DenoiserApply(model), members, conds, np.array([0.6, 0.4]), schedule,
                            jax.random.key(3), **common)
     apply_fn, folded = fold_members(model, members, T)
@@ -94,7 +94,7 @@ def test_coherent_sampling_with_folded_members_matches():
 def test_target_models_fold_once_per_variables():
     model = Denoiser(data_dim=6, hidden_dim=24, num_layers=3, time_embed_dim=8, cond_embed_dim=4)
     members = stack_members([_randomised(model, jax.random.key(k), (5,)) for k in range(2)])
-    tm = TargetModels(target="a", sources=("b", "c"), model=model, specialists=members)
+    tm = TargetModels(target="a", sources=("b", "c"), specialist_model=model, specialists=members)
     first = tm.sampling_specialists(T)
     assert tm.sampling_specialists(T)[1] is first[1]  # cached
     assert tm.sampling_specialists(T + 1)[1]["tables"][0].shape[-2] == T + 1  # per T

@@ -21,7 +21,8 @@ from coherent_jax import pipeline  # noqa: E402
 from coherent_jax.data import (DataError, LinearGaussianModel, formats,  # noqa: E402
                                linear_gaussian_cohort, load_csv_folder, load_path)
 from coherent_jax.errors import UserError  # noqa: E402
-from coherent_jax.impute import Imputation, write_imputation  # noqa: E402
+from coherent_jax.formats_out import write_imputation  # noqa: E402
+from coherent_jax.impute import Imputation  # noqa: E402
 from coherent_jax.model_set import cohort_fingerprint  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

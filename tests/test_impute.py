@@ -1,32 +1,25 @@
-"""Imputation over every missingness pattern with a tiny trained model set."""
+"""impute(): every missingness pattern, reproducibility, cascade, privacy guard, calibrated
+thresholds, saving and loading, decoded draws and per-patient diagnostics, on the shared tiny
+model set (`tiny_run`: models conditioned on the sources' features)."""
 
+import copy
 import dataclasses
+import json
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax.data import (LinearGaussianModel, induce_missingness, linear_gaussian_cohort,
-                               paper_split)
-from coherent_jax.impute import calibrate_thresholds, impute
-from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
+from coherent_jax.calibrate import calibrate_thresholds
+from coherent_jax.data import linear_gaussian_cohort
+from coherent_jax.impute import impute
+from coherent_jax.model_set import ModelSet
+from tiny import GAUSS
 
 pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
 
-GAUSS = LinearGaussianModel.random({"a": 4, "b": 4, "c": 4}, num_factors=3, noise_std=0.4, seed=2)
-CONFIG = ModelSetConfig(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8,
-                        batch_size=64, num_steps=60, eval_every=30, log_every=30,
-                        val_sampler="ddim", val_num_steps=5, seeds=(0, 1),
-                        feature_conditions=False)  # conditions on latents: no space needed
-FAST = dict(sampler="ddim", num_steps=8, num_samples=3, bucket=64)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    cohort = paper_split(linear_gaussian_cohort(GAUSS, 400, seed=0), seed=42)
-    cohort = induce_missingness(cohort, 0.3, seed=1)
-    models, reports = train_model_set(cohort, CONFIG, seed=0, features=cohort)
-    return cohort, models, reports
+FAST = dict(sampler="ddim", sample_steps=8, num_samples=3, bucket=64)
 
 
 def _holed_test_cohort():
@@ -38,41 +31,46 @@ def _holed_test_cohort():
         for m in tables:
             if m not in patterns[i % 7]:
                 tables[m].loc[sid] = np.nan
-    return cohort.replace(tables=tables), cohort
+    return cohort.replace(tables=tables)
 
 
-def test_every_pattern_filled_ids_kept_observed_unchanged(trained):
-    _, models, reports = trained
-    holed, full = _holed_test_cohort()
+def _impute(run, holed, models=None, space=None, **settings):
+    """impute() on the latents of a feature cohort, with what feature-conditioned models need."""
+    space = space or run.space
+    return impute(space.encode(holed), models or run.models, latent_space=space,
+                  feature_cohort=holed, **{**FAST, **settings})
+
+
+def test_every_pattern_filled_ids_kept_observed_unchanged(tiny_run):
+    holed = _holed_test_cohort()
+    latents = tiny_run.space.encode(holed)
     assert len(holed.patterns()) == 7
     for method in ("coherent", "product", "multi", "single"):
-        out = impute(holed, models, method=method, seed=0, **FAST)
+        out = _impute(tiny_run, holed, method=method, seed=0)
         assert out.imputed.index.equals(holed.sample_ids)
         for m in holed.modalities:
             draws = out.draws[m]
             assert draws.index.get_level_values("sample_id").unique().equals(holed.sample_ids)
             assert np.all(np.isfinite(draws.to_numpy()))
-            values, present = holed.matrix(m)
+            values, present = latents.matrix(m)
             per_draw = draws.to_numpy().reshape(3, 21, -1)
             np.testing.assert_array_equal(per_draw[:, present], np.broadcast_to(
                 values[present], per_draw[:, present].shape))
             assert out.imputed[m].to_numpy().tolist() == (~present).tolist()
-            # draws of generated rows differ
-            assert np.all(per_draw[0, ~present] != per_draw[1, ~present])
-        assert set(out.diagnostics["target"]) == {"a", "b", "c"}
-        if method in ("coherent", "product"):
-            assert out.diagnostics["acceptance"].between(0, 1).all()
-    assert set(reports["a"]) == {"specialists", "multi", "fusion"}
-    assert len(reports["a"]["specialists"]["chosen"]) == 2  # one trial per source
+            # observed features are the patient's own, in every draw
+            features, _ = holed.matrix(m)
+            decoded = out.features[m].to_numpy().reshape(3, 21, -1)
+            np.testing.assert_array_equal(decoded[:, present], np.broadcast_to(
+                features[present], decoded[:, present].shape))
 
 
-def test_reproducible_by_seed_and_summaries(trained):
-    _, models, _ = trained
-    holed, _ = _holed_test_cohort()
-    a = impute(holed, models, seed=3, **FAST)
-    b = impute(holed, models, seed=3, **FAST)
-    c = impute(holed, models, seed=4, **FAST)
+def test_reproducible_by_seed_and_summaries(tiny_run):
+    holed = _holed_test_cohort()
+    a = _impute(tiny_run, holed, seed=3)
+    b = _impute(tiny_run, holed, seed=3)
+    c = _impute(tiny_run, holed, seed=4)
     pd.testing.assert_frame_equal(a.draws["b"], b.draws["b"])
+    pd.testing.assert_frame_equal(a.features["b"], b.features["b"])
     assert not a.draws["b"].equals(c.draws["b"])
     summary = a.summary("b", interval=0.8)
     assert summary["mean"].index.equals(holed.sample_ids)
@@ -81,81 +79,100 @@ def test_reproducible_by_seed_and_summaries(trained):
     assert np.all(summary["std"].to_numpy()[observed] == 0)
 
 
-def test_cascade_off_conditions_on_observed_only(trained):
-    _, models, _ = trained
-    holed, _ = _holed_test_cohort()
+def test_cascade_off_conditions_on_observed_only(tiny_run):
+    holed = _holed_test_cohort()
     # Independent filling does not depend on the fill order; the cascade does.
-    run = lambda order, cascade: impute(holed, models, cascade=cascade, order=order, seed=0,
-                                        **FAST).draws["c"]
+    run = lambda order, cascade: _impute(tiny_run, holed, cascade=cascade, order=order,
+                                         seed=0).draws["c"]
     pd.testing.assert_frame_equal(run(["a", "b", "c"], False), run(["b", "a", "c"], False))
     assert not run(["a", "b", "c"], True).equals(run(["c", "b", "a"], True))
 
 
-def test_privacy_guard_and_opt_in(trained):
-    _, models, _ = trained
-    holed, _ = _holed_test_cohort()
+def test_privacy_guard_and_opt_in(tiny_run):
+    holed = _holed_test_cohort()
     tables = {m: t.copy() for m, t in holed.tables.items()}
     for t in tables.values():
         t.iloc[0] = np.nan  # patient 0 has nothing at all
-    with pytest.raises(ValueError, match="cannot|no available modality"):
-        empty = holed.replace(tables=tables)
-        impute(empty, models, method="coherent", **FAST)
+    empty = holed.replace(tables=tables)
+    with pytest.raises(ValueError, match="no available modality"):
+        _impute(tiny_run, empty, method="coherent")
     with pytest.raises(ValueError, match="allow_unconditional=True"):
-        impute(empty, models, method="multi", **FAST)
-    out = impute(empty, models, method="multi", allow_unconditional=True, **FAST)
+        _impute(tiny_run, empty, method="multi")
+    out = _impute(tiny_run, empty, method="multi", allow_unconditional=True)
     assert out.imputed.iloc[0].all()
 
 
-def test_save_load_round_trip_and_calibration(trained, tmp_path):
-    cohort, models, _ = trained
-    found = calibrate_thresholds(cohort.split("val"), models, sampler="ddim", num_steps=8)
+def test_save_load_round_trip_and_calibration(tiny_run, tmp_path):
+    models = copy.deepcopy(tiny_run.models)  # calibration changes the model set
+    found = calibrate_thresholds(tiny_run.latents.split("val"), models, sampler="ddim",
+                                 sample_steps=8, feature_cohort=tiny_run.cohort.split("val"))
     assert set(found) == {"a", "b", "c"} and all(v > 0 for v in found.values())
     models.save(str(tmp_path / "models"))
     loaded = ModelSet.load(str(tmp_path / "models"))
     assert loaded.targets["a"].thresholds == models.targets["a"].thresholds
-    holed, _ = _holed_test_cohort()
-    a = impute(holed, models, seed=1, **FAST)
-    b = impute(holed, loaded, seed=1, **FAST)
+    holed = _holed_test_cohort()
+    a = _impute(tiny_run, holed, models=models, seed=1)
+    b = _impute(tiny_run, holed, models=loaded, seed=1)
     pd.testing.assert_frame_equal(a.draws["c"], b.draws["c"])
     assert a.diagnostics["threshold"].iloc[0] == found[a.diagnostics["target"].iloc[0]]
 
 
-def test_save_load_keeps_the_target_order(trained, tmp_path):
-    _, models, _ = trained
-    reordered = ModelSet(models.schedule_name, models.num_train_steps,
+def test_a_model_set_saved_with_the_old_names_loads(tiny_run, tmp_path):
+    folder = str(tmp_path / "models")
+    tiny_run.models.save(folder)
+    path = os.path.join(folder, "metadata.json")
+    meta = json.load(open(path))
+    meta["num_train_steps"] = meta.pop("diffusion_steps")  # as saved before the renames
+    for info in meta["targets"].values():
+        info["model"] = info.pop("specialist_model")
+        for arch in (info["model"], info["multi_model"]):
+            arch["num_train_steps"] = arch.pop("diffusion_steps")
+    json.dump(meta, open(path, "w"))
+    loaded = ModelSet.load(folder)
+    assert loaded.diffusion_steps == tiny_run.models.diffusion_steps
+    holed = _holed_test_cohort()
+    pd.testing.assert_frame_equal(_impute(tiny_run, holed, seed=1).draws["a"],
+                                  _impute(tiny_run, holed, models=loaded, seed=1).draws["a"])
+
+
+def test_save_load_keeps_the_target_order(tiny_run, tmp_path):
+    models = tiny_run.models
+    reordered = ModelSet(models.schedule_name, models.diffusion_steps,
                          {t: models.targets[t] for t in ("c", "a", "b")})  # the cascade order
     reordered.save(str(tmp_path / "models"))
     loaded = ModelSet.load(str(tmp_path / "models"))
     assert list(loaded.targets) == ["c", "a", "b"]
-    holed, _ = _holed_test_cohort()
-    a = impute(holed, reordered, seed=2, **FAST)
-    b = impute(holed, loaded, seed=2, **FAST)
+    holed = _holed_test_cohort()
+    a = _impute(tiny_run, holed, models=reordered, seed=2)
+    b = _impute(tiny_run, holed, models=loaded, seed=2)
     for m in "abc":
         pd.testing.assert_frame_equal(a.draws[m], b.draws[m])
 
 
-def test_bad_requests_raise(trained):
-    _, models, _ = trained
-    holed, _ = _holed_test_cohort()
-    with pytest.raises(ValueError, match="unknown method"):
-        impute(holed, models, method="mice")
-    with pytest.raises(ValueError, match="no trained models for target"):
-        impute(holed, models, order=["z"])
-    with pytest.raises(ValueError, match="num_samples"):
-        impute(holed, models, num_samples=0)
+@pytest.mark.parametrize("settings,message", [
+    (dict(method="mice"), "unknown method"),
+    (dict(order=["z"]), "no trained models for target"),
+    (dict(num_samples=0), "num_samples"),
+    (dict(sampler="euler"), "unknown sampler"),
+    (dict(num_draws=3), "unknown setting"),
+])
+def test_bad_requests_raise(tiny_run, settings, message):
+    with pytest.raises(ValueError, match=message):
+        _impute(tiny_run, _holed_test_cohort(), **settings)
 
 
-def test_decoded_draws_carry_the_residual_spread_and_means_drop_it(trained):
-    # a space whose decoder leaves out a known per-feature spread
-    from coherent_jax.latent import LatentConfig, LatentSpace  # noqa: PLC0415
+def test_features_needed_by_feature_conditioned_models(tiny_run):
+    holed = _holed_test_cohort()
+    with pytest.raises(ValueError, match="pass feature_cohort"):
+        impute(tiny_run.space.encode(holed), tiny_run.models, **FAST)
 
-    cohort, models, _ = trained
-    space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))  # identity: 4 features
-    space = dataclasses.replace(space, residual_std={m: np.full(4, 0.5, np.float32)
-                                                     for m in space.modalities})
-    holed, _ = _holed_test_cohort()
-    result = impute(holed, models, seed=0, latent_space=space, feature_cohort=holed,
-                    **dict(FAST, num_samples=40))
+
+def test_decoded_draws_carry_the_residual_spread_and_means_drop_it(tiny_run):
+    # the space's decoder leaves out a known per-feature spread
+    space = dataclasses.replace(tiny_run.space, residual_std={
+        m: np.full(4, 0.5, np.float32) for m in tiny_run.space.modalities})
+    holed = _holed_test_cohort()
+    result = _impute(tiny_run, holed, space=space, seed=0, num_samples=40)
     imputed = result.imputed["b"].to_numpy()
     draws = result.features["b"]
     expected = space.decode("b", result.draws["b"])
@@ -169,10 +186,9 @@ def test_decoded_draws_carry_the_residual_spread_and_means_drop_it(trained):
     np.testing.assert_array_equal(means.to_numpy()[observed], holed.matrix("b")[0][observed])
 
 
-def test_per_patient_acceptance_and_disagreement(trained):
-    _, models, _ = trained
-    holed, _ = _holed_test_cohort()
-    out = impute(holed, models, method="coherent", seed=0, num_candidates=2, **FAST)
+def test_per_patient_acceptance_and_disagreement(tiny_run):
+    holed = _holed_test_cohort()
+    out = _impute(tiny_run, holed, method="coherent", seed=0, num_candidates=2)
     generated = out.imputed.to_numpy()
     for table in (out.acceptance, out.bad_fraction):
         assert table.shape == out.imputed.shape and list(table.index) == list(out.imputed.index)

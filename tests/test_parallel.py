@@ -28,8 +28,8 @@ for norm in ("layer", "batch"):
     new_state = lambda: cj.create_train_state(model, cj.linear_schedule(), jax.random.key(0),
                                               cond_dims=[4], num_members=2,
                                               config=cj.TrainConfig(batch_size=64))
-    single, m1 = cj.train_steps(new_state(), data, jax.random.key(1), 5)
-    sharded, m2 = cj.train_steps(parallel.replicate(new_state(), mesh),
+    single, m1 = cj.scan_train_steps(new_state(), data, jax.random.key(1), 5)
+    sharded, m2 = cj.scan_train_steps(parallel.replicate(new_state(), mesh),
                                  parallel.replicate(data, mesh), jax.random.key(1), 5,
                                  parallel.member_batch_sharding(mesh))
     diffs = {jax.tree_util.keystr(path): float(jnp.max(jnp.abs(a - b))) for (path, a), b in

@@ -1,8 +1,14 @@
 """The public surface: the user's calls at the top (`__all__`), the engine in `engine`, and every
 listed name importable."""
 
+import numpy as np
+import pandas as pd
+import pytest
+
 import coherent_jax
 from coherent_jax import engine
+from coherent_jax.data.linear_gaussian import LinearGaussianModel
+from coherent_jax.data.missingness import induce_missingness
 
 
 def test_every_listed_name_exists_and_the_lists_are_sorted_and_disjoint():
@@ -19,3 +25,16 @@ def test_user_calls_at_the_top_engine_pieces_not():
         assert name in coherent_jax.__all__
     for name in ("train_step", "create_train_state", "coherent_sample", "Denoiser"):
         assert name not in coherent_jax.__all__ and name in engine.__all__
+
+
+def test_one_exception_type_for_an_unknown_modality():
+    cohort = coherent_jax.Cohort.from_tables(
+        {"a": pd.DataFrame(np.zeros((3, 2)), index=["p0", "p1", "p2"])}, name="tiny")
+    lookups = [lambda: cohort.matrix("rna"),
+               lambda: induce_missingness(cohort, {"rna": 0.5}, seed=0),
+               lambda: LinearGaussianModel.random({"a": 2}, seed=0).dim("rna")]
+    for lookup in lookups:
+        with pytest.raises(coherent_jax.UnknownModalityError, match="unknown modality 'rna'") as info:
+            lookup()
+        assert isinstance(info.value, KeyError) and isinstance(info.value, coherent_jax.UserError)
+        assert str(info.value).startswith("unknown modality")  # not KeyError's quoted repr

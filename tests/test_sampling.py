@@ -39,13 +39,13 @@ def test_ddpm_step_matches_float64_formula():
 # Measured with 20k samples (seed 0): DDPM 1000 max mean error 0.010, relative covariance
 # error 1.0%; DDIM 50 max mean error 0.010, relative covariance error 7.9% (50-step
 # discretisation; 2.3% with one Langevin corrector step per step).
-@pytest.mark.parametrize("sampler,num_steps,cov_tol", [("ddpm", None, 0.05), ("ddim", 50, 0.12)])
-def test_exact_posterior_gaussian(sampler, num_steps, cov_tol):
+@pytest.mark.parametrize("sampler,sample_steps,cov_tol", [("ddpm", None, 0.05), ("ddim", 50, 0.12)])
+def test_exact_posterior_gaussian(sampler, sample_steps, cov_tol):
     params, mu, cov = _marginal_expert()
     n = 20_000
     samples = np.asarray(sample(gaussian_expert, params, Condition.of(jnp.zeros((n, 3))), SCHEDULE,
                                 jax.random.key(0), shape=(n, 4), sampler=sampler,
-                                num_steps=num_steps), np.float64)
+                                sample_steps=sample_steps), np.float64)
     mean_err = np.abs(samples.mean(0) - mu).max()
     cov_err = np.linalg.norm(np.cov(samples.T) - cov) / np.linalg.norm(cov)
     assert mean_err < 0.05, mean_err
@@ -63,11 +63,11 @@ def _experts(n=64, seed=3):
 def test_identical_members_equal_single_sampler():
     members, conds, _ = _experts()
     single = sample(gaussian_expert, members[0], conds[0], SCHEDULE, jax.random.key(5),
-                    shape=(64, 4), sampler="ddim", num_steps=30)
+                    shape=(64, 4), sampler="ddim", sample_steps=30)
     for k in (2, 3):
         res = coherent_sample(gaussian_expert, stack_members([members[0]] * k),
                               stack_members([conds[0]] * k), jnp.ones(k), SCHEDULE,
-                              jax.random.key(5), shape=(64, 4), sampler="ddim", num_steps=30)
+                              jax.random.key(5), shape=(64, 4), sampler="ddim", sample_steps=30)
         np.testing.assert_allclose(res.samples, single, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(res.disagreement, 0.0, atol=1e-5)
         assert res.disagreement.shape == (64, 30) and bool(res.accepted.all())
@@ -94,7 +94,7 @@ def test_no_retrace_over_repeated_calls():
     for seed in range(3):
         scaled = jax.tree.map(lambda a: a * (1.0 + 0.01 * seed), stack_members(members))
         coherent_sample(counting_expert, scaled, stack_members(conds), jnp.array([0.3, 0.7]),
-                        SCHEDULE, jax.random.key(seed), shape=(64, 4), sampler="ddim", num_steps=10)
+                        SCHEDULE, jax.random.key(seed), shape=(64, 4), sampler="ddim", sample_steps=10)
     assert len(traces) == 1
 
 
@@ -121,13 +121,13 @@ def test_rejection_reports_failures_of_disagreeing_experts():
     params = {"sign": jnp.array([1.0, -1.0])}
     conds = stack_members([Condition.of(jnp.zeros((8, 2)))] * 2)
     res = coherent_sample(_opposed_expert, params, conds, jnp.array([0.5, 0.5]), SCHEDULE,
-                          jax.random.key(0), shape=(8, 3), sampler="ddim", num_steps=10,
+                          jax.random.key(0), shape=(8, 3), sampler="ddim", sample_steps=10,
                           num_candidates=4)
     np.testing.assert_allclose(res.disagreement, 2.0, atol=1e-5)
     assert res.acceptance_rate == 0.0 and res.candidate.tolist() == [0] * 8
     # A patient with only one available specialist has no pair, hence no disagreement.
     one = coherent_sample(_opposed_expert, params, conds, jnp.array([[1.0, 0.0]] * 8), SCHEDULE,
-                          jax.random.key(0), shape=(8, 3), sampler="ddim", num_steps=10)
+                          jax.random.key(0), shape=(8, 3), sampler="ddim", sample_steps=10)
     np.testing.assert_allclose(one.disagreement, 0.0)
     assert one.acceptance_rate == 1.0
 
@@ -145,7 +145,7 @@ def test_product_of_experts_formula_with_constant_experts():
     np.testing.assert_allclose(fusion.fuse_product(eps, eps_u, w), 0.15 + (0.2 - 0.3), atol=1e-6)
     res = coherent_sample(const_expert, params, conds, jnp.array([0.5, 0.5]), SCHEDULE, jax.random.key(0),
                           shape=(4, 2), fusion="product", uncond_conds=conds.dropped(),
-                          sampler="ddim", num_steps=5)
+                          sampler="ddim", sample_steps=5)
     assert res.samples.shape == (4, 2) and np.all(np.isfinite(res.samples))
 
 
@@ -170,7 +170,7 @@ def test_bad_sampler_inputs_raise():
     with pytest.raises(ValueError, match="unknown fusion"):
         call(fusion="median")
     with pytest.raises(ValueError, match="Use sampler='ddim'"):
-        call(num_steps=50)
+        call(sample_steps=50)
     with pytest.raises(ValueError, match="member_conds leaves"):
         call(shape=(32, 4))
     with pytest.raises(ValueError, match="shape must be"):

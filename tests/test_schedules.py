@@ -6,7 +6,7 @@ from coherent_jax.schedules import Schedule, cosine_schedule, linear_schedule, m
 
 def test_linear_schedule_matches_paper():
     s = linear_schedule()
-    assert s.num_steps == 1000
+    assert s.diffusion_steps == 1000
     np.testing.assert_allclose(np.asarray(s.betas)[[0, -1]], [1e-4, 0.02], rtol=1e-6)
     np.testing.assert_allclose(s.alpha_bars, np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)), rtol=1e-5)
 

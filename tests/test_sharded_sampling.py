@@ -45,11 +45,11 @@ def inputs(n):
 
 # 10 rows: padded to 12 inside the call (candidates x patients: 30 -> 32, 20 -> 20);
 # 12 rows: outputs split 3 per device.
-for fusion, n, extra in (("mean", 10, dict(sampler="ddim", num_steps=20, eta=1.0,
+for fusion, n, extra in (("mean", 10, dict(sampler="ddim", sample_steps=20, eta=1.0,
                                            num_candidates=3, corrector_steps=1, threshold=0.5)),
-                         ("mean", 12, dict(sampler="ddim", num_steps=20, eta=1.0,
+                         ("mean", 12, dict(sampler="ddim", sample_steps=20, eta=1.0,
                                            num_candidates=2)),
-                         ("product", 10, dict(sampler="ddim", num_steps=10, eta=1.0,
+                         ("product", 10, dict(sampler="ddim", sample_steps=10, eta=1.0,
                                               num_candidates=2))):
     conds, weights, key = inputs(n)
     call = lambda mesh: engine.coherent_sample(apply, params, conds, weights, schedule, key,
@@ -62,7 +62,7 @@ for n in (10, 12):
     one = jax.tree.map(lambda a: a[0], params)
     cond = jax.tree.map(lambda a: a[0], conds)
     call = lambda mesh: engine.sample(apply, one, cond, schedule, key, shape=(n, 4), sampler="ddim",
-                                  num_steps=10, eta=1.0, corrector_steps=1, mesh=mesh)
+                                  sample_steps=10, eta=1.0, corrector_steps=1, mesh=mesh)
     sharded = call(mesh)
     compare(f"sample_{n}", call(None), sharded, split_rows(sharded))
 
@@ -72,13 +72,13 @@ gauss = LinearGaussianModel.random({"a": 4, "b": 4, "c": 4}, num_factors=3, nois
 cohort = induce_missingness(paper_split(linear_gaussian_cohort(gauss, 200, seed=0), seed=42),
                             0.3, seed=1)
 config = cj.ModelSetConfig(hidden_dim=16, num_layers=2, time_embed_dim=8, cond_embed_dim=8,
-                           batch_size=32, num_steps=0, val_sampler="ddim", val_num_steps=5,
+                           batch_size=32, train_steps=0, val_sampler="ddim", val_sample_steps=5,
                            feature_conditions=False)
 models, _ = cj.train_model_set(cohort, config, seed=0, features=cohort)
 train = cohort.split("train")
 for method in ("coherent", "multi"):
     run = lambda mesh: cj.impute(train, models, method=method, num_samples=3, seed=0,
-                                 sampler="ddim", num_steps=10, bucket=6, mesh=mesh)
+                                 sampler="ddim", sample_steps=10, bucket=6, mesh=mesh)
     compare(f"impute_{method}", {m: d.to_numpy() for m, d in run(None).draws.items()},
             {m: d.to_numpy() for m, d in run(mesh).draws.items()}, None)
 print(json.dumps(out))

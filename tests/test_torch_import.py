@@ -60,7 +60,7 @@ def test_eps_matches_torch_in_eval_mode(data_dim, cond_dims, arch):
 
 def test_schedule_comes_from_the_diffusion_buffers():
     imported = import_state_dict(ref.random_norm_mlp(0, 6, [5], num_steps=10, **SMALL).state_dict())
-    assert imported.schedule.num_steps == 10
+    assert imported.schedule.diffusion_steps == 10
     np.testing.assert_allclose(imported.schedule.betas, np.linspace(1e-4, 0.02, 10), rtol=1e-6)
 
 

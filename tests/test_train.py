@@ -68,8 +68,8 @@ def _fit(seed, steps=20, lr=1e-3):
     _, val = _specialist_data(GAUSS, 32, 1)
     state = create_train_state(TINY, SCHEDULE, jax.random.key(seed), cond_dims=[4], num_members=2,
                                learning_rate=lr, config=TrainConfig(batch_size=32))
-    return fit(state, train, val, jax.random.key(seed + 1), num_steps=steps, eval_every=10,
-               log_every=5, val_sampler="ddim", val_num_steps=5)
+    return fit(state, train, val, jax.random.key(seed + 1), train_steps=steps, eval_every=10,
+               log_every=5, val_sampler="ddim", val_sample_steps=5)
 
 
 def test_fit_is_reproducible_and_keeps_best_by_each_criterion():
@@ -108,12 +108,12 @@ def test_trained_specialist_matches_analytic_conditional_mean():
     val_raw, val = _specialist_data(GAUSS, 200, 1, missing_a=0.0)
     state = create_train_state(model, SCHEDULE, jax.random.key(0), cond_dims=[4], num_members=2,
                                config=TrainConfig(batch_size=128))
-    result = fit(state, train, val, jax.random.key(1), num_steps=1500, eval_every=1500,
-                 log_every=500, val_sampler="ddim", val_num_steps=20)
+    result = fit(state, train, val, jax.random.key(1), train_steps=1500, eval_every=1500,
+                 log_every=500, val_sampler="ddim", val_sample_steps=20)
     variables = jax.tree.map(lambda a: a[0], result.best["noise_mse"])  # the x | a specialist
     cond = Condition.of(jnp.asarray(val_raw["a"], jnp.float32))
     draws = np.stack([sample(DenoiserApply(model), variables, cond, SCHEDULE, jax.random.key(i),
-                             shape=(200, 4), sampler="ddim", num_steps=50) for i in range(32)])
+                             shape=(200, 4), sampler="ddim", sample_steps=50) for i in range(32)])
     true_mean, _ = GAUSS.conditional("x", {"a": val_raw["a"]})
     err = np.sqrt(np.mean((draws.mean(0) - true_mean) ** 2))
     baseline = np.sqrt(np.mean((GAUSS.marginal("x")[0] - true_mean) ** 2))  # ignore the condition

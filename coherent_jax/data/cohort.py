@@ -24,6 +24,7 @@ import pandas as pd
 
 from coherent_jax.data import labels as labels_lib
 from coherent_jax.data import validate
+from coherent_jax.errors import UnknownModalityError
 
 SPLITS = validate.SPLITS
 
@@ -263,8 +264,8 @@ class Cohort:
 
     def _table(self, modality: str) -> pd.DataFrame:
         if modality not in self.tables:
-            raise KeyError(f"unknown modality {modality!r}; cohort {self.name!r} has "
-                           f"{list(self.tables)}.")
+            raise UnknownModalityError(f"unknown modality {modality!r}; cohort {self.name!r} "
+                                       f"has {list(self.tables)}.")
         return self.tables[modality]
 
 

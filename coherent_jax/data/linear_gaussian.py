@@ -14,6 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
+from coherent_jax.errors import UnknownModalityError
+
 
 @dataclasses.dataclass(frozen=True)
 class LinearGaussianModel:
@@ -59,7 +61,8 @@ class LinearGaussianModel:
 
     def _check(self, name: str) -> str:
         if name not in self.names:
-            raise KeyError(f"unknown modality {name!r}; this model has {list(self.names)}.")
+            raise UnknownModalityError(f"unknown modality {name!r}; this model has "
+                                       f"{list(self.names)}.")
         return name
 
     def sample(self, num_samples: int, seed: int) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from coherent_jax.data.cohort import Cohort
+from coherent_jax.errors import UnknownModalityError
 
 # Rough per-modality probabilities that a TCGA sample lacks the modality (GDC availability):
 # RPPA is the sparsest, whole-slide images next; copy number and RNA are nearly always there.
@@ -53,7 +54,8 @@ def induce_missingness(cohort: Cohort, rates: Mapping[str, float] | float, seed:
         rates = {m: float(rates) for m in cohort.modalities}
     for m, rate in rates.items():
         if m not in cohort.tables:
-            raise KeyError(f"unknown modality {m!r}; the cohort has {list(cohort.modalities)}.")
+            raise UnknownModalityError(f"unknown modality {m!r}; the cohort has "
+                                       f"{list(cohort.modalities)}.")
         if not 0 <= rate <= 1:
             raise ValueError(f"rate for {m!r} is {rate}; it must lie in [0, 1].")
     names = list(cohort.modalities)

@@ -26,6 +26,7 @@ from coherent_jax.data import labels as labels_lib
 from coherent_jax.data.cohort import Cohort
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.data.missingness import TCGA_LIKE_RATES, induce_missingness
+from coherent_jax.errors import UnknownModalityError
 
 TCGA_TYPES = ("BRCA", "KIRC", "LUAD", "UCEC", "THCA", "HNSC", "LUSC", "PRAD", "LGG", "COAD",
               "SKCM", "STAD", "BLCA", "LIHC", "OV", "KIRP", "CESC", "SARC", "GBM", "PAAD")
@@ -85,7 +86,8 @@ def tcga_like(num_samples: int, *, seed: int, num_types: int = 20, scale: float 
     widths = {m: max(int(round(w * scale)), 4) for m, w in (widths or TCGA_WIDTHS).items()}
     unknown = set(widths) - set(TCGA_WIDTHS)
     if unknown:
-        raise KeyError(f"unknown modalities {sorted(unknown)}; use {list(TCGA_WIDTHS)}.")
+        raise UnknownModalityError(f"unknown modalities {sorted(unknown)}; use "
+                                   f"{list(TCGA_WIDTHS)}.")
     rng = np.random.default_rng(seed)
     names = [TCGA_TYPES[i] if i < len(TCGA_TYPES) else f"TYPE{i}" for i in range(num_types)]
     share = np.exp(rng.normal(0, 0.6, num_types))

@@ -14,16 +14,21 @@ from coherent_jax.evaluate.reconstruction import (comparison_table, cosine_dista
                                                   ideal_coverage, interval_coverage, mse,
                                                   patient_errors, r2, r2_bootstrap,
                                                   reconstruction_metrics)
+from coherent_jax.evaluate.render import Page, write_page
 from coherent_jax.evaluate.report import write_report
+from coherent_jax.evaluate.results import Downstream, EvalResults
 from coherent_jax.evaluate.stats import (auc_test, benjamini_hochberg, bootstrap_indices,
                                          paired_difference, percentile_interval)
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
 
 __all__ = [
-    "BASELINES", "EvalConfig", "PatternCopies", "benjamini_hochberg", "closest_distance", "comparison_table", "cosine_distance",
-    "crps", "copy_audit", "draws_array", "energy_distance", "evaluate_suite", "feature_table", "fit_forest",
-    "c_index", "RescueResult", "ideal_coverage", "interval_coverage", "patient_errors", "r2_bootstrap", "join_labels", "membership_audit", "mse",
-    "paired_difference", "percentile_interval", "auc_test", "bootstrap_indices", "pattern_copies", "prdc", "prdc_per_sample", "predict_missing", "prioritisation_curve", "r2",
-    "reconstruction_metrics", "removed_subsets", "rescue", "source_subsets", "train_real_test_synthetic",
-    "unconditional_check", "write_report",
+    "BASELINES", "Downstream", "EvalConfig", "EvalResults", "Page", "PatternCopies",
+    "RescueResult", "auc_test", "benjamini_hochberg", "bootstrap_indices", "c_index",
+    "closest_distance", "comparison_table", "copy_audit", "cosine_distance", "crps", "draws_array",
+    "energy_distance", "evaluate_suite", "feature_table", "fit_forest", "ideal_coverage",
+    "interval_coverage", "join_labels", "membership_audit", "mse", "paired_difference",
+    "patient_errors", "pattern_copies", "percentile_interval", "prdc", "prdc_per_sample",
+    "predict_missing", "prioritisation_curve", "r2", "r2_bootstrap", "reconstruction_metrics",
+    "removed_subsets", "rescue", "source_subsets", "train_real_test_synthetic",
+    "unconditional_check", "write_page", "write_report",
 ]

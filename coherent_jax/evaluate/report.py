@@ -1,247 +1,209 @@
-"""The evaluation report: a folder of CSV/JSON tables and PNG figures with an index.md.
+"""The evaluation report: what an `EvalResults` shows, laid out by `render.write_page`.
 
-Headless: figures are drawn on matplotlib `Figure` objects (Agg canvas), never through pyplot,
-so no display and no global backend change is needed. Every JSON file records the config, the
-seed and the library versions.
+    write_report("runs/demo/report", results, config=run_config, seed=0)
 
-    write_report(workdir / "report", config=cfg, seed=0,
-                 reconstruction=comparison_table(scores), rescue=rescue_rows,
-                 prioritisation={"rna": curve}, results={"privacy": privacy})
+The headline reconstruction table with patient intervals and the paired differences to the
+raw-feature ridge first; then the inline summaries (reconstruction by available set,
+calibration, privacy, fidelity, downstream forests, timings), the figures (reconstruction,
+rescue, prioritisation, disagreement, PCA of real vs generated), every table as CSV, and notes
+saying what ran, what varies and which split plays which role.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-from typing import Mapping, Sequence
-
-import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
 
-from coherent_jax import metrics_io, safe_io
-
-EXTRA_PACKAGES = ("scipy", "matplotlib", "scikit-survival", "mofapy2")
-
-
-def _figure(width: float = 7.0, height: float = 4.0):
-    from matplotlib.figure import Figure  # noqa: PLC0415 - matplotlib only for reports
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    return fig, fig.subplots()
+from coherent_jax.evaluate import privacy, stats
+from coherent_jax.evaluate.render import Page, write_page
+from coherent_jax.evaluate.results import EvalResults
+from coherent_jax.evaluate.scoring import FEATURE_BASELINES, baseline_label
 
 
-def _versions() -> dict:
-    found = metrics_io.versions()
-    for name in EXTRA_PACKAGES:
-        try:
-            found["packages"][name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found["packages"][name] = None
-    return found
-
-
-def plot_disagreement(disagreement: pd.DataFrame, path: str) -> None:
-    """Lines of per-step disagreement: index = step (first step first), one column per series
-    (e.g. per target or percentile)."""
-    fig, ax = _figure()
-    for name in disagreement.columns:
-        ax.plot(np.asarray(disagreement.index), disagreement[name].to_numpy(), label=str(name))
-    ax.set(xlabel="reverse step", ylabel="disagreement (1 - weighted cosine)",
-           title="Specialist disagreement over the reverse process")
-    ax.legend(fontsize="small")
-    fig.savefig(path, dpi=120)
-
-
-def plot_pca(real: np.ndarray, generated: np.ndarray, path: str, title: str = "") -> None:
-    """Real [N, D] and generated [M, D] on the first two principal components of the real."""
-    pca = PCA(n_components=2).fit(real)
-    fig, ax = _figure(5.0, 4.5)
-    for data, name, colour in ((real, "real", "tab:blue"), (generated, "generated", "tab:orange")):
-        xy = pca.transform(data)
-        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.5, label=name, color=colour)
-    ratio = pca.explained_variance_ratio_
-    ax.set(xlabel=f"PC1 ({ratio[0]:.0%})", ylabel=f"PC2 ({ratio[1]:.0%})",
-           title=title or "PCA of real vs generated")
-    ax.legend()
-    fig.savefig(path, dpi=120)
-
-
-def plot_grouped_bars(table: pd.DataFrame, path: str, ylabel: str, title: str,
-                      errors: pd.DataFrame | None = None, reference: float | None = None) -> None:
-    """Grouped bars: x = table columns, one bar per table row (e.g. rows methods, columns
-    targets); optional error bars of the same shape and a horizontal reference line."""
-    fig, ax = _figure(max(6.0, 0.9 * table.shape[1] * max(1, table.shape[0]) / 3), 4.0)
-    width = 0.8 / max(1, table.shape[0])
-    x = np.arange(table.shape[1])
-    for i, (name, row) in enumerate(table.iterrows()):
-        err = None if errors is None else errors.loc[name, table.columns].to_numpy(np.float64)
-        ax.bar(x + (i - (table.shape[0] - 1) / 2) * width, row.to_numpy(np.float64), width,
-               yerr=err, label=str(name), capsize=2)
-    if reference is not None:
-        ax.axhline(reference, color="black", linestyle="--", linewidth=1, label="all observed")
-    ax.set_xticks(x, [str(c) for c in table.columns], rotation=45 if table.shape[1] > 4 else 0,
-                  ha="right" if table.shape[1] > 4 else "center")
-    ax.set(ylabel=ylabel, title=title)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
-    fig.savefig(path, dpi=120)
-
-
-def plot_prioritisation(curve: pd.DataFrame, path: str, title: str = "",
-                        ylabel: str = "score") -> None:
-    """Prioritised vs random withholding (mean +- std) over the withheld fraction rho."""
-    fig, ax = _figure(5.5, 4.0)
-    rho = curve["rho"].to_numpy()
-    ax.plot(rho, curve["prioritised"], label="counterfactual prioritisation")
-    ax.plot(rho, curve["random_mean"], label="random withholding", color="grey")
-    ax.fill_between(rho, curve["random_mean"] - curve["random_std"],
-                    curve["random_mean"] + curve["random_std"], color="grey", alpha=0.3)
-    ax.set(xlabel="fraction withheld (rho)", ylabel=ylabel, title=title or "Test prioritisation")
-    ax.legend()
-    fig.savefig(path, dpi=120)
-
-
-def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """A DataFrame as a GitHub markdown table (index first), floats rounded."""
-    frame = table.reset_index()
-    cells = [[f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v) for v in row]
-             for row in frame.itertuples(index=False)]
-    header = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
-
-
-def write_report(folder: str, *, config: dict, seed: int,
-                 title: str = "coherent-jax evaluation",
-                 tables: Mapping[str, pd.DataFrame] | None = None,
-                 results: Mapping[str, dict] | None = None,
-                 disagreement: pd.DataFrame | None = None,
-                 pca: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                 reconstruction: pd.DataFrame | None = None,
-                 reconstruction_metric: str = "R^2 (mean of K draws)",
-                 reconstruction_cells: pd.DataFrame | None = None,
-                 rescue: pd.DataFrame | None = None, rescue_metric: str | None = None,
-                 prioritisation: Mapping[str, pd.DataFrame] | None = None,
-                 prioritisation_metric: str = "weighted F1",
-                 summaries: Mapping[str, pd.DataFrame] | None = None,
-                 notes: Sequence[str] = (), overwrite: bool = True) -> str:
-    """Writes the report folder and returns the path of its index.md.
+def write_report(folder: str, results: EvalResults, config: dict, seed: int, *,
+                 overwrite: bool = True) -> str:
+    """Writes the report folder of an evaluation and returns the path of its index.md.
 
     Args:
-        folder: the report folder; written beside as '<folder>.partial' and renamed into place
-            (`safe_io.output_folder`), so it is never half-written and holds nothing from an
-            earlier report. A folder holding files we did not write is refused.
-        config: the run's configuration (JSON-serialisable); seed: its seed.
-        title: the index.md heading.
-        tables: name -> DataFrame, written as tables/<name>.csv and linked.
-        results: name -> dict (e.g. privacy or prioritisation areas), written as
-            results/<name>.json with config, seed and versions.
-        disagreement: per-step disagreement (index step, one column per series).
-        pca: name -> (real [N, D], generated [M, D]) for PCA overlays.
-        reconstruction: rows methods, columns targets (`comparison_table`); shown inline.
-        reconstruction_metric: what the table holds; the part before ' (' labels the y axis.
-        reconstruction_cells: shown inline instead of `reconstruction`'s numbers (e.g. the
-            same scores with their intervals, as strings); the CSV and figure keep the numbers.
-        rescue: `rescue` score rows (any number of seeds); bars of the mean over seeds, their
-            std as error bars.
-        rescue_metric: its metric column (default: balanced_accuracy or c_index).
-        prioritisation: name -> `prioritisation_curve` table.
-        prioritisation_metric: its y-axis label ('C-index' for survival).
-        summaries: heading -> small DataFrame shown inline (e.g. privacy, rescue tests).
-        notes: lines listed under "Notes" (e.g. analyses skipped and why).
+        folder: the report folder (index.md, tables/, figures/, results/), written beside and
+            renamed into place (`render.write_page`).
+        results: what `evaluate_suite` found.
+        config: the run's configuration (JSON-serialisable), recorded with the seed and the
+            library versions; seed: the run's seed.
         overwrite: replace an earlier report of ours in `folder` (False: refuse).
-
-    Returns:
-        Path of index.md.
     """
-    with safe_io.output_folder(folder, overwrite=overwrite, kind="report") as directory:
-        for sub in ("tables", "results", "figures"):
-            os.makedirs(os.path.join(directory, sub), exist_ok=True)
-        versions = _versions()
-        lines = [f"# {title}", "", f"Seed: {seed}. Config and library versions: "
-                 "[report.json](report.json).", ""]
-        written = []
+    k = results.config.imputation.num_samples
+    rescue = results.downstream.rescue
+    page = Page(
+        tables=results.tables(),
+        results={"privacy_unconditional": results.unconditional, "timings": results.timings},
+        disagreement=results.disagreement if len(results.disagreement.columns) else None,
+        pca=results.pca, reconstruction=results.headline,
+        reconstruction_cells=results.headline_cells,
+        reconstruction_metric=f"R^2 (feature space, all other modalities given; generative "
+        f"methods as the mean of K = {k} draws and as a single draw, baselines as their point"
+        "  prediction; 95% patient-bootstrap intervals; '<method> - ridge "
+        "(features)': paired bootstrap difference, q: BH over those rows)",
+        rescue=None if rescue is None else rescue.scores[rescue.scores["draws"] != "single"],
+        prioritisation=results.downstream.prioritisation_curves or None,
+        summaries=_summaries(results), notes=_notes(results))
+    return write_page(folder, page, config=config, seed=seed, overwrite=overwrite)
 
-        def save_table(name: str, table: pd.DataFrame) -> str:
-            rel = f"tables/{name}.csv"
-            table.to_csv(os.path.join(directory, rel))
-            written.append(rel)
-            return rel
 
-        def save_figure(name: str, draw, *args, **kwargs) -> str:
-            rel = f"figures/{name}.png"
-            draw(*args, os.path.join(directory, rel), **kwargs)
-            written.append(rel)
-            return rel
+def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
+    """The small tables shown inline in index.md."""
+    config, scores, down = results.config, results.scores, results.downstream
+    features = scores[(scores["space"] == "features") & (scores["group"] == "all")]
+    out = {"Reconstruction R^2 by available set (feature space; generative methods: mean of "
+           "K draws, baselines: point prediction; *_features: fitted on raw features)":
+           features.pivot_table(index=["target", "source"], columns="method",
+                                values="r2_mean", sort=False)}
+    out["Calibration: coverage of the central 90% interval of the K draws (95% patient "
+        "interval), beside a perfectly calibrated sampler's"] = results.calibration
+    out[f"Privacy: conditional membership inference (train vs {config.holdout_split!r} "
+        f"patients, every other modality given, K = {config.membership_samples}) and "
+        "near-copies of the full training set (flagged: AUC > "
+        f"{privacy.MAX_MEMBERSHIP_AUC} or near-copy share > {privacy.MAX_NEAR_COPY_SHARE})"
+        ] = _privacy_cells(results.membership, results.copies)
+    out["Fidelity: PRDC of draw 0 vs the real test latents (95% patient intervals, k-NN balls "
+        "fixed); 'random training records' is the floor"] = results.fidelity.set_index(
+        ["target", "method"]).sort_index(level=0, sort_remaining=False)
+    if results.unconditional:
+        out["Fully masked multi-condition draws vs training records (nn_ratio ~1 or above is "
+            "healthy)"] = pd.DataFrame(results.unconditional).T.rename_axis("target")
+    if down.trts is not None:
+        out["Train on real, test on synthetic (balanced accuracy; generated: mean over the K "
+            "draws' scores)"] = down.trts.pivot_table(index=["target", "data"],
+                                                         values="balanced_accuracy")
+    for name, metric, title in (("rescue", "balanced_accuracy", "classification"),
+                                ("rescue_survival", "c_index", "survival")):
+        intervals, tests = (getattr(down, f"{name}_intervals"),
+                            getattr(down, f"{name}_tests"))
+        if intervals is not None:
+            out[f"Performance rescue, {title} ({metric} [95% patient interval]; '' = nothing "
+                "removed; retrained = a forest trained on the remaining modalities"
+                f"{' and the cancer type' if name == 'rescue_survival' else ''})"] = (
+                _rescue_cells(intervals))
+        if tests is not None and len(tests):
+            out[f"Rescue vs the retrained forest, {title}: paired bootstrap difference "
+                "(draw-averaged fills; * BH q <= 0.05 over the table)"] = _test_cells(
+                tests, "removed", "fill")
+    if down.prioritisation is not None:
+        table = down.prioritisation.set_index(["modality", "method"])
+        out["Counterfactual test prioritisation (area under the curve; ties broken at random; "
+            "gain interval over tie-breaks and random orders)"] = pd.DataFrame({
+                "auc_prioritised": table["auc_prioritised"],
+                "auc_random_mean": table["auc_random_mean"],
+                "auc_gain": [stats.cell(g, lo, hi, signed=True) for g, lo, hi in zip(
+                    table["auc_gain"], table["auc_gain_low"], table["auc_gain_high"])],
+                "tied_share": table["tied_share"]})
+    out["Seconds per part"] = pd.DataFrame({"seconds": results.timings}).rename_axis("part")
+    return out
 
-        if reconstruction is not None:
-            rel = save_table("reconstruction", reconstruction)
-            fig = save_figure("reconstruction", plot_grouped_bars, reconstruction,
-                              ylabel=reconstruction_metric.split(" (")[0],
-                              title=f"Reconstruction: {reconstruction_metric}")
-            lines += ["## Reconstruction (rows methods, columns targets)", "",
-                      f"{reconstruction_metric}; [CSV]({rel})", "",
-                      markdown_table(reconstruction if reconstruction_cells is None
-                                     else reconstruction_cells),
-                      "", f"![reconstruction]({fig})", ""]
-        for heading, table in (summaries or {}).items():
-            lines += [f"## {heading}", "", markdown_table(table), ""]
-        if rescue is not None:
-            metric = rescue_metric or ("balanced_accuracy" if "balanced_accuracy" in rescue
-                                       else "c_index")
-            rel = save_table("rescue", rescue)
-            is_reference = rescue["removed"] == ""
-            reference = (float(rescue.loc[is_reference, metric].mean()) if is_reference.any()
-                         else None)
-            bars = rescue[~is_reference].groupby(["removed", "fill"], sort=False)[metric].agg(
-                ["mean", "std"])
-            means = bars["mean"].unstack("removed")
-            stds = bars["std"].unstack("removed").fillna(0.0)
-            fig = save_figure("rescue", plot_grouped_bars, means, ylabel=metric,
-                              title="Performance rescue by removed modalities and fill",
-                              errors=stds, reference=reference)
-            lines += ["## Performance rescue", "", f"{metric}; [CSV]({rel})", "",
-                      f"![rescue]({fig})", ""]
-        if prioritisation:
-            lines += ["## Counterfactual test prioritisation", ""]
-            for name, curve in prioritisation.items():
-                rel = save_table(f"prioritisation_{name}", curve.set_index("rho"))
-                fig = save_figure(f"prioritisation_{name}", plot_prioritisation, curve,
-                                  title=f"Withholding {name}", ylabel=prioritisation_metric)
-                lines += [f"### {name}", "", f"[CSV]({rel})", "",
-                          f"![prioritisation {name}]({fig})", ""]
-        if disagreement is not None:
-            rel = save_table("disagreement", disagreement)
-            fig = save_figure("disagreement", plot_disagreement, disagreement)
-            lines += ["## Disagreement over steps", "", f"[CSV]({rel})", "",
-                      f"![disagreement]({fig})",
-                      ""]
-        if pca:
-            lines += ["## PCA of real vs generated", ""]
-            for name, (real, generated) in pca.items():
-                fig = save_figure(f"pca_{name}", plot_pca, np.asarray(real), np.asarray(generated),
-                                  title=f"{name}: real vs generated")
-                lines += [f"![pca {name}]({fig})", ""]
-        if tables:
-            lines += ["## Tables", ""]
-            for name, table in tables.items():
-                lines.append(f"- [{name}]({save_table(name, table)})")
-            lines.append("")
-        if results:
-            lines += ["## Results", ""]
-            for name, result in results.items():
-                rel = f"results/{name}.json"
-                metrics_io.write_json(os.path.join(directory, rel),
-                                      {"config": config, "seed": seed, "versions": versions,
-                                       "result": result})
-                written.append(rel)
-                lines.append(f"- [{name}]({rel})")
-            lines.append("")
-        if notes:
-            lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
-        metrics_io.write_json(os.path.join(directory, "report.json"),
-                              {"config": config, "seed": seed, "versions": versions,
-                               "files": written})
-        with open(os.path.join(directory, "index.md"), "w") as f:
-            f.write("\n".join(lines))
-    return os.path.join(folder, "index.md")
+
+def _privacy_cells(membership: pd.DataFrame, copies: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, target): conditional membership AUC and near-copy share."""
+    table = membership.set_index(["method", "target"])
+    out = pd.DataFrame({
+        "membership AUC": [stats.cell(a, lo, hi) for a, lo, hi in
+                           zip(table["auc"], table["low"], table["high"])],
+        "q (AUC > 0.5)": table["q"].map(lambda q: f"{q:.3g}"),
+        "error median (train / holdout)": [
+            f"{a:.3f} / {b:.3f}" for a, b in
+            zip(table["member_error_median"], table["non_member_error_median"])]},
+        index=table.index)
+    near = copies.set_index(["method", "target"])
+    out["near-copy share"] = pd.Series(
+        [stats.cell(s, lo, hi) for s, lo, hi in
+         zip(near["near_copy_share"], near["low"], near["high"])], index=near.index)
+    out["NN distance median (draws / holdout)"] = pd.Series(
+        [f"{a:.2f} / {b:.2f}" for a, b in
+         zip(near["draw_train_nn_median"], near["holdout_train_nn_median"])], index=near.index)
+    flagged = table["flagged"] | near["flagged"].reindex(table.index).fillna(False).astype(bool)
+    out["flagged"] = flagged.map({True: "FLAGGED", False: "pass"})
+    return out.fillna("")
+
+
+def _rescue_cells(intervals: pd.DataFrame) -> pd.DataFrame:
+    """Rescue intervals as removed x fill cells 'score [low, high]'."""
+    cells = intervals.assign(
+        column=[f if d == "point" else f"{f} ({d})" for f, d in
+                zip(intervals["fill"], intervals["draws"])],
+        cell=[stats.cell(p, lo, hi) for p, lo, hi in
+              zip(intervals["point"], intervals["low"], intervals["high"])])
+    return cells.pivot(index="removed", columns="column", values="cell").reindex(
+        index=pd.unique(cells["removed"]), columns=pd.unique(cells["column"])).fillna("")
+
+
+def _test_cells(tests: pd.DataFrame, by: str, column: str) -> pd.DataFrame:
+    """Paired tests as `by` x `column` cells 'difference [low, high]', '*' where BH q <= 0.05."""
+    cells = tests.assign(cell=[
+        f"{stats.cell(d, lo, hi, signed=True)}{'*' if sig else ''}" for d, lo, hi, sig in
+        zip(tests["difference"], tests["low"], tests["high"], tests["significant"])])
+    return cells.pivot(index=by, columns=column, values="cell").reindex(
+        index=pd.unique(cells[by]), columns=pd.unique(cells[column])).fillna("")
+
+
+def _notes(results: EvalResults) -> list[str]:
+    """The report's notes: what was run, what varies, which split plays which role."""
+    config, down = results.config, results.downstream
+    draws = config.imputation
+    notes = [f"{results.patients} complete {config.split} patients, each imputed once per "
+             f"available set ({results.available_sets} sets), K = {draws.num_samples} draws, "
+             f"{draws.sampler} {draws.sample_steps or 'all'} steps, cascade={draws.cascade}.",
+             "What varies: the patients. Every interval is the central 95% of "
+             f"{config.num_bootstrap} bootstrap resamples of the evaluated patients (the same "
+             "resamples for every method, so differences are paired; p: two-sided paired "
+             "bootstrap; q: Benjamini-Hochberg over each table's family). What is fixed: the "
+             "split, the training seed, the trained models, the draws and the forests' seeds "
+             f"(each forest is {config.num_seeds} x {config.n_estimators} trees).",
+             "Split roles: training fits every model; validation selects checkpoints and "
+             "calibrates thresholds only; the privacy holdout (non-members of the conditional "
+             f"membership inference, real holdout-to-train distances) is {config.holdout_split!r}"
+             ", never trained on nor used for selection.",
+             "Reconstruction tables: each generative method is scored twice, on the mean of its "
+             f"K = {draws.num_samples} draws and on single draws (the mean over the K draws "
+             "of each draw's score); each baseline on its one point prediction.",
+             *_baseline_notes(config.baselines),
+             "Rescue: fills given as K draws are scored on the forest's outputs averaged over "
+             "the draws ('mean of K') and draw by draw ('single'); 'retrained' is a forest "
+             "trained on the remaining modalities only (survival: and the cancer type, so with "
+             "everything removed it is the cancer-label-only forest). Single-draw C-indices "
+             "carry no interval (K x resamples scikit-survival calls).",
+             "Fidelity intervals resample the patients with the k-NN balls of the full sample "
+             "held fixed; the prioritisation gain's interval varies tie-breaks and random "
+             "orders, not patients.",
+             "Downstream forests use the latents, as in the paper."]
+    skipped = [m for m in config.methods if m not in results.methods]
+    if skipped:
+        notes.append(f"Methods skipped (the model set lacks what they need): {skipped}.")
+    if down.trts is None:
+        notes.append(f"Classification analyses skipped: label {config.label!r} is unknown for "
+                     "the evaluated patients.")
+    if config.survival and down.rescue_survival is None:
+        notes.append("Survival rescue skipped: fewer than 10 evaluated patients with os_time.")
+    return notes
+
+
+def _baseline_notes(baselines) -> list[str]:
+    """Which reconstruction rows share our latent space and which are fitted on raw features."""
+    latent = [baseline_label(b) for b in baselines if b != "mean" and b not in FEATURE_BASELINES]
+    raw = [baseline_label(b) for b in baselines if b in FEATURE_BASELINES]
+    notes = ["Every baseline sees the same training rows, held-out patients and available sets "
+             "as the generative methods.",
+             "Rows that share our latent space (fitted on our latents; their feature-space scores "
+             "are decoded through our decoders, so the autoencoders' own reconstruction bounds "
+             f"them): {', '.join(['the generative methods', *latent])}."]
+    if raw:
+        notes.append(f"Rows fitted on the raw preprocessed features of the training rows, scored "
+                     f"in feature space directly (their predictions are encoded with our "
+                     f"encoders for the latent-space tables): {', '.join(raw)}. RidgeCV's alpha "
+                     f"is chosen by leave-one-out on the training rows; KNN averages the 5 "
+                     f"nearest training patients.")
+    if "mean" in baselines:
+        notes.append("'training mean': the training rows' mean in each space (of the features "
+                     "in feature space, of the latents in latent space), not a decoded latent.")
+    if "mofa" in baselines:
+        notes.append("mofa (latent) is transductive: MOFA+ factors are fitted on the training "
+                     "and the held-out patients' available latents together (their targets "
+                     "hidden).")
+    return notes

@@ -93,7 +93,7 @@ class Denoiser(nn.Module):
         norm: 'batch' (the paper; running statistics at sampling) or 'layer'.
         dtype: computation dtype of the Dense layers (parameters stay float32).
         anchored: add the linear-Gaussian anchor (see the module docstring).
-        schedule, num_train_steps: the noise schedule the anchor's eps is exact for.
+        schedule, diffusion_steps: the noise schedule the anchor's eps is exact for.
     """
 
     data_dim: int
@@ -105,7 +105,7 @@ class Denoiser(nn.Module):
     dtype: Any = jnp.float32
     anchored: bool = False
     schedule: str = "linear"
-    num_train_steps: int = 1000
+    diffusion_steps: int = 1000
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, cond: Condition,
@@ -141,7 +141,7 @@ class Denoiser(nn.Module):
                                      (subsets, self.data_dim)),
                   "log_var": self.param("anchor_log_var", nn.initializers.zeros,
                                         (subsets, self.data_dim))}
-        alpha_bars = make_schedule(self.schedule, self.num_train_steps).alpha_bars
+        alpha_bars = make_schedule(self.schedule, self.diffusion_steps).alpha_bars
         return anchor_eps(jax.lax.stop_gradient(anchor), alpha_bars[t], x, cond) + correction
 
 

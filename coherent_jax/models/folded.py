@@ -9,7 +9,7 @@ Exact algebra, for inference only (integer t in [0, T)):
   into the Dense kernel's columns and the table, so a hidden block is GEMM + add + ReLU.
   LayerNorm is not affine in h; with norm='layer' only the time tables are folded.
 
-    apply_fn, params = fold_members(model, stacked_variables, schedule.num_steps)
+    apply_fn, params = fold_members(model, stacked_variables, schedule.diffusion_steps)
     coherent_sample(apply_fn, params, member_conds, weights, schedule, key, shape=...)
 
 `dtype=jnp.bfloat16` gives bf16 matmul inputs with float32 accumulation (opt-in; ~1.5x faster
@@ -66,11 +66,11 @@ class FoldedApply:
         return eps
 
 
-def _fold_params(model: Denoiser, variables: dict, num_steps: int) -> dict:
-    """One member's variables -> folded parameters (tables cover t = 0..num_steps-1)."""
+def _fold_params(model: Denoiser, variables: dict, diffusion_steps: int) -> dict:
+    """One member's variables -> folded parameters (tables cover t = 0..diffusion_steps-1)."""
     p = variables["params"]
     d, e = model.data_dim, model.time_embed_dim
-    t_emb = jax.nn.relu(sinusoidal_embedding(jnp.arange(num_steps), e)
+    t_emb = jax.nn.relu(sinusoidal_embedding(jnp.arange(diffusion_steps), e)
                         @ p["time_dense"]["kernel"] + p["time_dense"]["bias"])  # [T, E]
     folded = {"cond": [p[f"cond_dense_{j}"] for j in range(
         sum(name.startswith("cond_dense_") for name in p))], "kernels": [], "tables": [],
@@ -98,18 +98,18 @@ def _fold_params(model: Denoiser, variables: dict, num_steps: int) -> dict:
     if model.anchored:
         folded["anchor"] = {"kernel": p["anchor_kernel"], "bias": p["anchor_bias"],
                             "log_var": p["anchor_log_var"], "alpha_bars": make_schedule(
-                                model.schedule, model.num_train_steps).alpha_bars[:num_steps]}
+                                model.schedule, model.diffusion_steps).alpha_bars[:diffusion_steps]}
     return folded
 
 
-def fold_denoiser(model: Denoiser, variables: dict, num_steps: int,
+def fold_denoiser(model: Denoiser, variables: dict, diffusion_steps: int,
                   dtype=None) -> tuple[FoldedApply, dict]:
     """Folds one Denoiser's variables ({'params', 'batch_stats'?}) for sampling.
 
     Args:
         model: the Denoiser the variables belong to.
         variables: one member's variables (no leading member axis).
-        num_steps: T of the schedule; the tables cover t = 0..T-1.
+        diffusion_steps: T of the schedule; the tables cover t = 0..T-1.
         dtype: matmul input dtype (default: the model's); products accumulate in float32
             and the folding itself is float32 (bfloat16: see the module docstring and
             benchmarks/RESULTS.md).
@@ -118,13 +118,13 @@ def fold_denoiser(model: Denoiser, variables: dict, num_steps: int,
         (apply_fn, params) to pass to `sample` / `coherent_sample` in place of
         (DenoiserApply(model), variables).
     """
-    return _apply_of(model, dtype), _fold_jit(model, variables, num_steps)
+    return _apply_of(model, dtype), _fold_jit(model, variables, diffusion_steps)
 
 
-def fold_members(model: Denoiser, members: dict, num_steps: int,
+def fold_members(model: Denoiser, members: dict, diffusion_steps: int,
                  dtype=None) -> tuple[FoldedApply, dict]:
     """`fold_denoiser` for stacked members (a leading member axis K on every leaf)."""
-    return _apply_of(model, dtype), _fold_members_jit(model, members, num_steps)
+    return _apply_of(model, dtype), _fold_members_jit(model, members, diffusion_steps)
 
 
 def _apply_of(model: Denoiser, dtype) -> FoldedApply:
@@ -134,10 +134,10 @@ def _apply_of(model: Denoiser, dtype) -> FoldedApply:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def _fold_jit(model, variables, num_steps):
-    return _fold_params(model, variables, num_steps)
+def _fold_jit(model, variables, diffusion_steps):
+    return _fold_params(model, variables, diffusion_steps)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def _fold_members_jit(model, members, num_steps):
-    return jax.vmap(lambda v: _fold_params(model, v, num_steps))(members)
+def _fold_members_jit(model, members, diffusion_steps):
+    return jax.vmap(lambda v: _fold_params(model, v, diffusion_steps))(members)

@@ -24,14 +24,14 @@ def get_config():
     c = _base.base_config()
     c.latent.max_epochs = 60  # the autoencoder that 'auto' compares with PCA (PCA won: README)
     # Anchored denoisers conditioned on ridge predictions from the sources' features, without
-    # a learned correction (num_steps=0). Chosen on the 31 validation patients (seed 0): a
+    # a learned correction (train_steps=0). Chosen on the 31 validation patients (seed 0): a
     # correction trained 1,000 steps lowered the R^2 of the mean of 30 draws in every cell
     # (coherent mirna 0.342 -> 0.331, meth 0.537 -> 0.529; multi rna 0.601 -> 0.551) and
     # moved 90% coverage away from its nominal 0.87 (0.85-0.87 -> 0.79-0.87), although the
     # paper's single-draw MSE criterion preferred it (it rewards narrower draws).
     c.denoisers.update(dict(hidden_dim=256, num_layers=3, time_embed_dim=64, batch_size=256,
-                            num_steps=0, eval_every=500, log_every=500,
-                            val_sampler="dpmpp_3m_sde", val_num_steps=20))  # as imputation
+                            train_steps=0, eval_every=500, log_every=500,
+                            val_sampler="dpmpp_3m_sde", val_sample_steps=20))  # as imputation
     # Sampler: the library default, SDE-DPM-Solver++(3M) with 20 steps, the fastest within noise
     # of DDPM-1000 on KIPAN (benchmarks/RESULTS.md, "Few-step sampling at equal quality"; DDIM-50
     # draws are too narrow). The test split is complete: fill the holed training patients.

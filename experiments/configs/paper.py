@@ -26,12 +26,12 @@ _spec.loader.exec_module(_base)
 def get_config():
     c = _base.base_config()
     # the paper's plain norm_mlp (no linear-Gaussian anchor) and its autoencoder latents
-    c.denoisers.update(dict(num_steps=200_000, eval_every=10_000, log_every=1_000,
+    c.denoisers.update(dict(train_steps=200_000, eval_every=10_000, log_every=1_000,
                             seeds=(0, 1), learning_rates=(1e-4, 1e-3), anchored=False,
                             feature_conditions=False, sharpness_grid=(0.0,)))
     c.latent.default_kind = "autoencoder"
-    c.impute.update(dict(sampler="ddpm", num_steps=0))  # DDPM, all T = 1000 steps
+    c.impute.update(dict(sampler="ddpm", sample_steps=0))  # DDPM, all T = 1000 steps
     # The paper's evaluation: DDPM 1000 steps, 10 draws, 10 forest seeds, 100 trees.
-    c.evaluate.imputation.update(dict(sampler="ddpm", num_steps=0, num_candidates=4))  # 0: all T
+    c.evaluate.imputation.update(dict(sampler="ddpm", sample_steps=0, num_candidates=4))  # 0: all T
     c.evaluate.num_seeds = 10
     return c

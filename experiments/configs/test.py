@@ -24,10 +24,10 @@ def get_config():
     c.data.missing = "0.3"
     c.latent.latent_dim = 8
     c.denoisers.update(dict(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8,
-                            batch_size=32, num_steps=40, eval_every=20, log_every=20,
-                            val_sampler="ddim", val_num_steps=5, seeds=(0, 1)))
-    c.impute.update(dict(num_samples=2, sampler="ddim", num_steps=5, num_candidates=2))
+                            batch_size=32, train_steps=40, eval_every=20, log_every=20,
+                            val_sampler="ddim", val_sample_steps=5, seeds=(0, 1)))
+    c.impute.update(dict(num_samples=2, sampler="ddim", sample_steps=5, num_candidates=2))
     c.evaluate.update(dict(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
                            num_seeds=1, n_estimators=20, num_unconditional=50))
-    c.evaluate.imputation.update(dict(num_samples=8, sampler="ddim", num_steps=5))
+    c.evaluate.imputation.update(dict(num_samples=8, sampler="ddim", sample_steps=5))
     return c

@@ -1,0 +1,238 @@
+"""Reconstruction scores of the evaluation: every method and baseline on every (target,
+available set), the headline table with patient intervals, and calibration.
+
+Baselines come in two kinds: latent baselines (`baselines.BASELINES`: ridge, knn, mlp, ...)
+are fitted on our latents, so they share our latent space and their feature-space rows are
+decoded with our decoders; raw-feature baselines (`FEATURE_BASELINES`) are fitted on the
+preprocessed feature tables directly and scored there, their predictions encoded with our
+encoders for the latent-space rows. 'mean' is each space's training mean.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from coherent_jax.evaluate import stats
+from coherent_jax.evaluate.align import paired
+from coherent_jax.evaluate.baselines import predict_missing
+from coherent_jax.evaluate.patterns import tag
+from coherent_jax.evaluate.reconstruction import (comparison_table, ideal_coverage,
+                                                  patient_errors, r2_bootstrap,
+                                                  reconstruction_metrics)
+
+
+FEATURE_BASELINES = {"ridge_features": "ridge", "knn_features": "knn"}
+"""Baselines fitted on the preprocessed feature tables: name -> `predict_missing` method."""
+FEATURE_RIDGE_ALPHAS = tuple(np.logspace(-1, 6, 15))
+"""RidgeCV's grid on raw features: thousands of standardised columns need larger penalties
+than 32 latents (KIPAN picks 1e3 on every target)."""
+
+
+def _score(rows: list, real, draws, groups, point=None, errors: dict | None = None,
+           **tags) -> None:
+    """Appends the metrics table of one (method, target, source, space); with `errors`, also
+    the per-patient errors under (method, target, space)."""
+    table = reconstruction_metrics(real, draws, groups, point=point).reset_index()
+    for name, value in tags.items():
+        table.insert(0, name, value)
+    rows.append(table)
+    if errors is not None:
+        ids, real_v, draws_v, _ = paired(real, draws)
+        point_v = None if point is None else point.reindex(ids).to_numpy(np.float64)
+        errors[(tags["method"], tags["target"], tags["space"])] = patient_errors(
+            real_v, draws_v, point_v)
+
+
+def _baseline_predictions(baseline, train, test, subset, target, space, seed):
+    """(latent prediction [P, k], feature prediction [P, D], fitted_in) of one baseline.
+
+    train / test: {'latent': tables, 'features': tables}. Latent baselines are decoded with
+    `space`; raw-feature baselines are encoded with it; 'mean' is each space's training mean.
+    """
+    if baseline == "mean":
+        return (predict_missing("mean", train["latent"], test["latent"], subset, target),
+                predict_missing("mean", train["features"], test["features"], subset, target),
+                "both")
+    if baseline in FEATURE_BASELINES:
+        method = FEATURE_BASELINES[baseline]
+        options = {"alphas": FEATURE_RIDGE_ALPHAS} if method == "ridge" else {}
+        features = predict_missing(method, train["features"], test["features"], subset, target,
+                                   seed=seed, **options)  # [P, D]
+        names = list(space.feature_names[target])
+        latent = pd.DataFrame(space.encode_values(target, features[names].to_numpy()),
+                              index=features.index,
+                              columns=train["latent"][target].columns)  # [P, k]
+        return latent, features, "features"
+    latent = predict_missing(baseline, train["latent"], test["latent"], subset, target,
+                             seed=seed)  # [P, k]
+    return latent, space.decode(target, latent), "latent"
+
+
+def reconstruction(copies, imputations, test_latent, test_features, train_latent, space,
+                   config, seed: int, groups, train_features=None,
+                   log: Callable[[str], None] = lambda line: None
+                   ) -> tuple[pd.DataFrame, dict]:
+    """(long table: method, target, source, space, fitted_in, group, then the reconstruction
+    metrics (see `reconstruction.reconstruction_metrics`); per-patient errors with every other
+    modality given: (method, target, space) -> `reconstruction.patient_errors`, rows in
+    `copies.sample_ids` order).
+
+    fitted_in says where a row's predictor was fitted: 'latent' (generative methods and latent
+    baselines, decoded for the feature rows), 'features' (raw-feature baselines, encoded for the
+    latent rows), 'both' (the mean: each space's own training mean). Raw-feature baselines and
+    the feature-space mean need `train_features` (the training split of the feature cohort).
+    """
+    needs_features = [b for b in config.baselines if b in FEATURE_BASELINES or b == "mean"]
+    if needs_features and train_features is None:
+        raise ValueError(f"baselines {needs_features} need train_features (the training split "
+                         "of the preprocessed feature cohort).")
+    rows = []
+    ids = copies.sample_ids
+    train = {"latent": {m: train_latent.tables[m].dropna() for m in train_latent.modalities}}
+    if train_features is not None:
+        train["features"] = {m: train_features.tables[m].dropna()
+                             for m in train_features.modalities}
+    seconds, errors = {}, {}
+    for subset in copies.subsets:
+        test = {"latent": {m: test_latent.tables[m].loc[ids] for m in subset},
+                "features": {m: test_features.tables[m].loc[ids] for m in subset}}
+        for target in (m for m in test_latent.modalities if m not in subset):
+            real = {"latent": test_latent.tables[target].loc[ids],
+                    "features": test_features.tables[target].loc[ids]}
+            common = dict(target=target, source=tag(subset),
+                          errors=errors if len(subset) == len(copies.cohort.modalities) - 1
+                          else None)
+            for method, result in imputations.items():
+                for space_name, tables in (("latent", result.draws),
+                                           ("features", result.features)):
+                    # features: the posterior-mean estimate is the decoder-output mean
+                    point = (copies.draws_of(result.feature_means, target, subset)
+                             if space_name == "features" else None)
+                    _score(rows, real[space_name], copies.draws_of(tables, target, subset),
+                           groups, point=point, method=method, space=space_name,
+                           fitted_in="latent", **common)
+            for baseline in config.baselines:
+                start = time.perf_counter()
+                latent, features, fitted_in = _baseline_predictions(
+                    baseline, train, test, subset, target, space, seed)
+                seconds[baseline] = seconds.get(baseline, 0.0) + time.perf_counter() - start
+                for space_name, pred in (("latent", latent), ("features", features)):
+                    _score(rows, real[space_name], pred, groups, method=baseline,
+                           space=space_name, fitted_in=fitted_in, **common)
+    if seconds:
+        log("baselines (fit and predict, all available sets): " + ", ".join(
+            f"{b} {t:.1f} s" for b, t in seconds.items()))
+    columns = ["method", "target", "source", "space", "fitted_in"]
+    return pd.concat(rows, ignore_index=True)[columns + [c for c in rows[0].columns
+                                                         if c not in columns]], errors
+
+
+def baseline_label(method: str) -> str:
+    """How a baseline's row is named in the report's method x target tables."""
+    if method == "mean":
+        return "training mean"
+    if method in FEATURE_BASELINES:
+        return f"{FEATURE_BASELINES[method]} (features)"
+    return f"{method} (latent)"
+
+
+def headline_table(scores: pd.DataFrame, space_name: str, generative, num_samples: int
+                   ) -> pd.DataFrame:
+    """Rows what is scored, columns targets: R^2 (pooled) in `space_name`.
+
+    `scores` holds one available set per target (e.g. every other modality given). Each
+    generative method gives two rows, '<method>: mean of K draws' (the R^2 of the mean of its K
+    draws) and '<method>: single draw' (the mean over the K draws of each draw's R^2); each
+    baseline one row, its point prediction, named by `baseline_label`. Row order: as scored.
+    """
+    chosen = scores[scores["space"] == space_name]
+    rows = {}
+    for method in pd.unique(chosen["method"]):
+        part = chosen[chosen["method"] == method]
+        if method in generative:
+            rows[f"{method}: mean of {num_samples} draws"] = comparison_table(
+                part, "r2_mean").iloc[0]
+            rows[f"{method}: single draw"] = comparison_table(part, "r2_single").iloc[0]
+        else:
+            rows[baseline_label(method)] = comparison_table(part, "r2_mean").iloc[0]
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "method"
+    return table
+
+
+def headline_intervals(scores: pd.DataFrame, errors: dict, real: dict, generative,
+                       num_samples: int, indices: np.ndarray, space_name: str = "features",
+                       reference: str = "ridge_features") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`headline_table` with patient-bootstrap intervals, plus paired differences.
+
+    Args:
+        scores: the reconstruction rows with every other modality given ('all' group).
+        errors: `reconstruction`'s per-patient errors; real: target -> [N, D] true values in
+            `space_name`, rows in the errors' order.
+        indices: [B, N] bootstrap resamples of the patients, shared by every cell.
+        reference: the baseline each generative method's mean of K draws is compared with.
+
+    Returns:
+        (cells: the headline's rows, then one '<method> - <reference>' row per generative
+         method, as 'R^2 [low, high]' strings (differences with their BH q over the
+         method x target family); tests: target, method, against, difference, low, high, p, q,
+         significant).
+    """
+    headline = headline_table(scores, space_name, generative, num_samples)
+    counts = stats.bootstrap_counts(indices, indices.shape[1])
+    cells, tests = pd.DataFrame(index=headline.index, columns=headline.columns, dtype=object), []
+    for target in headline.columns:
+        boot = {}
+        for method in pd.unique(scores["method"]):
+            parts = errors[(method, target, space_name)]
+            kinds = ("sse_mean", "sse_single") if method in generative else ("sse_mean",)
+            for kind in kinds:
+                row = _row_name(method, kind, generative, num_samples)
+                boot[row] = r2_bootstrap(real[target], parts[kind], counts)
+                cells.loc[row, target] = stats.cell(headline.loc[row, target],
+                                                    *stats.percentile_interval(boot[row]))
+        against = baseline_label(reference)
+        if against not in boot:
+            continue
+        for method in generative:
+            row = _row_name(method, "sse_mean", generative, num_samples)
+            tests.append({"target": target, "method": method, "against": against,
+                          **stats.paired_difference(headline.loc[row, target],
+                                                    headline.loc[against, target], boot[row],
+                                                    boot[against])})
+    tests = stats.with_q(pd.DataFrame(tests)) if tests else pd.DataFrame()
+    for _, t in tests.iterrows():
+        cells.loc[f"{t['method']} - {t['against']}", t["target"]] = (
+            f"{stats.cell(t['difference'], t['low'], t['high'], signed=True)} q={t['q']:.3f}")
+    return cells, tests
+
+
+def _row_name(method: str, kind: str, generative, num_samples: int) -> str:
+    """The headline row of a method's point ('sse_mean') or single-draw ('sse_single') score."""
+    if method not in generative:
+        return baseline_label(method)
+    return f"{method}: mean of {num_samples} draws" if kind == "sse_mean" else \
+        f"{method}: single draw"
+
+
+def calibration_table(scores: pd.DataFrame, errors: dict, generative, num_samples: int,
+                      indices: np.ndarray, level: float = 0.9) -> pd.DataFrame:
+    """Coverage of the central `level` interval of the K draws per generative method and
+    target, in latent and feature space (every other modality given), with patient-bootstrap
+    intervals, beside the coverage a perfectly calibrated sampler with K draws reaches."""
+    ideal = ideal_coverage(num_samples, level) if num_samples > 1 else float("nan")
+    rows = []
+    for method in generative:
+        for target in pd.unique(scores["target"]):
+            row = {"method": method, "target": target}
+            for space_name in ("latent", "features"):
+                covered = errors[(method, target, space_name)]["covered"]
+                point = float(np.mean(covered))
+                low, high = stats.percentile_interval(covered[indices].mean(axis=1))
+                row[f"coverage ({space_name})"] = stats.cell(point, low, high)
+            rows.append({**row, f"ideal with K = {num_samples}": f"{ideal:.3f}"})
+    return pd.DataFrame(rows).set_index(["method", "target"])

@@ -1,0 +1,181 @@
+"""One target's draws for the rows that lack it: the step inside `impute`'s loop over targets.
+
+`fill_target` gathers each source's condition values for the rows (`Conditions`), pads the
+rows to a bucket size (few shapes compile), and calls the sampler of the method: the
+multi-condition model with a condition mask ('multi'), or the specialists fused with
+per-row availability weights ('coherent', 'product', 'single') with candidate rejection.
+
+Rows: K draws x N patients, draw-major (row = draw * N + patient).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coherent_jax.anchor import apply_condition_map
+from coherent_jax.calibrate import PAPER_THRESHOLD, threshold_key
+from coherent_jax.ensemble import stack_members
+from coherent_jax.fusion import availability_weights, inverse_mse_weights
+from coherent_jax.models.denoiser import Condition
+from coherent_jax.sampling import coherent_sample, sample, timesteps
+
+
+@dataclasses.dataclass
+class Filled:
+    """What `fill_target` drew for R rows.
+
+    Attributes:
+        samples: [R, D] the chosen draws.
+        accepted: [R] whether each row's chosen candidate passed the disagreement check.
+        bad_fraction: [R] share of its reverse steps above the threshold.
+        diagnostics: one record (rows, padded rows, acceptance, threshold, seconds, signature).
+    """
+
+    samples: np.ndarray
+    accepted: np.ndarray
+    bad_fraction: np.ndarray
+    diagnostics: dict
+
+
+def bucket_size(rows: int, bucket: int) -> int:
+    """Padded row count: bucket * 2^k >= rows, so few distinct shapes compile."""
+    size = bucket
+    while size < rows:
+        size *= 2
+    return size
+
+
+def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
+    """a [R, ...] -> [size, ...] by repeating its first row (the padding is dropped after)."""
+    return np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)]) if size > a.shape[0] else a
+
+
+class Conditions:
+    """The condition values of a target's models for rows of the draw-major work arrays.
+
+    Plain models condition on the sources' latents. Models with `condition_maps` condition on
+    ridge predictions from each source's features: observed sources from `feature_cohort`
+    (projected once per patient), sources imputed earlier in the cascade from their decoded
+    draws (the latent space's expected features).
+    """
+
+    def __init__(self, models, present: dict, ids, latent_space, feature_cohort):
+        """present: modality -> [N] bool, observed rows; ids: the N patients' sample IDs."""
+        self.present, self.n, self.space = present, len(ids), latent_space
+        self.features, self._projected = None, {}
+        if any(tm.condition_maps is not None for tm in models.targets.values()):
+            if feature_cohort is None:
+                raise ValueError("these models condition on the sources' features: pass "
+                                 "feature_cohort (the patients' preprocessed features) and "
+                                 "latent_space to impute.")
+            self.features = {m: feature_cohort.tables[m].reindex(ids).to_numpy(np.float32)
+                             for m in feature_cohort.modalities}
+
+    def values(self, tm, source: str, rows: np.ndarray, work: dict,
+               known: np.ndarray) -> np.ndarray:
+        """[R, D_c] condition values of `source` for work rows `rows` (zeros where unknown)."""
+        if tm.condition_maps is None:
+            return work[source][rows]
+        cmap = tm.condition_maps[source]
+        width = np.asarray(cmap["bias"]).shape[0]
+        out = np.zeros((rows.size, width), np.float32)
+        patient = rows % self.n
+        given = self.present[source][patient]
+        if given.any():
+            out[given] = self._projection(tm.target, source, cmap, width)[patient[given]]
+        generated = known[rows] & ~given
+        if generated.any():
+            if self.space is None:
+                raise ValueError(f"{source!r} was imputed earlier in the cascade and these "
+                                 "models condition on its features: pass latent_space to "
+                                 "impute (or cascade=False).")
+            decoded = self.space.decode(source, work[source][rows[generated]]).to_numpy()
+            out[generated] = apply_condition_map(cmap, decoded)
+        return out
+
+    def _projection(self, target: str, source: str, cmap: dict, width: int) -> np.ndarray:
+        """[N, k] the condition map applied to the observed features, once per patient."""
+        key = (target, source)
+        if key not in self._projected:
+            rows = self.present[source]
+            projected = np.zeros((self.n, width), np.float32)
+            projected[rows] = apply_condition_map(cmap, self.features[source][rows])
+            self._projected[key] = projected
+        return self._projected[key]
+
+
+def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, work: dict,
+                known: dict, config, key: jax.Array, *, threshold: float | None, bucket: int,
+                mesh: Any = None) -> Filled:
+    """Draws `target` for work rows `rows` from what is `known` of its sources.
+
+    Args:
+        models: the ModelSet; target: the generated modality.
+        rows: [R] work rows that lack the target.
+        conditions: the sources' condition values; work: modality -> [K*N, D] values so far;
+            known: modality -> [K*N] bool, rows whose value is observed or already drawn.
+        config: the `ImputeConfig` (method, sampler, candidates, ...).
+        key: this target's PRNG key.
+        threshold: disagreement threshold (None: the calibrated one for this sampler, else
+            the paper's 1.0); bucket: smallest padded batch; mesh: optional ('data',) mesh.
+    """
+    tm, method = models.targets[target], config.method
+    diffusion_steps = models.schedule.diffusion_steps
+    avail = np.stack([known[s][rows] for s in tm.sources], axis=1)  # [R, S]
+    if method != "multi" and not avail.any(axis=1).all():
+        raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source of "
+                         f"{target!r} available; with cascade=False every patient needs one of "
+                         f"{list(tm.sources)} observed.")
+    size = bucket_size(rows.size, bucket)
+    values = [jnp.asarray(pad_rows(conditions.values(tm, s, rows, work, known[s]), size))
+              for s in tm.sources]
+    avail_p = pad_rows(avail, size)
+    arch = tm.multi_model if method == "multi" else tm.specialist_model
+    common = dict(shape=(size, arch.data_dim), sampler=config.sampler,
+                  sample_steps=config.sample_steps, corrector_steps=config.corrector_steps,
+                  mesh=mesh)
+    steps = len(timesteps(diffusion_steps, config.sampler, config.sample_steps))
+    start = time.perf_counter()
+    if method == "multi":
+        out = sample(*tm.sampling_multi(diffusion_steps), Condition.of(*values, mask=avail_p),
+                     models.schedule, key, **common)
+        samples, accepted, bad = out, np.ones(rows.size, bool), np.zeros(rows.size)
+        used = None
+    else:
+        used = threshold if threshold is not None else tm.thresholds.get(
+            threshold_key(config.sampler, steps), PAPER_THRESHOLD)
+        conds = stack_members([Condition.of(v, mask=avail_p[:, [j]])
+                               for j, v in enumerate(values)])
+        res = coherent_sample(*tm.sampling_specialists(diffusion_steps), conds,
+                              _member_weights(tm, method, avail_p), models.schedule, key,
+                              fusion="product" if method == "product" else "mean",
+                              uncond_conds=conds.dropped(), num_candidates=config.num_candidates,
+                              sharpness=tm.fusion_sharpness if method == "coherent" else 0.0,
+                              threshold=used, max_bad_fraction=config.max_bad_fraction, **common)
+        samples = res.samples
+        accepted = np.asarray(res.accepted)[: rows.size]
+        bad = np.asarray(res.bad_fraction)[: rows.size]
+    samples = np.asarray(samples)[: rows.size]
+    if not np.all(np.isfinite(samples)):
+        raise FloatingPointError(f"generation of {target!r} produced NaN/inf; check the models "
+                                 "and the input latents.")
+    return Filled(samples, accepted, bad, {
+        "target": target, "rows": int(rows.size), "padded_rows": size,
+        "acceptance": float(accepted.mean()), "mean_bad_fraction": float(bad.mean()),
+        "threshold": None if used is None else float(used),
+        "seconds": time.perf_counter() - start, "signature": f"{method}/{config.sampler}:{steps}/rows={size}"})
+
+
+def _member_weights(tm, method: str, avail: np.ndarray) -> np.ndarray:
+    """[R, S] fusion weights: the best available specialist alone ('single'), else every
+    available one by its validation MSE."""
+    if method == "single":
+        best = np.argmax(np.where(avail, inverse_mse_weights(tm.val_mse), -1), axis=1)
+        return np.eye(len(tm.sources), dtype=np.float32)[best]
+    return availability_weights(tm.val_mse, avail)
