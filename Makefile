@@ -24,12 +24,14 @@ demo: $(STAMP)
 	$(BIN)/python experiments/run_pipeline.py --config=experiments/configs/demo.py \
 		--workdir=runs/demo
 
+# Every test, on two worker processes (pytest-xdist; a test file stays on one worker).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile
 
-# Everything but the end-to-end and training-heavy tests (marked slow).
+# Everything but the tests that train models, sample long chains or run the scripts end to
+# end (marked slow): under 90 s on a 2-core CPU.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not slow"
+	$(BIN)/python -m pytest tests -m "not slow" -n 2 --dist loadfile
 
 # ~15 min on 2 CPU cores; benchmarks/RESULTS.md lists every benchmark and its command.
 bench: $(STAMP)

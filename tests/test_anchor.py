@@ -4,6 +4,7 @@ ridge anchors, the folded form agrees, and fitted anchors recover a linear-Gauss
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from coherent_jax.anchor import fit_anchors, set_anchors
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
@@ -98,6 +99,7 @@ def test_condition_map_is_a_cross_fitted_ridge_from_features():
     assert in_sample < out_of_fold < 0.05  # held-out predictions are honest, and good
 
 
+@pytest.mark.slow  # trains models / samples long chains
 def test_zero_training_steps_keep_anchored_models_as_their_anchors():
     import pytest  # noqa: PLC0415
 

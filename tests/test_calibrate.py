@@ -68,6 +68,7 @@ def _draws(tm, schedule, test, gamma, k=30):
     return np.asarray(out.samples).reshape(k, n, -1)
 
 
+@pytest.mark.slow  # trains models / samples long chains
 def test_calibrated_sharpness_moves_draws_towards_the_exact_posterior(gaussian_models):
     gauss, cohort, models, reports = gaussian_models
     tm, record = models.targets["a"], reports["a"]["fusion"]
@@ -88,6 +89,7 @@ def test_calibrated_sharpness_moves_draws_towards_the_exact_posterior(gaussian_m
     assert off[tm.fusion_sharpness] < 0.7 * off[0.0]
 
 
+@pytest.mark.slow  # trains models
 def test_calibration_keeps_the_mean_with_too_few_patients_or_one_source(gaussian_models):
     _, cohort, models, _ = gaussian_models
     tm = dataclasses.replace(models.targets["a"])

@@ -10,6 +10,7 @@ experts + 1 Langevin corrector step 0.065 (variance within 3% of the truth).
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from coherent_jax import engine as cj
 from analytic import condition_joint, expert_params, gaussian_expert
@@ -51,6 +52,7 @@ def _run(fusion, corrector_steps):
     return rmse, var_ratio, floor
 
 
+@pytest.mark.slow  # trains models / samples long chains
 def test_product_of_experts_with_corrector_matches_posterior_and_beats_mean_fusion():
     poe_rmse, poe_var, floor = _run("product", 1)
     mean_rmse, mean_var, _ = _run("mean", 0)

@@ -72,6 +72,7 @@ def _fit(seed, steps=20, lr=1e-3):
                log_every=5, val_sampler="ddim", val_sample_steps=5)
 
 
+@pytest.mark.slow  # trains models / samples long chains
 def test_fit_is_reproducible_and_keeps_best_by_each_criterion():
     a, b, c = _fit(0), _fit(0), _fit(1)
     for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
@@ -101,6 +102,7 @@ def test_bad_training_data_raises():
                            learning_rate=-1.0)
 
 
+@pytest.mark.slow  # trains models / samples long chains
 def test_trained_specialist_matches_analytic_conditional_mean():
     # 1,500 steps of a small specialist (x | a) on 2,000 Gaussian patients.
     model = Denoiser(4, hidden_dim=128, num_layers=3, time_embed_dim=32, cond_embed_dim=16)
