@@ -18,6 +18,7 @@ from coherent_jax.model_set import ModelSetConfig
 from coherent_jax.pipeline import DataConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))  # as the scripts run: configs, _common
 SECTIONS = {"data": (DataConfig, ()), "latent": (LatentConfig, ("max_epochs", "patience")),
             "denoisers": (ModelSetConfig, ("targets",)), "impute": (ImputeConfig, ("split", "calibrate_quantile")),
             "evaluate": (EvalConfig, ())}
@@ -49,7 +50,6 @@ def test_base_sections_are_the_dataclass_defaults():
 
 @pytest.mark.parametrize("name", ["demo", "paper", "test"])
 def test_shipped_configs_build_library_configs(name):
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
     import _common  # noqa: PLC0415
 
     c = _config(name)

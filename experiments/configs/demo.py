@@ -8,20 +8,14 @@ per target 2 anchored specialists + 1 anchored multi-condition model, conditione
 predictions from the sources' features; imputation of the holed training patients;
 evaluation on the 97 complete test patients (every available set, K = 50 draws,
 baselines, fidelity, privacy, rescue, prioritisation) written to runs/demo/report/index.md.
-Expected: about 3-4 minutes on 2 CPU cores (headline table in the README).
+Expected: about 4.5 minutes on 2 CPU cores (headline table in the README).
 """
 
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    "base", os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+from configs import base  # experiments/, the scripts' folder, is on sys.path
 
 
 def get_config():
-    c = _base.base_config()
+    c = base.base_config()
     c.latent.max_epochs = 60  # the autoencoder that 'auto' compares with PCA (PCA won: README)
     # Anchored denoisers conditioned on ridge predictions from the sources' features, without
     # a learned correction (train_steps=0). Chosen on the 31 validation patients (seed 0): a

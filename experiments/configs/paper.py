@@ -14,17 +14,11 @@ draws and rejection among 4 candidates. The paper trained 20,000 epochs (~1.3M s
 10 draws, 10 forest seeds. Expected: hours on a GPU; not for this CPU.
 """
 
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    "base", os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+from configs import base  # experiments/, the scripts' folder, is on sys.path
 
 
 def get_config():
-    c = _base.base_config()
+    c = base.base_config()
     # the paper's plain norm_mlp (no linear-Gaussian anchor) and its autoencoder latents
     c.denoisers.update(dict(train_steps=200_000, eval_every=10_000, log_every=1_000,
                             seeds=(0, 1), learning_rates=(1e-4, 1e-3), anchored=False,

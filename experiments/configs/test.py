@@ -8,17 +8,11 @@ split and an evaluation report (no labels: the downstream analyses are skipped a
 The generative rows land near the exact posterior mean's R^2 (tests/test_experiments.py).
 """
 
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    "base", os.path.join(os.path.dirname(os.path.abspath(__file__)), "base.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+from configs import base  # experiments/, the scripts' folder, is on sys.path
 
 
 def get_config():
-    c = _base.base_config()
+    c = base.base_config()
     c.data.source = "gaussian"
     c.data.num_samples = 300
     c.data.missing = "0.3"
