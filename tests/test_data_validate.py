@@ -23,33 +23,36 @@ def test_good_folder_loads(folder):
     assert cohort.modalities == ("rna", "rppa") and cohort.num_samples == 3
 
 
-def test_duplicate_ids(folder):
-    _write(folder, "rppa.csv", "sample_id,p1\nA,0.1\nA,0.2\n")
-    with pytest.raises(DataError, match=r"'rppa' \(file .*rppa.csv\).*duplicate sample IDs: 'A'"):
-        load_csv_folder(folder)
+# (file written over the good folder, its text, the message the user must see)
+BAD_FILES = {
+    "duplicate_ids": ("rppa.csv", "sample_id,p1\nA,0.1\nA,0.2\n",
+                      r"'rppa' \(file .*rppa.csv\).*duplicate sample IDs: 'A'"),
+    "non_numeric": ("rna.csv", "sample_id,g1,g2\nA,1,2\nB,oops,4\n",
+                    r"rna.csv.*feature 'g1'; sample 'B' has 'oops'"),
+    "infinite": ("rna.csv", "sample_id,g1,g2\nA,1,inf\nB,3,4\n",
+                 r"rna.csv.*infinite.*sample 'A', feature 'g2'"),
+    "no_samples": ("rppa.csv", "sample_id,p1\n", r"'rppa' \(file .*\) has no samples"),
+    "no_features": ("rppa.csv", "sample_id\nA\nB\n",
+                    r"rppa.csv: only one column .* separator ','"),
+    "zero_bytes": ("rppa.csv", "", r"rppa.csv is empty"),
+    "all_empty_modality": ("rppa.csv", "sample_id,p1\nA,\nB,\n",
+                           r"'rppa'.*no sample with any value"),
+    "ids_matching_nothing": ("rppa.csv", "sample_id,p1\nA-01,0.1\nB-01,0.2\n",
+                             r"'rna' \(file .*rna.csv\) shares no sample ID.*'rppa' like 'A-01'"),
+    "labels_for_unknown_samples": ("clinical.csv", "sample_id,cancer_type\nA,X\nZ,Y\n",
+                                   r"labels \(file .*clinical.csv\).*'Z'"),
+    "incomplete_sample_in_test_split": (
+        "clinical.csv", "sample_id,split\nA,train\nB,val\nC,test\n",
+        r"split 'test' has 1 sample.*none is complete.*'C' lacks modality 'rppa'"),
+    "unknown_split_name": ("clinical.csv", "sample_id,split\nA,training\n", "unknown names"),
+}
 
 
-def test_non_numeric_value(folder):
-    _write(folder, "rna.csv", "sample_id,g1,g2\nA,1,2\nB,oops,4\n")
-    with pytest.raises(DataError, match=r"rna.csv.*feature 'g1'; sample 'B' has 'oops'"):
-        load_csv_folder(folder)
-
-
-def test_infinite_value(folder):
-    _write(folder, "rna.csv", "sample_id,g1,g2\nA,1,inf\nB,3,4\n")
-    with pytest.raises(DataError, match=r"rna.csv.*infinite.*sample 'A', feature 'g2'"):
-        load_csv_folder(folder)
-
-
-def test_no_samples(folder):
-    _write(folder, "rppa.csv", "sample_id,p1\n")
-    with pytest.raises(DataError, match=r"'rppa' \(file .*\) has no samples"):
-        load_csv_folder(folder)
-
-
-def test_no_features(folder):
-    _write(folder, "rppa.csv", "sample_id\nA\nB\n")
-    with pytest.raises(DataError, match=r"rppa.csv: only one column .* separator ','"):
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_is_refused_with_a_message_naming_it(folder, case):
+    name, text, message = BAD_FILES[case]
+    _write(folder, name, text)
+    with pytest.raises(DataError, match=message):
         load_csv_folder(folder)
 
 
@@ -57,43 +60,6 @@ def test_no_features(folder):
 def test_other_separators_are_detected(folder, sep):
     _write(folder, "rppa.csv", f"sample_id{sep}p1{sep}p2\nA{sep}0.1{sep}1\nB{sep}0.2{sep}2\n")
     assert load_csv_folder(folder).widths()["rppa"] == 2
-
-
-def test_zero_byte_file_names_the_file(folder):
-    _write(folder, "rppa.csv", "")
-    with pytest.raises(DataError, match=r"rppa.csv is empty"):
-        load_csv_folder(folder)
-
-
-def test_all_empty_modality(folder):
-    _write(folder, "rppa.csv", "sample_id,p1\nA,\nB,\n")
-    with pytest.raises(DataError, match=r"'rppa'.*no sample with any value"):
-        load_csv_folder(folder)
-
-
-def test_ids_matching_nothing(folder):
-    _write(folder, "rppa.csv", "sample_id,p1\nA-01,0.1\nB-01,0.2\n")
-    with pytest.raises(DataError,
-                       match=r"'rna' \(file .*rna.csv\) shares no sample ID.*'rppa' like 'A-01'"):
-        load_csv_folder(folder)
-
-
-def test_labels_for_unknown_samples(folder):
-    _write(folder, "clinical.csv", "sample_id,cancer_type\nA,X\nZ,Y\n")
-    with pytest.raises(DataError, match=r"labels \(file .*clinical.csv\).*'Z'"):
-        load_csv_folder(folder)
-
-
-def test_incomplete_sample_in_test_split(folder):
-    _write(folder, "clinical.csv", "sample_id,split\nA,train\nB,val\nC,test\n")
-    with pytest.raises(DataError, match=r"split 'test' has 1 sample.*none is complete.*'C' lacks modality 'rppa'"):
-        load_csv_folder(folder)
-
-
-def test_unknown_split_name(folder):
-    _write(folder, "clinical.csv", "sample_id,split\nA,training\n")
-    with pytest.raises(DataError, match="unknown names"):
-        load_csv_folder(folder)
 
 
 def test_missing_modality_file(folder):
