@@ -53,7 +53,9 @@ def bucket_size(rows: int, bucket: int) -> int:
 
 def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
     """a [R, ...] -> [size, ...] by repeating its first row (the padding is dropped after)."""
-    return np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)]) if size > a.shape[0] else a
+    if size <= a.shape[0]:
+        return a
+    return np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)])
 
 
 class Conditions:
@@ -169,7 +171,8 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
         "target": target, "rows": int(rows.size), "padded_rows": size,
         "acceptance": float(accepted.mean()), "mean_bad_fraction": float(bad.mean()),
         "threshold": None if used is None else float(used),
-        "seconds": time.perf_counter() - start, "signature": f"{method}/{config.sampler}:{steps}/rows={size}"})
+        "seconds": time.perf_counter() - start,
+        "signature": f"{method}/{config.sampler}:{steps}/rows={size}"})
 
 
 def _member_weights(tm, method: str, avail: np.ndarray) -> np.ndarray:
