@@ -141,6 +141,8 @@ def test_report_holds_every_part(run):
     assert len(result.downstream.rescue_intervals) == len(rescue)
     assert set(result.downstream.prioritisation["method"]) == {"coherent", "product", "multi"}
     text = open(result.index).read()
+    assert repr(result).startswith("EvalResults(methods=['coherent', 'product', 'multi']")
+    assert len(repr(result)) < 1000
     for heading in ("## Reconstruction", "## Privacy: conditional membership inference",
                     "## Fidelity: PRDC", "## Calibration", "## Performance rescue",
                     "## Rescue vs the retrained forest",

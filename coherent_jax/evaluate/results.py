@@ -79,6 +79,11 @@ class EvalResults:
     timings: dict
     index: str | None = None
 
+    def __repr__(self) -> str:  # the tables are large: name them, do not print them
+        return (f"EvalResults(methods={self.methods}, patients={self.patients}, "
+                f"available_sets={self.available_sets}, index={self.index!r}; "
+                f"tables: {sorted(self.tables())})")
+
     def tables(self) -> dict[str, pd.DataFrame]:
         """name -> table, each written as the report's tables/<name>.csv."""
         out = {"reconstruction_all": self.scores, "reconstruction_latent":
