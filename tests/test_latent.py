@@ -108,10 +108,10 @@ def test_shapes_names_and_missing_rows(cohort, space):
     pd.testing.assert_frame_equal(latent.presence, cohort.presence)
     pd.testing.assert_series_equal(latent.splits, cohort.splits)
     pd.testing.assert_frame_equal(latent.labels, cohort.labels)
-    for m in latent.modalities:  # z-scored on the train rows that have the modality
+    for m in latent.modalities:  # centred, one scale: mean variance 1 on the train rows
         values, present = latent.split("train").matrix(m)
         np.testing.assert_allclose(values[present].mean(0), 0, atol=1e-4)
-        np.testing.assert_allclose(values[present].std(0), 1, atol=1e-3)
+        np.testing.assert_allclose(np.mean(values[present].var(0)), 1, atol=1e-3)
     decoded = space.decode("rna", latent.tables["rna"].dropna())
     assert list(decoded.columns) == cohort.feature_names["rna"]
     assert decoded.index.equals(cohort.sample_ids[cohort.presence["rna"].to_numpy()])
@@ -119,6 +119,29 @@ def test_shapes_names_and_missing_rows(cohort, space):
     draws.index = pd.MultiIndex.from_product([draws.index, [0]], names=["sample_id", "draw"])
     assert space.decode("mirna", draws).index.equals(draws.index)  # any index is kept
     assert space.decode("mirna", draws.to_numpy()).shape == (3, 12)
+
+
+def test_global_scaling_keeps_the_pca_geometry_per_dimension_z_scores(cohort):
+    config = LatentConfig(latent_dim=K, kinds={m: "pca" for m in cohort.modalities})
+    spaces = {s: LatentSpace.fit(cohort, dataclasses.replace(config, scaling=s))
+              for s in ("global", "per_dimension")}
+    train = cohort.split("train")
+    rows = train.tables["mirna"].dropna().to_numpy()
+    z = {s: space.encode_values("mirna", rows) for s, space in spaces.items()}
+    np.testing.assert_allclose(z["per_dimension"].std(0), 1, atol=1e-3)
+    spread = z["global"].std(0)
+    assert spread[0] > 2 * spread[-1]  # a weak component stays weak
+    # distances between patients are those of their standardised features' projections, x c
+    pca = spaces["global"].encoders["mirna"]
+    projected = ((rows - pca.mean) / pca.scale) @ pca.components.T
+    ratio = np.linalg.norm(z["global"][1:] - z["global"][0], axis=1) / np.linalg.norm(
+        projected[1:] - projected[0], axis=1)
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
+    for space in spaces.values():  # decoding undoes either scaling
+        np.testing.assert_allclose(space.decode("mirna", space.encode_values("mirna", rows)),
+                                   spaces["global"].decode("mirna", z["global"]), atol=1e-4)
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        LatentConfig(scaling="minmax")
 
 
 def test_decode_encode_is_close_on_low_rank_data(cohort, space):

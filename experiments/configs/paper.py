@@ -24,6 +24,7 @@ def get_config():
                             seeds=(0, 1), learning_rates=(1e-4, 1e-3), anchored=False,
                             feature_conditions=False, sharpness_grid=(0.0,)))
     c.latent.default_kind = "autoencoder"
+    c.latent.scaling = "per_dimension"  # every latent dimension z-scored, as the paper
     c.impute.update(dict(sampler="ddpm", sample_steps=0))  # DDPM, all T = 1000 steps
     # The paper's evaluation: DDPM 1000 steps, 10 draws, 10 forest seeds, 100 trees.
     c.evaluate.imputation.update(dict(sampler="ddpm", sample_steps=0, num_candidates=4))  # 0: all T
