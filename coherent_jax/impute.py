@@ -89,7 +89,7 @@ class ImputeConfig:
         values = dict(values)
         if "num_steps" in values and "sample_steps" not in values:
             values["sample_steps"] = values.pop("num_steps")
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(values).items()
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()
                   if k in fields}
         if values.get("sample_steps") == 0:
             values["sample_steps"] = None

@@ -47,10 +47,6 @@ def denoiser_config(model: Denoiser) -> dict:
     return {f: getattr(model, f) for f in DENOISER_FIELDS}
 
 
-def threshold_key(sampler: str, sample_steps: int) -> str:
-    return f"{sampler}:{sample_steps}"
-
-
 @dataclasses.dataclass
 class TargetModels:
     """Trained denoisers of one target modality.

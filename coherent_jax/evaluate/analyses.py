@@ -67,10 +67,10 @@ def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout
             copy_rows.append({"method": method, "target": target, **privacy.copy_audit(
                 draws, train, holdout, num=config.num_bootstrap, seed=seed)})
     return (pd.DataFrame(fidelity), pd.DataFrame(copy_rows),
-            unconditional_check(train_latent, models, config, seed))
+            masked_draws_audit(train_latent, models, config, seed))
 
 
-def unconditional_check(train_latent, models, config, seed: int) -> dict:
+def masked_draws_audit(train_latent, models, config, seed: int) -> dict:
     """The multi-condition models' fully masked draws (`impute.unconditional_draws`) checked
     against the training records (`privacy.unconditional_check`)."""
     draws = unconditional_draws(models, train_latent.widths(), config.num_unconditional,

@@ -152,8 +152,9 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
                              "model set ('multi' needs the multi-condition models, the others "
                              "specialists, 'product' specialists trained with uncond_prob > 0).")
         timer.lap("generate")
-        results = _score_and_analyse(copies, imputations, feature_cohort, latent_cohort, space,
-                                     models, config, seed, log, timer)
+        results = _score_and_analyse(copies, imputations, test_latent, test_features,
+                                     feature_cohort, latent_cohort, space, models, config, seed,
+                                     log, timer)
     results.index = write_report(folder, results, run_config or dataclasses.asdict(config),
                                  seed)
     return results
@@ -174,13 +175,12 @@ class _Timer:
         self.bar.advance()
 
 
-def _score_and_analyse(copies, imputations, feature_cohort, latent_cohort, space, models,
-                       config: EvalConfig, seed: int, log: Callable[[str], None],
-                       timer: _Timer) -> EvalResults:
+def _score_and_analyse(copies, imputations, test_latent, test_features, feature_cohort,
+                       latent_cohort, space, models, config: EvalConfig, seed: int,
+                       log: Callable[[str], None], timer: _Timer) -> EvalResults:
     """Scores the draws and the baselines, then runs the analyses; one set of patient
-    bootstrap resamples serves every interval."""
-    test_latent, test_features = latent_cohort.split(config.split), feature_cohort.split(
-        config.split)
+    bootstrap resamples serves every interval. test_latent / test_features: the evaluated
+    split of each cohort."""
     train_latent = latent_cohort.split("train")
     ids, modalities, k = copies.sample_ids, test_latent.modalities, config.imputation.num_samples
     label = config.label if config.label in test_latent.labels else None
