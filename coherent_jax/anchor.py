@@ -110,27 +110,74 @@ def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) ->
             "anchor_log_var": stacked["log_var"]}
 
 
+def _distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(coef [D_s, k], intercept [k]) of a ridge fitted to targets whose leave-one-out share is
+    `share` in [0, 1] (see `fit_condition_map`).
+
+    The teacher is RidgeCV (alpha per output column, leave-one-out). Its exact leave-one-out
+    predictions come from the hat matrix of the centred design, H = 1/n + U diag(s^2 /
+    (s^2 + alpha)) U^T (thin SVD x_c = U S V^T): loo_i = (fit_i - H_ii y_i) / (1 - H_ii). The
+    released map is the same ridge (same alpha per column) fitted to
+    (1 - share) * y + share * loo.
+    """
+    teacher = _ridge(alphas).fit(x, y)
+    if share == 0.0:
+        return teacher.coef_.T, teacher.intercept_
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)  # u [n, r], s [r], vt [r, D_s]
+    column_alpha = np.broadcast_to(np.asarray(teacher.alpha_, np.float64), (y.shape[1],))
+    coef = np.zeros((x.shape[1], y.shape[1]))
+    targets = np.empty_like(y)  # [n, k]
+    for alpha in np.unique(column_alpha):
+        cols = column_alpha == alpha
+        shrink = s**2 / (s**2 + alpha)  # [r]
+        centred = y[:, cols] - y_mean[cols]
+        fit = u @ (shrink[:, None] * (u.T @ centred)) + y_mean[cols]  # H @ y
+        leverage = (u**2) @ shrink + 1.0 / len(x)  # [n] diagonal of the hat matrix
+        loo = (fit - leverage[:, None] * y[:, cols]) / (1.0 - leverage[:, None])
+        targets[:, cols] = (1.0 - share) * y[:, cols] + share * loo
+        coef[:, cols] = vt.T @ ((s / (s**2 + alpha))[:, None]
+                                * (u.T @ (targets[:, cols] - targets[:, cols].mean(axis=0))))
+    return coef, targets.mean(axis=0) - x_mean @ coef
+
+
 def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 5,
-                      alphas: Sequence[float] = ALPHAS, seed: int = 0) -> tuple[dict, np.ndarray]:
+                      alphas: Sequence[float] = ALPHAS, seed: int = 0,
+                      distill: bool = False) -> tuple[dict, np.ndarray]:
     """Ridge from one source's features to the target's latents: the source as a condition.
 
     A specialist conditioned on this k-dim prediction instead of the source's own latents sees
     everything a ridge on the raw features sees (compressing the sources to their latents cost
     0.02-0.05 of R^2 on KIPAN, compressing the target almost nothing).
 
+    With thousands of source features and a few hundred patients the ridge fits its own
+    training patients far better than new ones, and that gap is what a membership attack
+    reads. `distill` fits the released map (the same ridge penalties) to the ridge's
+    leave-one-out predictions, which carry no patient's own value, instead of the patients'
+    values (distillation for membership privacy): training patients are then predicted about
+    as well as new ones, for some accuracy on new patients (README, "Privacy").
+
     Args:
         features: [n, D_s] source features of the training rows that have both modalities.
         target: [n, k] the target's latents on the same rows.
         folds: out-of-fold predictions for these rows, so that the models trained on them see
-            conditions as noisy as those of patients never fitted.
+            conditions as noisy as those of patients never fitted (each fold's map fitted the
+            same way).
+        distill: fit to the leave-one-out predictions (False: the plain ridge).
 
     Returns:
         ({'kernel' [D_s, k], 'bias' [k]} float32, out-of-fold predictions [n, k]).
     """
-    model, oof = _fit_out_of_fold(features.astype(np.float64), target.astype(np.float64),
-                                  folds, alphas, seed)
-    return ({"kernel": model.coef_.T.astype(np.float32),
-             "bias": np.asarray(model.intercept_, np.float32)}, oof.astype(np.float32))
+    share = 1.0 if distill else 0.0
+    x, y = features.astype(np.float64), target.astype(np.float64)
+    oof = np.zeros_like(y)
+    for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
+        coef, intercept = _distilled_ridge(x[fit_rows], y[fit_rows], alphas, share)
+        oof[held] = x[held] @ coef + intercept
+    coef, intercept = _distilled_ridge(x, y, alphas, share)
+    return ({"kernel": coef.astype(np.float32), "bias": np.asarray(intercept, np.float32)},
+            oof.astype(np.float32))
 
 
 def apply_condition_map(cmap: dict, features: np.ndarray) -> np.ndarray:

@@ -181,6 +181,11 @@ class ModelSetConfig:
         feature_conditions: condition on ridge predictions from each source's features
             (`TargetModels.condition_maps`) rather than on the source's latents; training
             then needs the feature cohort.
+        distill_conditions: fit the condition maps to their ridge's leave-one-out predictions
+            instead of the patients' own values (`anchor.fit_condition_map`), so that
+            training patients are not imputed better than new ones (the evaluation's
+            conditional membership attack), for some accuracy (README, "Privacy"); False
+            (default) keeps the plain ridge, the most accurate.
         sharpness_grid: candidate gammas of the specialists' fusion (`fusion.fuse_sharpened`),
             chosen per target on validation patients with >= 2 sources
             (`calibrate.calibrate_fusion`, K = calibration_draws, the validation sampler);
@@ -209,6 +214,7 @@ class ModelSetConfig:
     multi: bool = True
     anchored: bool = True
     feature_conditions: bool = True
+    distill_conditions: bool = False
     sharpness_grid: tuple[float, ...] = SHARPNESS_GRID
     calibration_draws: int = 20
 
@@ -268,7 +274,7 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
     return chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial]
 
 
-def _feature_conditions(x, features, target: str, sources: Sequence[str]):
+def _feature_conditions(x, features, target: str, sources: Sequence[str], distill: bool):
     """(maps, train conditions, val conditions) of `fit_condition_map` for each source.
 
     Training rows get out-of-fold predictions; validation rows the full fit.
@@ -282,7 +288,7 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str]):
         if both.sum() < 10:
             raise ValueError(f"only {int(both.sum())} training rows have both {target!r} and "
                              f"{s!r}: too few to fit the condition map.")
-        maps[s], oof = fit_condition_map(f[both], x_values[both])
+        maps[s], oof = fit_condition_map(f[both], x_values[both], distill=distill)
         values = np.zeros((len(f), x_values.shape[1]), np.float32)
         values[f_present] = apply_condition_map(maps[s], f[f_present])
         values[both] = oof
@@ -331,7 +337,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         if features is None:
             raise ValueError("feature_conditions=True needs the feature cohort (features=...); "
                              "pass it or set feature_conditions=False.")
-        maps, conds, conds_val = _feature_conditions(x, features, target, sources)
+        maps, conds, conds_val = _feature_conditions(x, features, target, sources,
+                                                      config.distill_conditions)
         widths = {**widths, **{s: widths[target] for s in sources}}
     else:
         conds = [train_cohort.matrix(s) for s in sources]

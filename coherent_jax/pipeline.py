@@ -169,14 +169,20 @@ def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
 # Settings renamed when the three step counts got their own names: section -> old -> new.
 RENAMED = {"denoisers": {"num_steps": "train_steps", "num_train_steps": "diffusion_steps",
                          "val_num_steps": "val_sample_steps"}}
+ADDED = {"denoisers": {"distill_conditions": False}}
+"""Settings added since a run could have been saved, with the value that run trained with."""
 
 
 def _trained_part(config: dict | None) -> dict:
-    """The sections that trained a run, with settings saved under their old names renamed."""
+    """The sections that trained a run, with settings saved under their old names renamed and
+    settings added since filled in."""
     out = {k: v for k, v in (config or {}).items() if k not in RERUNNABLE}
     for section, names in RENAMED.items():
         if isinstance(out.get(section), dict):
             out[section] = {names.get(k, k): v for k, v in out[section].items()}
+    for section, added in ADDED.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {**added, **out[section]}
     return out
 
 

@@ -99,6 +99,63 @@ def test_condition_map_is_a_cross_fitted_ridge_from_features():
     assert in_sample < out_of_fold < 0.05  # held-out predictions are honest, and good
 
 
+def _wide_regression(n, seed):
+    """Two draws of n rows: 400 features = 10 factors + noise, a 3-d target of the factors
+    (p >> n: a ridge fits its own rows far better than new ones)."""
+    rng = np.random.default_rng(seed)
+    loadings, weights = rng.standard_normal((10, 400)), rng.standard_normal((10, 3))
+
+    def draw():
+        factors = rng.standard_normal((n, 10))
+        return (factors @ loadings + 3.0 * rng.standard_normal((n, 400)),
+                factors @ weights + rng.standard_normal((n, 3)))
+    return draw(), draw()
+
+
+def test_distilled_condition_map_is_a_ridge_on_leave_one_out_predictions():
+    from sklearn.linear_model import Ridge, RidgeCV  # noqa: PLC0415
+
+    from coherent_jax.anchor import ALPHAS, _distilled_ridge, fit_condition_map  # noqa: PLC0415
+
+    (features, target), _ = _wide_regression(40, seed=1)
+    plain, _ = fit_condition_map(features, target)
+    teacher = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(features, target)
+    np.testing.assert_allclose(plain["kernel"], teacher.coef_.T, rtol=1e-4, atol=1e-6)
+    loo = np.zeros_like(target)  # brute-force leave-one-out at the teacher's alphas
+    for i in range(len(features)):
+        keep = np.arange(len(features)) != i
+        for j, alpha in enumerate(teacher.alpha_):
+            loo[i, j] = Ridge(alpha=alpha).fit(features[keep], target[keep, j]).predict(
+                features[i:i + 1])[0]
+    for share in (1.0, 0.5):
+        kernel, bias = _distilled_ridge(features, target, ALPHAS, share)
+        cmap = {"kernel": kernel, "bias": bias}
+        mixed = (1 - share) * target + share * loo
+        expected = [Ridge(alpha=a).fit(features, mixed[:, j]) for j, a in enumerate(teacher.alpha_)]
+        np.testing.assert_allclose(cmap["kernel"], np.stack([e.coef_ for e in expected], 1),
+                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(cmap["bias"], [e.intercept_ for e in expected], atol=1e-5)
+    full, _ = fit_condition_map(features, target, distill=True)
+    np.testing.assert_allclose(full["kernel"], _distilled_ridge(features, target, ALPHAS, 1.0)[0],
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_distillation_closes_the_gap_between_training_rows_and_new_ones():
+    from coherent_jax.anchor import apply_condition_map, fit_condition_map  # noqa: PLC0415
+
+    (features, target), (new_features, new_target) = _wide_regression(150, seed=2)
+
+    def errors(distill):
+        cmap = fit_condition_map(features, target, distill=distill)[0]
+        return [np.mean((apply_condition_map(cmap, f) - t) ** 2)
+                for f, t in ((features, target), (new_features, new_target))]
+
+    (plain_in, plain_new), (full_in, full_new) = errors(False), errors(True)
+    assert plain_in < 0.3 * plain_new  # the plain ridge fits its own rows far better
+    assert 0.7 * full_new < full_in < full_new  # the gap mostly closed
+    assert full_new < 1.1 * plain_new  # at a small price on new rows
+
+
 @pytest.mark.slow  # trains models / samples long chains
 def test_zero_training_steps_keep_anchored_models_as_their_anchors():
     import pytest  # noqa: PLC0415

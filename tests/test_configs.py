@@ -90,3 +90,13 @@ def test_a_work_directory_saved_with_the_old_step_names_is_the_same_run(tmp_path
     new["denoisers"]["train_steps"] = 10
     with pytest.raises(UserError, match="differs in: \\['denoisers'\\]"):
         pipeline.claim_workdir(str(tmp_path), new, 0, "f")
+
+
+def test_a_work_directory_saved_before_distill_conditions_is_the_plain_ridge_run(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"config": {"denoisers": {"train_steps": 0}}, "seed": 0, "data_fingerprint": "f"}))
+    pipeline.claim_workdir(str(tmp_path), {"denoisers": {"train_steps": 0,
+                                                         "distill_conditions": False}}, 0, "f")
+    with pytest.raises(UserError, match="differs in: \\['denoisers'\\]"):
+        pipeline.claim_workdir(str(tmp_path), {"denoisers": {
+            "train_steps": 0, "distill_conditions": True}}, 0, "f")

@@ -90,6 +90,8 @@ def test_membership_audit_auc_interval_and_flag():
     smaller = membership_audit(rng.random(300) * 0.5, rng.random(100), num=200)
     assert smaller["auc"] > 0.7 and smaller["flagged"] and smaller["p"] < 1e-6
     assert smaller["low"] < smaller["auc"] < smaller["high"]
+    larger = membership_audit(rng.random(300) * 2.0, rng.random(100), num=200)
+    assert larger["auc"] < 0.3 and larger["flagged"]  # worse on members: membership shows too
 
 
 def test_unconditional_check_separates_fresh_from_copies():

@@ -61,8 +61,8 @@ def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
         "interval), beside a perfectly calibrated sampler's"] = results.calibration
     out[f"Privacy: conditional membership inference (train vs {config.holdout_split!r} "
         f"patients, every other modality given, K = {config.membership_samples}) and "
-        "near-copies of the full training set (flagged: AUC > "
-        f"{privacy.MAX_MEMBERSHIP_AUC} or near-copy share > {privacy.MAX_NEAR_COPY_SHARE})"
+        "near-copies of the full training set (flagged: AUC outside "
+        f"{list(privacy.MEMBERSHIP_AUC_BAND)} or near-copy share > {privacy.MAX_NEAR_COPY_SHARE})"
         ] = _privacy_cells(results.membership, results.copies)
     out["Fidelity: PRDC of draw 0 vs the real test latents (95% patient intervals, k-NN balls "
         "fixed); 'random training records' is the floor"] = results.fidelity.set_index(
