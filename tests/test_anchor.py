@@ -177,3 +177,14 @@ def test_zero_training_steps_keep_anchored_models_as_their_anchors():
     with pytest.raises(ValueError, match="only anchored models"):
         train_model_set(cohort, dataclasses.replace(config, anchored=False), seed=0,
                         features=cohort)
+    # distill_conditions reaches the condition maps: the model set's map of b -> a is the
+    # distilled fit on the training rows
+    from coherent_jax.anchor import fit_condition_map  # noqa: PLC0415
+
+    distilled, _ = train_model_set(cohort, dataclasses.replace(config, distill_conditions=True),
+                                   seed=0, features=cohort, targets=("a",))
+    train = cohort.split("train")
+    expected, _ = fit_condition_map(train.matrix("b")[0], train.matrix("a")[0], distill=True)
+    got = distilled.targets["a"].condition_maps["b"]
+    np.testing.assert_allclose(got["kernel"], expected["kernel"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got["kernel"], models.targets["a"].condition_maps["b"]["kernel"])

@@ -66,3 +66,14 @@ def test_report_with_nothing_but_config_is_valid(tmp_path):
     index = write_page(str(tmp_path / "empty"), Page(), config={}, seed=0)
     assert open(index).read().startswith("# coherent-jax evaluation")
     assert json.loads((tmp_path / "empty" / "report.json").read_text())["files"] == []
+
+
+def test_the_report_says_how_the_condition_maps_were_fitted():
+    from coherent_jax.evaluate.report import _condition_notes  # noqa: PLC0415
+
+    assert _condition_notes({"denoisers": {"feature_conditions": False}}) == []
+    plain, = _condition_notes({"denoisers": {"feature_conditions": True}})
+    distilled, = _condition_notes({"denoisers": {"feature_conditions": True,
+                                                 "distill_conditions": True}})
+    assert "distill_conditions=False" in plain and "membership" in plain
+    assert "leave-one-out" in distilled

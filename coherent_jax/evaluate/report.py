@@ -45,7 +45,7 @@ def write_report(folder: str, results: EvalResults, config: dict, seed: int, *,
         "(features)': paired bootstrap difference, q: BH over those rows)",
         rescue=None if rescue is None else rescue.scores[rescue.scores["draws"] != "single"],
         prioritisation=results.downstream.prioritisation_curves or None,
-        summaries=_summaries(results), notes=_notes(results))
+        summaries=_summaries(results), notes=_notes(results) + _condition_notes(config))
     return write_page(folder, page, config=config, seed=seed, overwrite=overwrite)
 
 
@@ -182,6 +182,22 @@ def _notes(results: EvalResults) -> list[str]:
     if config.survival and down.rescue_survival is None:
         notes.append("Survival rescue skipped: fewer than 10 evaluated patients with os_time.")
     return notes
+
+
+def _condition_notes(config: dict) -> list[str]:
+    """How the evaluated models' condition maps were fitted (the run's 'denoisers' settings),
+    which the conditional membership inference reads."""
+    denoisers = (config or {}).get("denoisers") or {}
+    if not denoisers.get("feature_conditions", False):
+        return []
+    if denoisers.get("distill_conditions", False):
+        return ["Condition maps: ridges from the sources' features refitted to their own "
+                "leave-one-out predictions (distill_conditions=True), so that training patients "
+                "are imputed no better than new ones."]
+    return ["Condition maps: ridges from the sources' features (distill_conditions=False); "
+            "with more features than training patients they fit those patients better than "
+            "new ones, which the conditional membership inference reads "
+            "(distill_conditions=True trades some accuracy for it: README, 'Privacy')."]
 
 
 def _baseline_notes(baselines) -> list[str]:
