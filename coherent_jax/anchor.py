@@ -13,7 +13,7 @@ empty subset gets the target's training mean and variance (the prior). The resul
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.linear_model import RidgeCV
@@ -30,13 +30,15 @@ def _ridge(alphas) -> RidgeCV:
     return RidgeCV(alphas=alphas, alpha_per_target=True)
 
 
-def _fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, alphas,
-                     seed: int) -> tuple[RidgeCV, np.ndarray]:
-    """(ridge fitted on all rows, its K-fold out-of-fold predictions [n, k])."""
+def _fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Callable
+                     ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """((coef [D, k], intercept [k]) of `fit(x, y)` on all rows, the K-fold out-of-fold
+    predictions [n, k] of the same fit)."""
     oof = np.zeros_like(y)
     for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
-        oof[held] = _ridge(alphas).fit(x[fit_rows], y[fit_rows]).predict(x[held])
-    return _ridge(alphas).fit(x, y), oof
+        coef, intercept = fit(x[fit_rows], y[fit_rows])
+        oof[held] = x[held] @ coef + intercept
+    return fit(x, y), oof
 
 
 def fit_anchors(target: np.ndarray, target_present: np.ndarray,
@@ -87,10 +89,11 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
             log_var[index] = _log_var(y - x)
             continue
-        model, oof = _fit_out_of_fold(x, y, folds, alphas, seed)
+        (coef, intercept), oof = _fit_out_of_fold(
+            x, y, folds, seed, lambda a, b: _distilled_ridge(a, b, alphas, 0.0))
         columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
-        kernel[index][columns] = model.coef_.T
-        bias[index] = model.intercept_
+        kernel[index][columns] = coef
+        bias[index] = intercept
         log_var[index] = _log_var(y - oof)
     return {"kernel": kernel, "bias": bias, "log_var": log_var}
 
@@ -170,12 +173,9 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
         ({'kernel' [D_s, k], 'bias' [k]} float32, out-of-fold predictions [n, k]).
     """
     share = 1.0 if distill else 0.0
-    x, y = features.astype(np.float64), target.astype(np.float64)
-    oof = np.zeros_like(y)
-    for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
-        coef, intercept = _distilled_ridge(x[fit_rows], y[fit_rows], alphas, share)
-        oof[held] = x[held] @ coef + intercept
-    coef, intercept = _distilled_ridge(x, y, alphas, share)
+    (coef, intercept), oof = _fit_out_of_fold(
+        features.astype(np.float64), target.astype(np.float64), folds, seed,
+        lambda a, b: _distilled_ridge(a, b, alphas, share))
     return ({"kernel": coef.astype(np.float32), "bias": np.asarray(intercept, np.float32)},
             oof.astype(np.float32))
 
