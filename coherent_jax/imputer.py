@@ -7,8 +7,9 @@
     result.features["rna"]                        # draws in the units of the input files
     result.summary("rna", space="features")["mean"]
 
-The work directory holds everything needed: the fitted preprocessing (feature lists, KNN
-donors and medians for holes inside a row, means and standard deviations), the latent space,
+The work directory holds everything needed and no patient's row: the fitted preprocessing
+(feature lists; a low-rank Gaussian and medians for holes inside a row; means and standard
+deviations), the latent space,
 the models, the run's imputation settings and the fingerprint of the data it was trained on.
 Observed values come back exactly as given; generated values are mapped back through the
 inverse of the preprocessing (`units='input'`), or left as the preprocessing's z-scores

@@ -71,7 +71,8 @@ class DataConfig:
         split_seed: the paper's split seed (42).
         missing: train-only induced missingness: 'none', 'tcga_like', or a rate like '0.3'.
         missing_seed: seed of the induced holes.
-        fill: 'knn' or 'median' for every modality; '' for the per-modality defaults.
+        fill: 'lowrank' or 'median' for every modality; '' for the per-modality defaults
+            ('knn', the paper's, keeps training rows: read as 'lowrank', with a warning).
         distinct_ids: own files only: accept sample IDs that differ only in case, whitespace or a
             TCGA barcode suffix as different samples (by default an error).
     """
@@ -158,9 +159,19 @@ def load_raw_cohort(config: DataConfig):
 
 def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
     """Saves the fitted preprocessing once (workdir/preprocessing/), so the work directory
-    imputes new patients without the training data (`coherent_jax.Imputer`)."""
+    imputes new patients without the training data (`coherent_jax.Imputer`). One saved by an
+    earlier version with the KNN fill's donors (training rows) is rewritten without them,
+    its statistics unchanged (the models were trained on them)."""
     folder = os.path.join(workdir, "preprocessing")
     if os.path.isdir(folder):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved = Preprocessor.load(folder)
+        if saved.holds_training_rows:
+            with safe_io.output_folder(folder, kind="preprocessing", overwrite=True) as tmp:
+                saved.save(tmp)
+            logger.warning("rewrote %s without the training rows an earlier version kept there "
+                           "(the KNN fill's donors)", folder)
         return
     with safe_io.output_folder(folder, kind="preprocessing") as tmp:
         prep.save(tmp)

@@ -27,7 +27,7 @@ def test_drop_rule_fills_and_zscore():
     prep = Preprocessor.fit(cohort)
     assert prep.dropped["rna"] == ("g0",)
     assert prep.transforms["rna"].features == ("g1", "g2", "g3")
-    assert prep.transforms["rna"].fill == "knn" and prep.transforms["cna"].fill == "median"
+    assert prep.transforms["rna"].fill == "lowrank" and prep.transforms["cna"].fill == "median"
     out = prep.transform(cohort)
     values, present = out.split("train").matrix("rna")  # no NaN left in present rows
     np.testing.assert_allclose(values[present].mean(0), 0, atol=1e-5)
@@ -40,17 +40,78 @@ def test_drop_rule_fills_and_zscore():
     assert filled == pytest.approx(np.nanmedian(train_rows["c1"]), abs=1e-5)
 
 
-def test_knn_fill_uses_nearest_train_samples():
-    ids = [f"s{i:02d}" for i in range(12)]
-    x = np.repeat(np.arange(6.0), 2)[:, None] * np.ones((1, 3))  # pairs of identical rows
-    x[:, 2] = x[:, 0] * 10
+def test_lowrank_fill_follows_the_rows_structure():
+    rng = np.random.default_rng(3)
+    ids = [f"s{i:02d}" for i in range(60)]
+    level = rng.normal(0, 1, 60)
+    x = level[:, None] * np.array([1.0, 2.0, 10.0]) + rng.normal(0, 0.01, (60, 3)) + 5
+    truth = x[11, 2]
     x[11, 2] = np.nan
     table = pd.DataFrame(x, index=ids, columns=["a", "b", "c"])
     cohort = Cohort.from_tables({"rppa": table}, splits={s: "train" for s in ids})
-    prep = Preprocessor.fit(cohort, num_neighbors=1, max_missing=0.5)
+    prep = Preprocessor.fit(cohort, max_missing=0.5)
     out = prep.transform(cohort).tables["rppa"]
     step = prep.transforms["rppa"]
-    assert out.iloc[11, 2] * step.std[2] + step.mean[2] == pytest.approx(50.0, abs=1e-4)
+    assert out.iloc[11, 2] * step.std[2] + step.mean[2] == pytest.approx(truth, abs=0.1)
+
+
+def test_knn_is_read_as_lowrank_with_a_warning():
+    cohort = _cohort(np.random.default_rng(0))
+    with pytest.warns(UserWarning, match="keep every training row"):
+        prep = Preprocessor.fit(cohort, fill={"rna": "knn"})
+    assert prep.transforms["rna"].fill == "lowrank"
+    with pytest.raises(DataError, match="one of"):
+        Preprocessor.fit(cohort, fill={"rna": "bogus"})
+
+
+def test_saved_preprocessing_round_trips_without_rows(tmp_path):
+    cohort = _cohort(np.random.default_rng(2))
+    prep = Preprocessor.fit(cohort)
+    prep.save(str(tmp_path))
+    back = Preprocessor.load(str(tmp_path))
+    assert not back.holds_training_rows
+    pd.testing.assert_frame_equal(prep.transform(cohort).tables["rna"],
+                                  back.transform(cohort).tables["rna"])
+    train = cohort.split("train").tables["rna"].to_numpy(np.float64)
+    with np.load(tmp_path / "preprocessing.npz") as arrays:
+        assert not any("donor" in k for k in arrays.files)
+        for key in arrays.files:  # no saved vector equals a training row
+            value = arrays[key]
+            for vector in (value.reshape(-1, value.shape[-1]) if value.ndim else []):
+                if vector.shape[0] == train.shape[1]:
+                    assert not np.any(np.all(np.isclose(train, vector), axis=1))
+
+
+def test_preprocessing_with_knn_donors_warns_and_is_rewritten(tmp_path):
+    """A work directory of an earlier version (format /1, donors = training rows): loading
+    warns, and the pipeline's preprocessing stage rewrites it without the rows."""
+    import json
+
+    from coherent_jax import pipeline, safe_io
+
+    cohort = _cohort(np.random.default_rng(4))
+    prep = Preprocessor.fit(cohort)
+    folder = tmp_path / "preprocessing"
+    with safe_io.output_folder(str(folder), kind="preprocessing") as tmp:
+        prep.save(tmp)
+    meta = json.loads((folder / "preprocessing.json").read_text())
+    meta["format"] = "coherent_jax.Preprocessor/1"
+    meta["modalities"]["rna"]["fill"] = "knn"
+    (folder / "preprocessing.json").write_text(json.dumps(meta))
+    with np.load(folder / "preprocessing.npz") as arrays:
+        old = {k: arrays[k] for k in arrays.files if "/fill_" not in k}
+    train_rna = cohort.split("train").tables["rna"][list(prep.transforms["rna"].features)]
+    old["rna/knn_donors"] = train_rna.dropna(how="all").to_numpy(np.float64)
+    np.savez(folder / "preprocessing.npz", **old)
+    with pytest.warns(UserWarning, match="training patients' rows"):
+        loaded = Preprocessor.load(str(folder))
+    assert loaded.holds_training_rows and loaded.transforms["rna"].fill == "lowrank"
+    pipeline.stage_preprocessing(str(tmp_path), prep)
+    with np.load(folder / "preprocessing.npz") as arrays:
+        assert not any("donor" in k for k in arrays.files)
+        np.testing.assert_array_equal(arrays["rna/mean"], old["rna/mean"])
+    again = Preprocessor.load(str(folder))
+    assert not again.holds_training_rows
 
 
 def test_statistics_come_from_train_only():

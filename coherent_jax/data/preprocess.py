@@ -2,14 +2,19 @@
 
 Per modality, from the TRAIN samples that have the modality:
   1. drop features missing in >= 10% of those samples;
-  2. fill the remaining holes: KNN (k=5, nan-Euclidean distance to train samples) for
-     expression-like modalities, the train median for copy number;
+  2. fill the remaining holes: for expression-like modalities with the conditional mean of a
+     low-rank Gaussian model of the training rows given the row's observed entries
+     (`lowrank_fill`; the paper's KNN keeps every training row as donors, which a released
+     work directory must not hold), the train median for copy number;
   3. z-score each feature with the train mean and standard deviation (after filling; a
      constant feature gets standard deviation 1).
 The fitted `Preprocessor` is a plain object: fit once, transform the train, val and test parts
 (or a new cohort with the same features) identically. Absent modalities stay absent.
-`save`/`load` keep it with a work directory (JSON + .npz, no pickle), so new patients are
-preprocessed without the training data; `inverse` maps z-scores back to the input's units.
+`save`/`load` keep it with a work directory (JSON + .npz, no pickle, no patient's row), so new
+patients are preprocessed without the training data; `inverse` maps z-scores back to the
+input's units. Preprocessing saved before (format /1, KNN donors = training rows) still loads,
+with a warning, its fill refitted in memory from the donors; `holds_training_rows` tells the
+pipeline to rewrite it.
 """
 
 from __future__ import annotations
@@ -17,22 +22,38 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.impute import KNNImputer
 
 from coherent_jax.data import validate
 from coherent_jax.data.cohort import Cohort
+from coherent_jax.data.lowrank_fill import LowRankFill
 
 COPY_NUMBER_NAMES = ("cna", "cnv", "copy_number")
-FORMAT = "coherent_jax.Preprocessor/1"
+FORMAT = "coherent_jax.Preprocessor/2"
+OLD_FORMAT = "coherent_jax.Preprocessor/1"  # KNN fill: its donors were training rows
+FILLS = ("lowrank", "median")
 
 
 def default_fill(modality: str) -> str:
-    """'median' for copy number (the paper's choice), 'knn' for everything else."""
-    return "median" if modality.lower() in COPY_NUMBER_NAMES else "knn"
+    """'median' for copy number (the paper's choice), 'lowrank' for everything else."""
+    return "median" if modality.lower() in COPY_NUMBER_NAMES else "lowrank"
+
+
+def check_fill(modality: str, method: str) -> str:
+    """A fill name as used: 'knn' (the paper's; it keeps every training row) becomes
+    'lowrank' with a warning; anything else unknown is an error."""
+    if method == "knn":
+        warnings.warn(f"fill 'knn' for {modality!r} would keep every training row in the work "
+                      "directory (its donors); using 'lowrank', which keeps no row and filled "
+                      "held-out entries of KIPAN better (README, Privacy).", stacklevel=3)
+        return "lowrank"
+    if method not in FILLS:
+        raise validate.DataError(f"fill for {modality!r} is {method!r}; use one of {FILLS}.")
+    return method
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -41,10 +62,9 @@ class ModalityTransform:
 
     Attributes:
         features: the kept feature names, in order (D_kept of them).
-        fill: 'knn' or 'median'.
-        median: [D_kept] train medians (the median fill, and KNN's fallback).
-        imputer: the KNN imputer fitted on the train rows (None for median fill); its donor
-            rows are training rows (saved with the work directory).
+        fill: 'lowrank' or 'median'.
+        median: [D_kept] train medians (the median fill).
+        imputer: the low-rank Gaussian fitted on the train rows (None for median fill).
         mean: [D_kept] train means after filling.
         std: [D_kept] train standard deviations after filling (1 where constant).
     """
@@ -52,7 +72,7 @@ class ModalityTransform:
     features: tuple[str, ...]
     fill: str
     median: np.ndarray
-    imputer: KNNImputer | None
+    imputer: LowRankFill | None
     mean: np.ndarray
     std: np.ndarray
 
@@ -92,16 +112,14 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, cohort: Cohort, fill: Mapping[str, str] | None = None,
-            max_missing: float = 0.1, num_neighbors: int = 5,
-            split: str = "train") -> "Preprocessor":
+            max_missing: float = 0.1, split: str = "train") -> "Preprocessor":
         """Learns the preprocessing from one split (train) of a cohort.
 
         Args:
             cohort: a cohort with a split assigned.
-            fill: modality -> 'knn' or 'median'; default `default_fill`.
+            fill: modality -> 'lowrank' or 'median'; default `default_fill`.
             max_missing: features missing in at least this share of the split's samples that
                 have the modality are dropped (the paper: 0.1).
-            num_neighbors: k of the KNN fill (the paper: 5).
             split: the split to learn from.
 
         Raises:
@@ -116,9 +134,7 @@ class Preprocessor:
             raise validate.DataError(f"split {split!r} is empty; nothing to fit on.")
         transforms, dropped = {}, {}
         for m in cohort.modalities:
-            method = fill.get(m, default_fill(m))
-            if method not in ("knn", "median"):
-                raise ValueError(f"fill for {m!r} is {method!r}; use 'knn' or 'median'.")
+            method = check_fill(m, fill.get(m, default_fill(m)))
             values, present = part.arrays(m)
             rows = values[present].astype(np.float64)  # [n, D]
             if rows.shape[0] == 0:
@@ -136,10 +152,9 @@ class Preprocessor:
             median = np.nanmedian(rows, axis=0)
             median = np.where(np.isnan(median), 0.0, median)
             imputer = None
-            if method == "knn":
-                imputer = KNNImputer(n_neighbors=num_neighbors, keep_empty_features=True)
-                imputer.fit(rows)
-                filled = imputer.transform(rows) if np.isnan(rows).any() else rows
+            if method == "lowrank":
+                imputer = LowRankFill.fit(rows)
+                filled = imputer.transform(rows)
             else:
                 filled = np.where(np.isnan(rows), median, rows)
             mean = filled.mean(axis=0)
@@ -148,46 +163,67 @@ class Preprocessor:
                                               mean, np.where(std > 0, std, 1.0))
         return cls(transforms, dropped)
 
+    @property
+    def holds_training_rows(self) -> bool:
+        """True when loaded from a preprocessing saved with KNN donors (training rows):
+        the pipeline's next run rewrites it without them."""
+        return bool(getattr(self, "_loaded_with_donors", False))
+
     def save(self, folder: str) -> None:
-        """Writes preprocessing.json (features, fills, dropped) and preprocessing.npz (arrays)."""
+        """Writes preprocessing.json (features, fills, dropped, fill ranks) and
+        preprocessing.npz (per-feature statistics and the low-rank fills; no patient's row)."""
         os.makedirs(folder, exist_ok=True)
         meta = {"format": FORMAT, "modalities": {}}
         arrays = {}
         for m, t in self.transforms.items():
             meta["modalities"][m] = {
                 "features": list(t.features), "fill": t.fill, "dropped": list(self.dropped[m]),
-                "num_neighbors": None if t.imputer is None else t.imputer.n_neighbors}
+                "fill_rank": None if t.imputer is None else t.imputer.rank}
             arrays.update({f"{m}/median": t.median, f"{m}/mean": t.mean, f"{m}/std": t.std})
             if t.imputer is not None:
-                arrays[f"{m}/knn_donors"] = t.imputer._fit_X  # noqa: SLF001 - the fitted rows
+                arrays.update({f"{m}/fill_{k}": v for k, v in t.imputer.arrays().items()})
         np.savez(os.path.join(folder, "preprocessing.npz"), **arrays)
         with open(os.path.join(folder, "preprocessing.json"), "w") as f:
             json.dump(meta, f, indent=2)
 
     @classmethod
     def load(cls, folder: str) -> "Preprocessor":
-        """Reads what `save` wrote; transforms exactly as the saved Preprocessor did."""
+        """Reads what `save` wrote; transforms exactly as the saved Preprocessor did. A
+        preprocessing saved with KNN donors (format /1) loads with a warning, its fill refitted
+        in memory as the low-rank fill of the same rows (`holds_training_rows` is then True)."""
         path = os.path.join(folder, "preprocessing.json")
         if not os.path.exists(path):
             raise validate.DataError(f"no saved preprocessing in {folder!r} (expected {path}).")
         with open(path) as f:
             meta = json.load(f)
-        if meta.get("format") != FORMAT:
+        if meta.get("format") not in (FORMAT, OLD_FORMAT):
             raise validate.DataError(f"{path} is not a saved Preprocessor (format "
                                      f"{meta.get('format')!r}, expected {FORMAT!r}).")
+        old = meta["format"] == OLD_FORMAT
         transforms, dropped = {}, {}
         with np.load(os.path.join(folder, "preprocessing.npz")) as arrays:
+            donors = old and any(k.endswith("/knn_donors") for k in arrays.files)
             for m, info in meta["modalities"].items():
-                imputer = None
-                if info["num_neighbors"] is not None:
-                    imputer = KNNImputer(n_neighbors=info["num_neighbors"],
-                                         keep_empty_features=True)
-                    imputer.fit(arrays[f"{m}/knn_donors"])
-                transforms[m] = ModalityTransform(tuple(info["features"]), info["fill"],
+                imputer, fill = None, info["fill"]
+                if old and fill == "knn":
+                    imputer, fill = LowRankFill.fit(arrays[f"{m}/knn_donors"]), "lowrank"
+                elif fill == "lowrank":
+                    imputer = LowRankFill(*(arrays[f"{m}/fill_{k}"]
+                                            for k in ("mean", "loadings", "noise")))
+                transforms[m] = ModalityTransform(tuple(info["features"]), fill,
                                                   arrays[f"{m}/median"], imputer,
                                                   arrays[f"{m}/mean"], arrays[f"{m}/std"])
                 dropped[m] = tuple(info["dropped"])
-        return cls(transforms, dropped)
+        prep = cls(transforms, dropped)
+        if donors:
+            warnings.warn(
+                f"{folder} holds the training patients' rows (the KNN fill's donors of an "
+                "earlier version): do not share this work directory as it is. Run the pipeline "
+                "on it again (experiments/run_pipeline.py or train_denoisers.py with the same "
+                "config and data) to rewrite it without them; until then holes are filled by "
+                "the low-rank fill refitted from those rows in memory.", stacklevel=2)
+            object.__setattr__(prep, "_loaded_with_donors", True)
+        return prep
 
     def transform(self, cohort: Cohort) -> Cohort:
         """Applies the learned preprocessing to every sample of a cohort (and its held-out
