@@ -75,6 +75,15 @@ def restore_tree(directory: str, like: Any = None) -> tuple[Any, dict]:
     return tree, metadata
 
 
+def read_arrays(path: str) -> list[tuple[str, np.ndarray]]:
+    """Every array of the Orbax tree at `path` (a folder holding `_METADATA`), restored without
+    knowing its structure: [(key path, array)], for audits of what a folder holds."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        tree = checkpointer.restore(os.path.abspath(path))
+    return [(jax.tree_util.keystr(key), np.asarray(leaf))
+            for key, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
 class TrainCheckpoints:
     """A resumable run in `directory`: the latest step's arrays plus JSON, and the run's
     identity (config and data fingerprint), which a later run must match to resume.

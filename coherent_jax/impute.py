@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from coherent_jax import progress
-from coherent_jax.errors import UnknownModalityError
+from coherent_jax.errors import UnknownModalityError, UserError
 from coherent_jax.fill import Conditions, Filled, fill_target
 from coherent_jax.model_set import ModelSet
 from coherent_jax.models.denoiser import Condition
@@ -271,7 +271,7 @@ class _Draws:
         if nothing.any() and (config.method != "multi" or not config.allow_unconditional):
             hint = ("the coherent methods never generate without a condition (privacy guard)"
                     if config.method != "multi" else "pass allow_unconditional=True to opt in")
-            raise ValueError(f"{int(nothing.sum())} patient(s) have no available modality, "
+            raise UserError(f"{int(nothing.sum())} patient(s) have no available modality, "
                              f"e.g. {list(ids[nothing][:5])}; {hint}, or drop them.")
         have = {m: np.tile(p, k) for m, p in present.items()}  # [K*N]
         empty = {m: np.full(k * len(ids), np.nan) for m in cohort.modalities}

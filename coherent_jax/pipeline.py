@@ -16,8 +16,10 @@ checkpoint, so an interrupted pipeline is simply run again.
       models/              the trained ModelSet (Orbax) + training reports
       checkpoints/         resumable denoiser training
       metrics.jsonl        every training record (pandas.read_json(lines=True))
-      imputation/          per-modality CSV (+ Parquet) and summary.json
       report/              the evaluation: index.md, tables/, figures/, results/
+
+No file of it holds a patient's row (`coherent_jax.audit` checks): the imputation of the
+configured split is patient data and goes beside it (`imputation_folder`, or --out).
 """
 
 from __future__ import annotations
@@ -279,13 +281,23 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
     return models
 
 
-def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace,
+def imputation_folder(workdir: str) -> str:
+    """Where the pipeline writes its patients' imputation by default: `<workdir>_imputed`,
+    beside the work directory, never inside it (it holds patients' rows; the work directory
+    is what may be shared, `coherent_jax.audit`)."""
+    return os.path.abspath(workdir).rstrip(os.sep) + "_imputed"
+
+
+def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
                  models: ModelSet, config: ImputeConfig, seed: int, *, split: str = "test",
-                 calibrate_quantile: float = 0.0) -> Imputation:
-    """Imputes the missing modalities of one split and writes the tables.
+                 calibrate_quantile: float = 0.0, protected=()) -> Imputation:
+    """Imputes the missing modalities of one split and writes the tables to `out` (outside
+    the work directory: `imputation_folder`), replacing an earlier imputation of ours there.
 
     Args:
+        out: the output folder.
         split: the split whose patients are filled.
+        protected: folders the output must not overlap (the work directory, the data).
         calibrate_quantile: > 0 first recalibrates the rejection thresholds on the
             validation split at this quantile of the disagreement.
     """
@@ -296,10 +308,10 @@ def stage_impute(workdir: str, latent_cohort, feature_cohort, space: LatentSpace
         logger.info("calibrated rejection thresholds: %s", found)
     result = impute(latent_cohort.split(split), models, config, seed=seed, latent_space=space,
                     feature_cohort=feature_cohort.split(split))
-    write_imputation(result, os.path.join(workdir, "imputation"),
+    write_imputation(result, out,
                      {"config": {**dataclasses.asdict(config), "split": split,
                                  "calibrate_quantile": calibrate_quantile}, "seed": seed},
-                     overwrite=True)
+                     overwrite=True, protected=protected)
     return result
 
 

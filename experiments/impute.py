@@ -27,6 +27,7 @@ from absl import app, flags
 
 import _common
 from coherent_jax import pipeline
+from coherent_jax.errors import UserError
 from coherent_jax.formats_out import check_formats, write_imputation
 from coherent_jax.imputer import UNITS, Imputer, RangeCheck
 from coherent_jax.safe_io import check_output_folder
@@ -62,7 +63,10 @@ def main(argv):
     imputer = Imputer.load(FLAGS.workdir)
     overrides = {k: v for k, v in (("method", FLAGS.method), ("num_samples", FLAGS.num_samples))
                  if v is not None}
-    settings = dataclasses.replace(imputer.settings, **overrides)
+    try:
+        settings = dataclasses.replace(imputer.settings, **overrides)
+    except ValueError as error:  # a bad --method / --num_samples: the user's to fix
+        raise UserError(f"{error} (--method, --num_samples)") from error
     originals = None
     if FLAGS.input:
         patients = imputer.read(FLAGS.input)

@@ -3,19 +3,28 @@ work directory.
 
     python experiments/run_pipeline.py --config=experiments/configs/demo.py --workdir=/tmp/demo
 
+The imputation of the configured split (patients' rows) is written to --out, by default
+'<workdir>_imputed' beside the work directory: the work directory itself holds no patient's
+row (experiments/audit.py checks).
+
 Each stage reloads its output when the work directory already has it, and denoiser training
 resumes from checkpoints, so an interrupted run is continued by running it again.
 """
 
+import os
 import time
 
 from absl import app
+
+from absl import flags
 
 import _common
 from coherent_jax import pipeline
 
 FLAGS = _common.FLAGS
 _common.define_flags()
+flags.DEFINE_string("out", "", "Folder for the imputation of the configured split (default: "
+                    "'<workdir>_imputed'); an earlier imputation of ours there is replaced.")
 
 
 def main(argv):
@@ -23,12 +32,18 @@ def main(argv):
     c = FLAGS.config
     start = time.perf_counter()
     cohort, space, latents, models = _common.trained(c, FLAGS.workdir)
-    result = pipeline.stage_impute(FLAGS.workdir, latents, cohort, space, models,
+    out = FLAGS.out or pipeline.imputation_folder(FLAGS.workdir)
+    if os.path.isdir(os.path.join(FLAGS.workdir, "imputation")):
+        _common.logger.warning(
+            f"{FLAGS.workdir}/imputation (written there by an earlier version) holds patients' "
+            f"rows: move it out before sharing the work directory; imputations now go to {out}")
+    result = pipeline.stage_impute(out, latents, cohort, space, models,
                                    _common.impute_config(c), c.seed, split=c.impute.split,
-                                   calibrate_quantile=c.impute.calibrate_quantile)
+                                   calibrate_quantile=c.impute.calibrate_quantile,
+                                   protected=(FLAGS.workdir,))
     print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
           "nothing to impute: every patient has every modality", flush=True)
-    _common.logger.info(f"[{time.perf_counter() - start:.0f} s] imputation written")
+    _common.logger.info(f"[{time.perf_counter() - start:.0f} s] imputation written to {out}")
     report = _common.evaluate(c, FLAGS.workdir, cohort, latents, space, models)
     print(f"[{time.perf_counter() - start:.0f} s] done; report: {report.index}", flush=True)
 

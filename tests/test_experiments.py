@@ -39,8 +39,11 @@ def test_pipeline_writes_everything(workdir):
     info = json.load(open(os.path.join(workdir, "config.json")))
     assert info["seed"] == 0 and info["data_fingerprint"] and info["versions"]["packages"]["jax"]
     for part in ("latent_space/latent_quality.csv", "models/reports.json", "metrics.jsonl",
-                 "imputation/summary.json", "report/index.md", "report/report.json"):
+                 "report/index.md", "report/report.json"):
         assert os.path.exists(os.path.join(workdir, part)), part
+    # the patients' imputation lies beside the work directory, not inside it
+    assert not os.path.exists(os.path.join(workdir, "imputation"))
+    assert os.path.exists(os.path.join(workdir + "_imputed", "summary.json"))
     metrics = pd.read_json(os.path.join(workdir, "metrics.jsonl"), lines=True)
     assert set(metrics["family"]) == {"specialists", "multi"} and metrics["step"].max() == 40
 
@@ -203,7 +206,7 @@ def test_pipeline_killed_anywhere_resumes_to_the_same_result(workdir, tmp_path):
         ("coherent_jax.latent:LatentSpace.save:after:1", "latent_space.partial"),
         ("coherent_jax.checkpointing:TrainCheckpoints.save:after:2", "checkpoints"),
         ("coherent_jax.model_set:ModelSet.save:after:1", "models.partial"),
-        ("coherent_jax.safe_io:commit:before:2", "imputation.partial"),  # 1: models again
+        ("coherent_jax.safe_io:commit:before:2", "../killed_imputed.partial"),  # 1: models
         ("coherent_jax.safe_io:commit:before:2", "report.partial"),  # 1: imputation again
     ]
     for kill, left in kills:
@@ -217,11 +220,59 @@ def test_pipeline_killed_anywhere_resumes_to_the_same_result(workdir, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert not [n for n in os.listdir(killed) if n.endswith((".partial", ".old"))]
     for part, reference in (
-            ("imputation/rna_latent_mean.csv", os.path.join(workdir, "imputation",
-                                                            "rna_latent_mean.csv")),
-            ("imputation/imputed.csv", os.path.join(workdir, "imputation", "imputed.csv")),
+            ("../killed_imputed/rna_latent_mean.csv",
+             os.path.join(workdir + "_imputed", "rna_latent_mean.csv")),
+            ("../killed_imputed/imputed.csv", os.path.join(workdir + "_imputed", "imputed.csv")),
             ("report/tables/reconstruction.csv",
              os.path.join(os.path.dirname(workdir), "first_reconstruction.csv"))):
         ours = pd.read_csv(os.path.join(killed, part), index_col=0)
         pd.testing.assert_frame_equal(ours, pd.read_csv(reference, index_col=0),
                                       check_exact=False, rtol=1e-5)
+
+
+def test_audit_finds_no_stored_row_and_runs_every_attack(workdir, tmp_path):
+    out = tmp_path / "audit"
+    found = _run("audit.py", f"--workdir={workdir}", f"--out={out}", "--num_samples=2")
+    assert found.returncode in (0, 1), found.stderr[-3000:]
+    artefacts = pd.read_csv(out / "artefacts.csv")
+    files = set(artefacts["file"])
+    assert "preprocessing/preprocessing.npz" in files
+    assert any(f.startswith("models") for f in files)  # the Orbax trees are read
+    assert artefacts["near_copies"].sum() == 0
+    attacks = pd.read_csv(out / "attacks.csv")
+    assert {"conditional", "encoder", "unconditional", "no modality given"} <= set(
+        attacks["attack"])
+    assert attacks.loc[attacks["attack"] == "no modality given", "refused"].all()
+    scored = attacks[attacks["attack"] != "no modality given"]
+    assert scored["auc"].between(0, 1).all() and (scored["low"] <= scored["high"]).all()
+    summary = json.load(open(out / "summary.json"))
+    assert summary["near_copies"] == 0 and summary["versions"]
+
+
+def test_audit_flags_a_planted_training_row(workdir, tmp_path):
+    """The scan can fail: training rows saved anywhere in a copy of the work directory (as an
+    earlier version kept the KNN donors) are found, in the input's units."""
+    from coherent_jax import pipeline  # noqa: PLC0415
+
+    copy = str(tmp_path / "copy")
+    shutil.copytree(workdir, copy)
+    raw = pipeline.load_raw_cohort(pipeline.DataConfig(source="gaussian", num_samples=300,
+                                                       missing="0.3")).split("train")
+    values, present = raw.matrix("rna")
+    np.savez(os.path.join(copy, "preprocessing", "extra.npz"), rows=values[present][:5] + 1e-4)
+    found = _run("audit.py", f"--workdir={copy}", "--noattacks")
+    assert found.returncode == 1, found.stderr[-3000:]
+    assert "near copies of a training row: 5" in found.stdout
+
+
+def test_audit_refuses_bad_input_with_one_line(workdir, tmp_path):
+    not_a_run = tmp_path / "empty"
+    not_a_run.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    pd.DataFrame(np.ones((4, 3)), index=[f"p{i}" for i in range(4)],
+                 columns=["x", "y", "z"]).to_csv(other / "rna.csv")
+    for args in ([f"--workdir={not_a_run}"], [f"--workdir={workdir}", f"--data={other}"]):
+        found = _run("audit.py", *args)
+        assert found.returncode == 2, (args, found.stderr[-2000:])
+        assert found.stderr.strip().startswith("error:") and "Traceback" not in found.stderr
