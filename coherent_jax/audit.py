@@ -266,8 +266,12 @@ def _zscores(imputer: Imputer, cohort: Cohort, modality: str) -> np.ndarray:
     return values.astype(np.float64)
 
 
+def _emptied(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(np.nan, index=table.index, columns=table.columns, dtype=np.float32)
+
+
 def _without(cohort: Cohort, target: str) -> Cohort:
-    return cohort.replace(tables={m: t if m != target else t * np.nan
+    return cohort.replace(tables={m: t if m != target else _emptied(t)
                                   for m, t in cohort.tables.items()})
 
 
@@ -333,7 +337,7 @@ def _no_modality_rows(imputer: Imputer, members: Cohort) -> list[dict]:
     """Whether each coherent method refuses a patient with no modality given."""
     ids = members.sample_ids[:1]
     empty = members.subset(ids)
-    empty = empty.replace(tables={m: t * np.nan for m, t in empty.tables.items()})
+    empty = empty.replace(tables={m: _emptied(t) for m, t in empty.tables.items()})
     rows = []
     for method in ("coherent", "product"):
         settings = dataclasses.replace(imputer.settings, method=method, num_samples=1)

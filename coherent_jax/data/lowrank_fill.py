@@ -98,11 +98,12 @@ class LowRankFill:
         if not holes.any():
             return rows
         weighted = self.loadings / self.noise[:, None]  # [D, r] P^-1 W
-        eye = np.eye(self.rank)
+        full = np.eye(self.rank) + self.loadings.T @ weighted  # [r, r] I + W' P^-1 W
         for i in np.flatnonzero(holes.any(axis=1)):
-            seen = ~holes[i]
+            seen, hole = ~holes[i], holes[i]
             residual = rows[i, seen] - self.mean[seen]  # [D_o]
-            precision = eye + self.loadings[seen].T @ weighted[seen]  # [r, r]
+            # I + W_o' P_o^-1 W_o, as the full sum less the (few) holes' terms
+            precision = full - self.loadings[hole].T @ weighted[hole]  # [r, r]
             latent = np.linalg.solve(precision, weighted[seen].T @ residual)  # [r]
             rows[i, holes[i]] = self.mean[holes[i]] + self.loadings[holes[i]] @ latent
         return rows
