@@ -30,7 +30,7 @@ def _ridge(alphas) -> RidgeCV:
     return RidgeCV(alphas=alphas, alpha_per_target=True)
 
 
-def _fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Callable
+def fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Callable
                      ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """((coef [D, k], intercept [k]) of `fit(x, y)` on all rows, the K-fold out-of-fold
     predictions [n, k] of the same fit)."""
@@ -89,8 +89,8 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
             log_var[index] = _log_var(y - x)
             continue
-        (coef, intercept), oof = _fit_out_of_fold(
-            x, y, folds, seed, lambda a, b: _distilled_ridge(a, b, alphas, 0.0))
+        (coef, intercept), oof = fit_out_of_fold(
+            x, y, folds, seed, lambda a, b: distilled_ridge(a, b, alphas, 0.0))
         columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
         kernel[index][columns] = coef
         bias[index] = intercept
@@ -113,7 +113,7 @@ def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) ->
             "anchor_log_var": stacked["log_var"]}
 
 
-def _distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float
+def distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float
                      ) -> tuple[np.ndarray, np.ndarray]:
     """(coef [D_s, k], intercept [k]) of a ridge fitted to targets whose leave-one-out share is
     `share` in [0, 1] (see `fit_condition_map`).
@@ -173,9 +173,9 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
         ({'kernel' [D_s, k], 'bias' [k]} float32, out-of-fold predictions [n, k]).
     """
     share = 1.0 if distill else 0.0
-    (coef, intercept), oof = _fit_out_of_fold(
+    (coef, intercept), oof = fit_out_of_fold(
         features.astype(np.float64), target.astype(np.float64), folds, seed,
-        lambda a, b: _distilled_ridge(a, b, alphas, share))
+        lambda a, b: distilled_ridge(a, b, alphas, share))
     return ({"kernel": coef.astype(np.float32), "bias": np.asarray(intercept, np.float32)},
             oof.astype(np.float32))
 

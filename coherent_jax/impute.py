@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Any, Sequence
 
 import jax
@@ -32,7 +33,7 @@ from coherent_jax.sampling import SAMPLERS, sample
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("coherent", "product", "multi", "single")
+METHODS = ("coherent", "product", "multi", "single", "gaussian")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,9 @@ class ImputeConfig:
     Attributes:
         method: 'coherent' (specialists fused; calibrated sharpness when the model set has
             one), 'product' (product of experts), 'multi' (multi-condition model with masks)
-            or 'single' (the best available specialist).
+            'single' (the best available specialist) or 'gaussian' (the closed form: every
+            missing modality drawn jointly from the linear-Gaussian conditional given the
+            patient's features, `closed_form.py`; no chain).
         num_samples: K draws per patient.
         sampler, sample_steps: one of `sampling.SAMPLERS` and its step count (None: all T steps,
             for 'ddpm'). Default: SDE-DPM-Solver++(3M) with 20 steps, the fastest sampler
@@ -184,6 +187,9 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
     order = tuple(order or models.targets)
     _check(cohort, models, config.method, order)
     draws = _Draws.start(cohort, config)
+    if config.method == "gaussian":
+        _closed_form_draws(draws, cohort, models, feature_cohort, seed)
+        return draws.result(cohort, seed, latent_space, feature_cohort)
     conditions = Conditions(models, draws.present, draws.ids, latent_space, feature_cohort)
     key = jax.random.key(seed)
     with progress.bar(f"imputing ({config.method})", total=len(order)) as targets:
@@ -212,11 +218,17 @@ def _with_overrides(config: ImputeConfig | None, overrides: dict) -> ImputeConfi
 def _check(cohort, models: ModelSet, method: str, order: Sequence[str]) -> None:
     """Refuses targets without models, cohorts lacking a target or its sources, methods the
     model set cannot run, and latents of another width."""
+    if method == "gaussian" and (models.closed_form is None or not models.closed_form.patterns):
+        raise UserError("method 'gaussian' needs the closed form, which this model set lacks "
+                        "(trained by an earlier version, or too few complete training "
+                        "patients); retrain it in a new work directory.")
     for target in order:
         if target not in models.targets:
             raise UnknownModalityError(f"no trained models for target {target!r}; trained "
                                        f"targets: {sorted(models.targets)}.")
         tm = models.targets[target]
+        if method == "gaussian":
+            continue
         if target not in cohort.modalities:
             raise UnknownModalityError(f"target {target!r} is not a modality of the cohort "
                                        f"{list(cohort.modalities)}; pass a cohort with all "
@@ -240,6 +252,42 @@ def _check(cohort, models: ModelSet, method: str, order: Sequence[str]) -> None:
             raise ValueError(f"the {target!r} models generate {arch.data_dim} dims but the "
                              f"cohort's {target!r} has {width}; encode the cohort with the "
                              "latent space the models were trained on.")
+
+
+def _closed_form_draws(draws: "_Draws", cohort, models: ModelSet, feature_cohort,
+                       seed: int) -> None:
+    """Fills `draws` with the closed form: per missingness pattern, every missing modality
+    drawn jointly given the observed modalities' features (`ClosedForm.sample`)."""
+    start = time.perf_counter()
+    form = models.closed_form
+    if feature_cohort is None:
+        raise ValueError("method 'gaussian' conditions on features: pass feature_cohort.")
+    if set(cohort.modalities) != set(form.modalities):
+        raise UnknownModalityError(f"the closed form covers {list(form.modalities)}; the cohort "
+                                   f"has {list(cohort.modalities)}.")
+    rng = np.random.default_rng([seed, 2])
+    n, k = len(draws.ids), draws.k
+    present = np.stack([draws.present[m] for m in form.modalities], axis=1)  # [N, M]
+    filled = {m: ([], []) for m in form.modalities}  # target -> (row indices, samples)
+    for pattern in np.unique(present, axis=0):
+        if pattern.all():
+            continue
+        patients = np.flatnonzero((present == pattern).all(axis=1))  # [n_p]
+        sources = [m for m, have in zip(form.modalities, pattern) if have]
+        features = [feature_cohort.tables[m].reindex(draws.ids[patients]).to_numpy(np.float64)
+                    for m in form.pattern(sources).sources]
+        rows = (np.arange(k)[:, None] * n + patients[None, :]).ravel()  # draw-major [K*n_p]
+        for target, values in form.sample(sources, features, k, rng).items():
+            filled[target][0].append(rows)
+            filled[target][1].append(values.reshape(len(rows), -1))
+    for target, (rows, samples) in filled.items():
+        if not rows:
+            continue
+        rows, samples = np.concatenate(rows), np.concatenate(samples)
+        draws.record(target, rows, Filled(samples, np.ones(len(rows)), np.zeros(len(rows)), {
+            "target": target, "rows": int(len(rows)), "padded_rows": int(len(rows)),
+            "acceptance": 1.0, "mean_bad_fraction": 0.0, "threshold": None,
+            "seconds": time.perf_counter() - start, "signature": "gaussian/closed form"}))
 
 
 @dataclasses.dataclass

@@ -19,6 +19,7 @@ import numpy as np
 
 from coherent_jax import checkpointing
 from coherent_jax.calibrate import SHARPNESS_GRID, calibrate_fusion
+from coherent_jax.closed_form import ClosedForm
 from coherent_jax.anchor import (apply_condition_map, fit_anchors, fit_condition_map,
                                  set_anchors)
 from coherent_jax.models.denoiser import Condition, Denoiser
@@ -107,13 +108,19 @@ class TargetModels:
         return hit[1]
 
 
+CLOSED_FORM = "_closed_form"  # its key in the saved tree and metadata (not a modality)
+
+
 @dataclasses.dataclass
 class ModelSet:
-    """Everything imputation needs: the noise schedule and the models of each target."""
+    """Everything imputation needs: the noise schedule, the models of each target and the
+    closed form of every source set (`closed_form.ClosedForm`; None in model sets trained
+    without features or saved before it existed)."""
 
     schedule_name: str
     diffusion_steps: int
     targets: dict[str, TargetModels]
+    closed_form: ClosedForm | None = None
 
     @property
     def schedule(self) -> Schedule:
@@ -136,6 +143,9 @@ class ModelSet:
                 "specialist_model": (None if tm.specialist_model is None
                                      else denoiser_config(tm.specialist_model)),
                 "multi_model": None if tm.multi_model is None else denoiser_config(tm.multi_model)}
+        if self.closed_form is not None:
+            tree[CLOSED_FORM] = self.closed_form.tree()
+            meta[CLOSED_FORM] = self.closed_form.metadata()
         checkpointing.save_tree(directory, tree, meta)
 
     @classmethod
@@ -157,8 +167,10 @@ class ModelSet:
                 condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
                                  for src, m in arrays["condition_maps"].items()}
                                 if "condition_maps" in arrays else None))
+        closed_form = (ClosedForm.from_saved(meta[CLOSED_FORM], tree.get(CLOSED_FORM, {}))
+                       if CLOSED_FORM in meta else None)
         return cls(meta["schedule"], meta.get("diffusion_steps", meta.get("num_train_steps")),
-                   targets)
+                   targets, closed_form)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,4 +422,8 @@ def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
         models[target], reports[target] = train_target(
             cohort, target, config, jax.random.fold_in(key, cohort.modalities.index(target)),
             workdir=workdir, log_fn=log_fn, batch_sharding=batch_sharding, features=features)
-    return ModelSet(config.schedule, config.diffusion_steps, models), reports
+    closed_form = None
+    if features is not None and len(cohort.modalities) > 1:
+        closed_form = ClosedForm.fit(features.split("train"), cohort.split("train"),
+                                     distill=config.distill_conditions, seed=seed)
+    return ModelSet(config.schedule, config.diffusion_steps, models, closed_form), reports

@@ -115,7 +115,7 @@ def _wide_regression(n, seed):
 def test_distilled_condition_map_is_a_ridge_on_leave_one_out_predictions():
     from sklearn.linear_model import Ridge, RidgeCV  # noqa: PLC0415
 
-    from coherent_jax.anchor import ALPHAS, _distilled_ridge, fit_condition_map  # noqa: PLC0415
+    from coherent_jax.anchor import ALPHAS, distilled_ridge, fit_condition_map  # noqa: PLC0415
 
     (features, target), _ = _wide_regression(40, seed=1)
     plain, _ = fit_condition_map(features, target)
@@ -128,7 +128,7 @@ def test_distilled_condition_map_is_a_ridge_on_leave_one_out_predictions():
             loo[i, j] = Ridge(alpha=alpha).fit(features[keep], target[keep, j]).predict(
                 features[i:i + 1])[0]
     for share in (1.0, 0.5):
-        kernel, bias = _distilled_ridge(features, target, ALPHAS, share)
+        kernel, bias = distilled_ridge(features, target, ALPHAS, share)
         cmap = {"kernel": kernel, "bias": bias}
         mixed = (1 - share) * target + share * loo
         expected = [Ridge(alpha=a).fit(features, mixed[:, j]) for j, a in enumerate(teacher.alpha_)]
@@ -136,7 +136,7 @@ def test_distilled_condition_map_is_a_ridge_on_leave_one_out_predictions():
                                    rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(cmap["bias"], [e.intercept_ for e in expected], atol=1e-5)
     full, _ = fit_condition_map(features, target, distill=True)
-    np.testing.assert_allclose(full["kernel"], _distilled_ridge(features, target, ALPHAS, 1.0)[0],
+    np.testing.assert_allclose(full["kernel"], distilled_ridge(features, target, ALPHAS, 1.0)[0],
                                rtol=1e-4, atol=1e-6)
 
 

@@ -96,9 +96,17 @@ class LinearGaussianModel:
         Returns:
             (mean [N, D_t], cov [D_t, D_t]); the covariance does not depend on the values.
         """
-        if target in given:
-            raise ValueError(f"target {target!r} is also among the given modalities.")
-        mu_t, cov_tt = self.marginal(target)
+        return self.joint_conditional((target,), given)
+
+    def joint_conditional(self, targets: tuple[str, ...], given: Mapping[str, np.ndarray]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact joint law of several modalities (side by side, in `targets` order) given
+        observed ones: (mean [N, sum D_t], cov [sum D_t, sum D_t]); see `conditional`."""
+        overlap = [t for t in targets if t in given]
+        if overlap:
+            raise ValueError(f"targets {overlap} are also among the given modalities.")
+        mu_t = np.concatenate([self.marginal(t)[0] for t in targets])
+        cov_tt = np.block([[self.cross_cov(a, b) for b in targets] for a in targets])
         if not given:
             return mu_t[None, :], cov_tt
         names = list(given)
@@ -110,7 +118,7 @@ class LinearGaussianModel:
             if v.ndim != 2 or v.shape[1] != self.dim(m):
                 raise ValueError(f"given[{m!r}] has shape {v.shape}; expected [N, {self.dim(m)}].")
         cov_gg = np.block([[self.cross_cov(a, b) for b in names] for a in names])
-        cov_tg = np.concatenate([self.cross_cov(target, b) for b in names], axis=1)
+        cov_tg = np.block([[self.cross_cov(t, b) for b in names] for t in targets])
         resid = np.concatenate([v - self.means[m] for m, v in zip(names, values)], axis=1)
         gain = np.linalg.solve(cov_gg, cov_tg.T).T  # [D_t, sum D_g]
         mean = mu_t[None, :] + resid @ gain.T
