@@ -8,8 +8,9 @@ set's modalities), one linear-Gaussian model of ALL the others' latents given S:
 with x_S the preprocessed features of the modalities in S side by side, z_T the latents of
 the complement T side by side, the kernel a ridge (penalty per output column by leave-one-out,
 as the condition maps; optionally distilled on its leave-one-out predictions for membership
-privacy), and the covariance the Ledoit-Wolf shrunk covariance of the ridge's out-of-fold
-residuals on the training rows that have every modality. The draws of all missing
+privacy) fitted per target on the training rows that have the sources and that target, and the
+covariance the Ledoit-Wolf shrunk covariance of the ridges' out-of-fold residuals on the rows
+that have every modality. The draws of all missing
 modalities come out of one Gaussian, so their within- and cross-modality dependence is the
 residuals' and no order of targets is involved. This is the strongest simple competitor of
 a generative imputer and the floor its draws are scored against (`ImputeConfig.method =
@@ -29,7 +30,8 @@ from sklearn.covariance import LedoitWolf
 from coherent_jax.anchor import ALPHAS, distilled_ridge, fit_out_of_fold
 
 MIN_ROWS = 20
-"""Fewer complete training rows than this: no closed form (the method refuses)."""
+"""Fewer training rows than this with a source set and a target: no closed form from that
+source set (the method refuses those patients)."""
 
 
 def pattern_key(sources: Sequence[str]) -> str:
@@ -91,7 +93,9 @@ class ClosedForm:
     @classmethod
     def fit(cls, features, latents, *, distill: bool = False, folds: int = 5,
             alphas: Sequence[float] = ALPHAS, seed: int = 0) -> "ClosedForm":
-        """Fits every source set on the training rows that have every modality.
+        """Fits every source set: each target's ridge on the training rows that have the
+        sources and that target, the joint residual covariance on the rows that have every
+        modality (block-diagonal, each target's own rows, when fewer than `MIN_ROWS` do).
 
         Args:
             features: the feature cohort's training split (preprocessed z-scores).
@@ -101,26 +105,17 @@ class ClosedForm:
             folds, alphas, seed: the out-of-fold residuals and the ridge penalties.
         """
         modalities = tuple(latents.modalities)
-        complete = latents.complete & features.complete  # [N]
-        if complete.sum() < MIN_ROWS:
-            warnings.warn(f"only {int(complete.sum())} training patients have every modality: "
-                          "no closed form (method 'gaussian' unavailable).", stacklevel=2)
-            return cls(modalities, {})
-        x = {m: features.matrix(m)[0][complete].astype(np.float64) for m in modalities}
-        z = {m: latents.matrix(m)[0][complete].astype(np.float64) for m in modalities}
+        x = {m: features.matrix(m) for m in modalities}  # (values [N, D], present [N])
+        z = {m: latents.matrix(m)[0].astype(np.float64) for m in modalities}
         share = 1.0 if distill else 0.0
         patterns = {}
         for size in range(1, len(modalities)):
             for sources in itertools.combinations(modalities, size):
-                targets = tuple(m for m in modalities if m not in sources)
-                xs = np.concatenate([x[m] for m in sources], axis=1)
-                zt = np.concatenate([z[m] for m in targets], axis=1)
-                (coef, intercept), oof = fit_out_of_fold(
-                    xs, zt, folds, seed, lambda a, b: distilled_ridge(a, b, alphas, share))
-                cov = LedoitWolf().fit(zt - oof).covariance_
-                patterns[pattern_key(sources)] = GaussianPattern(
-                    sources, targets, tuple(z[m].shape[1] for m in targets), coef, intercept,
-                    np.linalg.cholesky(cov + 1e-9 * np.eye(len(cov))))
+                found = _fit_pattern(sources, tuple(m for m in modalities if m not in sources),
+                                     x, z, folds, seed,
+                                     lambda a, b: distilled_ridge(a, b, alphas, share))
+                if found is not None:
+                    patterns[pattern_key(sources)] = found
         return cls(modalities, patterns)
 
     def pattern(self, sources: Sequence[str]) -> GaussianPattern:
@@ -164,3 +159,42 @@ class ClosedForm:
                                             tuple(info["widths"]), arrays["kernel"],
                                             arrays["bias"], arrays["scale"])
         return cls(tuple(metadata["modalities"]), patterns)
+
+
+def _fit_pattern(sources, targets, x, z, folds, seed, ridge) -> GaussianPattern | None:
+    """One source set's GaussianPattern (see `ClosedForm.fit`); None when some target has
+    fewer than MIN_ROWS training rows with it and the sources."""
+    have = np.all([x[m][1] for m in sources], axis=0)  # [N] rows with every source
+    kernels, biases, residuals = [], [], []
+    for t in targets:
+        rows = have & x[t][1]
+        if rows.sum() < MIN_ROWS:
+            warnings.warn(f"only {int(rows.sum())} training patients have {list(sources)} and "
+                          f"{t!r}: no closed form from {list(sources)}.", stacklevel=3)
+            return None
+        xs = np.concatenate([x[m][0][rows] for m in sources], axis=1).astype(np.float64)
+        (coef, intercept), oof = fit_out_of_fold(xs, z[t][rows], folds, seed, ridge)
+        kernels.append(coef)
+        biases.append(intercept)
+        residual = np.full_like(z[t], np.nan)
+        residual[rows] = z[t][rows] - oof
+        residuals.append(residual)
+    joint = np.concatenate(residuals, axis=1)  # [N, sum L_t], NaN where a target is absent
+    complete = ~np.isnan(joint).any(axis=1)
+    if complete.sum() >= MIN_ROWS:
+        cov = LedoitWolf().fit(joint[complete]).covariance_
+    else:  # too few patients with every target: each target's own residuals, independent
+        blocks = [LedoitWolf().fit(r[~np.isnan(r).any(axis=1)]).covariance_ for r in residuals]
+        cov = _block_diagonal(blocks)
+    return GaussianPattern(tuple(sources), tuple(targets),
+                           tuple(z[t].shape[1] for t in targets), np.concatenate(kernels, axis=1),
+                           np.concatenate(biases), np.linalg.cholesky(cov + 1e-9 * np.eye(len(cov))))
+
+
+def _block_diagonal(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    size = sum(len(b) for b in blocks)
+    out, at = np.zeros((size, size)), 0
+    for b in blocks:
+        out[at:at + len(b), at:at + len(b)] = b
+        at += len(b)
+    return out

@@ -115,7 +115,8 @@ class Imputation:
         feature_means: modality -> [N, D] posterior-mean estimate in feature space: the mean
             over the K draws of the decoder's output WITHOUT the residual noise (same
             expectation as the mean of `features`, less variance: the noise is averaged
-            exactly rather than by K draws).
+            exactly rather than by K draws); for 'gaussian', the decoded conditional mean
+            itself (no Monte-Carlo error).
         num_samples: K.
         acceptance: [N, M] share of a patient's K draws of each generated modality whose
             chosen candidate passed the disagreement check (NaN where observed; 1 for 'multi').
@@ -269,6 +270,7 @@ def _closed_form_draws(draws: "_Draws", cohort, models: ModelSet, feature_cohort
     n, k = len(draws.ids), draws.k
     present = np.stack([draws.present[m] for m in form.modalities], axis=1)  # [N, M]
     filled = {m: ([], []) for m in form.modalities}  # target -> (row indices, samples)
+    means = {m: np.full((n, draws.work[m].shape[1]), np.nan) for m in form.modalities}
     for pattern in np.unique(present, axis=0):
         if pattern.all():
             continue
@@ -277,6 +279,9 @@ def _closed_form_draws(draws: "_Draws", cohort, models: ModelSet, feature_cohort
         features = [feature_cohort.tables[m].reindex(draws.ids[patients]).to_numpy(np.float64)
                     for m in form.pattern(sources).sources]
         rows = (np.arange(k)[:, None] * n + patients[None, :]).ravel()  # draw-major [K*n_p]
+        pattern = form.pattern(sources)
+        for target, mean in pattern.split(pattern.mean(features)).items():
+            means[target][patients] = mean
         for target, values in form.sample(sources, features, k, rng).items():
             filled[target][0].append(rows)
             filled[target][1].append(values.reshape(len(rows), -1))
@@ -288,6 +293,7 @@ def _closed_form_draws(draws: "_Draws", cohort, models: ModelSet, feature_cohort
             "target": target, "rows": int(len(rows)), "padded_rows": int(len(rows)),
             "acceptance": 1.0, "mean_bad_fraction": 0.0, "threshold": None,
             "seconds": time.perf_counter() - start, "signature": "gaussian/closed form"}))
+    draws.exact_means.update(means)
 
 
 @dataclasses.dataclass
@@ -308,6 +314,7 @@ class _Draws:
     accepted: dict
     bad: dict
     diagnostics: list
+    exact_means: dict = dataclasses.field(default_factory=dict)  # modality -> [N, D] known means
 
     @classmethod
     def start(cls, cohort, config: ImputeConfig) -> "_Draws":
@@ -351,7 +358,7 @@ class _Draws:
         features = means = None
         if latent_space is not None:
             features, means = _decode(draws, self.present, self.ids, seed, latent_space,
-                                      feature_cohort)
+                                      feature_cohort, self.exact_means)
         return Imputation(draws=draws, imputed=imputed,
                           diagnostics=pd.DataFrame(self.diagnostics), features=features,
                           num_samples=k, feature_means=means,
@@ -360,14 +367,19 @@ class _Draws:
 
 
 def _decode(draws: dict, present: dict, ids, seed: int, latent_space,
-            feature_cohort) -> tuple[dict, dict]:
+            feature_cohort, exact_means: dict | None = None) -> tuple[dict, dict]:
     """(modality -> decoded draws [K*N, D] with the latent space's residual noise, modality ->
-    [N, D] mean of the decoder's outputs); observed rows from `feature_cohort` when given."""
+    [N, D] mean of the decoder's outputs, or the decoded latent mean where `exact_means`
+    knows it: the closed form's); observed rows from `feature_cohort` when given."""
     features, means = {}, {}
     rng = np.random.default_rng([seed, 1])  # the residual noise of the decoded draws
     for m, table in draws.items():
         expected = latent_space.decode(m, table)  # decoder output, [K*N, D]
         means[m] = expected.groupby(level="sample_id", sort=False).mean()
+        known = exact_means.get(m) if exact_means else None
+        if known is not None and np.isfinite(known).all(axis=1).any():
+            rows = np.isfinite(known).all(axis=1)  # [N] patients with a known mean
+            means[m].loc[ids[rows]] = latent_space.decode(m, known[rows]).to_numpy()
         decoded = expected + rng.standard_normal(expected.shape).astype(np.float32) * (
             latent_space.residual_std[m])
         if feature_cohort is not None and m in feature_cohort.modalities:

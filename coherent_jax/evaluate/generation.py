@@ -10,10 +10,15 @@ from coherent_jax.impute import Imputation, impute
 
 
 def _usable_methods(models, methods) -> list[str]:
-    """The requested methods this model set can run (product needs condition dropout)."""
+    """The requested methods this model set can run (product needs condition dropout,
+    gaussian the closed form)."""
     usable = []
     for method in methods:
         tms = models.targets.values()
+        if method == "gaussian":
+            if models.closed_form is not None and models.closed_form.patterns:
+                usable.append(method)
+            continue
         if method == "multi" and any(tm.multi is None for tm in tms):
             continue
         if method != "multi" and any(tm.specialists is None for tm in tms):

@@ -16,6 +16,12 @@ twice the MSE of the posterior mean, so both are reported. `coverage` is the sha
 inside the central `level` interval of the draws (`ideal_coverage`: what a perfectly
 calibrated sampler with K draws reaches); `crps` the empirical CRPS (see `crps`).
 
+Draws are also scored as distributions, per patient (`patient_errors`): the fair energy
+score of the patient's whole target vector (`energy_score`, a proper score of the joint
+draw: it rewards the right spread and the right dependence between features, not only the
+right mean), and the coverage of the patient's vector projected on random unit directions
+(`projection_coverage`: joint calibration, which per-feature intervals cannot show).
+
 Patient-level intervals: `patient_errors` keeps each patient's squared-error sums and covered
 share, from which `r2_bootstrap` recomputes the pooled R^2 on bootstrap resamples of patients
 (SS_tot around each resample's own means).
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scoringrules
 from sklearn.metrics import r2_score
 
 from coherent_jax.evaluate.align import paired
@@ -72,6 +79,38 @@ def crps(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return spread - 0.5 * pairwise
 
 
+NUM_PROJECTIONS = 64
+"""Random unit directions of `projection_coverage` (fixed by seed 0 and the width)."""
+
+
+def energy_score(real: np.ndarray, draws: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """[N] fair energy score of each patient's K draws [K, N, D] for its truth real [N, D]:
+    E||X - y|| - 1/2 E||X - X'|| with the unbiased (fair) pairwise term (scoringrules);
+    lower is better. Patients go in chunks to bound the [K, K, D] pairwise differences."""
+    draws = np.asarray(draws, np.float64)
+    real = np.asarray(real, np.float64)
+    if draws.shape[0] < 2:
+        return np.full(real.shape[0], np.nan)
+    out = [scoringrules.es_ensemble(real[i:i + chunk], np.swapaxes(draws[:, i:i + chunk], 0, 1),
+                                    estimator="fair", backend="numpy")
+           for i in range(0, real.shape[0], chunk)]
+    return np.concatenate([np.atleast_1d(np.asarray(o, np.float64)) for o in out])
+
+
+def projection_coverage(real: np.ndarray, draws: np.ndarray, level: float = 0.9,
+                        num: int = NUM_PROJECTIONS) -> np.ndarray:
+    """[N] share of `num` random unit directions u (seed 0) on which u'y lies inside the
+    central `level` interval of the K draws' u'x: joint calibration of the draws."""
+    width = real.shape[1]
+    directions = np.random.default_rng(0).standard_normal((width, num))
+    directions /= np.linalg.norm(directions, axis=0, keepdims=True)  # [D, P]
+    tail = (1 - level) / 2
+    projected = np.asarray(draws, np.float64) @ directions  # [K, N, P]
+    lower, upper = np.quantile(projected, [tail, 1 - tail], axis=0)
+    truth = np.asarray(real, np.float64) @ directions  # [N, P]
+    return np.mean((truth >= lower) & (truth <= upper), axis=1)
+
+
 def interval_coverage(real: np.ndarray, draws: np.ndarray, level: float = 0.9) -> float:
     """Share of entries of real [N, D] inside the central `level` interval of draws [K, N, D]."""
     if not 0 < level < 1:
@@ -99,15 +138,21 @@ def patient_errors(real: np.ndarray, draws: np.ndarray, point: np.ndarray | None
         {'sse_mean': [N] sum over features of the squared error of the point estimate (the
         mean of the draws, or `point`), 'sse_single': [N] the same of single draws, averaged
         over the K draws, 'covered': [N] share of the patient's entries inside the central
-        `level` interval of the draws (NaN for K = 1)}.
+        `level` interval of the draws, 'energy': [N] `energy_score`, 'projection_covered':
+        [N] `projection_coverage` (the last three NaN for K = 1)}.
     """
     mean = draws.mean(axis=0) if point is None else point
     tail = (1 - level) / 2
     lower, upper = np.quantile(draws, [tail, 1 - tail], axis=0)
     covered = np.mean((real >= lower) & (real <= upper), axis=1)
+    several = len(draws) > 1
+    nothing = np.full(len(real), np.nan)
     return {"sse_mean": np.sum((real - mean) ** 2, axis=1),
             "sse_single": np.mean(np.sum((real[None] - draws) ** 2, axis=2), axis=0),
-            "covered": covered if len(draws) > 1 else np.full(len(real), np.nan)}
+            "covered": covered if several else nothing,
+            "energy": energy_score(real, draws) if several else nothing,
+            "projection_covered": projection_coverage(real, draws, level) if several
+            else nothing}
 
 
 def r2_bootstrap(real: np.ndarray, sse: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -59,6 +59,10 @@ def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
                                 values="r2_mean", sort=False)}
     out["Calibration: coverage of the central 90% interval of the K draws (95% patient "
         "interval), beside a perfectly calibrated sampler's"] = results.calibration
+    out["Draws as distributions (every other modality given): mean fair energy score of the "
+        "target vector (lower is better) and coverage of 64 random projections of it by the "
+        "central 90% of the K draws (joint calibration), 95% patient intervals; the last "
+        "column: paired difference to the closed form ('gaussian')"] = results.distributions
     out[f"Privacy: conditional membership inference (train vs {config.holdout_split!r} "
         f"patients, every other modality given, K = {config.membership_samples}) and "
         "near-copies of the full training set (flagged: AUC outside "

@@ -47,6 +47,8 @@ class EvalResults:
             differences to the raw-feature ridge; headline_tests: those tests.
         reconstruction_latent: `headline` in latent space.
         calibration: coverage of the central 90% interval of the draws.
+        distributions: the draws scored as distributions (energy score, projection
+            coverage) beside the closed form (`scoring.distribution_table`).
         fidelity: PRDC and energy distance of single draws; copies: near-copies of the
             training set; membership: the conditional membership inference;
             unconditional: fully masked multi-condition draws vs training records.
@@ -68,6 +70,7 @@ class EvalResults:
     headline_tests: pd.DataFrame
     reconstruction_latent: pd.DataFrame
     calibration: pd.DataFrame
+    distributions: pd.DataFrame
     fidelity: pd.DataFrame
     copies: pd.DataFrame
     membership: pd.DataFrame
@@ -88,7 +91,8 @@ class EvalResults:
         """name -> table, each written as the report's tables/<name>.csv."""
         out = {"reconstruction_all": self.scores, "reconstruction_latent":
                self.reconstruction_latent, "reconstruction_tests": self.headline_tests,
-               "calibration": self.calibration, "fidelity": self.fidelity,
+               "calibration": self.calibration, "distributions": self.distributions,
+               "fidelity": self.fidelity,
                "privacy_membership": self.membership, "privacy_copies": self.copies,
                "imputation_diagnostics": self.diagnostics}
         down = self.downstream

@@ -236,3 +236,38 @@ def calibration_table(scores: pd.DataFrame, errors: dict, generative, num_sample
                 row[f"coverage ({space_name})"] = stats.cell(point, low, high)
             rows.append({**row, f"ideal with K = {num_samples}": f"{ideal:.3f}"})
     return pd.DataFrame(rows).set_index(["method", "target"])
+
+
+def distribution_table(scores: pd.DataFrame, errors: dict, generative, indices: np.ndarray,
+                       reference: str = "gaussian") -> pd.DataFrame:
+    """Draws scored as distributions, every other modality given: per generative method and
+    target, the mean fair energy score of the patients' target vectors and the coverage of
+    random projections of them (`reconstruction.patient_errors`), in latent and feature
+    space, with 95% patient-bootstrap intervals; and the paired difference of each method's
+    feature-space energy score to the closed form's (`reference`; negative: better).
+
+    Returns:
+        rows (method, target); columns 'energy (latent)', 'energy (features)',
+        'projection coverage (latent)', 'projection coverage (features)' and, when the
+        reference ran, 'energy (features) - <reference>', as 'value [low, high]' strings.
+    """
+    rows = []
+    for method in generative:
+        for target in pd.unique(scores["target"]):
+            row = {"method": method, "target": target}
+            for kind, label in (("energy", "energy"), ("projection_covered",
+                                                       "projection coverage")):
+                for space_name in ("latent", "features"):
+                    values = errors[(method, target, space_name)][kind]
+                    row[f"{label} ({space_name})"] = stats.cell(
+                        float(np.mean(values)),
+                        *stats.percentile_interval(values[indices].mean(axis=1)))
+            if reference in generative and method != reference:
+                ours = errors[(method, target, "features")]["energy"]
+                theirs = errors[(reference, target, "features")]["energy"]
+                difference = ours - theirs  # [N], paired by patient
+                row[f"energy (features) - {reference}"] = stats.cell(
+                    float(np.mean(difference)),
+                    *stats.percentile_interval(difference[indices].mean(axis=1)), signed=True)
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["method", "target"])

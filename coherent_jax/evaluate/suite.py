@@ -45,7 +45,8 @@ from coherent_jax.evaluate.patterns import pattern_copies, tag
 from coherent_jax.evaluate.report import write_report
 from coherent_jax.evaluate.results import EvalResults
 from coherent_jax.evaluate.scoring import (FEATURE_BASELINES, calibration_table,
-                                           headline_intervals, headline_table, reconstruction)
+                                           distribution_table, headline_intervals,
+                                           headline_table, reconstruction)
 from coherent_jax.impute import METHODS, ImputeConfig
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class EvalConfig:
         membership_samples: K draws per patient of the conditional membership inference.
     """
 
-    methods: tuple = ("coherent", "product", "multi")
+    methods: tuple = ("coherent", "product", "multi", "gaussian")
     baselines: tuple = ("mean", "knn", "iterative", "ridge", "mlp", "mofa", "ridge_features",
                         "knn_features")
     imputation: ImputeConfig = ImputeConfig(num_candidates=2)
@@ -198,6 +199,7 @@ def _score_and_analyse(copies, imputations, test_latent, test_features, feature_
         best, errors, {t: test_features.tables[t].loc[ids].to_numpy(np.float64)
                        for t in modalities}, imputations, k, indices)
     calibration = calibration_table(best, errors, imputations, k, indices)
+    distributions = distribution_table(best, errors, imputations, indices)
     timer.lap("intervals_calibration")
     fidelity, copy_audit, unconditional = analyses.fidelity_and_privacy(
         copies, imputations, test_latent, train_latent,
@@ -223,7 +225,7 @@ def _score_and_analyse(copies, imputations, test_latent, test_features, feature_
         headline=headline_table(best, "features", imputations, k), headline_cells=headline_cells,
         headline_tests=headline_tests,
         reconstruction_latent=headline_table(best, "latent", imputations, k),
-        calibration=calibration, fidelity=fidelity, copies=copy_audit, membership=membership,
+        calibration=calibration, distributions=distributions, fidelity=fidelity, copies=copy_audit, membership=membership,
         unconditional=unconditional, disagreement=disagreement, downstream=down, pca=pca,
         diagnostics=pd.concat([r.diagnostics.assign(method=m) for m, r in imputations.items()]),
         timings=timer.timings)
