@@ -68,23 +68,31 @@ def test_pattern_copies_refuse_a_split_without_complete_patients():
 def test_report_holds_every_part(run):
     cohort, result, folder = run
     scores = result.scores
-    assert set(scores["method"]) == {"coherent", "product", "multi", "mean", "knn", "ridge",
-                                     "ridge_features", "knn_features"}
+    assert set(scores["method"]) == {"coherent", "product", "multi", "gaussian", "mean", "knn",
+                                     "ridge", "ridge_features", "knn_features"}
     assert set(scores["space"]) == {"latent", "features"}
     fitted = scores.groupby("method")["fitted_in"].unique().map(tuple).to_dict()
     assert fitted == {"coherent": ("latent",), "product": ("latent",), "multi": ("latent",),
+                      "gaussian": ("latent",),
                       "knn": ("latent",), "ridge": ("latent",), "mean": ("both",),
                       "ridge_features": ("features",), "knn_features": ("features",)}
     # 3 targets x 2 available sets each that exclude the target... plus the pair: 9 pairs
     pairs = scores[["target", "source"]].drop_duplicates()
     assert len(pairs) == 9
+    # draws scored as distributions, beside the closed form
+    table = result.distributions
+    assert set(table.index.get_level_values("method")) == {"coherent", "product", "multi",
+                                                             "gaussian"}
+    assert {"energy (latent)", "energy (features)", "projection coverage (features)",
+            "energy (features) - gaussian"} <= set(table.columns)
+    assert os.path.exists(os.path.join(folder, "tables", "distributions.csv"))
     assert {"T1", "T2", "all"} <= set(scores["group"])
     headline = result.headline
     assert list(headline.columns) == ["a", "b", "c"]
     assert list(headline.index) == [
         "coherent: mean of 3 draws", "coherent: single draw", "product: mean of 3 draws",
         "product: single draw", "multi: mean of 3 draws", "multi: single draw",
-        "training mean", "knn (latent)", "ridge (latent)", "ridge (features)", "knn (features)"]
+        "gaussian: mean of 3 draws", "gaussian: single draw", "training mean", "knn (latent)", "ridge (latent)", "ridge (features)", "knn (features)"]
     assert headline.notna().all().all()
     # the ridge regressor of the exact linear-Gaussian model beats the training mean
     assert (headline.loc["ridge (latent)"] > headline.loc["training mean"] + 0.2).all()
@@ -108,23 +116,24 @@ def test_report_holds_every_part(run):
                          index_col=0)
     assert list(latent.index) == list(headline.index) and latent.notna().all().all()
     fidelity = result.fidelity
-    assert set(fidelity["method"]) == {"coherent", "product", "multi",
+    assert set(fidelity["method"]) == {"coherent", "product", "multi", "gaussian",
                                        "random training records"}
     assert fidelity["precision"].str.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]").all()
     assert set(result.unconditional) == {"a", "b", "c"}
     membership = result.membership
-    assert set(membership["method"]) == {"coherent", "product", "multi", "ridge (features)"}
-    assert len(membership) == 12 and membership["auc"].between(0, 1).all()
+    assert set(membership["method"]) == {"coherent", "product", "multi", "gaussian",
+                                         "ridge (features)"}
+    assert len(membership) == 15 and membership["auc"].between(0, 1).all()
     assert (membership["low"] <= membership["auc"]).all()
     assert (membership["n_non_members"] == len(ids)).all()  # the test split: never selected on
     assert (membership["n_members"] > 2 * len(ids)).all()
     copies = result.copies
-    assert len(copies) == 9 and copies["near_copy_share"].between(0, 1).all()
+    assert len(copies) == 12 and copies["near_copy_share"].between(0, 1).all()
     assert (copies["draw_train_nn_median"] > 0).all()
     calibration = result.calibration
-    assert calibration.shape == (9, 3) and "ideal with K = 3" in calibration.columns
+    assert calibration.shape == (12, 3) and "ideal with K = 3" in calibration.columns
     headline_tests = result.headline_tests
-    assert len(headline_tests) == 9 and set(headline_tests["against"]) == {"ridge (features)"}
+    assert len(headline_tests) == 12 and set(headline_tests["against"]) == {"ridge (features)"}
     cells = result.headline_cells
     assert "coherent - ridge (features)" in cells.index and cells.notna().all().all()
     rescue = result.downstream.rescue.scores
@@ -139,11 +148,14 @@ def test_report_holds_every_part(run):
     assert {"significant", "q", "low", "high"} <= set(result.downstream.rescue_tests.columns)
     assert set(result.downstream.rescue_tests["against"]) == {"retrained"}
     assert len(result.downstream.rescue_intervals) == len(rescue)
-    assert set(result.downstream.prioritisation["method"]) == {"coherent", "product", "multi"}
+    assert set(result.downstream.prioritisation["method"]) == {"coherent", "product", "multi",
+                                                                "gaussian"}
     text = open(result.index).read()
-    assert repr(result).startswith("EvalResults(methods=['coherent', 'product', 'multi']")
+    assert repr(result).startswith(
+        "EvalResults(methods=['coherent', 'product', 'multi', 'gaussian']")
     assert len(repr(result)) < 1000
-    for heading in ("## Reconstruction", "## Privacy: conditional membership inference",
+    for heading in ("## Reconstruction", "## Draws as distributions",
+                    "## Privacy: conditional membership inference",
                     "## Fidelity: PRDC", "## Calibration", "## Performance rescue",
                     "## Rescue vs the retrained forest",
                     "## Counterfactual test prioritisation", "## Notes"):
