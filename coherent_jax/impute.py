@@ -380,8 +380,7 @@ def _decode(draws: dict, present: dict, ids, seed: int, latent_space,
         if known is not None and np.isfinite(known).all(axis=1).any():
             rows = np.isfinite(known).all(axis=1)  # [N] patients with a known mean
             means[m].loc[ids[rows]] = latent_space.decode(m, known[rows]).to_numpy()
-        decoded = expected + rng.standard_normal(expected.shape).astype(np.float32) * (
-            latent_space.residual_std[m])
+        decoded = expected + latent_space.residual_noise(m, len(expected), rng)
         if feature_cohort is not None and m in feature_cohort.modalities:
             obs_ids = ids[present[m]]
             real = feature_cohort.tables[m].reindex(obs_ids)

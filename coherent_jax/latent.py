@@ -27,6 +27,7 @@ import pandas as pd
 from coherent_jax import checkpointing
 from coherent_jax import encoders as enc_lib
 from coherent_jax.data import Cohort, DataError
+from coherent_jax.data.lowrank_fill import LowRankFill
 from coherent_jax.errors import UnknownModalityError
 from coherent_jax.models import autoencoder as ae_lib
 
@@ -134,6 +135,12 @@ class LatentSpace:
             latents. Zero for identity encoders.
         selection: modality -> {'held_out_r2': {kind: R^2}, 'chosen': kind} for modalities
             whose kind was 'auto'.
+        residual_loadings: modality -> [D, r] the dependence between features of that
+            residual (a low-rank Gaussian fitted on the held-out residuals, `lowrank_fill`):
+            decoded draws add loadings @ z plus independent noise for the rest of each
+            feature's `residual_std`, so the spread of sums and contrasts of features (random
+            projections) is right, not only each feature's. Absent: independent noise (spaces
+            saved before it existed, identity encoders).
     """
 
     config: LatentConfig
@@ -143,6 +150,7 @@ class LatentSpace:
     z_std: Mapping[str, np.ndarray]
     residual_std: Mapping[str, np.ndarray]
     selection: Mapping[str, dict] = dataclasses.field(default_factory=dict)
+    residual_loadings: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     # ----------------------------------------------------------------------------------------
     # fitting
@@ -175,6 +183,7 @@ class LatentSpace:
         train = cohort.split("train")
         k = config.latent_dim
         encoders, z_mean, z_std, residual_std, selection = {}, {}, {}, {}, {}
+        loadings = {}
         for m in cohort.modalities:
             values, present = train.matrix(m)
             rows = values[present]  # [n, D]
@@ -190,14 +199,18 @@ class LatentSpace:
                                 f"below {min(width, rows.shape[0] - 1)}.")
             if kind == "auto":
                 kind, selection[m] = _select_kind(m, rows, cohort, config, mesh)
-            encoder, residual_std[m] = _fit_encoder(kind, m, rows, cohort, config, log_fn, mesh)
+            encoder, residual = _fit_encoder(kind, m, rows, cohort, config, log_fn, mesh)
+            residual_std[m] = np.sqrt(np.mean(np.square(residual, dtype=np.float64), axis=0)
+                                      ).astype(np.float32)
+            if residual_std[m].any() and residual.shape[0] >= 4:
+                loadings[m] = LowRankFill.fit(residual).loadings.astype(np.float32)
             z = encoder.encode(rows)  # [n, k]
             std = z.std(axis=0)
             encoders[m] = encoder
             z_mean[m] = z.mean(axis=0).astype(np.float32)
             z_std[m] = _scale(std, config.scaling)
         return cls(config, encoders, {m: tuple(cohort.feature_names[m]) for m in encoders},
-                   z_mean, z_std, residual_std, selection)
+                   z_mean, z_std, residual_std, selection, loadings)
 
     # ----------------------------------------------------------------------------------------
     # views
@@ -311,10 +324,23 @@ class LatentSpace:
         raw = values * self.z_std[modality] + self.z_mean[modality]
         features = encoder.decode(raw) if len(raw) else np.zeros((0, encoder.input_dim))
         if rng is not None:
-            features = features + rng.standard_normal(features.shape) * self.residual_std[
-                modality]
+            features = features + self.residual_noise(modality, len(features), rng)
         return pd.DataFrame(np.asarray(features, np.float32), index=index,
                             columns=list(self.feature_names[modality]))
+
+    def residual_noise(self, modality: str, num_rows: int, rng: np.random.Generator
+                       ) -> np.ndarray:
+        """[num_rows, D] draws of what the latent space leaves out: low rank
+        (`residual_loadings`) plus independent per-feature noise, with `residual_std` as each
+        feature's total spread; independent noise alone where no loadings were fitted."""
+        sd = self.residual_std[modality]
+        loadings = self.residual_loadings.get(modality)
+        if loadings is None or loadings.shape[1] == 0:
+            return (rng.standard_normal((num_rows, len(sd))) * sd).astype(np.float32)
+        loadings = np.asarray(loadings, np.float64)
+        rest = np.sqrt(np.maximum(sd.astype(np.float64) ** 2 - (loadings ** 2).sum(axis=1), 0.0))
+        shared = rng.standard_normal((num_rows, loadings.shape[1])) @ loadings.T
+        return (shared + rng.standard_normal((num_rows, len(sd))) * rest).astype(np.float32)
 
     # ----------------------------------------------------------------------------------------
     # persistence
@@ -323,6 +349,8 @@ class LatentSpace:
         (JSON) to `directory`, replacing what was there."""
         tree = {m: {"encoder": e.arrays(), "z_mean": self.z_mean[m], "z_std": self.z_std[m],
                     "residual_std": self.residual_std[m]} for m, e in self.encoders.items()}
+        for m, value in self.residual_loadings.items():
+            tree[m]["residual_loadings"] = value
         metadata = {
             "format": FORMAT,
             "config": self.config.to_json(),
@@ -342,6 +370,7 @@ class LatentSpace:
             raise ValueError(f"{directory!r} holds no LatentSpace (format "
                              f"{metadata.get('format')!r}, expected {FORMAT!r}).")
         encoders, names, z_mean, z_std, residual_std = {}, {}, {}, {}, {}
+        loadings = {}
         for m in metadata["modalities"]:
             info = metadata["encoders"][m]
             encoders[m] = enc_lib.rebuild(info["kind"], info["spec"], tree[m]["encoder"])
@@ -349,8 +378,10 @@ class LatentSpace:
             z_mean[m] = np.asarray(tree[m]["z_mean"], np.float32)
             z_std[m] = np.asarray(tree[m]["z_std"], np.float32)
             residual_std[m] = np.asarray(tree[m]["residual_std"], np.float32)
+            if "residual_loadings" in tree[m]:
+                loadings[m] = np.asarray(tree[m]["residual_loadings"], np.float32)
         return cls(LatentConfig.from_json(metadata["config"]), encoders, names, z_mean, z_std,
-                   residual_std, metadata.get("selection", {}))
+                   residual_std, metadata.get("selection", {}), loadings)
 
     # ----------------------------------------------------------------------------------------
     def _encoder(self, modality: str) -> enc_lib.Encoder:
@@ -387,19 +418,17 @@ def _train_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: ae_lib.A
 
 def _fit_encoder(kind: str, m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
                  log_fn, mesh) -> tuple[enc_lib.Encoder, np.ndarray]:
-    """(encoder of `kind` fitted on the train rows [n, D], held-out residual SD [D])."""
+    """(encoder of `kind` fitted on the train rows [n, D], residuals x - decode(encode(x)) of
+    rows it was not fitted on [n_held, D]: PCA's out-of-fold over every train row, an
+    autoencoder's early-stopping rows; zeros for the identity)."""
     width, k = rows.shape[1], config.latent_dim
     if kind == "identity":
         if width != k:
             raise ValueError(f"modality {m!r} has {width} features; the identity encoder needs "
                              f"exactly latent_dim={k}. Use 'pca' or 'autoencoder'.")
-        return enc_lib.IdentityEncoder(width), np.zeros(width, np.float32)
+        return enc_lib.IdentityEncoder(width), np.zeros((1, width), np.float32)
     if kind == "pca":
-        encoder = enc_lib.PCAEncoder.fit(rows, k)
-        fit_rows, held_rows = _holdout_rows(m, rows, config)
-        if fit_rows.shape[0] > k:
-            return encoder, _residual_std(enc_lib.PCAEncoder.fit(fit_rows, k), held_rows)
-        return encoder, _residual_std(encoder, rows)  # too few rows: the in-sample residual
+        return enc_lib.PCAEncoder.fit(rows, k), _pca_out_of_fold_residuals(rows, k, config)
     ae_config = config.autoencoders.get(m) or ae_lib.default_config(m, width, latent_dim=k,
                                                                     seed=config.seed)
     fit_rows, stop_rows = _stopping_rows(cohort, m, rows, config)
@@ -407,7 +436,22 @@ def _fit_encoder(kind: str, m: str, rows: np.ndarray, cohort: Cohort, config: La
         fit_rows, stop_rows, ae_config,
         None if log_fn is None else (lambda r: log_fn({"modality": m, **r})), mesh,
         f"autoencoder {m}")
-    return encoder, _residual_std(encoder, stop_rows)
+    return encoder, _residual(encoder, stop_rows)
+
+
+def _pca_out_of_fold_residuals(rows: np.ndarray, k: int, config: LatentConfig,
+                               folds: int = 5) -> np.ndarray:
+    """[n, D] residuals of every train row under a PCA fitted without it (K folds); the
+    in-sample residuals when the folds are too small for a k-d PCA."""
+    n = rows.shape[0]
+    if n * (folds - 1) // folds <= k + 1:
+        return _residual(enc_lib.PCAEncoder.fit(rows, k), rows)
+    out = np.zeros(rows.shape, np.float32)
+    order = np.random.default_rng(config.seed).permutation(n)
+    for held in np.array_split(order, folds):
+        fit = np.setdiff1d(order, held)
+        out[held] = _residual(enc_lib.PCAEncoder.fit(rows[fit], k), rows[held])
+    return out
 
 
 def _select_kind(m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
@@ -435,10 +479,9 @@ def _select_kind(m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
     return chosen, {"held_out_r2": scores, "chosen": chosen}
 
 
-def _residual_std(encoder: enc_lib.Encoder, held: np.ndarray) -> np.ndarray:
-    """[D] root-mean-square of held - decode(encode(held)) per feature (rows never fitted)."""
-    residual = held - encoder.decode(encoder.encode(held))  # [n, D]
-    return np.sqrt(np.mean(np.square(residual, dtype=np.float64), axis=0)).astype(np.float32)
+def _residual(encoder: enc_lib.Encoder, held: np.ndarray) -> np.ndarray:
+    """[n, D] held - decode(encode(held)) (rows the encoder was not fitted on)."""
+    return (held - encoder.decode(encoder.encode(held))).astype(np.float32)
 
 
 def _stopping_rows(cohort: Cohort, modality: str, rows: np.ndarray,

@@ -312,3 +312,31 @@ def test_auto_kind_compares_both_with_enough_rows(monkeypatch):
     scores = space.selection["rna"]["held_out_r2"]
     assert set(scores) == {"pca", "autoencoder"}
     assert space.kinds()["rna"] == max(scores, key=scores.get)
+
+
+def test_residual_noise_keeps_the_dependence_between_features():
+    """Rank-6 data in a 3-d PCA space: what is left out lives in 3 shared directions, so the
+    left-out parts of features move together. The draws' noise must have the spread of the
+    unseen residuals along random projections too (independent noise per feature gets sums
+    of features wrong)."""
+    rng = np.random.default_rng(4)
+    n, width = 600, 30
+    values = rng.standard_normal((n, 6)) @ rng.standard_normal((6, width))
+    values += 0.05 * rng.standard_normal((n, width))
+    ids = [f"p{i:03d}" for i in range(n)]
+    table = pd.DataFrame(values.astype(np.float32), index=ids,
+                         columns=[f"g{j}" for j in range(width)])
+    splits = {s: "train" if i < 400 else "test" for i, s in enumerate(ids)}
+    space = LatentSpace.fit(Cohort.from_tables({"rna": table}, splits=splits),
+                            LatentConfig(latent_dim=3, kinds={"rna": "pca"}))
+    assert space.residual_loadings["rna"].shape[1] >= 2
+    test = table.iloc[400:].to_numpy()
+    expected = space.decode("rna", space.encode_values("rna", test)).to_numpy()
+    residual = test - expected  # [200, D] unseen residuals
+    noise = space.residual_noise("rna", 20_000, np.random.default_rng(0))
+    directions = np.random.default_rng(1).standard_normal((width, 16))
+    real_sd, noise_sd = (residual @ directions).std(0), (noise @ directions).std(0)
+    np.testing.assert_allclose(noise_sd, real_sd, rtol=0.25)
+    independent = np.random.default_rng(0).standard_normal((20_000, width)) * \
+        space.residual_std["rna"]
+    assert np.max(np.abs((independent @ directions).std(0) / real_sd - 1)) > 1.0
