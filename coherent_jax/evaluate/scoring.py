@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from sklearn.covariance import ledoit_wolf_shrinkage
 
 from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.align import paired
@@ -23,10 +24,18 @@ from coherent_jax.evaluate.patterns import tag
 from coherent_jax.evaluate.reconstruction import (comparison_table, ideal_coverage,
                                                   patient_errors, r2_bootstrap,
                                                   reconstruction_metrics)
+from coherent_jax.latent import latent_names
 
 
-FEATURE_BASELINES = {"ridge_features": "ridge", "knn_features": "knn"}
-"""Baselines fitted on the preprocessed feature tables: name -> `predict_missing` method."""
+FEATURE_BASELINES = {"ridge_features": "ridge", "knn_features": "knn",
+                     "gaussian_features": "ridge"}
+"""Baselines fitted on the preprocessed feature tables: name -> `predict_missing` method.
+'gaussian_features' also draws: the ridge's prediction plus Gaussian residuals with the
+Ledoit-Wolf covariance of its out-of-fold training residuals, in feature space (the closed
+form a user would write in scikit-learn; `feature_gaussian_draws`)."""
+DRAWING_BASELINES = {"gaussian_features": "gaussian (features)"}
+"""Baselines that draw (scored as distributions too), with their row labels."""
+RESIDUAL_FOLDS = 5
 FEATURE_RIDGE_ALPHAS = tuple(np.logspace(-1, 6, 15))
 """RidgeCV's grid on raw features: thousands of standardised columns need larger penalties
 than 32 latents (KIPAN picks 1e3 on every target)."""
@@ -47,8 +56,52 @@ def _score(rows: list, real, draws, groups, point=None, errors: dict | None = No
             real_v, draws_v, point_v)
 
 
-def _baseline_predictions(baseline, train, test, subset, target, space, seed):
-    """(latent prediction [P, k], feature prediction [P, D], fitted_in) of one baseline.
+def feature_gaussian_draws(point: pd.DataFrame, train: dict, subset, target: str, space,
+                           num_samples: int, seed: int):
+    """K draws of the feature-space closed form around the raw-feature ridge's predictions
+    `point` [P, D]: the ridge's out-of-fold residuals on the training rows (RESIDUAL_FOLDS)
+    give a Ledoit-Wolf covariance (1 - d) S + d mu I, drawn exactly as
+    sqrt(1 - d) R' g / sqrt(n) + sqrt(d mu) e without forming it.
+
+    Returns:
+        (latent draws, feature draws, 'features', point): draws as DataFrames indexed by
+        (sample_id, draw), the latents encoded by `space`; `point` unchanged (the feature-space
+        point estimate).
+    """
+    ids = pd.Index(sorted(set.intersection(*(set(train[m].index) for m in (*subset, target)))))
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(ids)), RESIDUAL_FOLDS)
+    residual = []
+    for held in folds:
+        fit = ids.difference(ids[held])
+        pred = predict_missing("ridge", {m: train[m].loc[fit] for m in (*subset, target)},
+                               {m: train[m].loc[ids[held]] for m in subset}, subset, target,
+                               seed=seed, alphas=FEATURE_RIDGE_ALPHAS)
+        residual.append(train[target].loc[ids[held]].to_numpy(np.float64) - pred.to_numpy())
+    residual = np.concatenate(residual)  # [n, D]
+    residual -= residual.mean(axis=0)
+    n, d = residual.shape
+    shrink = float(ledoit_wolf_shrinkage(residual, assume_centered=True))
+    mu = float(np.mean(residual ** 2))  # trace(S) / D
+    rng = np.random.default_rng([seed, 3])
+    values = point.to_numpy(np.float64)  # [P, D]
+    draws = (values[None] + np.sqrt(1 - shrink) * (rng.standard_normal(
+        (num_samples, len(values), n)) @ residual) / np.sqrt(n)
+        + np.sqrt(shrink * mu) * rng.standard_normal((num_samples,) + values.shape))
+    index = pd.MultiIndex.from_arrays([np.tile(point.index, num_samples),
+                                       np.repeat(np.arange(num_samples), len(point))],
+                                      names=["sample_id", "draw"])
+    features = pd.DataFrame(draws.reshape(-1, d), index=index, columns=point.columns)
+    names = list(space.feature_names[target])
+    latent = pd.DataFrame(space.encode_values(target, features[names].to_numpy(np.float32)),
+                          index=index, columns=latent_names(target, space.latent_dim))
+    return latent, features, "features", point
+
+
+def _baseline_predictions(baseline, train, test, subset, target, space, seed,
+                          num_samples: int = 1):
+    """(latent prediction [P, k], feature prediction [P, D], fitted_in) of one baseline;
+    a drawing baseline (`DRAWING_BASELINES`) gives K draws and its point prediction
+    (`feature_gaussian_draws`).
 
     train / test: {'latent': tables, 'features': tables}. Latent baselines are decoded with
     `space`; raw-feature baselines are encoded with it; 'mean' is each space's training mean.
@@ -63,6 +116,9 @@ def _baseline_predictions(baseline, train, test, subset, target, space, seed):
         features = predict_missing(method, train["features"], test["features"], subset, target,
                                    seed=seed, **options)  # [P, D]
         names = list(space.feature_names[target])
+        if baseline in DRAWING_BASELINES:
+            return feature_gaussian_draws(features, train["features"], subset, target, space,
+                                          num_samples, seed)
         latent = pd.DataFrame(space.encode_values(target, features[names].to_numpy()),
                               index=features.index,
                               columns=train["latent"][target].columns)  # [P, k]
@@ -117,12 +173,15 @@ def reconstruction(copies, imputations, test_latent, test_features, train_latent
                            fitted_in="latent", **common)
             for baseline in config.baselines:
                 start = time.perf_counter()
-                latent, features, fitted_in = _baseline_predictions(
-                    baseline, train, test, subset, target, space, seed)
+                latent, features, fitted_in, *point = _baseline_predictions(
+                    baseline, train, test, subset, target, space, seed,
+                    config.imputation.num_samples)
                 seconds[baseline] = seconds.get(baseline, 0.0) + time.perf_counter() - start
                 for space_name, pred in (("latent", latent), ("features", features)):
                     _score(rows, real[space_name], pred, groups, method=baseline,
-                           space=space_name, fitted_in=fitted_in, **common)
+                           space=space_name, fitted_in=fitted_in,
+                           point=point[0] if point and space_name == "features" else None,
+                           **common)
     if seconds:
         log("baselines (fit and predict, all available sets): " + ", ".join(
             f"{b} {t:.1f} s" for b, t in seconds.items()))
@@ -135,6 +194,8 @@ def baseline_label(method: str) -> str:
     """How a baseline's row is named in the report's method x target tables."""
     if method == "mean":
         return "training mean"
+    if method in DRAWING_BASELINES:
+        return DRAWING_BASELINES[method]
     if method in FEATURE_BASELINES:
         return f"{FEATURE_BASELINES[method]} (features)"
     return f"{method} (latent)"
@@ -252,9 +313,10 @@ def distribution_table(scores: pd.DataFrame, errors: dict, generative, indices: 
         reference ran, 'energy (features) - <reference>', as 'value [low, high]' strings.
     """
     rows = []
-    for method in generative:
+    drawing = [b for b in DRAWING_BASELINES if b in set(scores["method"])]
+    for method in [*generative, *drawing]:
         for target in pd.unique(scores["target"]):
-            row = {"method": method, "target": target}
+            row = {"method": DRAWING_BASELINES.get(method, method), "target": target}
             for kind, label in (("energy", "energy"), ("projection_covered",
                                                        "projection coverage")):
                 for space_name in ("latent", "features"):

@@ -82,7 +82,7 @@ class EvalConfig:
 
     methods: tuple = ("coherent", "product", "multi", "gaussian")
     baselines: tuple = ("mean", "knn", "iterative", "ridge", "mlp", "mofa", "ridge_features",
-                        "knn_features")
+                        "knn_features", "gaussian_features")
     imputation: ImputeConfig = ImputeConfig(num_candidates=2)
     split: str = "test"
     holdout_split: str = "test"

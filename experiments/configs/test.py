@@ -21,7 +21,8 @@ def get_config():
                             batch_size=32, train_steps=40, eval_every=20, log_every=20,
                             val_sampler="ddim", val_sample_steps=5, seeds=(0, 1)))
     c.impute.update(dict(num_samples=2, sampler="ddim", sample_steps=5, num_candidates=2))
-    c.evaluate.update(dict(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features"),
+    c.evaluate.update(dict(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features",
+                                      "gaussian_features"),
                            num_seeds=1, n_estimators=20, num_unconditional=50))
     c.evaluate.imputation.update(dict(num_samples=8, sampler="ddim", sample_steps=5))
     return c
