@@ -23,7 +23,7 @@ status 2.
 import dataclasses
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 import _common
 from coherent_jax import pipeline
@@ -57,6 +57,7 @@ flags.DEFINE_float("max_outlier_z", RangeCheck.max_z, "See --max_outlier_share."
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every array it restores at INFO
     protected = (FLAGS.input, FLAGS.workdir)
     check_output_folder(FLAGS.out, overwrite=FLAGS.overwrite, protected=protected, flag="--out")
     formats = check_formats(FLAGS.format)

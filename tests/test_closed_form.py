@@ -76,3 +76,35 @@ def test_round_trip_and_refusals(form, tmp_path):
     with pytest.raises(ValueError, match="lacks"):
         impute(cohort, old, ImputeConfig(method="gaussian"), feature_cohort=cohort,
                order=())
+
+
+class _IdentitySpace:
+    """A latent space whose latents are the features (names 'c_z<j>')."""
+
+    latent_dim = 3
+    feature_names = {"c": tuple(f"c_{j}" for j in range(3))}
+
+    @staticmethod
+    def encode_values(modality, values):
+        return np.asarray(values, np.float32)
+
+
+def test_feature_space_closed_form_draws_the_exact_conditional():
+    """The report's 'gaussian (features)': raw-feature ridge plus Ledoit-Wolf residuals, drawn
+    without forming the covariance; its draws' covariance is the exact conditional one."""
+    from coherent_jax.evaluate.baselines import predict_missing  # noqa: PLC0415
+    from coherent_jax.evaluate.scoring import FEATURE_RIDGE_ALPHAS, feature_gaussian_draws
+
+    train = {m: t for m, t in linear_gaussian_cohort(MODEL, 3000, seed=0).tables.items()}
+    test = {m: t for m, t in linear_gaussian_cohort(MODEL, 200, seed=8).tables.items()}
+    point = predict_missing("ridge", train, {m: test[m] for m in "ab"}, ("a", "b"), "c",
+                            alphas=FEATURE_RIDGE_ALPHAS)
+    latent, features, fitted_in, back = feature_gaussian_draws(
+        point, train, ("a", "b"), "c", _IdentitySpace(), num_samples=100, seed=0)
+    assert fitted_in == "features" and back is point
+    draws = features.to_numpy().reshape(100, 200, 3)
+    mean, cov = MODEL.conditional("c", {m: test[m].to_numpy() for m in "ab"})
+    np.testing.assert_allclose(np.cov((draws - point.to_numpy()[None]).reshape(-1, 3).T), cov,
+                               atol=0.05)
+    np.testing.assert_allclose(point.to_numpy(), mean, atol=0.15)
+    assert latent.shape == features.shape
