@@ -295,15 +295,16 @@ def membership_attacks(imputer: Imputer, members: Cohort, non_members: Cohort,
         config: methods, draws, bootstrap.
 
     Returns:
-        One row per (attack, method, target) with `_attack_row`'s columns; the coherent
-        methods' no-modality check as attack 'no modality given' with `refused`.
+        One row per (attack, method, target) with `_attack_row`'s columns (methods the model
+        set cannot run are skipped); the coherent methods' no-modality check as attack
+        'no modality given' with `refused`.
     """
     n_in = members.num_samples
     rows = []
     for target in imputer.modalities:
         truth = np.concatenate([_zscores(imputer, members, target),
                                 _zscores(imputer, non_members, target)])
-        for method in config.methods:
+        for method in (m for m in config.methods if runnable(imputer.models, m)):
             settings = dataclasses.replace(imputer.settings, method=method,
                                            num_samples=config.num_samples)
             errors = []
@@ -333,13 +334,26 @@ def membership_attacks(imputer: Imputer, members: Cohort, non_members: Cohort,
     return pd.DataFrame(rows)
 
 
+def runnable(models, method: str) -> bool:
+    """Whether the model set has what `method` needs (the audit skips the others)."""
+    targets = models.targets.values()
+    if method == "gaussian":
+        return models.closed_form is not None and bool(models.closed_form.patterns)
+    if method == "multi":
+        return all(tm.multi is not None for tm in targets)
+    if method == "product" and not all(tm.unconditional for tm in targets):
+        return False
+    return all(tm.specialists is not None for tm in targets)
+
+
 def _no_modality_rows(imputer: Imputer, members: Cohort) -> list[dict]:
-    """Whether each coherent method refuses a patient with no modality given."""
+    """Whether each coherent method the model set can run refuses a patient with no
+    modality given."""
     ids = members.sample_ids[:1]
     empty = members.subset(ids)
     empty = empty.replace(tables={m: _emptied(t) for m, t in empty.tables.items()})
     rows = []
-    for method in ("coherent", "product"):
+    for method in (m for m in ("coherent", "product") if runnable(imputer.models, m)):
         settings = dataclasses.replace(imputer.settings, method=method, num_samples=1)
         try:
             imputer.impute(empty, settings, seed=0, units="zscore")

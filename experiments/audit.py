@@ -24,6 +24,7 @@ from absl import app, flags, logging
 import _common
 from coherent_jax import audit, pipeline
 from coherent_jax.errors import UserError
+from coherent_jax.impute import METHODS
 from coherent_jax.model_set import cohort_fingerprint
 
 FLAGS = flags.FLAGS
@@ -67,6 +68,9 @@ def main(argv):
                                seed=FLAGS.seed, attacks=FLAGS.attacks)
     if config.num_samples < 1:
         raise UserError(f"--num_samples must be >= 1, got {config.num_samples}.")
+    unknown = sorted(set(config.methods) - set(METHODS))
+    if unknown:
+        raise UserError(f"--methods {unknown} unknown; choose among {list(METHODS)}.")
     result = audit.audit_workdir(FLAGS.workdir, training_data(run, FLAGS.data), config)
     worst = (result.artefacts.sort_values("near_copies", ascending=False)
              .drop_duplicates("file").head(20) if len(result.artefacts) else result.artefacts)
