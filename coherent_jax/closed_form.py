@@ -64,6 +64,10 @@ class GaussianPattern:
         x = np.concatenate([np.asarray(f, np.float64) for f in features], axis=1)
         return x @ self.kernel + self.bias
 
+    def draw(self, mean: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
+        """[num, N, sum L_t] draws around conditional means [N, sum L_t]."""
+        return mean[None] + rng.standard_normal((num,) + mean.shape) @ self.scale.T
+
     def covariance(self) -> np.ndarray:
         """[sum L_t, sum L_t] the conditional covariance."""
         return self.scale @ self.scale.T
@@ -136,9 +140,7 @@ class ClosedForm:
         patients whose sources' feature rows are `features` (in `pattern(sources).sources`
         order)."""
         pattern = self.pattern(sources)
-        mean = pattern.mean(features)  # [N, sum L_t]
-        noise = rng.standard_normal((num,) + mean.shape) @ pattern.scale.T
-        return pattern.split(mean[None] + noise)
+        return pattern.split(pattern.draw(pattern.mean(features), num, rng))
 
     def tree(self) -> dict:
         """The arrays to save (pattern key -> kernel, bias, scale)."""

@@ -169,7 +169,8 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
         config: how to draw (`ImputeConfig`; default its defaults); `overrides` replace fields
             of it, e.g. `impute(cohort, models, num_samples=50)`.
         seed: one seed for everything; same seed, same draws.
-        order: the order targets are filled in (default: the model set's order).
+        order: the order targets are filled in (default: the model set's order; 'gaussian'
+            fills every missing modality at once, in no order).
         threshold: disagreement threshold; None uses the threshold calibrated for this
             sampler and step count when the model set has one, else the paper's 1.0.
         bucket: smallest padded batch; row counts are padded to bucket * 2^k.
@@ -271,18 +272,18 @@ def _closed_form_draws(draws: "_Draws", cohort, models: ModelSet, feature_cohort
     present = np.stack([draws.present[m] for m in form.modalities], axis=1)  # [N, M]
     filled = {m: ([], []) for m in form.modalities}  # target -> (row indices, samples)
     means = {m: np.full((n, draws.work[m].shape[1]), np.nan) for m in form.modalities}
-    for pattern in np.unique(present, axis=0):
-        if pattern.all():
+    for observed in np.unique(present, axis=0):
+        if observed.all():
             continue
-        patients = np.flatnonzero((present == pattern).all(axis=1))  # [n_p]
-        sources = [m for m, have in zip(form.modalities, pattern) if have]
+        patients = np.flatnonzero((present == observed).all(axis=1))  # [n_p]
+        gaussian = form.pattern([m for m, have in zip(form.modalities, observed) if have])
         features = [feature_cohort.tables[m].reindex(draws.ids[patients]).to_numpy(np.float64)
-                    for m in form.pattern(sources).sources]
+                    for m in gaussian.sources]
+        mean = gaussian.mean(features)  # [n_p, sum L_t]
         rows = (np.arange(k)[:, None] * n + patients[None, :]).ravel()  # draw-major [K*n_p]
-        pattern = form.pattern(sources)
-        for target, mean in pattern.split(pattern.mean(features)).items():
-            means[target][patients] = mean
-        for target, values in form.sample(sources, features, k, rng).items():
+        for target, value in gaussian.split(mean).items():
+            means[target][patients] = value
+        for target, values in gaussian.split(gaussian.draw(mean, k, rng)).items():
             filled[target][0].append(rows)
             filled[target][1].append(values.reshape(len(rows), -1))
     for target, (rows, samples) in filled.items():
