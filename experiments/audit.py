@@ -17,6 +17,7 @@ flagged attack) exits with status 1 after the tables.
 """
 
 import dataclasses
+import os
 import sys
 
 from absl import app, flags, logging
@@ -45,6 +46,9 @@ flags.DEFINE_integer("seed", 0, "Sampling and bootstrap seed.")
 def training_data(run: dict, path: str):
     """The run's raw cohort with its split, checked against the run's data fingerprint."""
     data = pipeline.from_mapping(pipeline.DataConfig, run["config"]["data"])
+    if not path and data.source in pipeline.OWN_FILES and not os.path.exists(data.path):
+        raise UserError(f"the run's training data {data.path!r} is not there (moved?): pass "
+                        "--data=<where the training data is now>.")
     if path:
         source = data.source if data.source in pipeline.OWN_FILES else "csv"
         data = dataclasses.replace(data, source=source, path=path)
