@@ -67,7 +67,7 @@ class AuditConfig:
         attacks: run the membership attacks (False: the stored-row scan only).
     """
 
-    methods: tuple[str, ...] = ("coherent", "multi")
+    methods: tuple[str, ...] = ("coherent", "multi", "gaussian")
     num_samples: int = 10
     num_unconditional: int = 1000
     num_bootstrap: int = stats.NUM_BOOTSTRAP
