@@ -43,7 +43,7 @@ from coherent_jax import checkpointing, metrics_io, safe_io
 from coherent_jax.data import Cohort
 from coherent_jax.errors import UserError
 from coherent_jax.evaluate import privacy, stats
-from coherent_jax.impute import ImputeConfig, unconditional_draws
+from coherent_jax.impute import ImputeConfig, supports, unconditional_draws
 from coherent_jax.imputer import Imputer, RangeCheck
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")
@@ -230,12 +230,10 @@ def scan_artefacts(workdir: str, imputer: Imputer, members: Cohort, heldout: Coh
         (artefacts table, unread files table).
     """
     references = {}
+    train_z, heldout_z = _zscores(imputer, members), _zscores(imputer, heldout)
     for m in imputer.modalities:
         step = imputer.preprocessor.transforms[m]
-        zs = {}
-        for name, part in (("train", members), ("heldout", heldout)):
-            values, present = imputer.preprocessor.transform(part).matrix(m)
-            zs[name] = values[present].astype(np.float64)
+        zs = {"train": train_z[m], "heldout": heldout_z[m]}
         references[m] = (step, _Reference.of(m, "features", zs["train"], zs["heldout"]),
                          _Reference.of(m, "latent", imputer.space.encode_values(m, zs["train"]),
                                        imputer.space.encode_values(m, zs["heldout"])))
@@ -261,9 +259,14 @@ def scan_artefacts(workdir: str, imputer: Imputer, members: Cohort, heldout: Coh
 
 # ------------------------------------------------------------------------------------------
 # membership attacks through the released files
-def _zscores(imputer: Imputer, cohort: Cohort, modality: str) -> np.ndarray:
-    values, _ = imputer.preprocessor.transform(cohort).matrix(modality)
-    return values.astype(np.float64)
+def _zscores(imputer: Imputer, cohort: Cohort) -> dict[str, np.ndarray]:
+    """modality -> [n_present, D] the preprocessing's z-scores of the patients having it."""
+    z = imputer.preprocessor.transform(cohort)
+    out = {}
+    for m in imputer.modalities:
+        values, present = z.matrix(m)
+        out[m] = values[present].astype(np.float64)
+    return out
 
 
 def _emptied(table: pd.DataFrame) -> pd.DataFrame:
@@ -300,11 +303,12 @@ def membership_attacks(imputer: Imputer, members: Cohort, non_members: Cohort,
         'no modality given' with `refused`.
     """
     n_in = members.num_samples
+    zs = [_zscores(imputer, members), _zscores(imputer, non_members)]  # complete patients
+    space = imputer.space
     rows = []
     for target in imputer.modalities:
-        truth = np.concatenate([_zscores(imputer, members, target),
-                                _zscores(imputer, non_members, target)])
-        for method in (m for m in config.methods if runnable(imputer.models, m)):
+        truth = np.concatenate([z[target] for z in zs])
+        for method in (m for m in config.methods if supports(imputer.models, m)):
             settings = dataclasses.replace(imputer.settings, method=method,
                                            num_samples=config.num_samples)
             errors = []
@@ -316,7 +320,6 @@ def membership_attacks(imputer: Imputer, members: Cohort, non_members: Cohort,
             error = np.mean((np.concatenate(errors) - truth) ** 2, axis=1)
             rows.append(_attack_row("conditional", method, target, -error[:n_in],
                                     -error[n_in:], config))
-        space = imputer.space
         recon = space.decode(target, space.encode_values(target, truth.astype(np.float32)))
         error = np.mean((recon.to_numpy(np.float64) - truth) ** 2, axis=1)
         rows.append(_attack_row("encoder", "", target, -error[:n_in], -error[n_in:], config))
@@ -326,24 +329,11 @@ def membership_attacks(imputer: Imputer, members: Cohort, non_members: Cohort,
                                              sample_steps=imputer.settings.sample_steps),
                                 config.seed)
     for target, generated in draws.items():
-        latents = [space.encode_values(target, _zscores(imputer, part, target).astype(np.float32))
-                   for part in (members, non_members)]
+        latents = [space.encode_values(target, z[target].astype(np.float32)) for z in zs]
         near = [-privacy.closest_distance(x, generated) for x in latents]
         rows.append(_attack_row("unconditional", "multi", target, near[0], near[1], config))
     rows.extend(_no_modality_rows(imputer, members))
     return pd.DataFrame(rows)
-
-
-def runnable(models, method: str) -> bool:
-    """Whether the model set has what `method` needs (the audit skips the others)."""
-    targets = models.targets.values()
-    if method == "gaussian":
-        return models.closed_form is not None and bool(models.closed_form.patterns)
-    if method == "multi":
-        return all(tm.multi is not None for tm in targets)
-    if method == "product" and not all(tm.unconditional for tm in targets):
-        return False
-    return all(tm.specialists is not None for tm in targets)
 
 
 def _no_modality_rows(imputer: Imputer, members: Cohort) -> list[dict]:
@@ -353,7 +343,7 @@ def _no_modality_rows(imputer: Imputer, members: Cohort) -> list[dict]:
     empty = members.subset(ids)
     empty = empty.replace(tables={m: _emptied(t) for m, t in empty.tables.items()})
     rows = []
-    for method in (m for m in ("coherent", "product") if runnable(imputer.models, m)):
+    for method in (m for m in ("coherent", "product") if supports(imputer.models, m)):
         settings = dataclasses.replace(imputer.settings, method=method, num_samples=1)
         try:
             imputer.impute(empty, settings, seed=0, units="zscore")

@@ -217,10 +217,24 @@ def _with_overrides(config: ImputeConfig | None, overrides: dict) -> ImputeConfi
     return dataclasses.replace(config or ImputeConfig(), **overrides)
 
 
+def supports(models: ModelSet, method: str) -> bool:
+    """Whether the model set has what `method` needs for every target (multi: the
+    multi-condition models; product: specialists trained with condition dropout; gaussian:
+    the closed form; the others: specialists)."""
+    targets = models.targets.values()
+    if method == "gaussian":
+        return models.closed_form is not None and bool(models.closed_form.patterns)
+    if method == "multi":
+        return all(tm.multi is not None for tm in targets)
+    if method == "product" and not all(tm.unconditional for tm in targets):
+        return False
+    return all(tm.specialists is not None for tm in targets)
+
+
 def _check(cohort, models: ModelSet, method: str, order: Sequence[str]) -> None:
     """Refuses targets without models, cohorts lacking a target or its sources, methods the
     model set cannot run, and latents of another width."""
-    if method == "gaussian" and (models.closed_form is None or not models.closed_form.patterns):
+    if method == "gaussian" and not supports(models, method):
         raise UserError("method 'gaussian' needs the closed form, which this model set lacks "
                         "(trained by an earlier version, or too few complete training "
                         "patients); retrain it in a new work directory.")

@@ -6,27 +6,12 @@ import time
 from typing import Callable
 
 from coherent_jax.evaluate.patterns import PatternCopies
-from coherent_jax.impute import Imputation, impute
+from coherent_jax.impute import Imputation, impute, supports
 
 
 def _usable_methods(models, methods) -> list[str]:
-    """The requested methods this model set can run (product needs condition dropout,
-    gaussian the closed form)."""
-    usable = []
-    for method in methods:
-        tms = models.targets.values()
-        if method == "gaussian":
-            if models.closed_form is not None and models.closed_form.patterns:
-                usable.append(method)
-            continue
-        if method == "multi" and any(tm.multi is None for tm in tms):
-            continue
-        if method != "multi" and any(tm.specialists is None for tm in tms):
-            continue
-        if method == "product" and not all(tm.unconditional for tm in tms):
-            continue
-        usable.append(method)
-    return usable
+    """The requested methods this model set can run (`impute.supports`)."""
+    return [method for method in methods if supports(models, method)]
 
 
 def generate(copies: PatternCopies, models, space, config, seed: int,
