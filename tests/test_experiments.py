@@ -276,3 +276,13 @@ def test_audit_refuses_bad_input_with_one_line(workdir, tmp_path):
         found = _run("audit.py", *args)
         assert found.returncode == 2, (args, found.stderr[-2000:])
         assert found.stderr.strip().startswith("error:") and "Traceback" not in found.stderr
+
+
+def test_pipeline_refuses_an_out_folder_of_the_user_before_any_work(workdir, tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    out = _run("run_pipeline.py", f"--config={CONFIG}", f"--workdir={workdir}",
+               f"--out={theirs}")
+    assert out.returncode == 2 and "did not write" in out.stderr, out.stderr[-2000:]
+    assert os.listdir(theirs) == ["notes.txt"] and (theirs / "notes.txt").read_text() == "mine"
