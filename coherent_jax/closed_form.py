@@ -9,9 +9,9 @@ with x_S the preprocessed features of the modalities in S side by side, z_T the 
 the complement T side by side, the kernel a ridge (penalty per output column by leave-one-out,
 as the condition maps; optionally distilled on its leave-one-out predictions for membership
 privacy) fitted per target on the training rows that have the sources and that target, and the
-covariance the Ledoit-Wolf shrunk covariance of the ridges' out-of-fold residuals on the rows
-that have every modality. The draws of all missing
-modalities come out of one Gaussian, so their within- and cross-modality dependence is the
+covariance that of the ridges' out-of-fold residuals on the rows that have every modality
+(`residuals.robust_covariance`: Ledoit-Wolf shrunk correlation, robust per-dimension
+spread). The draws of all missing modalities come out of one Gaussian, so their within- and cross-modality dependence is the
 residuals' and no order of targets is involved. This is the strongest simple competitor of
 a generative imputer and the floor its draws are scored against (`ImputeConfig.method =
 'gaussian'`). It keeps kernels, biases and covariance factors: aggregates, no patient's row.
@@ -25,9 +25,8 @@ import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
-from sklearn.covariance import LedoitWolf
-
 from coherent_jax.anchor import ALPHAS, distilled_ridge, fit_out_of_fold
+from coherent_jax.residuals import robust_covariance
 
 MIN_ROWS = 20
 """Fewer training rows than this with a source set and a target: no closed form from that
@@ -184,9 +183,9 @@ def _fit_pattern(sources, targets, x, z, folds, seed, ridge) -> GaussianPattern 
     joint = np.concatenate(residuals, axis=1)  # [N, sum L_t], NaN where a target is absent
     complete = ~np.isnan(joint).any(axis=1)
     if complete.sum() >= MIN_ROWS:
-        cov = LedoitWolf().fit(joint[complete]).covariance_
+        cov = robust_covariance(joint[complete])
     else:  # too few patients with every target: each target's own residuals, independent
-        blocks = [LedoitWolf().fit(r[~np.isnan(r).any(axis=1)]).covariance_ for r in residuals]
+        blocks = [robust_covariance(r[~np.isnan(r).any(axis=1)]) for r in residuals]
         cov = _block_diagonal(blocks)
     return GaussianPattern(tuple(sources), tuple(targets),
                            tuple(z[t].shape[1] for t in targets), np.concatenate(kernels, axis=1),

@@ -10,10 +10,11 @@ import pytest
 
 from coherent_jax.data import linear_gaussian_cohort
 from coherent_jax.evaluate import r2
+from coherent_jax.evaluate.generation import generate
 from coherent_jax.evaluate.patterns import pattern_copies, source_subsets
 from coherent_jax.evaluate.scoring import reconstruction
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
-from coherent_jax.impute import ImputeConfig
+from coherent_jax.impute import ImputeConfig, impute
 from coherent_jax.latent import LatentConfig, LatentSpace
 from tiny import GAUSS, labelled_cohort
 
@@ -209,6 +210,36 @@ def test_feature_rows_do_not_go_through_the_decoder():
     with pytest.raises(ValueError, match="need train_features"):
         reconstruction(copies, {}, latents.split("test"), cohort.split("test"),
                        latents.split("train"), space, config, 0, None)
+
+
+def test_report_draws_are_those_of_impute_for_the_same_patients(tiny_run):
+    """Each available set is imputed as a user would impute it (those patients, only those
+    modalities, their own IDs): the evaluation's draws equal impute's, draw for draw."""
+    latents, cohort = tiny_run.latents.split("test"), tiny_run.cohort.split("test")
+    copies = pattern_copies(latents)
+    feature_copies = pattern_copies(cohort, copies.subsets)
+    found = generate(copies, tiny_run.models, tiny_run.space, EVAL, 0, lambda line: None,
+                     feature_copies)["coherent"]
+    for subset in copies.subsets:
+        ids = copies.sample_ids
+        unsplit = pd.Series(pd.NA, index=ids, dtype="string", name="split")
+        alone = {m: (t.loc[ids] if m in subset else t.loc[ids] * np.nan) for m, t in
+                 latents.tables.items()}
+        direct = impute(latents.subset(ids).replace(tables=alone, splits=unsplit),
+                        tiny_run.models,
+                        EVAL.imputation, method="coherent", seed=0, latent_space=tiny_run.space,
+                        feature_cohort=cohort.subset(ids).replace(splits=unsplit, tables={
+                            m: (t.loc[ids] if m in subset else t.loc[ids] * np.nan)
+                            for m, t in cohort.tables.items()}))
+        for target in (m for m in latents.modalities if m not in subset):
+            for field in ("draws", "features"):
+                report = copies.draws_of(getattr(found, field), target, subset)
+                np.testing.assert_array_equal(
+                    report.to_numpy(), getattr(direct, field)[target].to_numpy())
+                assert report.index.equals(getattr(direct, field)[target].index)
+            np.testing.assert_array_equal(
+                copies.draws_of(found.feature_means, target, subset).to_numpy(),
+                direct.feature_means[target].to_numpy())
 
 
 def test_eval_config_refuses_unknown_or_empty_choices():

@@ -48,6 +48,20 @@ class PatternCopies:
     sample_ids: pd.Index
     subsets: tuple
 
+    def available(self, subset: Sequence[str]) -> tuple[pd.Index, Cohort]:
+        """(copy IDs [P], the P original patients with only `subset`'s modalities, under their
+        own sample IDs, in `sample_ids` order): what a user would impute for that set."""
+        copy_ids = self.origin.index[np.asarray(self.origin["subset"] == tag(subset))]
+        part = self.cohort.subset(copy_ids)
+        ids = pd.Index(self.origin["sample_id"].reindex(copy_ids).to_numpy(), dtype="string",
+                       name="sample_id")
+        relabel = lambda t: t.set_axis(ids, axis=0)
+        return copy_ids, part.replace(
+            tables={m: relabel(t) for m, t in part.tables.items()},
+            labels=relabel(part.labels),
+            splits=pd.Series(pd.NA, index=ids, dtype="string", name="split"),
+            induced=relabel(part.induced), held_out={})
+
     def draws_of(self, tables: Mapping[str, pd.DataFrame], target: str,
                  subset: Sequence[str]) -> pd.DataFrame:
         """The draws of `target` for the copies of `subset`, indexed (original sample_id, draw).
