@@ -4,7 +4,7 @@ r"""The demo with condition maps distilled against membership inference (README,
 
 As `demo.py`, with every condition map fitted to its ridge's leave-one-out predictions
 (`ModelSetConfig.distill_conditions`), so that training patients are imputed no better than new
-ones. The latents stay 32-d: 64-d latents gave back a little accuracy on KIPAN but, on the
+ones. The latents stay 32-d (the demo's are 128-d): 64-d latents gave back a little accuracy on KIPAN but, on the
 smaller LGG and PAAD cohorts, let the encoder's own fit of its training patients show in the
 audit (README). Expected: about 5 minutes on 2 CPU cores.
 """
@@ -15,4 +15,5 @@ from configs import demo  # experiments/, the scripts' folder, is on sys.path
 def get_config():
     c = demo.get_config()
     c.denoisers.distill_conditions = True
+    c.latent.latent_dim = 32  # a wider encoder fits its own training patients: see above
     return c
