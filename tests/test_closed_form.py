@@ -108,3 +108,17 @@ def test_feature_space_closed_form_draws_the_exact_conditional():
                                atol=0.05)
     np.testing.assert_allclose(point.to_numpy(), mean, atol=0.15)
     assert latent.shape == features.shape
+
+
+def test_robust_covariance_keeps_each_spread_and_resists_outliers():
+    from coherent_jax.residuals import robust_covariance
+    rng = np.random.default_rng(0)
+    scales = np.array([10.0, 1.0, 0.1])
+    corr = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    x = rng.multivariate_normal(np.zeros(3), corr * np.outer(scales, scales), size=2000)
+    clean = robust_covariance(x)
+    assert 0.5 < clean[0, 1] / np.sqrt(clean[0, 0] * clean[1, 1]) < 0.7
+    x[:20] *= 30.0  # 1% of heavy-tailed patients: the spreads come from the bulk
+    np.testing.assert_allclose(np.sqrt(np.diag(robust_covariance(x))), scales, rtol=0.08)
+    with pytest.raises(ValueError, match="residuals must be"):
+        robust_covariance(np.ones(3))
