@@ -2,9 +2,11 @@
 
 For a model with C conditions, every non-empty subset S of them gets a ridge regression of the
 target on the conditions in S (rows where the target and all of S are present; conditions
-outside S contribute zero) and its held-out residual variance per dimension (K-fold
-out-of-fold predictions on the training rows, spread by the robust `residuals.robust_std`); the
-empty subset gets the target's training mean and variance (the prior). The result fills the anchor parameters of the Denoiser:
+outside S contribute zero) and the full covariance of its held-out residuals (K-fold
+out-of-fold predictions on the training rows; `residuals.robust_covariance`: shrunk
+correlation, robust spread), kept in its eigenbasis; the empty subset gets the target's
+training mean and shrunk covariance (the prior). The result fills the anchor parameters of the
+Denoiser:
 
     anchors = fit_anchors(x, x_present, [(c1, c1_present), (c2, c2_present)])
     params = set_anchors(params, anchors)   # params with a leading member axis
@@ -19,11 +21,12 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
-from coherent_jax.residuals import robust_std
+from coherent_jax.residuals import robust_covariance, shrunk_covariance
 
 ALPHAS = tuple(np.logspace(-1, 5, 13))
 MIN_ROWS = 10  # fewer rows than this for a subset: that subset keeps the prior
 VAR_FLOOR = 1e-4
+ANCHOR_PARAMS = ("kernel", "bias", "log_var", "basis")  # a Denoiser's params 'anchor_<name>'
 
 
 def _ridge(alphas) -> RidgeCV:
@@ -61,8 +64,10 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             that new patients get: KIPAN, 0.589 vs 0.598 R^2 for rna).
 
     Returns:
-        {'kernel' [2^C, sum D_c, D], 'bias' [2^C, D], 'log_var' [2^C, D]} float32; subset
-        index = sum of 2^j over the conditions j present (the Denoiser's mask bits).
+        {'kernel' [2^C, sum D_c, D], 'bias' [2^C, D], 'log_var' [2^C, D], 'basis'
+        [2^C, D, D]} float32: subset s has the Gaussian N(inputs @ kernel[s] + bias[s],
+        basis[s] diag(exp(log_var[s])) basis[s]^T) (`covariance`); subset index = sum of 2^j
+        over the conditions j present (the Denoiser's mask bits).
     """
     widths = [c.shape[1] for c, _ in conditions]
     offsets = np.concatenate([[0], np.cumsum(widths)])
@@ -71,46 +76,54 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
     kernel = np.zeros((num, int(offsets[-1]), d), np.float32)
     bias = np.zeros((num, d), np.float32)
     log_var = np.zeros((num, d), np.float32)
+    basis = np.zeros((num, d, d), np.float32)
     prior = target[target_present].astype(np.float64)
     bias[0] = prior.mean(axis=0)
-    log_var[0] = np.log(np.maximum(prior.var(axis=0), VAR_FLOOR))
+    log_var[0], basis[0] = _eigen(shrunk_covariance(prior))
     for index in range(1, num):
         members = [j for j in range(len(conditions)) if index >> j & 1]
         rows = target_present & np.all([conditions[j][1] for j in members], axis=0)
         if rows.sum() < max(MIN_ROWS, 2 * folds):
             warnings.warn(f"only {int(rows.sum())} training rows have the target and conditions "
                           f"{members}: that subset's anchor stays the prior.", stacklevel=2)
-            bias[index], log_var[index] = bias[0], log_var[0]
+            bias[index], log_var[index], basis[index] = bias[0], log_var[0], basis[0]
             continue
         x = np.concatenate([conditions[j][0][rows] for j in members], axis=1).astype(np.float64)
         y = target[rows].astype(np.float64)
         if identity_singles and len(members) == 1:
             j = members[0]
             kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
-            log_var[index] = _log_var(y - x)
+            log_var[index], basis[index] = _eigen(robust_covariance(y - x))
             continue
         (coef, intercept), oof = fit_out_of_fold(
             x, y, folds, seed, lambda a, b: distilled_ridge(a, b, alphas, 0.0))
         columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
         kernel[index][columns] = coef
         bias[index] = intercept
-        log_var[index] = _log_var(y - oof)
-    return {"kernel": kernel, "bias": bias, "log_var": log_var}
+        log_var[index], basis[index] = _eigen(robust_covariance(y - oof))
+    return {"kernel": kernel, "bias": bias, "log_var": log_var, "basis": basis}
 
 
-def _log_var(residual: np.ndarray) -> np.ndarray:
-    """[D] log of the robust residual variance of held-out residuals [n, D]."""
-    return np.log(np.maximum(robust_std(residual) ** 2, VAR_FLOOR))
+def _eigen(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A covariance [D, D] -> (log eigenvalues [D], floored at VAR_FLOOR; eigenvectors as
+    columns [D, D])."""
+    values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
+    return np.log(np.maximum(values, VAR_FLOOR)), vectors
+
+
+def covariance(anchors: dict, subset: int) -> np.ndarray:
+    """[D, D] the Gaussian covariance of one subset of `fit_anchors`' output (or of a
+    Denoiser's anchor parameters: keys without the 'anchor_' prefix)."""
+    basis = np.asarray(anchors["basis"][subset], np.float64)
+    return (basis * np.exp(np.asarray(anchors["log_var"][subset], np.float64))) @ basis.T
 
 
 def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) -> dict:
     """Params (leading population axis P) with each row's anchors: row p gets
     anchors[member_of[p]] (one dict per model of the family)."""
     member_of = np.asarray(member_of)
-    stacked = {name: np.stack([a[name] for a in anchors])[member_of]
-               for name in ("kernel", "bias", "log_var")}
-    return {**params, "anchor_kernel": stacked["kernel"], "anchor_bias": stacked["bias"],
-            "anchor_log_var": stacked["log_var"]}
+    return {**params, **{f"anchor_{name}": np.stack([a[name] for a in anchors])[member_of]
+                         for name in ANCHOR_PARAMS}}
 
 
 def distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float

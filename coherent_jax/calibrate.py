@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coherent_jax import anchor_draws
 from coherent_jax.anchor import apply_condition_map
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
@@ -73,7 +74,8 @@ def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
         present: [N, S] bool, source s observed for patient n.
         real: [N, D] the patients' target latents (all observed).
         key: PRNG key; every gamma is scored on the same noise (common random numbers).
-        sampler, sample_steps: the sampler of the calibration draws.
+        sampler, sample_steps: the sampler of the calibration draws (specialists with no
+            learned correction are drawn without a chain, as imputation draws them).
         num_samples: K draws per patient.
         grid: candidate gammas in [0, 1].
 
@@ -99,13 +101,22 @@ def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
                                         mask=avail[:, [j]]) for j, c in enumerate(conditions)])
     weights = availability_weights(tm.val_mse, avail)
     apply_fn, params = tm.sampling_specialists(schedule.diffusion_steps)
+    direct = anchor_draws.untrained(tm.specialists)  # imputation draws these without a chain
     crps = []
     for gamma in grid:
-        out = coherent_sample(apply_fn, params, conds, weights, schedule, key,
-                              shape=(k * n, tm.specialist_model.data_dim),
-                              uncond_conds=conds.dropped(),
-                              sampler=sampler, sample_steps=sample_steps, sharpness=float(gamma))
-        draws = np.asarray(out.samples).reshape(k, n, -1)  # [K, n, D]
+        if direct:
+            out = anchor_draws.fused_draws(tm.specialists["params"],
+                                           [np.tile(c[rows], (k, 1)) for c in conditions],
+                                           avail, weights, key, sharpness=float(gamma))
+            if out is None:  # no Gaussian for this gamma (fused precision not positive)
+                crps.append(float("inf"))
+                continue
+        else:
+            out = coherent_sample(apply_fn, params, conds, weights, schedule, key,
+                                  shape=(k * n, tm.specialist_model.data_dim),
+                                  uncond_conds=conds.dropped(), sampler=sampler,
+                                  sample_steps=sample_steps, sharpness=float(gamma)).samples
+        draws = np.asarray(out).reshape(k, n, -1)  # [K, n, D]
         crps.append(fair_crps(real[rows], draws))
     best = int(np.argmin(crps))
     tm.fusion_sharpness = float(grid[best])

@@ -4,6 +4,8 @@
 rows to a bucket size (few shapes compile), and calls the sampler of the method: the
 multi-condition model with a condition mask ('multi'), or the specialists fused with
 per-row availability weights ('coherent', 'product', 'single') with candidate rejection.
+Anchored models with nothing learned are drawn without a chain, exactly from the Gaussian
+their anchors define (`anchor_draws`): no solver error, no disagreement to reject on.
 
 Rows: K draws x N patients, draw-major (row = draw * N + patient).
 """
@@ -18,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coherent_jax import anchor_draws
 from coherent_jax.anchor import apply_condition_map
 from coherent_jax.calibrate import PAPER_THRESHOLD, threshold_key
 from coherent_jax.ensemble import stack_members
@@ -141,16 +144,23 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
         raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source of "
                          f"{target!r} available; with cascade=False every patient needs one of "
                          f"{list(tm.sources)} observed.")
+    start = time.perf_counter()
+    raw = [conditions.values(tm, s, rows, work, known[s]) for s in tm.sources]  # S x [R, D_c]
+    direct = _without_chain(tm, method, raw, avail, key)
+    if direct is not None:
+        return Filled(direct, np.ones(rows.size, bool), np.zeros(rows.size), {
+            "target": target, "rows": int(rows.size), "padded_rows": int(rows.size),
+            "acceptance": 1.0, "mean_bad_fraction": 0.0, "threshold": None,
+            "seconds": time.perf_counter() - start,
+            "signature": f"{method}/anchors, no chain/rows={rows.size}"})
     size = bucket_size(rows.size, bucket)
-    values = [jnp.asarray(pad_rows(conditions.values(tm, s, rows, work, known[s]), size))
-              for s in tm.sources]
+    values = [jnp.asarray(pad_rows(v, size)) for v in raw]
     avail_p = pad_rows(avail, size)
     arch = tm.multi_model if method == "multi" else tm.specialist_model
     common = dict(shape=(size, arch.data_dim), sampler=config.sampler,
                   sample_steps=config.sample_steps, corrector_steps=config.corrector_steps,
                   mesh=mesh)
     steps = len(timesteps(diffusion_steps, config.sampler, config.sample_steps))
-    start = time.perf_counter()
     if method == "multi":
         out = sample(*tm.sampling_multi(diffusion_steps), Condition.of(*values, mask=avail_p),
                      models.schedule, key, **common)
@@ -180,6 +190,22 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
         "threshold": None if used is None else float(used),
         "seconds": time.perf_counter() - start,
         "signature": f"{method}/{config.sampler}:{steps}/rows={size}"})
+
+
+def _without_chain(tm, method: str, values: list, avail: np.ndarray,
+                   key: jax.Array) -> np.ndarray | None:
+    """[R, D] draws straight from the anchors' Gaussian when the models of `method` have no
+    learned correction (`anchor_draws`), else None (the chain runs)."""
+    if method == "multi":
+        if not anchor_draws.untrained(tm.multi):
+            return None
+        return anchor_draws.masked_draws(tm.multi["params"], values, avail, key)
+    if not anchor_draws.untrained(tm.specialists):
+        return None
+    return anchor_draws.fused_draws(
+        tm.specialists["params"], values, avail, _member_weights(tm, method, avail), key,
+        product=method == "product",
+        sharpness=tm.fusion_sharpness if method == "coherent" else 0.0)
 
 
 def _member_weights(tm, method: str, avail: np.ndarray) -> np.ndarray:

@@ -158,10 +158,10 @@ class ModelSet:
             targets[name] = TargetModels(
                 target=name, sources=tuple(info["sources"]),
                 specialist_model=_denoiser(info.get("specialist_model", info.get("model"))),
-                specialists=arrays.get("specialists"),
+                specialists=_with_anchor_basis(arrays.get("specialists")),
                 val_mse=None if info["val_mse"] is None else np.asarray(info["val_mse"]),
                 multi_model=_denoiser(info["multi_model"]),
-                multi=arrays.get("multi"), unconditional=info["unconditional"],
+                multi=_with_anchor_basis(arrays.get("multi")), unconditional=info["unconditional"],
                 thresholds=info["thresholds"],
                 fusion_sharpness=float(info.get("fusion_sharpness", 0.0)),
                 condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
@@ -171,6 +171,18 @@ class ModelSet:
                        if CLOSED_FORM in meta else None)
         return cls(meta["schedule"], meta.get("diffusion_steps", meta.get("num_train_steps")),
                    targets, closed_form)
+
+
+def _with_anchor_basis(variables: dict | None) -> dict | None:
+    """Anchored variables saved before anchors had a full covariance (no 'anchor_basis'): their
+    diagonal anchors as identity eigenbases, the same eps."""
+    if variables is None or "anchor_log_var" not in variables["params"] \
+            or "anchor_basis" in variables["params"]:
+        return variables
+    log_var = np.asarray(variables["params"]["anchor_log_var"])  # [..., S, D]
+    basis = np.broadcast_to(np.eye(log_var.shape[-1], dtype=np.float32),
+                            log_var.shape + (log_var.shape[-1],))
+    return {**variables, "params": {**variables["params"], "anchor_basis": basis.copy()}}
 
 
 @dataclasses.dataclass(frozen=True)

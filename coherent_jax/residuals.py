@@ -41,10 +41,20 @@ def robust_covariance(residual: np.ndarray) -> np.ndarray:
     if residual.ndim != 2 or residual.shape[0] < 2:
         raise ValueError(f"residuals must be [n >= 2, D], got shape {residual.shape}.")
     sd = residual.std(axis=0)
+    scale = robust_std(residual)
+    return shrunk_covariance(residual, np.where(scale > 0, scale, sd))  # constant bulk: its SD
+
+
+def shrunk_covariance(values: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """[D, D] the Ledoit-Wolf shrunk correlation of values [n, D] times outer(scale, scale)
+    (default scale: each column's standard deviation)."""
+    values = np.asarray(values, np.float64)
+    if values.ndim != 2 or values.shape[0] < 2:
+        raise ValueError(f"values must be [n >= 2, D], got shape {values.shape}.")
+    sd = values.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
-    corr = LedoitWolf().fit(residual / sd).covariance_
+    corr = LedoitWolf().fit(values / sd).covariance_
     norm = np.sqrt(np.diag(corr))
     corr = corr / np.outer(norm, norm)
-    scale = robust_std(residual)
-    scale = np.where(scale > 0, scale, sd)  # a column whose bulk is constant keeps its SD
+    scale = sd if scale is None else np.asarray(scale, np.float64)
     return corr * np.outer(scale, scale)

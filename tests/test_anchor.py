@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coherent_jax.anchor import fit_anchors, set_anchors
+from coherent_jax.anchor import covariance, fit_anchors, set_anchors
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
 from coherent_jax.models.folded import fold_denoiser
 from coherent_jax.schedules import make_schedule
@@ -36,9 +36,10 @@ def test_fitted_anchors_recover_each_subsets_posterior():
     np.testing.assert_allclose(anchors["kernel"][3], np.vstack([a, b]), atol=0.05)
     np.testing.assert_allclose(anchors["kernel"][1][:4], a, atol=0.1)  # c2 marginalised
     assert not anchors["kernel"][1][4:].any() and not anchors["kernel"][2][:4].any()
-    np.testing.assert_allclose(np.exp(anchors["log_var"][3]), 0.25, rtol=0.15)
-    np.testing.assert_allclose(np.exp(anchors["log_var"][1]), 0.25 + (b ** 2).sum(0), rtol=0.15)
-    np.testing.assert_allclose(np.exp(anchors["log_var"][0]), x.var(0), rtol=1e-4)
+    # full residual covariances: the marginalised c2 correlates the dimensions of subset 1
+    np.testing.assert_allclose(covariance(anchors, 3), 0.25 * np.eye(3), atol=0.04)
+    np.testing.assert_allclose(covariance(anchors, 1), 0.25 * np.eye(3) + b.T @ b, atol=0.15)
+    np.testing.assert_allclose(covariance(anchors, 0), np.cov(x.T, bias=True), atol=0.02)
 
 
 def test_untrained_anchored_model_is_the_gaussian_posterior_eps_and_folds_exactly():
@@ -63,8 +64,10 @@ def test_untrained_anchored_model_is_the_gaussian_posterior_eps_and_folds_exactl
     index = np.asarray(mask[:, 0] + 2 * mask[:, 1], int)
     inputs = np.concatenate([c1[:n] * mask[:, :1], c2[:n] * mask[:, 1:]], axis=1)
     mean = np.einsum("bi,bid->bd", inputs, anchors["kernel"][index]) + anchors["bias"][index]
-    var = np.exp(anchors["log_var"][index])
-    expected = np.sqrt(1 - ab) * (x - np.sqrt(ab) * mean) / (ab * var + 1 - ab)
+    cov = np.stack([covariance(anchors, i) for i in index])  # [n, 3, 3]
+    residual = np.asarray(x) - np.sqrt(ab) * mean
+    expected = np.sqrt(1 - ab) * np.linalg.solve(
+        ab[:, :, None] * cov + (1 - ab[:, :, None]) * np.eye(3), residual[..., None])[..., 0]
     np.testing.assert_allclose(eps, expected, rtol=1e-4, atol=1e-5)
     apply_fn, folded = fold_denoiser(model, variables, T)
     np.testing.assert_allclose(apply_fn(folded, x, t, cond), eps, rtol=1e-4, atol=1e-5)
@@ -81,7 +84,7 @@ def test_anchor_parameters_get_no_gradient():
         return jnp.sum(out ** 2)
 
     grads = jax.grad(loss)(variables["params"])
-    for name in ("anchor_kernel", "anchor_bias", "anchor_log_var"):
+    for name in ("anchor_kernel", "anchor_bias", "anchor_log_var", "anchor_basis"):
         assert not np.asarray(grads[name]).any()
 
 

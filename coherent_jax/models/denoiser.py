@@ -13,11 +13,12 @@ dropout also gives the unconditional prediction that product-of-experts fusion n
 Anchored form (`anchored=True`, ours, after CARD, Han et al. 2022): the prediction is the exact
 eps of a linear-Gaussian posterior plus the network as a learned correction,
 
-    eps_hat = sqrt(1 - ab_t) (x_t - sqrt(ab_t) a) / (ab_t s2 + 1 - ab_t) + net(x_t, t, c),
+    eps_hat = sqrt(1 - ab_t) (ab_t Sigma_S + (1 - ab_t) I)^-1 (x_t - sqrt(ab_t) a) + net(x_t, t, c),
 
 where for the set S of conditions present (the mask) a = [m_1 c_1, ..., m_C c_C] W_S + b_S is a
-ridge regression of the target on those conditions and s2 = exp(log_var_S) its held-out
-residual variance per dimension; S = {} gives the prior (training mean and variance). The
+ridge regression of the target on those conditions and Sigma_S = Q_S diag(exp(log_var_S)) Q_S^T
+the full covariance of its held-out residuals, kept in its eigenbasis Q_S so the inverse is
+exact and cheap at every noise level; S = {} gives the prior (training mean and covariance). The
 anchor parameters (`anchor_*`, one row per subset, indexed by the mask bits) are fitted by
 `coherent_jax.anchor`, never by gradient descent (stop_gradient), and the correction's output
 layer starts at zero: an untrained anchored model is the ridge posterior, and training adds only
@@ -140,16 +141,24 @@ class Denoiser(nn.Module):
                   "bias": self.param("anchor_bias", nn.initializers.zeros,
                                      (subsets, self.data_dim)),
                   "log_var": self.param("anchor_log_var", nn.initializers.zeros,
-                                        (subsets, self.data_dim))}
+                                        (subsets, self.data_dim)),
+                  "basis": self.param("anchor_basis", identity_bases, subsets, self.data_dim)}
         alpha_bars = make_schedule(self.schedule, self.diffusion_steps).alpha_bars
         return anchor_eps(jax.lax.stop_gradient(anchor), alpha_bars[t], x, cond) + correction
 
 
+def identity_bases(key, subsets: int, dim: int) -> jax.Array:
+    """[subsets, dim, dim] identity eigenbases (an anchor with a diagonal covariance)."""
+    del key
+    return jnp.broadcast_to(jnp.eye(dim, dtype=jnp.float32), (subsets, dim, dim))
+
+
 def anchor_eps(anchor: dict, alpha_bar: jax.Array, x: jax.Array, cond: Condition) -> jax.Array:
-    """Exact eps of x0 | c ~ N(a, diag s2) at noise level alpha_bar [B] (module docstring).
+    """Exact eps of x0 | c ~ N(a, Sigma) at noise level alpha_bar [B] (module docstring).
 
     Args:
-        anchor: {'kernel' [S, sum D_c, D], 'bias' [S, D], 'log_var' [S, D]}, S = 2^C subsets.
+        anchor: {'kernel' [S, sum D_c, D], 'bias' [S, D], 'log_var' [S, D], 'basis'
+            [S, D, D]}, S = 2^C subsets; Sigma_s = basis_s diag(exp(log_var_s)) basis_s^T.
         alpha_bar: [B] alpha_bar_t of each row.
         x: [B, D] noisy inputs x_t.
         cond: the C conditions and their mask [B, C].
@@ -161,9 +170,11 @@ def anchor_eps(anchor: dict, alpha_bar: jax.Array, x: jax.Array, cond: Condition
                               for j, v in enumerate(cond.values)], axis=-1)  # [B, sum D_c]
     mean = jnp.einsum("bs,sbd->bd", onehot, jnp.einsum("bi,sid->sbd", inputs, anchor["kernel"]))
     mean = mean + onehot @ anchor["bias"]  # [B, D]
-    var = jnp.exp(onehot @ anchor["log_var"])  # [B, D]
     ab = alpha_bar[:, None]
-    return jnp.sqrt(1.0 - ab) * (x - jnp.sqrt(ab) * mean) / (ab * var + 1.0 - ab)
+    rotated = jnp.einsum("bd,sde->sbe", x - jnp.sqrt(ab) * mean, anchor["basis"])  # [S, B, D]
+    rotated = rotated / (ab[None] * jnp.exp(anchor["log_var"])[:, None, :] + 1.0 - ab[None])
+    back = jnp.einsum("sbe,sde->sbd", rotated, anchor["basis"])  # [S, B, D]
+    return jnp.sqrt(1.0 - ab) * jnp.einsum("bs,sbd->bd", onehot, back)
 
 
 def init_denoiser(model: Denoiser, key: jax.Array, cond_dims: Sequence[int]) -> dict:
