@@ -143,3 +143,25 @@ def test_needs_a_split():
     table = pd.DataFrame({"a": [1.0, 2.0]}, index=["x", "y"])
     with pytest.raises(DataError, match="paper_split"):
         Preprocessor.fit(Cohort.from_tables({"rna": table}))
+
+
+def test_inverse_keeps_draws_in_each_features_domain(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 50
+    ids = [f"s{i:03d}" for i in range(n)]
+    table = pd.DataFrame({"beta": rng.uniform(0.01, 0.99, n), "count": rng.poisson(3, n) * 1.0,
+                          "signed": rng.normal(0, 1, n)}, index=ids)
+    cohort = Cohort.from_tables({"meth": table}, splits={s: "train" for s in ids})
+    prep = Preprocessor.fit(cohort)
+    step = prep.transforms["meth"]
+    np.testing.assert_array_equal(step.lower, [0, 0, -np.inf])
+    np.testing.assert_array_equal(step.upper, [1, np.inf, np.inf])
+    far = pd.DataFrame([[8.0, -8.0, -8.0], [-8.0, 8.0, 8.0]], columns=list(step.features))
+    prep.save(str(tmp_path))
+    for loaded in (step, Preprocessor.load(str(tmp_path)).transforms["meth"]):
+        back = loaded.inverse(far).to_numpy()
+        assert back[0, 0] == 1.0 and back[1, 0] == 0.0 and back[0, 1] == 0.0
+        assert back[1, 1] > table["count"].max() and back[0, 2] < table["signed"].min()
+    # inside the domain the inverse is the plain z-score inverse
+    z = prep.transform(cohort).tables["meth"]
+    np.testing.assert_allclose(step.inverse(z).to_numpy(), table.to_numpy(), atol=1e-5)

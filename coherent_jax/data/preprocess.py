@@ -7,7 +7,11 @@ Per modality, from the TRAIN samples that have the modality:
      (`lowrank_fill`; the paper's KNN keeps every training row as donors, which a released
      work directory must not hold), the train median for copy number;
   3. z-score each feature with the train mean and standard deviation (after filling; a
-     constant feature gets standard deviation 1).
+     constant feature gets standard deviation 1);
+  4. record each feature's domain from its training values (`feature_domain`): [0, 1] when
+     they all lie there (methylation beta values, proportions), [0, inf) when none is
+     negative (counts, non-negative expression), else unbounded. `inverse` maps z-scores
+     back into it, so decoded draws in the input's units are valid values of the feature.
 The fitted `Preprocessor` is a plain object: fit once, transform the train, val and test parts
 (or a new cohort with the same features) identically. Absent modalities stay absent.
 `save`/`load` keep it with a work directory (JSON + .npz, no pickle, no patient's row), so new
@@ -56,6 +60,15 @@ def check_fill(modality: str, method: str) -> str:
     return method
 
 
+def feature_domain(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lower [D], upper [D]) domain of each column of training rows [n, D] (NaN: holes):
+    [0, 1] when every value lies in it, [0, inf) when none is negative, else unbounded."""
+    low, high = np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)
+    lower = np.where(low >= 0, 0.0, -np.inf)
+    upper = np.where((low >= 0) & (high <= 1), 1.0, np.inf)
+    return lower, upper
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class ModalityTransform:
     """What was learned on train for one modality.
@@ -67,6 +80,8 @@ class ModalityTransform:
         imputer: the low-rank Gaussian fitted on the train rows (None for median fill).
         mean: [D_kept] train means after filling.
         std: [D_kept] train standard deviations after filling (1 where constant).
+        lower, upper: [D_kept] each feature's domain in the input's units (-inf / inf:
+            unbounded; `feature_domain`).
     """
 
     features: tuple[str, ...]
@@ -75,6 +90,8 @@ class ModalityTransform:
     imputer: LowRankFill | None
     mean: np.ndarray
     std: np.ndarray
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
 
     def apply(self, table: pd.DataFrame) -> pd.DataFrame:
         """Selects, fills and z-scores rows of one modality: [n, D] -> [n, D_kept] float32.
@@ -93,8 +110,11 @@ class ModalityTransform:
                             columns=list(self.features))
 
     def inverse(self, table: pd.DataFrame) -> pd.DataFrame:
-        """z-scores [n, D_kept] (columns `features`, any index) -> the input's units."""
+        """z-scores [n, D_kept] (columns `features`, any index) -> the input's units, within
+        each feature's domain (a value past a bound is set to the bound)."""
         values = table[list(self.features)].to_numpy(np.float64) * self.std + self.mean
+        if self.lower is not None:
+            values = np.clip(values, self.lower, self.upper)
         return pd.DataFrame(values, index=table.index, columns=list(self.features))
 
 
@@ -160,7 +180,8 @@ class Preprocessor:
             mean = filled.mean(axis=0)
             std = filled.std(axis=0)
             transforms[m] = ModalityTransform(tuple(names[keep]), method, median, imputer,
-                                              mean, np.where(std > 0, std, 1.0))
+                                              mean, np.where(std > 0, std, 1.0),
+                                              *feature_domain(rows))
         return cls(transforms, dropped)
 
     @property
@@ -180,6 +201,8 @@ class Preprocessor:
                 "features": list(t.features), "fill": t.fill, "dropped": list(self.dropped[m]),
                 "fill_rank": None if t.imputer is None else t.imputer.rank}
             arrays.update({f"{m}/median": t.median, f"{m}/mean": t.mean, f"{m}/std": t.std})
+            if t.lower is not None:
+                arrays.update({f"{m}/lower": t.lower, f"{m}/upper": t.upper})
             if t.imputer is not None:
                 arrays.update({f"{m}/fill_{k}": v for k, v in t.imputer.arrays().items()})
         np.savez(os.path.join(folder, "preprocessing.npz"), **arrays)
@@ -210,9 +233,12 @@ class Preprocessor:
                 elif fill == "lowrank":
                     imputer = LowRankFill(*(arrays[f"{m}/fill_{k}"]
                                             for k in ("mean", "loadings", "noise")))
+                bounds = ((arrays[f"{m}/lower"], arrays[f"{m}/upper"])  # saved without: none
+                          if f"{m}/lower" in arrays.files else (None, None))
                 transforms[m] = ModalityTransform(tuple(info["features"]), fill,
                                                   arrays[f"{m}/median"], imputer,
-                                                  arrays[f"{m}/mean"], arrays[f"{m}/std"])
+                                                  arrays[f"{m}/mean"], arrays[f"{m}/std"],
+                                                  *bounds)
                 dropped[m] = tuple(info["dropped"])
         prep = cls(transforms, dropped)
         if donors:

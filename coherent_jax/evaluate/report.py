@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from coherent_jax.evaluate import joint as joint_lib
 from coherent_jax.evaluate import privacy, stats
 from coherent_jax.evaluate.render import Page, write_page
 from coherent_jax.evaluate.results import EvalResults
@@ -63,6 +64,13 @@ def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
         "target vector (lower is better) and coverage of 64 random projections of it by the "
         "central 90% of the K draws (joint calibration), 95% patient intervals; the last "
         "column: paired difference to the closed form ('gaussian')"] = results.distributions
+    if not results.joint.empty:
+        out["Several modalities missing (patients given one): the missing modalities together, "
+            "fair energy score of their feature z-scores side by side (paired difference to "
+            "the joint closed form 'gaussian') and projection coverage, 95% patient "
+            "intervals; the residuals' cross-modality dependence over the leading "
+            f"{joint_lib.LEADING_DIMS} latent dimensions of each: mean |correlation| real and "
+            "drawn, and the RMS difference of the two matrices"] = results.joint
     out[f"Privacy: conditional membership inference (train vs {config.holdout_split!r} "
         f"patients, every other modality given, K = {config.membership_samples}) and "
         "near-copies of the full training set (flagged: AUC outside "

@@ -49,6 +49,8 @@ class EvalResults:
         calibration: coverage of the central 90% interval of the draws.
         distributions: the draws scored as distributions (energy score, projection
             coverage) beside the closed form (`scoring.distribution_table`).
+        joint: patients given one modality, their missing modalities scored together
+            (`joint.joint_table`; empty with two modalities).
         fidelity: PRDC and energy distance of single draws; copies: near-copies of the
             training set; membership: the conditional membership inference;
             unconditional: fully masked multi-condition draws vs training records.
@@ -71,6 +73,7 @@ class EvalResults:
     reconstruction_latent: pd.DataFrame
     calibration: pd.DataFrame
     distributions: pd.DataFrame
+    joint: pd.DataFrame
     fidelity: pd.DataFrame
     copies: pd.DataFrame
     membership: pd.DataFrame
@@ -92,6 +95,7 @@ class EvalResults:
         out = {"reconstruction_all": self.scores, "reconstruction_latent":
                self.reconstruction_latent, "reconstruction_tests": self.headline_tests,
                "calibration": self.calibration, "distributions": self.distributions,
+               "joint": self.joint,
                "fidelity": self.fidelity,
                "privacy_membership": self.membership, "privacy_copies": self.copies,
                "imputation_diagnostics": self.diagnostics}

@@ -41,6 +41,7 @@ from coherent_jax import progress
 from coherent_jax.evaluate import analyses, stats
 from coherent_jax.evaluate.baselines import BASELINES
 from coherent_jax.evaluate.generation import generate
+from coherent_jax.evaluate.joint import joint_table
 from coherent_jax.evaluate.patterns import pattern_copies, tag
 from coherent_jax.evaluate.report import write_report
 from coherent_jax.evaluate.results import EvalResults
@@ -200,6 +201,7 @@ def _score_and_analyse(copies, imputations, test_latent, test_features, feature_
                        for t in modalities}, imputations, k, indices)
     calibration = calibration_table(best, errors, imputations, k, indices)
     distributions = distribution_table(best, errors, imputations, indices)
+    joint = joint_table(copies, imputations, test_latent, test_features, indices)
     timer.lap("intervals_calibration")
     fidelity, copy_audit, unconditional = analyses.fidelity_and_privacy(
         copies, imputations, test_latent, train_latent,
@@ -225,7 +227,8 @@ def _score_and_analyse(copies, imputations, test_latent, test_features, feature_
         headline=headline_table(best, "features", imputations, k), headline_cells=headline_cells,
         headline_tests=headline_tests,
         reconstruction_latent=headline_table(best, "latent", imputations, k),
-        calibration=calibration, distributions=distributions, fidelity=fidelity, copies=copy_audit, membership=membership,
+        calibration=calibration, distributions=distributions, joint=joint, fidelity=fidelity,
+        copies=copy_audit, membership=membership,
         unconditional=unconditional, disagreement=disagreement, downstream=down, pca=pca,
         diagnostics=pd.concat([r.diagnostics.assign(method=m) for m, r in imputations.items()]),
         timings=timer.timings)
