@@ -2,7 +2,6 @@
 thresholds, saving and loading, decoded draws and per-patient diagnostics, on the shared tiny
 model set (`tiny_run`: models conditioned on the sources' features)."""
 
-import copy
 import dataclasses
 import json
 import os
@@ -15,7 +14,7 @@ from coherent_jax.calibrate import calibrate_thresholds
 from coherent_jax.data import linear_gaussian_cohort
 from coherent_jax.impute import impute
 from coherent_jax.model_set import ModelSet
-from tiny import GAUSS
+from tiny import GAUSS, with_a_correction
 
 pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
 
@@ -103,7 +102,7 @@ def test_privacy_guard_and_opt_in(tiny_run):
 
 
 def test_save_load_round_trip_and_calibration(tiny_run, tmp_path):
-    models = copy.deepcopy(tiny_run.models)  # calibration changes the model set
+    models = with_a_correction(tiny_run.models)  # a copy (calibration changes it) with a chain
     found = calibrate_thresholds(tiny_run.latents.split("val"), models, sampler="ddim",
                                  sample_steps=8, feature_cohort=tiny_run.cohort.split("val"))
     assert set(found) == {"a", "b", "c"} and all(v > 0 for v in found.values())
@@ -188,7 +187,8 @@ def test_decoded_draws_carry_the_residual_spread_and_means_drop_it(tiny_run):
 
 def test_per_patient_acceptance_and_disagreement(tiny_run):
     holed = _holed_test_cohort()
-    out = _impute(tiny_run, holed, method="coherent", seed=0, num_candidates=2)
+    out = _impute(tiny_run, holed, models=with_a_correction(tiny_run.models), method="coherent",
+                  seed=0, num_candidates=2)
     generated = out.imputed.to_numpy()
     for table in (out.acceptance, out.bad_fraction):
         assert table.shape == out.imputed.shape and list(table.index) == list(out.imputed.index)
@@ -199,3 +199,20 @@ def test_per_patient_acceptance_and_disagreement(tiny_run):
     for _, row in out.diagnostics.iterrows():
         t = row["target"]
         np.testing.assert_allclose(out.acceptance[t].dropna().mean(), row["acceptance"], atol=1e-9)
+
+
+def test_models_with_nothing_learned_are_drawn_without_a_chain(tiny_run):
+    holed = _holed_test_cohort()
+    untrained = with_a_correction(tiny_run.models, shift=0.0)
+    for tm in untrained.targets.values():
+        for name in ("specialists", "multi"):
+            params = getattr(tm, name)["params"]
+            params["out"] = {k: np.zeros_like(v) for k, v in params["out"].items()}
+    for method in ("coherent", "product", "multi", "single"):
+        first = _impute(tiny_run, holed, models=untrained, method=method, seed=3)
+        again = _impute(tiny_run, holed, models=untrained, method=method, seed=3)
+        assert first.diagnostics["signature"].str.contains("no chain").all()
+        for m in first.draws:
+            pd.testing.assert_frame_equal(first.draws[m], again.draws[m])
+    chained = _impute(tiny_run, holed, models=with_a_correction(tiny_run.models), seed=3)
+    assert not chained.diagnostics["signature"].str.contains("no chain").any()

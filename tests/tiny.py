@@ -1,6 +1,7 @@
 """The tiny labelled linear-Gaussian run shared by the imputation and evaluation tests (the
 `tiny_run` fixture of conftest.py trains it once per session)."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -46,3 +47,18 @@ def train_tiny_run() -> TinyRun:
     latents = space.encode(cohort)
     models, reports = train_model_set(latents, TINY_MODELS, seed=0, features=cohort)
     return TinyRun(cohort, space, latents, models, reports)
+
+
+def with_a_correction(models, shift: float = 1e-3):
+    """A copy of a model set whose every anchored model has a non-zero learned correction
+    (its output bias shifted), so imputation runs the chain even where training kept the
+    anchors (which `anchor_draws` would draw without one)."""
+    out = copy.deepcopy(models)
+    for tm in out.targets.values():
+        for name in ("specialists", "multi"):
+            variables = getattr(tm, name)
+            if variables is not None:
+                params = dict(variables["params"])
+                params["out"] = {**params["out"], "bias": np.asarray(params["out"]["bias"]) + shift}
+                setattr(tm, name, {**variables, "params": params})
+    return out
