@@ -1,6 +1,8 @@
 """Downstream: TRTS with ID joins, performance rescue (classification and survival), the
 C-index, and counterfactual test prioritisation on a cohort where one modality holds the label."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from coherent_jax.evaluate import (bootstrap_indices, c_index, feature_table, fit_forest,
                                    prioritisation_curve, removed_subsets, rescue,
                                    train_real_test_synthetic)
+from coherent_jax.evaluate.downstream import _classification_scores
 
 TREES = 30
 
@@ -63,6 +66,31 @@ def test_trts_joins_labels_and_draws_by_id_not_position():
     with pytest.raises(ValueError, match="no row in train labels"):
         train_real_test_synthetic(train["a"], positional, test["a"], test["a"], labels["cls"],
                                   n_estimators=TREES)
+
+
+def test_classification_scores_are_sklearns():
+    """Classes missing from the predictions, from the labels, or shared by neither."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        classes, n = int(rng.integers(2, 6)), int(rng.integers(1, 60))
+        y = rng.integers(0, classes, n)
+        pred = np.where(rng.random(n) < 0.5, y, rng.integers(0, classes, n))
+        if trial % 4 == 1:
+            pred[pred == pred.max()] = pred.min()
+        elif trial % 4 == 2:
+            y[y == y.max()] = y.min()
+        elif trial % 4 == 3:
+            pred = pred + classes
+        if trial % 2:
+            y, pred = np.char.add("type", y.astype(str)), np.char.add("type", pred.astype(str))
+        with warnings.catch_warnings():  # sklearn: "y_pred contains classes not in y_true"
+            warnings.simplefilter("ignore")
+            expected = {"balanced_accuracy": balanced_accuracy_score(y, pred),
+                        "macro_f1": f1_score(y, pred, average="macro"),
+                        "weighted_f1": f1_score(y, pred, average="weighted")}
+        assert _classification_scores(pd.Series(y), pred) == expected
 
 
 def test_removed_subsets_cover_every_non_empty_subset():

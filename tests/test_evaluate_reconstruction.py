@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from coherent_jax.evaluate import (comparison_table, cosine_distance, crps, draws_array,
-                                   ideal_coverage, interval_coverage, patient_errors, r2,
+                                   ideal_coverage, interval_coverage, mse, patient_errors, r2,
                                    reconstruction_metrics)
+from coherent_jax.evaluate.reconstruction import energy_score
 
 
 def _data(n=40, d=6, seed=0):
@@ -53,6 +54,54 @@ def test_interval_coverage_of_calibrated_draws():
     draws = rng.normal(size=(200, 400, 5))
     assert interval_coverage(real, draws, 0.9) == pytest.approx(0.9, abs=0.03)
     assert interval_coverage(real, draws * 0.01, 0.9) < 0.05
+
+
+def test_coverage_bounds_are_numpys_quantiles_with_ties_and_nan():
+    rng = np.random.default_rng(5)
+    for k in (1, 2, 3, 50):
+        real = np.round(rng.normal(size=(30, 4)))
+        draws = np.round(real + rng.normal(size=(k, 30, 4)))  # ties, and truths on the bounds
+        draws[0, 0, 0] = np.nan
+        for level in (0.3, 0.5, 0.9):
+            lower, upper = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+            inside = (real >= lower) & (real <= upper)
+            assert interval_coverage(real, draws, level) == np.mean(inside)
+            if k > 1:
+                assert np.array_equal(patient_errors(real, draws, level=level)["covered"],
+                                      np.mean(inside, axis=1))
+
+
+def test_energy_score_matches_scoringrules_fair_estimator():
+    """The Gram-matrix pairwise distances against the direct [K, K, D] differences."""
+    scoringrules = pytest.importorskip("scoringrules")
+    rng = np.random.default_rng(6)
+    for k, n, d, offset in [(2, 5, 1, 0.0), (2, 7, 3, 0.0), (5, 4, 1, 0.0), (50, 9, 30, 0.0),
+                            (20, 33, 7, 1e3), (3, 17, 200, -50.0)]:
+        real = offset + rng.normal(size=(n, d)) * 2
+        draws = real + rng.normal(size=(k, n, d)) * rng.uniform(0.1, 3, size=d)
+        expected = scoringrules.es_ensemble(real, np.swapaxes(draws, 0, 1), estimator="fair",
+                                            backend="numpy")
+        got = energy_score(real, draws, chunk=4)
+        np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12 * (1 + abs(offset)))
+    assert np.isnan(energy_score(real, draws[:1])).all()
+    assert np.allclose(energy_score(real, np.stack([real] * 3)), 0.0)
+
+
+def test_single_draw_metrics_are_the_per_draw_metrics_averaged():
+    from sklearn.metrics import r2_score  # noqa: PLC0415
+
+    rng = np.random.default_rng(7)
+    real = rng.normal(size=(25, 6)) * 3
+    real[:, 2] = 1.0  # a constant feature: left out of the per-feature median
+    draws = real + rng.normal(size=(4, 25, 6))
+    row = reconstruction_metrics(real, draws).loc["all"]
+    per_feature = [np.median(r2_score(real[:, [0, 1, 3, 4, 5]], d[:, [0, 1, 3, 4, 5]],
+                                      multioutput="raw_values")) for d in draws]
+    assert row["r2_feature_median_single"] == pytest.approx(np.mean(per_feature), rel=1e-12)
+    for column, metric in (("mse_single", mse), ("cosine_single", cosine_distance),
+                           ("r2_single", lambda y, p: r2(y, p)[0])):
+        assert row[column] == pytest.approx(np.mean([metric(real, d) for d in draws]),
+                                            rel=1e-12)
 
 
 def test_cosine_distance():

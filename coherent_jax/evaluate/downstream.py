@@ -22,7 +22,6 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.align import draws_array, join_labels
@@ -77,11 +76,31 @@ def _predict(model, x: np.ndarray, task: str) -> np.ndarray:
 
 def _scores(model, outputs: np.ndarray, y, task: str) -> dict:
     if task == "classification":
-        pred = model.classes_[np.argmax(outputs, axis=1)]
-        return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-                "macro_f1": float(f1_score(y, pred, average="macro")),
-                "weighted_f1": float(f1_score(y, pred, average="weighted"))}
+        return _classification_scores(y, model.classes_[np.argmax(outputs, axis=1)])
     return {"c_index": c_index(y.iloc[:, 0], y.iloc[:, 1], outputs)}
+
+
+def _classification_scores(y, pred) -> dict:
+    """{'balanced_accuracy', 'macro_f1', 'weighted_f1'} of predicted labels pred [N] for labels
+    y [N], as sklearn's balanced_accuracy_score and f1_score(average='macro' / 'weighted')
+    compute them, without their per-call input checks (and warnings): the classes are those
+    seen in y or pred, sorted; F1 = 2 TP / (true + predicted) per class; balanced accuracy is
+    the mean recall over the classes in y."""
+    true, predicted, right = _class_counts(np.asarray(y), np.asarray(pred))
+    f1 = 2.0 * right / (true + predicted)  # [C]
+    seen = true > 0
+    return {"balanced_accuracy": float(np.mean(right[seen] / true[seen])),
+            "macro_f1": float(np.mean(f1)),
+            "weighted_f1": float(np.average(f1, weights=true))}
+
+
+def _class_counts(y: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """([C] true, [C] predicted, [C] correct) counts of the C classes seen in labels y [N] or
+    predictions pred [N], in sorted order."""
+    labels, codes = np.unique(np.concatenate([y, pred]), return_inverse=True)
+    truth, guess = codes[:len(y)], codes[len(y):]
+    return tuple(np.bincount(c, minlength=len(labels))
+                 for c in (truth, guess, truth[truth == guess]))
 
 
 def _labelled(ids: pd.Index, labels, task: str, what: str):
@@ -453,7 +472,7 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
 
     def metric(pred):
         if task == "classification":
-            return float(f1_score(y, pred, average="weighted"))
+            return _classification_scores(y, pred)["weighted_f1"]
         return c_index(y.iloc[:, 0], y.iloc[:, 1], pred)
 
     def curve(order):

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scoringrules
-from sklearn.metrics import r2_score
 
 from coherent_jax.evaluate.align import paired
 
@@ -44,22 +42,35 @@ def mse(real: np.ndarray, pred: np.ndarray) -> float:
 
 def r2(real: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     """(pooled R^2, median per-feature R^2) of pred [N, D] for real [N, D]; see module doc."""
+    pooled, median = _r2_draws(real, ((real - pred) ** 2)[None])
+    return float(pooled[0]), float(median[0])
+
+
+def _r2_draws(real: np.ndarray, squared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([K] pooled R^2, [K] median per-feature R^2) of K predictions of real [N, D] from their
+    squared errors [K, N, D]. Per feature as sklearn's r2_score on the varying features
+    (1 - SS_res / SS_tot); pooled by hand, as sklearn's 'variance_weighted' would drop the
+    errors on constant features."""
     ss_tot = np.sum((real - real.mean(axis=0)) ** 2, axis=0)  # [D]
-    if not (ss_tot > 0).any():
-        return np.nan, np.nan
-    # pooled by hand: sklearn's 'variance_weighted' drops the errors on constant features
-    pooled = 1.0 - np.sum((real - pred) ** 2) / ss_tot.sum()
     varying = ss_tot > 0
-    per_feature = r2_score(real[:, varying], pred[:, varying], multioutput="raw_values")
-    return float(pooled), float(np.median(per_feature))
+    if not varying.any():
+        return np.full(len(squared), np.nan), np.full(len(squared), np.nan)
+    pooled = 1.0 - squared.reshape(len(squared), -1).sum(axis=1) / ss_tot.sum()  # [K]
+    per_feature = 1.0 - squared.sum(axis=1)[:, varying] / ss_tot[varying]  # [K, D']
+    return pooled, np.median(per_feature, axis=1)
 
 
 def cosine_distance(real: np.ndarray, pred: np.ndarray) -> float:
     """Mean over samples of 1 - cos(real_i, pred_i); rows of norm 0 count as distance 1."""
-    dot = np.sum(real * pred, axis=1)
-    norms = np.linalg.norm(real, axis=1) * np.linalg.norm(pred, axis=1)
+    return float(_cosine_draws(real, pred[None])[0])
+
+
+def _cosine_draws(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """[K] `cosine_distance` of each of K predictions [K, N, D] of real [N, D]."""
+    dot = np.sum(real * draws, axis=2)  # [K, N]
+    norms = np.linalg.norm(real, axis=1) * np.linalg.norm(draws, axis=2)  # [K, N]
     cos = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)
-    return float(np.mean(1.0 - cos))
+    return np.mean(1.0 - cos, axis=1)
 
 
 def crps(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
@@ -71,9 +82,13 @@ def crps(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
     K = 1. The pairwise term is computed from sorted draws in O(K log K):
     sum_{k,l} |x_k - x_l| = 2 sum_i (2i - K + 1) x_(i) for the draws sorted ascending, i from 0.
     """
+    return _crps_sorted(real, draws, np.sort(draws, axis=0))
+
+
+def _crps_sorted(real: np.ndarray, draws: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """`crps` [N, D] of draws [K, N, D], given them also sorted along axis 0 (`ordered`)."""
     k = draws.shape[0]
     spread = np.mean(np.abs(draws - real[None]), axis=0)  # [N, D]
-    ordered = np.sort(draws, axis=0)
     weights = (2 * np.arange(k) - k + 1).reshape(-1, 1, 1)
     pairwise = 2 * np.sum(weights * ordered, axis=0) / k**2  # [N, D] = mean |x_k - x_l|
     return spread - 0.5 * pairwise
@@ -85,16 +100,30 @@ NUM_PROJECTIONS = 64
 
 def energy_score(real: np.ndarray, draws: np.ndarray, chunk: int = 16) -> np.ndarray:
     """[N] fair energy score of each patient's K draws [K, N, D] for its truth real [N, D]:
-    E||X - y|| - 1/2 E||X - X'|| with the unbiased (fair) pairwise term (scoringrules);
-    lower is better. Patients go in chunks to bound the [K, K, D] pairwise differences."""
+    E||X - y|| - 1/2 E||X - X'|| with the unbiased (fair) pairwise term, as scoringrules'
+    es_ensemble(estimator='fair'); lower is better. Patients go in chunks to bound the
+    [K, chunk, D] work arrays."""
     draws = np.asarray(draws, np.float64)
     real = np.asarray(real, np.float64)
     if draws.shape[0] < 2:
         return np.full(real.shape[0], np.nan)
-    out = [scoringrules.es_ensemble(real[i:i + chunk], np.swapaxes(draws[:, i:i + chunk], 0, 1),
-                                    estimator="fair", backend="numpy")
-           for i in range(0, real.shape[0], chunk)]
-    return np.concatenate([np.atleast_1d(np.asarray(o, np.float64)) for o in out])
+    return np.concatenate([_energy_chunk(real[i:i + chunk], draws[:, i:i + chunk])
+                           for i in range(0, real.shape[0], chunk)])
+
+
+def _energy_chunk(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """`energy_score` [n] of a few patients, real [n, D] and draws [K, n, D]. The pairwise
+    distances come from each patient's Gram matrix, ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b, of
+    its draws centred on their mean, which keeps the difference from cancelling when the draws
+    lie far from the origin; the diagonal is exactly 0."""
+    k = draws.shape[0]
+    error = np.mean(np.linalg.norm(draws - real[None], axis=2), axis=0)  # [n]
+    centred = np.swapaxes(draws - draws.mean(axis=0), 0, 1)  # [n, K, D]
+    gram = centred @ np.swapaxes(centred, 1, 2)  # [n, K, K]
+    norms = np.diagonal(gram, axis1=1, axis2=2)  # [n, K]
+    squared = norms[:, :, None] + norms[:, None, :] - 2 * gram  # [n, K, K]
+    pairwise = np.sum(np.sqrt(np.maximum(squared, 0.0)), axis=(1, 2))  # [n]
+    return error - pairwise / (2 * k * (k - 1))
 
 
 def projection_coverage(real: np.ndarray, draws: np.ndarray, level: float = 0.9,
@@ -113,11 +142,39 @@ def projection_coverage(real: np.ndarray, draws: np.ndarray, level: float = 0.9,
 
 def interval_coverage(real: np.ndarray, draws: np.ndarray, level: float = 0.9) -> float:
     """Share of entries of real [N, D] inside the central `level` interval of draws [K, N, D]."""
+    return _interval_coverage(real, np.sort(draws, axis=0), level)
+
+
+def _interval_coverage(real: np.ndarray, ordered: np.ndarray, level: float) -> float:
+    """`interval_coverage` from the draws sorted along axis 0, ordered [K, N, D]."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}.")
+    return float(np.mean(_covered(real, ordered, level)))
+
+
+def _covered(real: np.ndarray, ordered: np.ndarray, level: float) -> np.ndarray:
+    """[N, D] whether each entry of real [N, D] lies inside the central `level` interval of
+    the draws sorted along axis 0, ordered [K, N, D] (np.quantile's bounds)."""
     tail = (1 - level) / 2
-    lower, upper = np.quantile(draws, [tail, 1 - tail], axis=0)
-    return float(np.mean((real >= lower) & (real <= upper)))
+    lower, upper = _sorted_quantile(ordered, tail), _sorted_quantile(ordered, 1 - tail)
+    return (real >= lower) & (real <= upper)
+
+
+def _sorted_quantile(ordered: np.ndarray, q: float) -> np.ndarray:
+    """np.quantile(x, q, axis=0) with its default 'linear' method, from x sorted along axis 0
+    (ordered [K, ...] -> [...]): numpy's interpolation step by step, without partitioning x
+    again; NaN where x holds a NaN (sorted last), as numpy."""
+    if not 0 <= q <= 1:
+        raise ValueError(f"quantiles must be in [0, 1], got {q}.")
+    k = ordered.shape[0]
+    position = (k - 1) * q
+    below = min(int(np.floor(position)), k - 1)
+    gamma = position - below
+    low, high = ordered[below], ordered[min(below + 1, k - 1)]
+    diff = high - low
+    value = low + diff * gamma if gamma < 0.5 else high - diff * (1 - gamma)
+    value[np.isnan(ordered[-1])] = np.nan
+    return value
 
 
 def ideal_coverage(k: int, level: float = 0.9, n: int = 200_000) -> float:
@@ -142,14 +199,12 @@ def patient_errors(real: np.ndarray, draws: np.ndarray, point: np.ndarray | None
         [N] `projection_coverage` (the last three NaN for K = 1)}.
     """
     mean = draws.mean(axis=0) if point is None else point
-    tail = (1 - level) / 2
-    lower, upper = np.quantile(draws, [tail, 1 - tail], axis=0)
-    covered = np.mean((real >= lower) & (real <= upper), axis=1)
     several = len(draws) > 1
     nothing = np.full(len(real), np.nan)
     return {"sse_mean": np.sum((real - mean) ** 2, axis=1),
             "sse_single": np.mean(np.sum((real[None] - draws) ** 2, axis=2), axis=0),
-            "covered": covered if several else nothing,
+            "covered": np.mean(_covered(real, np.sort(draws, axis=0), level), axis=1)
+            if several else nothing,
             "energy": energy_score(real, draws) if several else nothing,
             "projection_covered": projection_coverage(real, draws, level) if several
             else nothing}
@@ -171,16 +226,25 @@ def r2_bootstrap(real: np.ndarray, sse: np.ndarray, counts: np.ndarray) -> np.nd
 
 def _scores(real: np.ndarray, draws: np.ndarray, level: float,
             point: np.ndarray | None = None) -> dict:
-    single = [(mse(real, d), *r2(real, d), cosine_distance(real, d)) for d in draws]
-    single = np.mean(np.asarray(single), axis=0)
+    single = np.mean(_single_draws(real, draws), axis=0)
     mean = draws.mean(axis=0) if point is None else point
+    pooled, median = r2(real, mean)
+    ordered = np.sort(draws, axis=0)
     return {"n": real.shape[0], "k": draws.shape[0],
             "mse_single": single[0], "mse_mean": mse(real, mean),
-            "r2_single": single[1], "r2_mean": r2(real, mean)[0],
-            "r2_feature_median_single": single[2], "r2_feature_median_mean": r2(real, mean)[1],
+            "r2_single": single[1], "r2_mean": pooled,
+            "r2_feature_median_single": single[2], "r2_feature_median_mean": median,
             "cosine_single": single[3], "cosine_mean": cosine_distance(real, mean),
-            "coverage": interval_coverage(real, draws, level),
-            "crps": float(np.mean(crps(real, draws)))}
+            "coverage": _interval_coverage(real, ordered, level),
+            "crps": float(np.mean(_crps_sorted(real, draws, ordered)))}
+
+
+def _single_draws(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """[K, 4] `mse`, `r2` (pooled, median per feature) and `cosine_distance` of each draw of
+    draws [K, N, D] for real [N, D]."""
+    squared = (real - draws) ** 2  # [K, N, D]
+    mses = squared.reshape(len(draws), -1).mean(axis=1)  # [K]
+    return np.stack([mses, *_r2_draws(real, squared), _cosine_draws(real, draws)], axis=1)
 
 
 def reconstruction_metrics(real, draws, groups=None, level: float = 0.9,
