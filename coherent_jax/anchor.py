@@ -47,7 +47,8 @@ def fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Ca
 def fit_anchors(target: np.ndarray, target_present: np.ndarray,
                 conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, folds: int = 5,
                 alphas: Sequence[float] = ALPHAS, seed: int = 0,
-                identity_singles: bool = False) -> dict:
+                identity_singles: bool = False,
+                residual_target: np.ndarray | None = None) -> dict:
     """Ridge anchors of one model for every subset of its conditions.
 
     Args:
@@ -62,6 +63,9 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             kernel) with its residual variance, instead of regressing on it again (a second
             ridge on out-of-fold predictions shrinks the less noisy full-fit predictions
             that new patients get: KIPAN, 0.589 vs 0.598 R^2 for rna).
+        residual_target: [N, D] the same rows' target as new patients' would be encoded
+            (`latent.cross_fitted_latents`); the covariances are fitted to its residuals
+            (default: `target`'s).
 
     Returns:
         {'kernel' [2^C, sum D_c, D], 'bias' [2^C, D], 'log_var' [2^C, D], 'basis'
@@ -77,9 +81,10 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
     bias = np.zeros((num, d), np.float32)
     log_var = np.zeros((num, d), np.float32)
     basis = np.zeros((num, d, d), np.float32)
+    spread = target if residual_target is None else residual_target  # [N, D]
     prior = target[target_present].astype(np.float64)
     bias[0] = prior.mean(axis=0)
-    log_var[0], basis[0] = _eigen(shrunk_covariance(prior))
+    log_var[0], basis[0] = _eigen(shrunk_covariance(spread[target_present]))
     for index in range(1, num):
         members = [j for j in range(len(conditions)) if index >> j & 1]
         rows = target_present & np.all([conditions[j][1] for j in members], axis=0)
@@ -90,17 +95,18 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             continue
         x = np.concatenate([conditions[j][0][rows] for j in members], axis=1).astype(np.float64)
         y = target[rows].astype(np.float64)
+        y_spread = spread[rows].astype(np.float64)
         if identity_singles and len(members) == 1:
             j = members[0]
             kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
-            log_var[index], basis[index] = _eigen(robust_covariance(y - x))
+            log_var[index], basis[index] = _eigen(robust_covariance(y_spread - x))
             continue
         (coef, intercept), oof = fit_out_of_fold(
             x, y, folds, seed, lambda a, b: distilled_ridge(a, b, alphas, 0.0))
         columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
         kernel[index][columns] = coef
         bias[index] = intercept
-        log_var[index], basis[index] = _eigen(robust_covariance(y - oof))
+        log_var[index], basis[index] = _eigen(robust_covariance(y_spread - oof))
     return {"kernel": kernel, "bias": bias, "log_var": log_var, "basis": basis}
 
 

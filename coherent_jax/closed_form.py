@@ -95,7 +95,8 @@ class ClosedForm:
 
     @classmethod
     def fit(cls, features, latents, *, distill: bool = False, folds: int = 5,
-            alphas: Sequence[float] = ALPHAS, seed: int = 0) -> "ClosedForm":
+            alphas: Sequence[float] = ALPHAS, seed: int = 0,
+            residual_latents=None) -> "ClosedForm":
         """Fits every source set: each target's ridge on the training rows that have the
         sources and that target, the joint residual covariance on the rows that have every
         modality (block-diagonal, each target's own rows, when fewer than `MIN_ROWS` do).
@@ -106,16 +107,22 @@ class ClosedForm:
             distill: fit the kernels to their ridge's leave-one-out predictions
                 (`anchor.distilled_ridge`; the private configuration).
             folds, alphas, seed: the out-of-fold residuals and the ridge penalties.
+            residual_latents: the same patients' latents as new patients' would be encoded
+                (`latent.cross_fitted_latents`); the covariance is fitted to their residuals
+                (default: `latents`').
         """
         modalities = tuple(latents.modalities)
         x = {m: features.matrix(m) for m in modalities}  # (values [N, D], present [N])
         z = {m: latents.matrix(m)[0].astype(np.float64) for m in modalities}
+        spread = z if residual_latents is None else {
+            m: _aligned(residual_latents, latents).matrix(m)[0].astype(np.float64)
+            for m in modalities}
         share = 1.0 if distill else 0.0
         patterns = {}
         for size in range(1, len(modalities)):
             for sources in itertools.combinations(modalities, size):
                 found = _fit_pattern(sources, tuple(m for m in modalities if m not in sources),
-                                     x, z, folds, seed,
+                                     x, z, spread, folds, seed,
                                      lambda a, b: distilled_ridge(a, b, alphas, share))
                 if found is not None:
                     patterns[pattern_key(sources)] = found
@@ -162,9 +169,18 @@ class ClosedForm:
         return cls(tuple(metadata["modalities"]), patterns)
 
 
-def _fit_pattern(sources, targets, x, z, folds, seed, ridge) -> GaussianPattern | None:
+def _aligned(other, latents):
+    """`other` (a cohort) on `latents`' samples, refusing other samples."""
+    if not other.sample_ids.equals(latents.sample_ids):
+        raise ValueError("residual_latents must hold the same samples, in the same order, as "
+                         "the latents (cross_fitted_latents of the same feature cohort).")
+    return other
+
+
+def _fit_pattern(sources, targets, x, z, spread, folds, seed, ridge) -> GaussianPattern | None:
     """One source set's GaussianPattern (see `ClosedForm.fit`); None when some target has
-    fewer than MIN_ROWS training rows with it and the sources."""
+    fewer than MIN_ROWS training rows with it and the sources. z: the latents the kernels
+    are fitted to; spread: those the residual covariance is fitted to."""
     have = np.all([x[m][1] for m in sources], axis=0)  # [N] rows with every source
     kernels, biases, residuals = [], [], []
     for t in targets:
@@ -178,7 +194,7 @@ def _fit_pattern(sources, targets, x, z, folds, seed, ridge) -> GaussianPattern 
         kernels.append(coef)
         biases.append(intercept)
         residual = np.full_like(z[t], np.nan)
-        residual[rows] = z[t][rows] - oof
+        residual[rows] = spread[t][rows] - oof
         residuals.append(residual)
     joint = np.concatenate(residuals, axis=1)  # [N, sum L_t], NaN where a target is absent
     complete = ~np.isnan(joint).any(axis=1)

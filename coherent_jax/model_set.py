@@ -326,7 +326,8 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str], distil
 
 def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                  workdir: str | None = None, log_fn: Callable[[dict], None] | None = None,
-                 batch_sharding: Any = None, features=None) -> tuple[TargetModels, dict]:
+                 batch_sharding: Any = None, features=None,
+                 residual_latents=None) -> tuple[TargetModels, dict]:
     """Trains the specialists and/or multi-condition model of one target.
 
     Args:
@@ -339,6 +340,9 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         batch_sharding: optional `parallel.member_batch_sharding(mesh)`.
         features: the feature-space cohort (same samples and splits), needed when
             config.feature_conditions.
+        residual_latents: the latent cohort as new patients would be encoded
+            (`latent.cross_fitted_latents`); the anchors' covariances are fitted to its
+            residuals (default: `cohort`'s).
 
     Returns:
         (TargetModels, report) where report has each family's chosen trials and history.
@@ -355,6 +359,12 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         raise ValueError("a target needs at least one other modality to condition on.")
     train_cohort, val_cohort = cohort.split("train"), cohort.split("val")
     x, x_val = train_cohort.matrix(target), val_cohort.matrix(target)
+    spread = None
+    if residual_latents is not None:
+        if not residual_latents.sample_ids.equals(cohort.sample_ids):
+            raise ValueError("residual_latents must hold the cohort's samples in its order "
+                             "(latent.cross_fitted_latents of the same feature cohort).")
+        spread = residual_latents.split("train").matrix(target)[0]
     widths = cohort.widths()
     maps = None
     if config.feature_conditions:
@@ -385,7 +395,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         if family == "specialists":
             cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob)
             args = (len(sources), [widths[sources[0]]], spec_train, spec_val)
-            anchors = ([fit_anchors(*x, [c], identity_singles=config.feature_conditions)
+            anchors = ([fit_anchors(*x, [c], identity_singles=config.feature_conditions,
+                                    residual_target=spread)
                         for c in conds] if config.anchored else None)
             if len({widths[s] for s in sources}) != 1:
                 raise ValueError(f"specialists of {target!r} need sources of one width, got "
@@ -394,7 +405,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         else:
             cfg = TrainConfig(batch_size=config.batch_size, mask_drop_prob=config.mask_drop_prob)
             args = (1, [widths[s] for s in sources], multi_train, multi_val)
-            anchors = ([fit_anchors(*x, conds, identity_singles=config.feature_conditions)]
+            anchors = ([fit_anchors(*x, conds, identity_singles=config.feature_conditions,
+                                    residual_target=spread)]
                        if config.anchored else None)
         variables, val_mse, result, trials = _fit_family(
             model, schedule, *args, config, cfg, jax.random.fold_in(key, index),
@@ -421,9 +433,12 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
 def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
                     targets: Sequence[str] | None = None, workdir: str | None = None,
                     log_fn: Callable[[dict], None] | None = None,
-                    batch_sharding: Any = None, features=None) -> tuple[ModelSet, dict]:
+                    batch_sharding: Any = None, features=None,
+                    residual_latents=None) -> tuple[ModelSet, dict]:
     """Trains the models of every target (default: every modality) of a latent cohort;
-    `features` is the feature-space cohort (needed with config.feature_conditions)."""
+    `features` is the feature-space cohort (needed with config.feature_conditions);
+    `residual_latents` the latents as new patients would be encoded, for the spreads
+    (`latent.cross_fitted_latents`; see `train_target`)."""
     targets = tuple(targets or cohort.modalities)
     unknown = [t for t in targets if t not in cohort.modalities]
     if unknown:
@@ -433,9 +448,12 @@ def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
     for target in targets:  # a target's key depends on its modality, not on the targets asked
         models[target], reports[target] = train_target(
             cohort, target, config, jax.random.fold_in(key, cohort.modalities.index(target)),
-            workdir=workdir, log_fn=log_fn, batch_sharding=batch_sharding, features=features)
+            workdir=workdir, log_fn=log_fn, batch_sharding=batch_sharding, features=features,
+            residual_latents=residual_latents)
     closed_form = None
     if features is not None and len(cohort.modalities) > 1:
-        closed_form = ClosedForm.fit(features.split("train"), cohort.split("train"),
-                                     distill=config.distill_conditions, seed=seed)
+        closed_form = ClosedForm.fit(
+            features.split("train"), cohort.split("train"), distill=config.distill_conditions,
+            seed=seed, residual_latents=(None if residual_latents is None
+                                         else residual_latents.split("train")))
     return ModelSet(config.schedule, config.diffusion_steps, models, closed_form), reports

@@ -45,7 +45,8 @@ from coherent_jax.evaluate.results import EvalResults
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
 from coherent_jax.formats_out import write_imputation
 from coherent_jax.impute import ImputeConfig, Imputation, impute
-from coherent_jax.latent import LatentConfig, LatentSpace, quality_table, save_quality_table
+from coherent_jax.latent import (LatentConfig, LatentSpace, cross_fitted_latents, quality_table,
+                                 save_quality_table)
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
 
 logger = logging.getLogger(__name__)
@@ -258,11 +259,16 @@ def stage_latents(workdir: str, cohort, config: LatentConfig, log_fn=None) -> La
 
 
 def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: int,
-                    targets=None, batch_sharding: Any = None, features=None) -> ModelSet:
-    """Trains (resuming from checkpoints) or reloads the ModelSet of a latent cohort."""
+                    targets=None, batch_sharding: Any = None, features=None,
+                    space: LatentSpace | None = None) -> ModelSet:
+    """Trains (resuming from checkpoints) or reloads the ModelSet of a latent cohort; with the
+    feature cohort and its latent `space`, the spreads are fitted on the training rows'
+    latents as new patients would have them (`latent.cross_fitted_latents`)."""
     folder = os.path.join(workdir, "models")
     if os.path.isdir(folder):
         return ModelSet.load(folder)
+    residual_latents = (cross_fitted_latents(space, features)
+                        if space is not None and features is not None else None)
     writer = metrics_io.MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
     progress = {}
 
@@ -274,7 +280,7 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
 
     models, reports = train_model_set(latent_cohort, config, seed, targets=targets,
                                       workdir=workdir, log_fn=log, batch_sharding=batch_sharding,
-                                      features=features)
+                                      features=features, residual_latents=residual_latents)
     with safe_io.output_folder(folder, kind="model set") as tmp:
         models.save(tmp, {"fingerprint": cohort_fingerprint(latent_cohort)})
         metrics_io.write_json(os.path.join(tmp, "reports.json"), reports)

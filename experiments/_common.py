@@ -170,7 +170,7 @@ def trained(c, workdir: str):
     logger.info(f"[{time.perf_counter() - start:.0f} s] latent space ready")
     models = pipeline.stage_denoisers(workdir, latents, model_config(c), c.seed,
                                       targets=targets(c), batch_sharding=batch_sharding(c),
-                                      features=cohort)
+                                      features=cohort, space=space)
     logger.info(f"[{time.perf_counter() - start:.0f} s] denoisers ready")
     return cohort, space, latents, models
 
