@@ -40,6 +40,7 @@ from coherent_jax.data import (Preprocessor, induce_missingness, linear_gaussian
                                load_pan_cancer, load_paper_layout, load_path, load_tcga,
                                paper_split, tcga_like, tcga_like_rates)
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
+from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
 from coherent_jax.errors import UserError
 from coherent_jax.evaluate.results import EvalResults
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
@@ -53,7 +54,8 @@ logger = logging.getLogger(__name__)
 
 # Config sections that change no trained artefact: a work directory accepts new values.
 RERUNNABLE = ("impute", "evaluate")
-SOURCES = ("tcga", "pan_cancer", "csv", "h5ad", "h5mu", "paper", "synthetic", "gaussian")
+SOURCES = ("tcga", "pan_cancer", "csv", "h5ad", "h5mu", "paper", "synthetic", "gaussian",
+           "mixture")
 OWN_FILES = ("csv", "h5ad", "h5mu")  # a user's files at data.path; the path tells the format
 
 
@@ -67,7 +69,9 @@ class DataConfig:
             .csv/.tsv/.parquet/.h5ad table per modality, or a MuData .h5mu file; the three
             names read the same way, the format is told by the path), 'paper' (the paper's
             released layout at `path`), 'synthetic' (TCGA-like), 'gaussian' (linear-Gaussian,
-            exact posteriors).
+            exact posteriors), 'mixture' (a hidden subtype that 'hide' cannot see and
+            'reveal' and 'target' show: exact non-Gaussian conditionals,
+            `data.mixture.hidden_subtype_model`; hole it with a rate, e.g. missing='0.2').
         name: cohort name(s) for 'tcga' / 'pan_cancer'.
         path: folder (or .h5mu file) for 'csv' / 'h5ad' / 'h5mu'; folder for 'paper'.
         num_samples, synthetic_scale: size of synthetic cohorts (scale shrinks the widths).
@@ -142,6 +146,9 @@ def load_raw_cohort(config: DataConfig):
     elif config.source == "synthetic":
         raw = tcga_like(config.num_samples, seed=config.split_seed, scale=config.synthetic_scale,
                         missing_rates=None)
+    elif config.source == "mixture":
+        raw = mixture_cohort(hidden_subtype_model(seed=config.split_seed), config.num_samples,
+                             seed=config.split_seed)
     else:
         model = LinearGaussianModel.random({m: 8 for m in ("cna", "rna", "rppa", "wsi")},
                                            num_factors=6, noise_std=0.4, seed=config.split_seed)

@@ -6,6 +6,7 @@ from coherent_jax.data.formats import load_h5mu, load_path
 from coherent_jax.data.labels import encode_stage, overall_survival
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.data.missingness import TCGA_LIKE_RATES, induce_missingness, tcga_like_rates
+from coherent_jax.data.mixture import MixtureModel, hidden_subtype_model, mixture_cohort
 from coherent_jax.data.paper_layout import PAPER_MODALITIES, load_paper_layout
 from coherent_jax.data.preprocess import Preprocessor
 from coherent_jax.data.split import paper_split
@@ -14,9 +15,10 @@ from coherent_jax.data.tcga import COHORTS, describe_overlap, load_pan_cancer, l
 from coherent_jax.data.validate import DataError
 
 __all__ = [
-    "COHORTS", "Cohort", "DataError", "LinearGaussianModel", "PAPER_MODALITIES", "Preprocessor",
-    "TCGA_LIKE_RATES", "TCGA_TYPES", "TCGA_WIDTHS", "describe_overlap", "encode_stage",
-    "induce_missingness", "linear_gaussian_cohort", "load_csv_folder", "load_h5mu",
-    "load_pan_cancer", "load_paper_layout", "load_path", "load_tcga", "overall_survival",
+    "COHORTS", "Cohort", "DataError", "LinearGaussianModel", "MixtureModel",
+    "PAPER_MODALITIES", "Preprocessor", "TCGA_LIKE_RATES", "TCGA_TYPES", "TCGA_WIDTHS",
+    "describe_overlap", "encode_stage", "hidden_subtype_model", "induce_missingness",
+    "linear_gaussian_cohort", "load_csv_folder", "load_h5mu", "load_pan_cancer",
+    "load_paper_layout", "load_path", "load_tcga", "mixture_cohort", "overall_survival",
     "paper_split", "tcga_like", "tcga_like_rates",
 ]
