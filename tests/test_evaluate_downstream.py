@@ -10,7 +10,7 @@ import pytest
 from coherent_jax.evaluate import (bootstrap_indices, c_index, feature_table, fit_forest,
                                    prioritisation_curve, removed_subsets, rescue,
                                    train_real_test_synthetic)
-from coherent_jax.evaluate.downstream import _classification_scores
+from coherent_jax.evaluate.downstream import _classification_scores, c_index_resampled
 
 TREES = 30
 
@@ -202,6 +202,13 @@ def test_c_index_is_scikit_survivals_and_counts_event_censoring_ties():
     # event). The hand-written C (only strictly earlier times) gave 1.0 here.
     tied = c_index([1.0, 1.0, 2.0], [True, False, True], [1.0, 2.0, 0.0])
     assert tied == 0.5
+    # with time ties, risk ties and resampled duplicates: the resampled patients' C
+    time, risk = np.round(time * 10), np.round(risk)
+    indices = bootstrap_indices(80, 20, seed=0)
+    counts = np.stack([np.bincount(i, minlength=80) for i in indices])
+    expected = [sksurv_metrics.concordance_index_censored(event[i], time[i], risk[i])[0]
+                for i in indices]
+    np.testing.assert_allclose(c_index_resampled(time, event, risk, counts), expected)
 
 
 def test_prioritisation_oracle_beats_random():

@@ -6,8 +6,9 @@ Models: random forests of 100 trees (sklearn RandomForestClassifier; scikit-surv
 RandomSurvivalForest for survival), both of which accept NaN inputs, so 'none' fills are
 scored as the forest sees holes (at a split on a feature that had no NaN in training, a NaN
 goes to the child that received more training samples). Survival is scored by Harrell's
-C-index of the predicted risk (scikit-survival's `concordance_index_censored`: a tie in time
-between an event and a censoring counts as comparable).
+C-index of the predicted risk (as scikit-survival's `concordance_index_censored`: a tie in time
+between an event and a censoring counts as comparable), from one pair table per cell for the
+point and every bootstrap resample (`c_index_resampled`).
 
 Uncertainty is over patients (`RescueResult.uncertainty`: one set of bootstrap resamples of
 the test patients for every cell, so differences are paired); the forests' seeds are fixed.
@@ -61,12 +62,31 @@ def _structured(y: pd.DataFrame) -> np.ndarray:
 
 
 def c_index(time, event, risk) -> float:
-    """Harrell's C of `risk` (higher risk, earlier event) by scikit-survival."""
-    from sksurv.metrics import concordance_index_censored  # noqa: PLC0415 - optional dependency
+    """Harrell's C of `risk` (higher risk, earlier event), as scikit-survival's
+    concordance_index_censored (risk ties within 1e-8 count 1/2; an event and a censoring at
+    the same time are comparable)."""
+    time = np.asarray(time, np.float64)
+    return float(c_index_resampled(time, event, risk, np.ones((1, time.size)))[0])
 
-    return float(concordance_index_censored(np.asarray(event, bool),
-                                            np.asarray(time, np.float64),
-                                            np.asarray(risk, np.float64))[0])
+
+def c_index_resampled(time, event, risk, counts: np.ndarray) -> np.ndarray:
+    """[B] Harrell's C (`c_index`) on each bootstrap resample given as counts [B, N]: pair
+    (i, j) weighs counts_i * counts_j, which is exactly the C of the resampled patients (two
+    copies of one patient are never comparable). NaN where a resample has no comparable
+    pair. One [N, N] pair table for every resample instead of B scikit-survival calls."""
+    time = np.asarray(time, np.float64)
+    event = np.asarray(event, bool)
+    risk = np.asarray(risk, np.float64)
+    later = time[:, None] < time[None, :]
+    censored_tie = (time[:, None] == time[None, :]) & ~event[None, :]
+    comparable = (event[:, None] & (later | censored_tie)).astype(np.float64)  # [N, N]
+    gap = risk[:, None] - risk[None, :]
+    concordance = np.where(np.abs(gap) <= 1e-8, 0.5, (gap > 0).astype(np.float64))
+    counts = np.asarray(counts, np.float64)
+    pairs = np.einsum("bi,ij,bj->b", counts, comparable, counts)
+    agree = np.einsum("bi,ij,bj->b", counts, comparable * concordance, counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, agree / pairs, np.nan)
 
 
 def _predict(model, x: np.ndarray, task: str) -> np.ndarray:
@@ -215,10 +235,8 @@ class RescueResult:
         """[B] the metric of outputs [K, N] (mean over K) on each resample."""
         if self.task == "classification":
             return _balanced_accuracy_boot(values, np.asarray(self.y), counts)
-        if len(values) > 1:  # single-draw C-indices: K x B scikit-survival calls, too slow
-            return np.full(len(indices), np.nan)
         time, event = self.y.iloc[:, 0].to_numpy(), self.y.iloc[:, 1].to_numpy()
-        return stats.resample(c_index, indices, time, event, values[0])
+        return np.mean([c_index_resampled(time, event, v, counts) for v in values], axis=0)
 
     def uncertainty(self, indices: np.ndarray, against: str = "retrained",
                     level: float = stats.LEVEL) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -230,8 +248,8 @@ class RescueResult:
             against: the reference fill of the tests (per removed set), e.g. 'retrained'.
 
         Returns:
-            (intervals: removed, fill, draws, point, low, high (NaN for single-draw
-             C-indices), one row per `scores` row;
+            (intervals: removed, fill, draws, point, low, high, one row per `scores` row
+             (single draws: the mean over the draws of each draw's score);
              tests: removed, fill, against, difference, low, high, p (two-sided paired
              bootstrap), n_discordant (classification: patients right under one fill only),
              q (BH over the table), significant (q <= 0.05), on the draw-averaged outputs).
