@@ -198,7 +198,10 @@ class ModelSetConfig:
         seeds, learning_rates: the population trained together per target (all combinations).
         uncond_prob: specialists' condition dropout (enables product-of-experts fusion).
         mask_drop_prob: the multi-condition model's extra random condition masking.
-        criterion: which of the paper's criteria selects the best trial and checkpoint.
+        criterion: which validation criterion (`train.CRITERIA`) selects the best trial and
+            checkpoint: the fair energy score of several draws per validation row by default
+            (draws scored as a distribution; the untrained anchor stays a candidate), or one
+            of the paper's ('sample_mse': single-draw MSE, which rewards narrow draws).
         specialists, multi: which model families to train.
         anchored: linear-Gaussian anchored denoisers (`models/denoiser.py`): each model is
             the ridge posterior of its conditions plus a learned correction.
@@ -233,7 +236,7 @@ class ModelSetConfig:
     learning_rates: tuple[float, ...] = (1e-3,)
     uncond_prob: float = 0.1
     mask_drop_prob: float = 0.3
-    criterion: str = "sample_mse"
+    criterion: str = "energy_score"
     specialists: bool = True
     multi: bool = True
     anchored: bool = True

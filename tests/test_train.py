@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
+from coherent_jax.evaluate.reconstruction import energy_score
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply
 from coherent_jax.sampling import sample
 from coherent_jax.schedules import linear_schedule
-from coherent_jax.train import (TrainConfig, _augment_mask, create_train_state, draw_batch, fit,
-                                make_member_data, train_step)
+from coherent_jax.train import (CRITERIA, TrainConfig, _augment_mask, create_train_state,
+                                draw_batch, fair_energy_score, fit, make_member_data, train_step)
 
 SCHEDULE = linear_schedule()
 TINY = Denoiser(4, hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8)
@@ -80,7 +81,7 @@ def test_fit_is_reproducible_and_keeps_best_by_each_criterion():
     assert not np.allclose(a.state.params["out"]["kernel"], c.state.params["out"]["kernel"])
     evals = [h for h in a.history if "noise_mse" in h]
     assert [h["step"] for h in evals] == [0, 10, 20]  # the initial models are candidates
-    for crit in ("sample_mse", "sample_cosine", "noise_mse"):
+    for crit in CRITERIA:
         scores = np.array([h[crit] for h in evals])  # [evals, K]
         np.testing.assert_allclose(a.best_scores[crit], scores.min(0), rtol=1e-6)
         np.testing.assert_array_equal(a.best_steps[crit], np.array([0, 10, 20])[scores.argmin(0)])
@@ -120,3 +121,10 @@ def test_trained_specialist_matches_analytic_conditional_mean():
     err = np.sqrt(np.mean((draws.mean(0) - true_mean) ** 2))
     baseline = np.sqrt(np.mean((GAUSS.marginal("x")[0] - true_mean) ** 2))  # ignore the condition
     assert err < 0.4 * baseline, (err, baseline)
+
+
+def test_validation_energy_score_is_the_fair_energy_score():
+    draws = np.random.default_rng(0).normal(size=(6, 5, 3))
+    real = np.random.default_rng(1).normal(size=(5, 3))
+    np.testing.assert_allclose(fair_energy_score(jnp.asarray(draws), jnp.asarray(real)),
+                               energy_score(real, draws), rtol=1e-5)
