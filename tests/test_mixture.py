@@ -91,3 +91,15 @@ def test_cohort_labels_the_subtype():
     assert set(cohort.labels["cancer_type"].dropna()) <= {"S0", "S1", "S2"}
     assert cohort.tables["target"].shape == (50, 3)
     assert cohort.tables["hide"].isna().all(axis=1).sum() > 0
+
+
+def test_pipeline_source_mixture_is_the_standard_hard_case():
+    from coherent_jax.pipeline import DataConfig, load_raw_cohort  # noqa: PLC0415
+
+    raw = load_raw_cohort(DataConfig(source="mixture", num_samples=200, missing="0.2"))
+    assert raw.modalities == ("hide", "reveal", "target")
+    values, _ = hidden_subtype_model(seed=42).sample(200, seed=42)
+    complete = raw.split("test").sample_ids[raw.split("test").complete]
+    rows = [int(i.split("-")[1]) for i in complete]
+    np.testing.assert_allclose(raw.tables["target"].loc[complete].to_numpy(),
+                               values["target"][rows], rtol=1e-6)
