@@ -346,8 +346,10 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
     and once before the first step (the initial models are candidates: an anchored model
     starts as its linear-Gaussian anchor).
 
-    Keeps each member's best variables by each criterion of the paper (sample MSE, sample
-    cosine distance, one-step noise MSE). Raises FloatingPointError on a non-finite loss.
+    Keeps each member's best variables by each validation criterion (`CRITERIA`: the paper's
+    sample MSE, sample cosine distance and one-step noise MSE, and the energy score of several
+    draws), every validation scored on the same noise. Raises FloatingPointError on a
+    non-finite loss.
 
     Args:
         state, train_data, val_data: from `create_train_state` and `make_member_data`.
