@@ -24,6 +24,7 @@ import numpy as np
 
 from coherent_jax import anchor_draws
 from coherent_jax.anchor import apply_condition_map
+from coherent_jax.covariates import inputs
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.models.denoiser import Condition
@@ -150,7 +151,10 @@ def full_source_disagreement(cohort, models, *, sampler: str = "ddpm",
             raise ValueError("these models condition on the sources' features: pass "
                              "feature_cohort.")
         else:
-            features = [feature_cohort.tables[s].reindex(cohort.sample_ids).to_numpy()[rows]
+            labels = feature_cohort.labels.reindex(cohort.sample_ids[rows])
+            features = [inputs(models.covariate,
+                               feature_cohort.tables[s].reindex(cohort.sample_ids).to_numpy()[rows],
+                               labels)
                         for s in tm.sources]
             values = [apply_condition_map(tm.condition_maps[s], f)
                       for s, f in zip(tm.sources, features)]

@@ -12,7 +12,8 @@ privacy) fitted per target on the training rows that have the sources and that t
 covariance that of the ridges' out-of-fold residuals on the rows that have every modality
 (`residuals.robust_covariance`: Ledoit-Wolf shrunk correlation, robust per-dimension
 spread). The draws of all missing modalities come out of one Gaussian, so their within- and cross-modality dependence is the
-residuals' and no order of targets is involved. This is the strongest simple competitor of
+residuals' and no order of targets is involved. With a known covariate (`covariates.py`)
+each source's features enter expanded with their interactions with the group. This is the strongest simple competitor of
 a generative imputer and the floor its draws are scored against (`ImputeConfig.method =
 'gaussian'`). It keeps kernels, biases and covariance factors: aggregates, no patient's row.
 """
@@ -26,6 +27,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from coherent_jax.anchor import ALPHAS, distilled_ridge, fit_out_of_fold
+from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.residuals import robust_covariance
 
 MIN_ROWS = 20
@@ -59,7 +61,8 @@ class GaussianPattern:
     scale: np.ndarray
 
     def mean(self, features: Sequence[np.ndarray]) -> np.ndarray:
-        """[N, sum L_t] conditional means of the sources' feature rows ([N, D_s] each)."""
+        """[N, sum L_t] conditional means of the sources' feature rows ([N, D_s] each, as
+        `ClosedForm.inputs` gives them)."""
         x = np.concatenate([np.asarray(f, np.float64) for f in features], axis=1)
         return x @ self.kernel + self.bias
 
@@ -88,15 +91,22 @@ class ClosedForm:
     Attributes:
         modalities: the model set's modalities, in order.
         patterns: pattern_key(S) -> GaussianPattern.
+        covariate: the known covariate the sources' features are expanded with (or None).
     """
 
     modalities: tuple[str, ...]
     patterns: Mapping[str, GaussianPattern]
+    covariate: Covariate | None = None
+
+    def inputs(self, features: np.ndarray, labels) -> np.ndarray:
+        """One source's feature rows [N, D_s] as the kernels take them (expanded with the
+        covariate of the same patients' `labels`, when there is one)."""
+        return inputs(self.covariate, np.asarray(features, np.float64), labels)
 
     @classmethod
     def fit(cls, features, latents, *, distill: bool = False, folds: int = 5,
             alphas: Sequence[float] = ALPHAS, seed: int = 0,
-            residual_latents=None) -> "ClosedForm":
+            residual_latents=None, covariate: Covariate | None = None) -> "ClosedForm":
         """Fits every source set: each target's ridge on the training rows that have the
         sources and that target, the joint residual covariance on the rows that have every
         modality (block-diagonal, each target's own rows, when fewer than `MIN_ROWS` do).
@@ -110,9 +120,11 @@ class ClosedForm:
             residual_latents: the same patients' latents as new patients' would be encoded
                 (`latent.cross_fitted_latents`); the covariance is fitted to their residuals
                 (default: `latents`').
+            covariate: a known covariate the sources' features are expanded with.
         """
         modalities = tuple(latents.modalities)
-        x = {m: features.matrix(m) for m in modalities}  # (values [N, D], present [N])
+        x = {m: (inputs(covariate, values, features.labels), present)  # ([N, D'], [N])
+             for m, (values, present) in ((m, features.matrix(m)) for m in modalities)}
         z = {m: latents.matrix(m)[0].astype(np.float64) for m in modalities}
         spread = z if residual_latents is None else {
             m: _aligned(residual_latents, latents).matrix(m)[0].astype(np.float64)
@@ -126,7 +138,7 @@ class ClosedForm:
                                      lambda a, b: distilled_ridge(a, b, alphas, share))
                 if found is not None:
                     patterns[pattern_key(sources)] = found
-        return cls(modalities, patterns)
+        return cls(modalities, patterns, covariate)
 
     def pattern(self, sources: Sequence[str]) -> GaussianPattern:
         """The closed form of a source set (in any order)."""
@@ -141,12 +153,13 @@ class ClosedForm:
         return self.patterns[key]
 
     def sample(self, sources: Sequence[str], features: Sequence[np.ndarray], num: int,
-               rng: np.random.Generator) -> dict[str, np.ndarray]:
+               rng: np.random.Generator, labels=None) -> dict[str, np.ndarray]:
         """{target: [num, N, L_t]} joint draws of every modality not in `sources` for N
         patients whose sources' feature rows are `features` (in `pattern(sources).sources`
-        order)."""
+        order) and whose labels [N, ...] are `labels` (needed with a covariate)."""
         pattern = self.pattern(sources)
-        return pattern.split(pattern.draw(pattern.mean(features), num, rng))
+        mean = pattern.mean([self.inputs(f, labels) for f in features])
+        return pattern.split(pattern.draw(mean, num, rng))
 
     def tree(self) -> dict:
         """The arrays to save (pattern key -> kernel, bias, scale)."""
@@ -154,6 +167,7 @@ class ClosedForm:
 
     def metadata(self) -> dict:
         return {"modalities": list(self.modalities),
+                "covariate": None if self.covariate is None else self.covariate.metadata(),
                 "patterns": {k: {"sources": list(p.sources), "targets": list(p.targets),
                                  "widths": list(p.widths)} for k, p in self.patterns.items()}}
 
@@ -166,7 +180,8 @@ class ClosedForm:
             patterns[key] = GaussianPattern(tuple(info["sources"]), tuple(info["targets"]),
                                             tuple(info["widths"]), arrays["kernel"],
                                             arrays["bias"], arrays["scale"])
-        return cls(tuple(metadata["modalities"]), patterns)
+        return cls(tuple(metadata["modalities"]), patterns,
+                   Covariate.from_metadata(metadata.get("covariate")))
 
 
 def _aligned(other, latents):

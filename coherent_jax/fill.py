@@ -74,13 +74,15 @@ class Conditions:
     Plain models condition on the sources' latents. Models with `condition_maps` condition on
     ridge predictions from each source's features: observed sources from `feature_cohort`
     (projected once per patient), sources imputed earlier in the cascade from their decoded
-    draws (the latent space's expected features).
+    draws (the latent space's expected features); with a known covariate, each patient's
+    features are expanded with its level (`covariates.py`).
     """
 
     def __init__(self, models, present: dict, ids, latent_space, feature_cohort):
         """present: modality -> [N] bool, observed rows; ids: the N patients' sample IDs."""
         self.present, self.n, self.space = present, len(ids), latent_space
         self.features, self._projected = None, {}
+        self.covariate, self.codes = models.covariate, None
         if any(tm.condition_maps is not None for tm in models.targets.values()):
             if feature_cohort is None:
                 raise ValueError("these models condition on the sources' features: pass "
@@ -88,6 +90,8 @@ class Conditions:
                                  "latent_space to impute.")
             self.features = {m: feature_cohort.tables[m].reindex(ids).to_numpy(np.float32)
                              for m in feature_cohort.modalities}
+            if models.covariate is not None:
+                self.codes = models.covariate.codes(feature_cohort.labels.reindex(ids))  # [N]
 
     def values(self, tm, source: str, rows: np.ndarray, work: dict,
                known: np.ndarray) -> np.ndarray:
@@ -108,7 +112,7 @@ class Conditions:
                                  "models condition on its features: pass latent_space to "
                                  "impute (or cascade=False).")
             decoded = self.space.decode(source, work[source][rows[generated]]).to_numpy()
-            out[generated] = apply_condition_map(cmap, decoded)
+            out[generated] = apply_condition_map(cmap, self._inputs(decoded, patient[generated]))
         return out
 
     def _projection(self, target: str, source: str, cmap: dict, width: int) -> np.ndarray:
@@ -117,9 +121,17 @@ class Conditions:
         if key not in self._projected:
             rows = self.present[source]
             projected = np.zeros((self.n, width), np.float32)
-            projected[rows] = apply_condition_map(cmap, self.features[source][rows])
+            projected[rows] = apply_condition_map(
+                cmap, self._inputs(self.features[source][rows], np.flatnonzero(rows)))
             self._projected[key] = projected
         return self._projected[key]
+
+    def _inputs(self, features: np.ndarray, patients: np.ndarray) -> np.ndarray:
+        """Feature rows [R, D_s] of `patients` [R] (indices among the N) as the condition
+        maps take them: expanded with the patients' covariate when the models have one."""
+        if self.covariate is None:
+            return features
+        return self.covariate.expand(features, self.codes[patients])
 
 
 def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, work: dict,

@@ -194,6 +194,12 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
     order = tuple(order or models.targets)
     _check(cohort, models, config.method, order)
     draws = _Draws.start(cohort, config)
+    if models.covariate is not None:  # refuse patients without a known level before drawing
+        if feature_cohort is None:
+            raise ValueError(f"these models condition on the covariate "
+                             f"{models.covariate.column!r}: pass feature_cohort (the patients' "
+                             "preprocessed features, with their labels).")
+        models.covariate.codes(feature_cohort.labels.reindex(draws.ids))
     if config.method == "gaussian":
         _closed_form_draws(draws, cohort, models, feature_cohort, seed)
         return draws.result(cohort, seed, latent_space, feature_cohort)
@@ -296,7 +302,8 @@ def _closed_form_draws(draws: "_Draws", cohort, models: ModelSet, feature_cohort
             continue
         patients = np.flatnonzero((present == observed).all(axis=1))  # [n_p]
         gaussian = form.pattern([m for m, have in zip(form.modalities, observed) if have])
-        features = [feature_cohort.tables[m].reindex(draws.ids[patients]).to_numpy(np.float64)
+        labels = _labels(feature_cohort, draws.ids[patients], form.covariate)
+        features = [form.inputs(feature_cohort.tables[m].reindex(draws.ids[patients]), labels)
                     for m in gaussian.sources]
         mean = gaussian.mean(features)  # [n_p, sum L_t]
         rows = (np.arange(k)[:, None] * n + patients[None, :]).ravel()  # draw-major [K*n_p]
@@ -314,6 +321,11 @@ def _closed_form_draws(draws: "_Draws", cohort, models: ModelSet, feature_cohort
             "acceptance": 1.0, "mean_bad_fraction": 0.0, "threshold": None,
             "seconds": time.perf_counter() - start, "signature": "gaussian/closed form"}))
     draws.exact_means.update(means)
+
+
+def _labels(feature_cohort, ids, covariate):
+    """The labels [N, ...] of patients `ids` when a covariate needs them (else None)."""
+    return None if covariate is None else feature_cohort.labels.reindex(ids)
 
 
 @dataclasses.dataclass

@@ -20,6 +20,7 @@ import numpy as np
 from coherent_jax import checkpointing
 from coherent_jax.calibrate import SHARPNESS_GRID, calibrate_fusion
 from coherent_jax.closed_form import ClosedForm
+from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import (apply_condition_map, fit_anchors, fit_condition_map,
                                  set_anchors)
 from coherent_jax.models.denoiser import Condition, Denoiser
@@ -113,14 +114,16 @@ CLOSED_FORM = "_closed_form"  # its key in the saved tree and metadata (not a mo
 
 @dataclasses.dataclass
 class ModelSet:
-    """Everything imputation needs: the noise schedule, the models of each target and the
+    """Everything imputation needs: the noise schedule, the models of each target, the
     closed form of every source set (`closed_form.ClosedForm`; None in model sets trained
-    without features or saved before it existed)."""
+    without features or saved before it existed) and the known covariate every linear map
+    takes with the sources' features (`covariates.Covariate`; None: none)."""
 
     schedule_name: str
     diffusion_steps: int
     targets: dict[str, TargetModels]
     closed_form: ClosedForm | None = None
+    covariate: Covariate | None = None
 
     @property
     def schedule(self) -> Schedule:
@@ -131,7 +134,9 @@ class ModelSet:
         # metadata JSON is written with sorted keys: the target order (the cascade order of
         # imputation) is kept separately
         tree, meta = {}, {"schedule": self.schedule_name, "diffusion_steps": self.diffusion_steps,
-                          "targets": {}, "target_order": list(self.targets), **(metadata or {})}
+                          "targets": {}, "target_order": list(self.targets),
+                          "covariate": None if self.covariate is None else self.covariate.metadata(),
+                          **(metadata or {})}
         for name, tm in self.targets.items():
             tree[name] = {k: v for k, v in (("specialists", tm.specialists), ("multi", tm.multi),
                                             ("condition_maps", tm.condition_maps))
@@ -170,7 +175,7 @@ class ModelSet:
         closed_form = (ClosedForm.from_saved(meta[CLOSED_FORM], tree.get(CLOSED_FORM, {}))
                        if CLOSED_FORM in meta else None)
         return cls(meta["schedule"], meta.get("diffusion_steps", meta.get("num_train_steps")),
-                   targets, closed_form)
+                   targets, closed_form, Covariate.from_metadata(meta.get("covariate")))
 
 
 def _with_anchor_basis(variables: dict | None) -> dict | None:
@@ -213,6 +218,11 @@ class ModelSetConfig:
             training patients are not imputed better than new ones (the evaluation's
             conditional membership attack), for some accuracy (README, "Privacy"); False
             (default) keeps the plain ridge, the most accurate.
+        covariate: a categorical label column known for every patient (e.g. 'cancer_type',
+            or 'cohort' on a pooled cohort) that the condition maps, their anchors and the
+            closed form take with the sources' features, as a slope deviation and an
+            intercept per level (`covariates.Covariate`); new patients must carry it. Needs
+            feature_conditions. '' (default): none.
         sharpness_grid: candidate gammas of the specialists' fusion (`fusion.fuse_sharpened`),
             chosen per target on validation patients with >= 2 sources
             (`calibrate.calibrate_fusion`, K = calibration_draws, the validation sampler);
@@ -242,6 +252,7 @@ class ModelSetConfig:
     anchored: bool = True
     feature_conditions: bool = True
     distill_conditions: bool = False
+    covariate: str = ""
     sharpness_grid: tuple[float, ...] = SHARPNESS_GRID
     calibration_draws: int = 20
 
@@ -264,6 +275,18 @@ def cohort_fingerprint(cohort) -> str:
     digest.update("|".join(map(str, cohort.sample_ids)).encode())
     digest.update("|".join(cohort.splits.fillna("").astype(str)).encode())
     return digest.hexdigest()[:16]
+
+
+def fit_covariate(config: ModelSetConfig, features) -> Covariate | None:
+    """The `config.covariate` column's levels among the feature cohort's training patients
+    (None when unset)."""
+    if not config.covariate:
+        return None
+    if features is None or not config.feature_conditions:
+        raise ValueError(f"covariate {config.covariate!r} enters through the condition maps on "
+                         "the sources' features: set feature_conditions=True and pass the "
+                         "feature cohort.")
+    return Covariate.fit(features.split("train").labels, config.covariate)
 
 
 def _member_data(x, x_present, mats) -> tuple[MemberData, MemberData]:
@@ -301,8 +324,10 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
     return chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial]
 
 
-def _feature_conditions(x, features, target: str, sources: Sequence[str], distill: bool):
-    """(maps, train conditions, val conditions) of `fit_condition_map` for each source.
+def _feature_conditions(x, features, target: str, sources: Sequence[str], distill: bool,
+                        covariate: Covariate | None):
+    """(maps, train conditions, val conditions) of `fit_condition_map` for each source
+    (on its features expanded with the covariate, `covariates.inputs`).
 
     Training rows get out-of-fold predictions; validation rows the full fit.
     """
@@ -311,6 +336,7 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str], distil
     maps, conds, conds_val = {}, [], []
     for s in sources:
         f, f_present = train.matrix(s)
+        f = inputs(covariate, f, train.labels)
         both = f_present & x_present
         if both.sum() < 10:
             raise ValueError(f"only {int(both.sum())} training rows have both {target!r} and "
@@ -321,6 +347,7 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str], distil
         values[both] = oof
         conds.append((values, f_present))
         f_val, f_val_present = val.matrix(s)
+        f_val = inputs(covariate, f_val, val.labels)
         values_val = np.zeros((len(f_val), x_values.shape[1]), np.float32)
         values_val[f_val_present] = apply_condition_map(maps[s], f_val[f_val_present])
         conds_val.append((values_val, f_val_present))
@@ -375,7 +402,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             raise ValueError("feature_conditions=True needs the feature cohort (features=...); "
                              "pass it or set feature_conditions=False.")
         maps, conds, conds_val = _feature_conditions(x, features, target, sources,
-                                                      config.distill_conditions)
+                                                      config.distill_conditions,
+                                                      fit_covariate(config, features))
         widths = {**widths, **{s: widths[target] for s in sources}}
     else:
         conds = [train_cohort.matrix(s) for s in sources]
@@ -446,6 +474,7 @@ def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
     unknown = [t for t in targets if t not in cohort.modalities]
     if unknown:
         raise ValueError(f"unknown target(s) {unknown}; the cohort has {list(cohort.modalities)}.")
+    covariate = fit_covariate(config, features)
     key = jax.random.key(seed)
     models, reports = {}, {}
     for target in targets:  # a target's key depends on its modality, not on the targets asked
@@ -458,5 +487,7 @@ def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
         closed_form = ClosedForm.fit(
             features.split("train"), cohort.split("train"), distill=config.distill_conditions,
             seed=seed, residual_latents=(None if residual_latents is None
-                                         else residual_latents.split("train")))
-    return ModelSet(config.schedule, config.diffusion_steps, models, closed_form), reports
+                                         else residual_latents.split("train")),
+            covariate=covariate)
+    return (ModelSet(config.schedule, config.diffusion_steps, models, closed_form, covariate),
+            reports)
