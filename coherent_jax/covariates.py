@@ -43,7 +43,7 @@ class Covariate:
         Raises:
             DataError: the column is absent, some patient lacks it, or it has one level.
         """
-        values = _column(labels, column, "training")
+        values = _column(labels, column, "the training patients")
         levels = tuple(sorted(set(values)))
         if len(levels) < 2:
             raise DataError(f"covariate {column!r} has a single level {levels} among the "
@@ -57,7 +57,7 @@ class Covariate:
             DataError: the column is absent, some patient lacks it, or has a level not seen in
                 training.
         """
-        values = _column(labels, self.column, "these")
+        values = _column(labels, self.column, "the patients")
         index = {level: i for i, level in enumerate(self.levels)}
         unknown = sorted(set(values) - set(index))
         if unknown:
@@ -101,13 +101,13 @@ def inputs(covariate: Covariate | None, features: np.ndarray, labels: pd.DataFra
 
 def _column(labels: pd.DataFrame, column: str, whose: str) -> list[str]:
     if column not in labels.columns:
-        raise DataError(f"the covariate column {column!r} is not among {whose} patients' labels "
+        raise DataError(f"the covariate column {column!r} is not among {whose}' labels "
                         f"(columns: {list(labels.columns)}); add it to clinical.csv.")
     series = labels[column]
     missing = series.isna()
     if missing.any():
         ids = list(series.index[missing][:5])
-        raise DataError(f"{int(missing.sum())} of {whose} patients lack the covariate "
+        raise DataError(f"{int(missing.sum())} of {whose} lack the covariate "
                         f"{column!r} (e.g. {ids}); every patient needs it: fill it in "
                         "clinical.csv.")
     return [str(v) for v in series]

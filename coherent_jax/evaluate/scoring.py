@@ -130,7 +130,7 @@ def _baseline_predictions(baseline, train, test, subset, target, space, seed,
 
 def reconstruction(copies, imputations, test_latent, test_features, train_latent, space,
                    config, seed: int, groups, train_features=None,
-                   log: Callable[[str], None] = lambda line: None
+                   log: Callable[[str], None] = lambda line: None, covariate=None
                    ) -> tuple[pd.DataFrame, dict]:
     """(long table: method, target, source, space, fitted_in, group, then the reconstruction
     metrics (see `reconstruction.reconstruction_metrics`); per-patient errors with every other
@@ -141,6 +141,9 @@ def reconstruction(copies, imputations, test_latent, test_features, train_latent
     baselines, decoded for the feature rows), 'features' (raw-feature baselines, encoded for the
     latent rows), 'both' (the mean: each space's own training mean). Raw-feature baselines and
     the feature-space mean need `train_features` (the training split of the feature cohort).
+    With the models' `covariate` (`covariates.Covariate`) the raw-feature baselines take
+    the sources' features expanded with it, as the models do: the closed form per group is
+    then the baseline.
     """
     needs_features = [b for b in config.baselines if b in FEATURE_BASELINES or b == "mean"]
     if needs_features and train_features is None:
@@ -152,11 +155,21 @@ def reconstruction(copies, imputations, test_latent, test_features, train_latent
     if train_features is not None:
         train["features"] = {m: train_features.tables[m].dropna()
                              for m in train_features.modalities}
+    sources = train.get("features", {})  # each modality's rows as a source
+    if covariate is not None and train_features is not None:
+        sources = {m: _expanded(m, t, train_features.labels, covariate)
+                   for m, t in sources.items()}
     seconds, errors = {}, {}
     for subset in copies.subsets:
         test = {"latent": {m: test_latent.tables[m].loc[ids] for m in subset},
                 "features": {m: test_features.tables[m].loc[ids] for m in subset}}
+        if covariate is not None:
+            test["features"] = {m: _expanded(m, t, test_features.labels, covariate)
+                                for m, t in test["features"].items()}
         for target in (m for m in test_latent.modalities if m not in subset):
+            if "features" in train:
+                train_for = {"latent": train["latent"], "features": {
+                    **{m: sources[m] for m in subset}, target: train["features"][target]}}
             real = {"latent": test_latent.tables[target].loc[ids],
                     "features": test_features.tables[target].loc[ids]}
             common = dict(target=target, source=tag(subset),
@@ -174,7 +187,8 @@ def reconstruction(copies, imputations, test_latent, test_features, train_latent
             for baseline in config.baselines:
                 start = time.perf_counter()
                 latent, features, fitted_in, *point = _baseline_predictions(
-                    baseline, train, test, subset, target, space, seed,
+                    baseline, train_for if "features" in train else train, test, subset,
+                    target, space, seed,
                     config.imputation.num_samples)
                 seconds[baseline] = seconds.get(baseline, 0.0) + time.perf_counter() - start
                 for space_name, pred in (("latent", latent), ("features", features)):
@@ -188,6 +202,16 @@ def reconstruction(copies, imputations, test_latent, test_features, train_latent
     columns = ["method", "target", "source", "space", "fitted_in"]
     return pd.concat(rows, ignore_index=True)[columns + [c for c in rows[0].columns
                                                          if c not in columns]], errors
+
+
+def _expanded(modality: str, table: pd.DataFrame, labels: pd.DataFrame, covariate
+              ) -> pd.DataFrame:
+    """A source's feature table [n, D] with the covariate's interaction and level columns
+    (`covariates.Covariate.expand`) of the same patients."""
+    wide = covariate.expand(table.to_numpy(np.float64),
+                            covariate.codes(labels.reindex(table.index)))
+    extra = [f"{modality}:{covariate.column}:{i}" for i in range(wide.shape[1] - table.shape[1])]
+    return pd.DataFrame(wide, index=table.index, columns=list(table.columns) + extra)
 
 
 def baseline_label(method: str) -> str:

@@ -189,7 +189,8 @@ def _score_and_analyse(copies, imputations, test_latent, test_features, feature_
     groups = test_latent.labels[label].loc[ids] if label else None
     scores, errors = reconstruction(copies, imputations, test_latent, test_features,
                                     train_latent, space, config, seed, groups,
-                                    train_features=feature_cohort.split("train"), log=log)
+                                    train_features=feature_cohort.split("train"), log=log,
+                                    covariate=models.covariate)
     timer.lap("reconstruction")
     indices = stats.bootstrap_indices(len(ids), config.num_bootstrap, seed)
     all_sources = [(t, tag(tuple(m for m in modalities if m != t))) for t in modalities]
