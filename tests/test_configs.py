@@ -100,3 +100,23 @@ def test_a_work_directory_saved_before_distill_conditions_is_the_plain_ridge_run
     with pytest.raises(UserError, match="differs in: \\['denoisers'\\]"):
         pipeline.claim_workdir(str(tmp_path), {"denoisers": {
             "train_steps": 0, "distill_conditions": True}}, 0, "f")
+
+
+def test_the_scripts_lower_the_latent_width_to_what_the_cohort_can_fill(capsys):
+    """configs/demo.py asks 128-d latents; a cohort whose smallest modality has 12 features
+    gets 12-d (printed), one with too few training rows a clear error."""
+    import _common  # noqa: PLC0415
+
+    from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split  # noqa: PLC0415
+
+    c = _config("demo")
+    model = LinearGaussianModel.random({"a": 12, "b": 200}, num_factors=2, noise_std=0.5, seed=0)
+    cohort = paper_split(linear_gaussian_cohort(model, 300, seed=0), seed=0)
+    assert _common.latent_config(c, cohort).latent_dim == 12
+    assert "lowered to 12: modality 'a' has 12 features" in capsys.readouterr().out
+    c.latent.latent_dim = 8
+    assert _common.latent_config(c, cohort).latent_dim == 8  # fits: unchanged
+    tiny = paper_split(linear_gaussian_cohort(model, 2, seed=0), seed=0, val_fraction=0,
+                       test_fraction=0)
+    with pytest.raises(UserError, match="too few for any latent space"):
+        _common.latent_config(c, tiny)
