@@ -48,7 +48,7 @@ def test_base_sections_are_the_dataclass_defaults():
             assert _plain(base[section][name]) == _plain(defaults[name]), (section, name)
 
 
-@pytest.mark.parametrize("name", ["demo", "paper", "test"])
+@pytest.mark.parametrize("name", ["demo", "paper", "test", "private", "pan_cancer"])
 def test_shipped_configs_build_library_configs(name):
     import _common  # noqa: PLC0415
 

@@ -47,6 +47,9 @@ def test_pattern_copies_cover_every_subset_and_map_back():
     presence = copies.cohort.presence
     for copy_id, (sid, subset) in copies.origin.iterrows():
         assert presence.loc[copy_id].to_dict() == {m: m in subset.split("+") for m in "abc"}
+    # each copy keeps its patient's labels (a known covariate of the models among them)
+    np.testing.assert_array_equal(copies.cohort.labels["cancer_type"].to_numpy(),
+                                  cohort.labels["cancer_type"].loc[copies.origin["sample_id"]])
     fake = {"c": pd.DataFrame(np.arange(copies.cohort.num_samples, dtype=float)[:, None],
                               index=pd.MultiIndex.from_arrays(
                                   [copies.cohort.sample_ids, [0] * copies.cohort.num_samples],

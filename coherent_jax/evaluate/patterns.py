@@ -120,7 +120,9 @@ def pattern_copies(cohort: Cohort, subsets: Sequence[Sequence[str]] | None = Non
         table = cohort.tables[m].loc[rows["sample_id"]]  # [copies holding m, D_m]
         table.index = rows.index
         tables[m] = table.reindex(origin.index)  # [P * S, D_m], NaN rows where not given
-    copies = Cohort(tables, conform_labels(None, origin.index),
+    labels = cohort.labels.loc[origin["sample_id"]]  # each copy keeps its patient's labels
+    labels.index = origin.index  # (a known covariate among them)
+    copies = Cohort(tables, conform_labels(labels, origin.index),
                     pd.Series(pd.NA, index=origin.index, dtype="string", name="split"),
                     pd.DataFrame(False, index=origin.index, columns=list(modalities)), {},
                     f"{cohort.name}-patterns")
