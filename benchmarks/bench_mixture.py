@@ -2,7 +2,8 @@
 closed form, the default (anchors alone), trained corrections and the exact conditional.
 
     .venv/bin/python benchmarks/bench_mixture.py [--workdir /tmp/bench_mixture] \
-        [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0]
+        [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0] \
+        [--candidates 4] [--reject_quantile 0.9]
 
 Cohort: `data.mixture.hidden_subtype_model` (16 features per modality: 'hide' is blind to the
 three subtypes, 'reveal' and 'target' are shifted by them, 'target' is observed through a sinh
@@ -18,7 +19,15 @@ draws per method, and scored in the preprocessing's z-scores of the target:
   (1 = as good as exact, 0 = as the closed form, < 0 worse);
 - 90% per-feature interval coverage;
 - the 1-d Wasserstein distance to the exact draws along the directions that separate the
-  subtypes' target means (in z-scores), averaged over patients.
+  subtypes' target means (in z-scores), averaged over patients;
+- the wrong-mode share: draws whose nearest subtype centre (along those directions) has an
+  exact posterior probability below 5% given the sources.
+
+Rejection, the case it exists for: given 'hide' and 'reveal', the 'hide' specialist's draws
+spread over every subtype and the 'reveal' specialist's sit in one. 'coherent+rejection'
+draws --candidates candidates per draw and keeps the first whose specialists agreed (per-step
+disagreement under a threshold calibrated on the validation patients at --reject_quantile),
+against 'coherent' (one candidate): do the rejected draws sit in the wrong mode?
 
 Writes results.json (config, seed, versions, every number) to --workdir.
 """
@@ -40,6 +49,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import _common  # noqa: E402
 from _machine import describe_machine  # noqa: E402
 from coherent_jax.data.mixture import LINKS, hidden_subtype_model  # noqa: E402
+from coherent_jax.calibrate import calibrate_thresholds  # noqa: E402
 from coherent_jax.evaluate import stats  # noqa: E402
 from coherent_jax.evaluate.reconstruction import energy_score  # noqa: E402
 from coherent_jax.impute import impute  # noqa: E402
@@ -70,11 +80,13 @@ def config_for(steps: int, num_samples: int, seed: int):
     return c
 
 
-def score(model, raw, prep, test, space, models, c, draws: int, seed: int) -> dict:
+def score(model, raw, prep, test, space, models, c, draws: int, seed: int,
+          candidates: int) -> dict:
     """{method or 'exact'} -> {source set -> numbers} on the complete test patients.
 
     raw: the cohort in its own units (the model's scale); prep: the fitted Preprocessor;
-    test: the complete test patients, preprocessed."""
+    test: the complete test patients, preprocessed; candidates: of 'coherent+rejection'
+    (given every source; its threshold already calibrated in `models`)."""
     ids = test.sample_ids
     transform = prep.transforms[TARGET]
     if list(transform.features) != list(raw.tables[TARGET].columns):
@@ -85,6 +97,7 @@ def score(model, raw, prep, test, space, models, c, draws: int, seed: int) -> di
     raw = {m: raw.tables[m].loc[ids].to_numpy(np.float64) for m in raw.modalities}
     centres = zscore(LINKS["sinh"][0](model.means[TARGET]))  # [K, D] subtype centres
     directions = np.linalg.svd(centres - centres.mean(axis=0), full_matrices=False)[2][:2]
+    projected_centres = centres @ directions.T  # [K, 2]
     indices = stats.bootstrap_indices(len(ids), 1000, seed)
     out = {}
     for sources in SOURCES:
@@ -94,24 +107,34 @@ def score(model, raw, prep, test, space, models, c, draws: int, seed: int) -> di
         hidden = test.replace(tables={m: v if m in sources else v * np.nan
                                       for m, v in test.tables.items()})
         latent = space.encode(hidden)
-        drawn = {"exact": exact}
-        for method in METHODS:
+        posterior = model.subtype_posterior({m: raw[m] for m in sources})  # [N, K]
+        drawn, acceptance = {"exact": exact}, {}
+        runs = [(m, m, 1) for m in METHODS]
+        if len(sources) > 1 and candidates > 1:
+            runs.append(("coherent+rejection", "coherent", candidates))
+        for name, method, tries in runs:
             result = impute(latent, models, _common.impute_config(c), method=method,
                             num_samples=draws, seed=seed, latent_space=space,
-                            feature_cohort=hidden, order=(TARGET,) + tuple(
+                            feature_cohort=hidden, num_candidates=tries, order=(TARGET,) + tuple(
                                 m for m in models.targets if m != TARGET))
             table = result.features[TARGET]
-            drawn[method] = np.stack([table.xs(j, level="draw").loc[ids].to_numpy(np.float64)
-                                      for j in range(draws)])
+            acceptance[name] = float(np.nanmean(result.acceptance[TARGET].loc[ids]))
+            drawn[name] = np.stack([table.xs(j, level="draw").loc[ids].to_numpy(np.float64)
+                                    for j in range(draws)])
         for name, d in drawn.items():
             es = energy_score(real, d)
             low, high = stats.percentile_interval(stats.resample(np.mean, indices, es))
             lo, hi = np.quantile(d, [0.05, 0.95], axis=0)
             w1 = np.mean([wasserstein_1d(d @ v, exact @ v) for v in directions])
+            nearest = np.argmin(np.square((d @ directions.T)[:, :, None, :]
+                                          - projected_centres).sum(-1), axis=-1)  # [K, N]
+            wrong = np.take_along_axis(posterior, nearest.T, axis=1) < 0.05  # [N, K]
             out.setdefault(name, {})[key] = {
                 "energy_score": float(es.mean()), "interval": [float(low), float(high)],
                 "coverage90": float(((real >= lo) & (real <= hi)).mean()),
-                "wasserstein_subtype_directions": float(w1), "per_patient": es.tolist()}
+                "wasserstein_subtype_directions": float(w1),
+                "wrong_mode_share": float(wrong.mean()), "acceptance": acceptance.get(name),
+                "per_patient": es.tolist()}
         floor, closed = out["exact"][key]["energy_score"], out["gaussian"][key]["energy_score"]
         for name in drawn:
             out[name][key]["gap_closed"] = float(
@@ -126,6 +149,8 @@ def main() -> None:
     parser.add_argument("--num_samples", type=int, default=2000)
     parser.add_argument("--draws", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--reject_quantile", type=float, default=0.9)
     args = parser.parse_args()
     print(describe_machine())
     model = hidden_subtype_model(seed=42)  # the pipeline's data.split_seed
@@ -141,16 +166,25 @@ def main() -> None:
         test = cohort.split("test")
         test = test.subset(test.sample_ids[test.complete])
         test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
-        results = score(model, raw, prep, test, space, models, c, args.draws, args.seed)
+        imp = _common.impute_config(c)
+        thresholds = calibrate_thresholds(
+            space.encode(cohort.split("val")), models, sampler=imp.sampler,
+            sample_steps=imp.sample_steps, quantile=args.reject_quantile, seed=args.seed,
+            feature_cohort=cohort.split("val"))
+        results = score(model, raw, prep, test, space, models, c, args.draws, args.seed,
+                        args.candidates)
         report["runs"][steps] = {"config": as_jsonable(c), "train_seconds": seconds,
+                                 "thresholds": thresholds,
                                  "patients": int(test.num_samples), "results": results}
         print(f"\ntrain_steps={steps} ({seconds:.0f} s), {test.num_samples} complete test "
-              f"patients, K={args.draws}; energy score [95% CI] / gap closed / cov90 / W1:")
+              f"patients, K={args.draws}; energy score [95% CI] / gap closed / cov90 / W1 / "
+              "wrong-mode share:")
         for name, cells in results.items():
             print(f"  {name:9s} " + "  ".join(
                 f"{k}: {v['energy_score']:.3f} [{v['interval'][0]:.3f}, {v['interval'][1]:.3f}]"
                 f" / {v['gap_closed']:+.2f} / {v['coverage90']:.2f} / "
-                f"{v['wasserstein_subtype_directions']:.3f}" for k, v in cells.items()))
+                f"{v['wasserstein_subtype_directions']:.3f} / {v['wrong_mode_share']:.3f}"
+                for k, v in cells.items()))
     report["versions"] = versions()
     os.makedirs(args.workdir, exist_ok=True)
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
