@@ -3,7 +3,7 @@ closed form, the default (anchors alone), trained corrections and the exact cond
 
     .venv/bin/python benchmarks/bench_mixture.py [--workdir /tmp/bench_mixture] \
         [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0] \
-        [--candidates 4] [--reject_quantile 0.9]
+        [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0]
 
 Cohort: `data.mixture.hidden_subtype_model` (16 features per modality: 'hide' is blind to the
 three subtypes, 'reveal' and 'target' are shifted by them, 'target' is observed through a sinh
@@ -69,9 +69,12 @@ def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(np.sort(a, axis=0) - np.sort(b, axis=0)).mean(axis=0)
 
 
-def config_for(steps: int, num_samples: int, seed: int):
-    """The demo's settings on the mixture cohort, training `steps` per model."""
+def config_for(steps: int, num_samples: int, seed: int, ema_decay: float | None = None):
+    """The demo's settings on the mixture cohort, training `steps` per model (and the
+    demo's moving average of the parameters unless `ema_decay` is given)."""
     c = demo.get_config()
+    if ema_decay is not None:
+        c.denoisers.ema_decay = ema_decay
     c.data.source, c.data.num_samples, c.data.missing = "mixture", num_samples, "0.2"
     c.latent.latent_dim = 16
     c.denoisers.train_steps = steps
@@ -151,12 +154,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--reject_quantile", type=float, default=0.9)
+    parser.add_argument("--ema_decay", type=float, default=None,
+                        help="the denoisers' moving average of parameters (default: the demo's)")
     args = parser.parse_args()
     print(describe_machine())
     model = hidden_subtype_model(seed=42)  # the pipeline's data.split_seed
     report = {"command": " ".join(sys.argv), "machine": describe_machine(), "runs": {}}
     for steps in (int(s) for s in args.train_steps.split(",")):
-        c = config_for(steps, args.num_samples, args.seed)
+        c = config_for(steps, args.num_samples, args.seed, args.ema_decay)
         workdir = os.path.join(args.workdir, f"steps{steps}")
         start = time.perf_counter()
         cohort, space, _, models = _common.trained(c, workdir)

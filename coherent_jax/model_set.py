@@ -201,6 +201,8 @@ class ModelSetConfig:
             train_steps = 0 keeps anchored models at their anchors (no learned correction).
         val_sampler, val_sample_steps: sampler of the validation-by-sampling.
         seeds, learning_rates: the population trained together per target (all combinations).
+        ema_decay: > 0 validates, selects and keeps the exponential moving average of each
+            model's parameters (`train.TrainConfig.ema_decay`); 0 (default): the parameters.
         uncond_prob: specialists' condition dropout (enables product-of-experts fusion).
         mask_drop_prob: the multi-condition model's extra random condition masking.
         criterion: which validation criterion (`train.CRITERIA`) selects the best trial and
@@ -244,6 +246,7 @@ class ModelSetConfig:
     val_sample_steps: int | None = None
     seeds: tuple[int, ...] = (0,)
     learning_rates: tuple[float, ...] = (1e-3,)
+    ema_decay: float = 0.0
     uncond_prob: float = 0.1
     mask_drop_prob: float = 0.3
     criterion: str = "energy_score"
@@ -306,7 +309,7 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
     population = make_population(num_members, config.seeds, config.learning_rates)
     state = init_population(model, schedule, population, cond_dims=cond_dims, config=train_config)
     if anchors is not None:
-        state = state.replace(params=set_anchors(state.params, anchors, population.member))
+        state = state.with_params(set_anchors(state.params, anchors, population.member))
     checkpoints = (checkpointing.TrainCheckpoints(checkpoint_dir, identity)
                    if checkpoint_dir is not None else None)
     try:
@@ -424,7 +427,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         tag = (lambda rec, fam=family: log_fn({"target": target, "family": fam, **rec})
                ) if log_fn else None
         if family == "specialists":
-            cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob)
+            cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob,
+                              ema_decay=config.ema_decay)
             args = (len(sources), [widths[sources[0]]], spec_train, spec_val)
             anchors = ([fit_anchors(*x, [c], identity_singles=config.feature_conditions,
                                     residual_target=spread)
@@ -434,7 +438,8 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                                  f"{ {s: widths[s] for s in sources} }; encode every modality "
                                  "to the same latent width.")
         else:
-            cfg = TrainConfig(batch_size=config.batch_size, mask_drop_prob=config.mask_drop_prob)
+            cfg = TrainConfig(batch_size=config.batch_size, mask_drop_prob=config.mask_drop_prob,
+                              ema_decay=config.ema_decay)
             args = (1, [widths[s] for s in sources], multi_train, multi_val)
             anchors = ([fit_anchors(*x, conds, identity_singles=config.feature_conditions,
                                     residual_target=spread)]

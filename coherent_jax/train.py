@@ -50,11 +50,20 @@ class TrainConfig:
             the model also learns the unconditional prediction for product-of-experts fusion.
         mask_drop_prob: per-condition probability of extra random masking (multi-condition
             model); at least one present condition is always kept.
+        ema_decay: > 0 keeps an exponential moving average of the parameters (ema <- d ema +
+            (1 - d) params after every step, starting at the initial parameters: an anchored
+            model's average starts at its anchor), and validation, checkpoint selection and
+            sampling use the average; 0 (default) uses the parameters themselves.
     """
 
     batch_size: int = 128
     uncond_prob: float = 0.0
     mask_drop_prob: float = 0.0
+    ema_decay: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}.")
 
 
 @flax.struct.dataclass
@@ -66,14 +75,22 @@ class TrainState:
     batch_stats: Any
     opt_state: Any
     schedule: Schedule
+    ema_params: Any  # the parameters' moving average (config.ema_decay > 0; else unused)
     model: Denoiser = flax.struct.field(pytree_node=False)
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
     config: TrainConfig = flax.struct.field(pytree_node=False)
 
     @property
     def variables(self) -> dict:
-        """The members' Flax variables, stacked [K, ...]."""
-        return {"params": self.params, "batch_stats": self.batch_stats}
+        """The members' Flax variables as validated and sampled (the moving average of the
+        parameters when config.ema_decay > 0), stacked [K, ...]."""
+        params = self.ema_params if self.config.ema_decay > 0 else self.params
+        return {"params": params, "batch_stats": self.batch_stats}
+
+    def with_params(self, params) -> "TrainState":
+        """The state with new parameters (e.g. anchors set), the moving average restarted at
+        them."""
+        return self.replace(params=params, ema_params=jax.tree.map(jnp.array, params))
 
     @property
     def num_members(self) -> int:
@@ -171,6 +188,7 @@ def init_members(model: Denoiser, schedule: Schedule, keys: jax.Array, *,
     return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                       batch_stats=variables.get("batch_stats", {}), opt_state=opt_state,
                       schedule=jax.tree.map(jnp.array, schedule),  # own copy: state is donated
+                      ema_params=jax.tree.map(jnp.array, variables["params"]),
                       model=model, tx=tx, config=config)
 
 
@@ -222,8 +240,12 @@ def _train_step(state: TrainState, batch: dict, key: jax.Array):
     keys = jax.random.split(jax.random.fold_in(key, state.step), state.num_members)
     params, stats, opt_state, metrics = jax.vmap(functools.partial(_member_update, state))(
         state.params, state.batch_stats, state.opt_state, batch["x0"], batch["cond"], keys)
+    ema = state.ema_params
+    decay = state.config.ema_decay
+    if decay > 0:
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=stats,
-                              opt_state=opt_state)
+                              opt_state=opt_state, ema_params=ema)
     return new_state, metrics
 
 
@@ -314,8 +336,8 @@ def evaluate_members(state: TrainState, data: MemberData, key: jax.Array, *, sam
                 "noise_mse": noise_mse, "energy_score": jnp.sum(w * energy)}
 
     k = state.num_members
-    return jax.vmap(one)(state.params, state.batch_stats, data.rows, valid, data.cond,
-                         jax.random.split(sample_key, k), jax.random.split(noise_key, k))
+    return jax.vmap(one)(state.variables["params"], state.batch_stats, data.rows, valid,
+                         data.cond, jax.random.split(sample_key, k), jax.random.split(noise_key, k))
 
 
 @dataclasses.dataclass

@@ -77,3 +77,24 @@ def test_the_report_says_how_the_condition_maps_were_fitted():
                                                  "distill_conditions": True}})
     assert "distill_conditions=False" in plain and "membership" in plain
     assert "leave-one-out" in distilled
+
+
+def test_distribution_table_pairs_every_method_with_both_closed_forms():
+    """Per patient differences: coherent is 0.1 below 'gaussian' and 0.3 above the
+    raw-feature closed form for every patient; the intervals collapse on those values."""
+    from coherent_jax.evaluate.scoring import distribution_table  # noqa: PLC0415
+
+    n = 20
+    base = np.linspace(1.0, 3.0, n)
+    energy = {"coherent": base, "gaussian": base + 0.1, "gaussian_features": base - 0.3}
+    errors = {(m, "rna", space): {"energy": e, "projection_covered": np.full(n, 0.9)}
+              for m, e in energy.items() for space in ("latent", "features")}
+    scores = pd.DataFrame({"method": list(energy), "target": "rna"})
+    indices = np.random.default_rng(0).integers(0, n, (50, n))
+    table = distribution_table(scores, errors, ("coherent", "gaussian"), indices)
+    assert table.loc[("coherent", "rna"), "energy (features) - gaussian"].startswith("-0.100")
+    assert table.loc[("coherent", "rna"),
+                     "energy (features) - gaussian (features)"].startswith("+0.300")
+    assert table.loc[("gaussian (features)", "rna"),
+                     "energy (features) - gaussian"].startswith("-0.400")
+    assert pd.isna(table.loc[("gaussian", "rna"), "energy (features) - gaussian"])

@@ -54,6 +54,26 @@ def test_train_step_updates_all_members_and_donates():
         assert max(jax.tree.leaves(moved)) > 0
 
 
+def test_moving_average_of_the_parameters_is_what_validation_and_selection_see():
+    _, data = _specialist_data(GAUSS, 64, 0)
+    batch = draw_batch(data, jax.random.key(1), 16)
+    plain = create_train_state(TINY, SCHEDULE, jax.random.key(0), cond_dims=[4], num_members=2)
+    averaged = create_train_state(TINY, SCHEDULE, jax.random.key(0), cond_dims=[4],
+                                  num_members=2, config=TrainConfig(ema_decay=0.9))
+    start = jax.tree.map(np.asarray, plain.params)
+    plain, _ = train_step(plain, batch, jax.random.key(2))
+    averaged, _ = train_step(averaged, batch, jax.random.key(2))
+    for p, a in zip(jax.tree.leaves(plain.params), jax.tree.leaves(averaged.params)):
+        np.testing.assert_array_equal(p, a)  # the same optimisation
+    for v, p in zip(jax.tree.leaves(plain.variables["params"]), jax.tree.leaves(plain.params)):
+        np.testing.assert_array_equal(v, p)  # no average: the parameters themselves
+    expected = jax.tree.map(lambda s0, p: 0.9 * s0 + 0.1 * np.asarray(p), start, plain.params)
+    for v, e in zip(jax.tree.leaves(averaged.variables["params"]), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(v, e, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
 def test_mask_augmentation_keeps_one_condition_and_drops_all_for_uncond():
     mask = jnp.asarray(np.random.default_rng(0).integers(0, 2, (200, 3)), jnp.float32)
     mask = mask.at[:, 0].set(1.0)

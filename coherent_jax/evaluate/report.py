@@ -63,7 +63,8 @@ def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
     out["Draws as distributions (every other modality given): mean fair energy score of the "
         "target vector (lower is better) and coverage of 64 random projections of it by the "
         "central 90% of the K draws (joint calibration), 95% patient intervals; the last "
-        "column: paired difference to the closed form ('gaussian')"] = results.distributions
+        "columns: paired differences to the closed form ('gaussian') and to the closed form "
+        "on raw features ('gaussian (features)')"] = results.distributions
     if not results.joint.empty:
         out["Several modalities missing (patients given one): the missing modalities together, "
             "fair energy score of their feature z-scores side by side (paired difference to "
