@@ -3,7 +3,7 @@ closed form, the default (anchors alone), trained corrections and the exact cond
 
     .venv/bin/python benchmarks/bench_mixture.py [--workdir /tmp/bench_mixture] \
         [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0] \
-        [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0]
+        [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0] [--sample_steps 20]
 
 Cohort: `data.mixture.hidden_subtype_model` (16 features per modality: 'hide' is blind to the
 three subtypes, 'reveal' and 'target' are shifted by them, 'target' is observed through a sinh
@@ -154,6 +154,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--reject_quantile", type=float, default=0.9)
+    parser.add_argument("--sample_steps", type=int, default=None,
+                        help="reverse steps of imputation's sampler (default: the demo's 20)")
     parser.add_argument("--ema_decay", type=float, default=None,
                         help="the denoisers' moving average of parameters (default: the demo's)")
     args = parser.parse_args()
@@ -162,6 +164,8 @@ def main() -> None:
     report = {"command": " ".join(sys.argv), "machine": describe_machine(), "runs": {}}
     for steps in (int(s) for s in args.train_steps.split(",")):
         c = config_for(steps, args.num_samples, args.seed, args.ema_decay)
+        if args.sample_steps is not None:  # imputation only: the trained models are reused
+            c.impute.sample_steps = c.evaluate.imputation.sample_steps = args.sample_steps
         workdir = os.path.join(args.workdir, f"steps{steps}")
         start = time.perf_counter()
         cohort, space, _, models = _common.trained(c, workdir)
