@@ -3,7 +3,8 @@ closed form, the default (anchors alone), trained corrections and the exact cond
 
     .venv/bin/python benchmarks/bench_mixture.py [--workdir /tmp/bench_mixture] \
         [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0] \
-        [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0] [--sample_steps 20]
+        [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0] [--sample_steps 20] \
+        [--learning_rates 1e-3,3e-4]
 
 Cohort: `data.mixture.hidden_subtype_model` (16 features per modality: 'hide' is blind to the
 three subtypes, 'reveal' and 'target' are shifted by them, 'target' is observed through a sinh
@@ -154,6 +155,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--reject_quantile", type=float, default=0.9)
+    parser.add_argument("--learning_rates", default="",
+                        help="comma-separated rates trained as one population, each model's "
+                             "best chosen on validation (default: the demo's)")
     parser.add_argument("--sample_steps", type=int, default=None,
                         help="reverse steps of imputation's sampler (default: the demo's 20)")
     parser.add_argument("--ema_decay", type=float, default=None,
@@ -164,6 +168,8 @@ def main() -> None:
     report = {"command": " ".join(sys.argv), "machine": describe_machine(), "runs": {}}
     for steps in (int(s) for s in args.train_steps.split(",")):
         c = config_for(steps, args.num_samples, args.seed, args.ema_decay)
+        if args.learning_rates:
+            c.denoisers.learning_rates = tuple(float(r) for r in args.learning_rates.split(","))
         if args.sample_steps is not None:  # imputation only: the trained models are reused
             c.impute.sample_steps = c.evaluate.imputation.sample_steps = args.sample_steps
         workdir = os.path.join(args.workdir, f"steps{steps}")
