@@ -75,10 +75,6 @@ class Covariate:
         blocks = [features] + [features * onehot[:, [g]] for g in range(len(self.levels))]
         return np.concatenate(blocks + [SCALE * onehot], axis=1)
 
-    def width(self, features: int) -> int:
-        """The expanded width of D = `features` columns."""
-        return (len(self.levels) + 1) * features + len(self.levels)
-
     def metadata(self) -> dict:
         return {"column": self.column, "levels": list(self.levels)}
 

@@ -46,7 +46,7 @@ def test_expand_codes_and_refusals():
     np.testing.assert_array_equal(cov.codes(labels), [1, 0, 1])
     features = np.arange(6, dtype=np.float32).reshape(3, 2)
     wide = cov.expand(features, cov.codes(labels))
-    assert wide.shape == (3, cov.width(2)) == (3, 8)
+    assert wide.shape == (3, 8)  # (G + 1) D + G
     np.testing.assert_array_equal(wide[:, :2], features)  # shared block
     np.testing.assert_array_equal(wide[:, 2:4], [[0, 0], [2, 3], [0, 0]])  # group 'x' block
     np.testing.assert_array_equal(wide[:, 4:6], [[0, 1], [0, 0], [4, 5]])  # group 'y' block
