@@ -167,21 +167,21 @@ class ClosedForm:
 
     def metadata(self) -> dict:
         return {"modalities": list(self.modalities),
-                "covariate": None if self.covariate is None else self.covariate.metadata(),
                 "patterns": {k: {"sources": list(p.sources), "targets": list(p.targets),
                                  "widths": list(p.widths)} for k, p in self.patterns.items()}}
 
     @classmethod
-    def from_saved(cls, metadata: dict, tree: dict) -> "ClosedForm":
-        """Reads what `tree` and `metadata` gave."""
+    def from_saved(cls, metadata: dict, tree: dict,
+                   covariate: Covariate | None = None) -> "ClosedForm":
+        """Reads what `tree` and `metadata` gave; `covariate` is the model set's (saved
+        once, with the model set)."""
         patterns = {}
         for key, info in metadata["patterns"].items():
             arrays = {k: np.asarray(v, np.float64) for k, v in tree[key].items()}
             patterns[key] = GaussianPattern(tuple(info["sources"]), tuple(info["targets"]),
                                             tuple(info["widths"]), arrays["kernel"],
                                             arrays["bias"], arrays["scale"])
-        return cls(tuple(metadata["modalities"]), patterns,
-                   Covariate.from_metadata(metadata.get("covariate")))
+        return cls(tuple(metadata["modalities"]), patterns, covariate)
 
 
 def _aligned(other, latents):

@@ -172,10 +172,12 @@ class ModelSet:
                 condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
                                  for src, m in arrays["condition_maps"].items()}
                                 if "condition_maps" in arrays else None))
-        closed_form = (ClosedForm.from_saved(meta[CLOSED_FORM], tree.get(CLOSED_FORM, {}))
+        covariate = Covariate.from_metadata(meta.get("covariate"))
+        closed_form = (ClosedForm.from_saved(meta[CLOSED_FORM], tree.get(CLOSED_FORM, {}),
+                                             covariate)
                        if CLOSED_FORM in meta else None)
         return cls(meta["schedule"], meta.get("diffusion_steps", meta.get("num_train_steps")),
-                   targets, closed_form, Covariate.from_metadata(meta.get("covariate")))
+                   targets, closed_form, covariate)
 
 
 def _with_anchor_basis(variables: dict | None) -> dict | None:
