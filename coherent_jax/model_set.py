@@ -27,7 +27,8 @@ from coherent_jax.models.denoiser import Condition, Denoiser
 from coherent_jax.models.folded import fold_denoiser, fold_members
 from coherent_jax.population import init_population, make_population, population_data, select
 from coherent_jax.schedules import Schedule, make_schedule
-from coherent_jax.train import CRITERIA, MemberData, TrainConfig, fit, make_member_data
+from coherent_jax.train import (CRITERIA, EarlyStop, MemberData, TrainConfig, fit,
+                                make_member_data)
 
 DENOISER_FIELDS = ("data_dim", "hidden_dim", "num_layers", "time_embed_dim", "cond_embed_dim",
                    "norm", "anchored", "schedule", "diffusion_steps")
@@ -201,6 +202,10 @@ class ModelSetConfig:
         schedule, diffusion_steps: the noise schedule.
         batch_size, train_steps, eval_every, log_every: optimisation (steps, not epochs);
             train_steps = 0 keeps anchored models at their anchors (no learned correction).
+        patience: > 0 stops a family's training early once no member's best validation
+            `criterion` is younger than `patience` validations (`train.EarlyStop`): where
+            the anchor stays best, the remaining steps cannot change the kept models; 0
+            (default): every step is trained.
         val_sampler, val_sample_steps: sampler of the validation-by-sampling.
         seeds, learning_rates: the population trained together per target (all combinations).
         ema_decay: > 0 validates, selects and keeps the exponential moving average of each
@@ -244,6 +249,7 @@ class ModelSetConfig:
     train_steps: int = 20_000
     eval_every: int = 2_000
     log_every: int = 200
+    patience: int = 0
     val_sampler: str = "ddpm"
     val_sample_steps: int | None = None
     seeds: tuple[int, ...] = (0,)
@@ -320,7 +326,9 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
                      log_every=config.log_every, val_sampler=config.val_sampler,
                      val_sample_steps=config.val_sample_steps, log_fn=log_fn, checkpoints=checkpoints,
                      batch_sharding=batch_sharding,
-                     label=f"denoisers {identity['target']}/{identity['family']}")
+                     label=f"denoisers {identity['target']}/{identity['family']}",
+                     early_stop=EarlyStop(config.criterion, config.patience)
+                     if config.patience else None)
     finally:
         if checkpoints is not None:
             checkpoints.close()

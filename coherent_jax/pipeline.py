@@ -190,7 +190,8 @@ def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
 # Settings renamed when the three step counts got their own names: section -> old -> new.
 RENAMED = {"denoisers": {"num_steps": "train_steps", "num_train_steps": "diffusion_steps",
                          "val_num_steps": "val_sample_steps"}}
-ADDED = {"denoisers": {"distill_conditions": False, "covariate": "", "ema_decay": 0.0}}
+ADDED = {"denoisers": {"distill_conditions": False, "covariate": "", "ema_decay": 0.0,
+                         "patience": 0}}
 """Settings added since a run could have been saved, with the value that run trained with."""
 
 

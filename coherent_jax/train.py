@@ -66,6 +66,29 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class EarlyStop:
+    """Stop training once no member has improved its best `criterion` score (one of
+    `CRITERIA`) for `patience` validations in a row: the best checkpoints are then older than
+    `patience * eval_every` steps for every member, and more steps only cost time (an
+    anchored model whose anchor stays best validates as its anchor either way)."""
+
+    criterion: str = "energy_score"
+    patience: int = 2
+
+    def __post_init__(self):
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"unknown early-stopping criterion {self.criterion!r}; choose one "
+                             f"of {CRITERIA}.")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1 validations, got {self.patience}.")
+
+    def stale(self, done: int, best_steps: dict, eval_every: int) -> bool:
+        """Whether every member's best checkpoint is `patience` validations old at `done`."""
+        steps = np.asarray(best_steps[self.criterion])
+        return bool(np.all((steps >= 0) & (done - steps >= self.patience * eval_every)))
+
+
 @flax.struct.dataclass
 class TrainState:
     """State of K members trained together; every pytree leaf has a leading axis K."""
@@ -363,7 +386,7 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
         train_steps: int, eval_every: int, log_every: int = 100, val_sampler: str = "ddpm",
         val_sample_steps: int | None = None, log_fn: Callable[[dict], None] | None = None,
         checkpoints: Any = None, batch_sharding: Any = None,
-        label: str = "denoisers") -> FitResult:
+        label: str = "denoisers", early_stop: EarlyStop | None = None) -> FitResult:
     """Trains all members for `train_steps`, validating by full sampling every `eval_every` steps
     and once before the first step (the initial models are candidates: an anchored model
     starts as its linear-Gaussian anchor).
@@ -385,6 +408,8 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
             validation and, when the folder holds a checkpoint, resumes from it.
         batch_sharding: optional `parallel.member_batch_sharding(mesh)` for data parallelism.
         label: the text of the steps' progress bar (`progress.bar`), moved on per record.
+        early_stop: stops before `train_steps` once every member's best checkpoint is stale
+            (`EarlyStop`); the last record then carries 'stopped_early'. None: all steps.
     """
     if train_steps < 0 or eval_every < 1 or log_every < 1:
         raise ValueError("train_steps must be >= 0 (0: validate the initial models only, e.g. "
@@ -433,6 +458,12 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
             history.append(record)
             emit(record)
         while done < train_steps:
+            if early_stop is not None and early_stop.stale(done, best_steps, eval_every):
+                history[-1]["stopped_early"] = True
+                logger.info("%s: stopped at step %d of %d, no member's validation %s improved "
+                            "in %d validations", label, done, train_steps, early_stop.criterion,
+                            early_stop.patience)
+                break
             n = min(chunk, train_steps - done)
             state, metrics = scan_train_steps(state, train_data, train_key, n, batch_sharding)
             done = int(state.step)

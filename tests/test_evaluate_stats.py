@@ -76,6 +76,19 @@ def test_auc_test_agrees_with_mann_whitney_and_chance():
     assert chance["low"] < 0.5 < chance["high"]
 
 
+def test_auc_bootstrap_is_mann_whitney_of_each_resample_ties_included():
+    rng = np.random.default_rng(5)
+    members, others = np.round(rng.normal(0.3, 1, 60), 1), np.round(rng.normal(0, 1, 40), 1)
+    found = stats.auc_test(members, others, num=50, seed=2)
+    draws, boot = np.random.default_rng(2), []
+    for _ in range(50):  # the resamples auc_test draws, in its order, scored one by one
+        a = members[draws.integers(0, 60, 60)]
+        b = others[draws.integers(0, 40, 40)]
+        boot.append(scipy_stats.mannwhitneyu(a, b).statistic / 2400)
+    assert (found["low"], found["high"]) == pytest.approx(stats.percentile_interval(
+        np.array(boot)), abs=1e-12)
+
+
 def test_with_q_and_cells():
     table = stats.with_q(pd.DataFrame({"p": [0.001, 0.04, 0.5]}))
     assert list(table["significant"]) == [True, False, False]

@@ -10,8 +10,9 @@ from coherent_jax.evaluate.reconstruction import energy_score
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply
 from coherent_jax.sampling import sample
 from coherent_jax.schedules import linear_schedule
-from coherent_jax.train import (CRITERIA, TrainConfig, _augment_mask, create_train_state,
-                                draw_batch, fair_energy_score, fit, make_member_data, train_step)
+from coherent_jax.train import (CRITERIA, EarlyStop, TrainConfig, _augment_mask,
+                                create_train_state, draw_batch, fair_energy_score, fit,
+                                make_member_data, train_step)
 
 SCHEDULE = linear_schedule()
 TINY = Denoiser(4, hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8)
@@ -84,13 +85,38 @@ def test_mask_augmentation_keeps_one_condition_and_drops_all_for_uncond():
     assert float(dropped.sum()) == 0.0
 
 
-def _fit(seed, steps=20, lr=1e-3):
+def _fit(seed, steps=20, lr=1e-3, early_stop=None):
     _, train = _specialist_data(GAUSS, 128, 0)
     _, val = _specialist_data(GAUSS, 32, 1)
     state = create_train_state(TINY, SCHEDULE, jax.random.key(seed), cond_dims=[4], num_members=2,
                                learning_rate=lr, config=TrainConfig(batch_size=32))
     return fit(state, train, val, jax.random.key(seed + 1), train_steps=steps, eval_every=10,
-               log_every=5, val_sampler="ddim", val_sample_steps=5)
+               log_every=5, val_sampler="ddim", val_sample_steps=5, early_stop=early_stop)
+
+
+def test_early_stopping_ends_where_every_best_is_stale_and_changes_nothing_before():
+    # a learning rate too small to improve on the initial models: their scores stay (nearly)
+    # where they were, so the best checkpoints go stale
+    full = _fit(0, steps=80, lr=1e-9)
+    stop = EarlyStop("energy_score", patience=2)
+    early = _fit(0, steps=80, lr=1e-9, early_stop=stop)
+    last = early.history[-1]
+    assert last.get("stopped_early") and last["step"] < 80
+    prefix = full.history[:len(early.history)]
+    assert [h["step"] for h in early.history] == [h["step"] for h in prefix]
+    assert ([h.get("energy_score") for h in early.history]
+            == [h.get("energy_score") for h in prefix])  # the same run, cut short
+    evals = [h for h in prefix if "energy_score" in h]
+    for i, h in enumerate(evals):  # the first validation at which every member's best is stale
+        scores = np.array([e["energy_score"] for e in evals[:i + 1]])  # [evals, K]
+        best = np.array([e["step"] for e in evals[:i + 1]])[scores.argmin(0)]
+        assert stop.stale(h["step"], {"energy_score": best}, 10) == (h is evals[-1])
+    for crit in CRITERIA:
+        np.testing.assert_array_equal(early.best_steps[crit] <= last["step"], True)
+    with pytest.raises(ValueError, match="criterion"):
+        EarlyStop("loss")
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStop(patience=0)
 
 
 @pytest.mark.slow  # trains models / samples long chains

@@ -83,8 +83,8 @@ def c_index_resampled(time, event, risk, counts: np.ndarray) -> np.ndarray:
     gap = risk[:, None] - risk[None, :]
     concordance = np.where(np.abs(gap) <= 1e-8, 0.5, (gap > 0).astype(np.float64))
     counts = np.asarray(counts, np.float64)
-    pairs = np.einsum("bi,ij,bj->b", counts, comparable, counts)
-    agree = np.einsum("bi,ij,bj->b", counts, comparable * concordance, counts)
+    pairs = ((counts @ comparable) * counts).sum(axis=1)  # sum_ij c_bi M_ij c_bj, as matmuls
+    agree = ((counts @ (comparable * concordance)) * counts).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pairs > 0, agree / pairs, np.nan)
 
