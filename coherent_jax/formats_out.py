@@ -120,6 +120,33 @@ def write_h5mu(result, folder: str, interval: float = 0.9, summary: dict | None 
     return path
 
 
+def write_csv(table: pd.DataFrame, path: str) -> None:
+    """Writes a numeric table with its index as CSV (gzip level 1 for a '.gz' path).
+
+    pyarrow's writer when installed (the 'formats' extra): 3-4x faster than pandas' on wide
+    float tables, the same shortest round-trip digits (strings are quoted); pandas' otherwise.
+    Either reads back with `pd.read_csv(path, index_col=...)` to the same values.
+    """
+    import gzip  # noqa: PLC0415
+
+    try:
+        import pyarrow as pa  # noqa: PLC0415 - optional ('formats' extra)
+        from pyarrow import csv as pa_csv  # noqa: PLC0415
+    except ImportError:
+        pa = None
+    if pa is None:
+        table.to_csv(path, compression={"method": "gzip", "compresslevel": 1}
+                     if path.endswith(".gz") else None)
+        return
+    columns = table.reset_index()
+    columns.columns = [str(c) for c in columns.columns]
+    arrow = pa.Table.from_pandas(columns, preserve_index=False)
+    options = pa_csv.WriteOptions(quoting_style="needed")
+    with (gzip.open(path, "wb", compresslevel=1) if path.endswith(".gz")
+          else open(path, "wb")) as f:
+        pa_csv.write_csv(arrow, f, options)
+
+
 def write_imputation(result, folder: str, metadata: dict | None = None,
                      interval: float = 0.9, *, overwrite: bool = False,
                      protected: Sequence[str | None] = (),
@@ -148,13 +175,12 @@ def write_imputation(result, folder: str, metadata: dict | None = None,
                 stats = result.summary(m, "latent" if space == "latent" else "features",
                                        interval)
                 if "csv" in formats and space == "features":  # gzip level 1: 3x faster than 9
-                    draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv.gz"),
-                                 compression={"method": "gzip", "compresslevel": 1})
+                    write_csv(draws, os.path.join(tmp, f"{m}_{space}_draws.csv.gz"))
                 elif "csv" in formats:
-                    draws.to_csv(os.path.join(tmp, f"{m}_{space}_draws.csv"))
+                    write_csv(draws, os.path.join(tmp, f"{m}_{space}_draws.csv"))
                 for stat, table in [("draws", draws)] + list(stats.items()):
                     if "csv" in formats and stat != "draws":
-                        table.to_csv(os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
+                        write_csv(table, os.path.join(tmp, f"{m}_{space}_{stat}.csv"))
                     if "parquet" in formats:
                         write_parquet(table, os.path.join(
                             tmp, f"{m}_{space}_{stat}.parquet"))

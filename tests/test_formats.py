@@ -21,7 +21,7 @@ from coherent_jax import pipeline  # noqa: E402
 from coherent_jax.data import (DataError, LinearGaussianModel, formats,  # noqa: E402
                                linear_gaussian_cohort, load_csv_folder, load_path)
 from coherent_jax.errors import UserError  # noqa: E402
-from coherent_jax.formats_out import write_imputation  # noqa: E402
+from coherent_jax.formats_out import write_csv, write_imputation  # noqa: E402
 from coherent_jax.impute import Imputation  # noqa: E402
 from coherent_jax.model_set import cohort_fingerprint  # noqa: E402
 
@@ -311,3 +311,20 @@ def test_impute_script_reads_and_writes_h5mu(tmp_path):
                f"--out={tmp_path / 'x'}", "--format=csv,xlsx")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "unknown output format" in out.stderr and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("arrow", [True, False])
+@pytest.mark.parametrize("name", ["draws.csv", "draws.csv.gz"])
+def test_csv_tables_read_back_exactly_with_or_without_pyarrow(tmp_path, monkeypatch, arrow, name):
+    rng = np.random.default_rng(0)
+    index = pd.MultiIndex.from_product([["p,1", "p2", 'p"3'], [0, 1]], names=["sample_id", "draw"])
+    table = pd.DataFrame(rng.normal(size=(6, 3)).astype(np.float32), index=index,
+                         columns=["g1", "g,2", "g3"])
+    table.iloc[2, 1] = np.nan
+    with monkeypatch.context() as patch:
+        if not arrow:
+            patch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+        write_csv(table, str(tmp_path / name))
+    back = pd.read_csv(tmp_path / name, index_col=[0, 1])
+    assert list(back.columns) == list(table.columns) and back.index.equals(table.index)
+    np.testing.assert_array_equal(back.to_numpy(np.float32), table.to_numpy())
