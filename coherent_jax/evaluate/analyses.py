@@ -102,8 +102,8 @@ def membership_inference(latent_cohort, feature_cohort, models, space, config,
     features = {g: pattern_copies(feature_cohort.split(s), subsets) for g, s in groups.items()}
     draws = dataclasses.replace(config, imputation=dataclasses.replace(
         config.imputation, num_samples=config.membership_samples))
-    imputed = {g: generate(copies[g], models, space, draws, seed, log, features[g])
-               for g in groups}
+    imputed = {g: generate(copies[g], models, None, draws, seed, log, features[g])  # latents
+               for g in groups}  # are what the attack scores: no decoding
     train_features = {m: t.dropna() for m, t in feature_cohort.split("train").tables.items()}
     rows = []
     for target, others in zip(modalities, subsets):

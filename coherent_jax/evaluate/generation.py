@@ -25,9 +25,10 @@ def _usable_methods(models, methods) -> list[str]:
 def generate(copies: PatternCopies, models, space, config, seed: int,
              log: Callable[[str], None], feature_copies: PatternCopies) -> dict[str, Imputation]:
     """For each method of `config.methods` (an `EvalConfig`): the Imputation of every pattern
-    copy (latents and decoded features), each available set imputed by its own `impute` call
-    with `config.imputation`; `feature_copies` are the same copies in feature space (observed
-    rows, and the conditions of models that condition on features)."""
+    copy (latents, and features decoded by `space`; None: latents only), each available set
+    imputed by its own `impute` call with `config.imputation`; `feature_copies` are the same
+    copies in feature space (observed rows, and the conditions of models that condition on
+    features)."""
     out = {}
     for method in _usable_methods(models, config.methods):
         start = time.perf_counter()
