@@ -333,8 +333,17 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
         if checkpoints is not None:
             checkpoints.close()
     chosen = select(result, population, config.criterion)
-    val_mse = result.best_scores["sample_mse"][chosen.trial]
+    val_mse = _kept_sample_mse(result, config.criterion, chosen.trial)
     return chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial]
+
+
+def _kept_sample_mse(result, criterion: str, trials: np.ndarray) -> np.ndarray:
+    """[K] the validation sample MSE of the checkpoints kept by `criterion` for the chosen
+    trials (the fusion weights describe the models in use; the best MSE of the run may come
+    from a checkpoint selection did not keep)."""
+    by_step = {h["step"]: h["sample_mse"] for h in result.history if "sample_mse" in h}
+    steps = result.best_steps[criterion][trials]
+    return np.asarray([by_step[int(s)][int(p)] for s, p in zip(steps, trials)], np.float64)
 
 
 def _feature_conditions(x, features, target: str, sources: Sequence[str], distill: bool,

@@ -216,3 +216,14 @@ def test_models_with_nothing_learned_are_drawn_without_a_chain(tiny_run):
             pd.testing.assert_frame_equal(first.draws[m], again.draws[m])
     chained = _impute(tiny_run, holed, models=with_a_correction(tiny_run.models), seed=3)
     assert not chained.diagnostics["signature"].str.contains("no chain").any()
+
+
+def test_fusion_weights_come_from_the_kept_checkpoints(tiny_run):
+    # selection keeps each member's checkpoint by the energy score; its fusion weight must be
+    # that checkpoint's validation MSE, not the best MSE any checkpoint of the run reached
+    for target, report in tiny_run.reports.items():
+        history = [h for h in report["specialists"]["history"] if "energy_score" in h]
+        scores = np.array([h["energy_score"] for h in history])  # [validations, K]
+        kept = scores.argmin(axis=0)
+        expected = [history[v]["sample_mse"][k] for k, v in enumerate(kept)]
+        np.testing.assert_allclose(tiny_run.models.targets[target].val_mse, expected)
