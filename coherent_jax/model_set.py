@@ -30,6 +30,10 @@ from coherent_jax.schedules import Schedule, make_schedule
 from coherent_jax.train import (CRITERIA, EarlyStop, MemberData, TrainConfig, fit,
                                 make_member_data)
 
+TRAIN_ROW_BUCKET = 128
+"""Training row tables padded to a multiple of this: the targets' families share compiled
+steps (`train.make_member_data`; the same numbers)."""
+
 DENOISER_FIELDS = ("data_dim", "hidden_dim", "num_layers", "time_embed_dim", "cond_embed_dim",
                    "norm", "anchored", "schedule", "diffusion_steps")
 
@@ -300,14 +304,15 @@ def fit_covariate(config: ModelSetConfig, features) -> Covariate | None:
     return Covariate.fit(features.split("train").labels, config.covariate)
 
 
-def _member_data(x, x_present, mats) -> tuple[MemberData, MemberData]:
+def _member_data(x, x_present, mats, bucket: int = 1) -> tuple[MemberData, MemberData]:
     """Specialist data (one member per source) and multi-condition data (one member) from
-    the target [N, k] and the conditions [(values [N, D_c], present [N])]."""
+    the target [N, k] and the conditions [(values [N, D_c], present [N])]; `bucket`: of
+    `make_member_data`."""
     specialists = [Condition.of(jnp.asarray(v), mask=p[:, None]) for v, p in mats]
     multi = Condition.of(*[jnp.asarray(v) for v, _ in mats],
                          mask=np.stack([p for _, p in mats], axis=1))
-    return (make_member_data(x, x_present, specialists),
-            make_member_data(x, x_present, [multi]))
+    return (make_member_data(x, x_present, specialists, bucket),
+            make_member_data(x, x_present, [multi], bucket))
 
 
 def _fit_family(model, schedule, num_members, cond_dims, train, val, config, train_config, key,
@@ -431,7 +436,7 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         conds = [train_cohort.matrix(s) for s in sources]
         conds_val = [val_cohort.matrix(s) for s in sources]
     (spec_train, multi_train), (spec_val, multi_val) = (
-        _member_data(*x, conds), _member_data(*x_val, conds_val))
+        _member_data(*x, conds, bucket=TRAIN_ROW_BUCKET), _member_data(*x_val, conds_val))
     model = config.denoiser(widths[target])
     schedule = make_schedule(config.schedule, config.diffusion_steps)
     identity = {"config": dataclasses.asdict(config), "data_fingerprint": cohort_fingerprint(cohort),

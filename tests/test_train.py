@@ -12,7 +12,7 @@ from coherent_jax.sampling import sample
 from coherent_jax.schedules import linear_schedule
 from coherent_jax.train import (CRITERIA, EarlyStop, TrainConfig, _augment_mask,
                                 create_train_state, draw_batch, fair_energy_score, fit,
-                                make_member_data, train_step)
+                                make_member_data, scan_train_steps, train_step)
 
 SCHEDULE = linear_schedule()
 TINY = Denoiser(4, hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8)
@@ -40,6 +40,23 @@ def test_each_member_draws_only_its_rows():
     rows0, rows1 = np.asarray(batch["x0"][0, :, 0]), np.asarray(batch["x0"][1, :, 0])
     assert set(rows0) <= set(range(10)) and len(set(rows0)) == 10
     assert 39 not in rows1 and rows1.max() > 10
+
+
+def test_padding_the_row_tables_changes_no_training_number():
+    d = GAUSS.sample(100, seed=0)
+    conds = [Condition.of(jnp.asarray(d["a"], jnp.float32), mask=(np.arange(100) >= 30)[:, None]),
+             Condition.of(jnp.asarray(d["b"], jnp.float32))]
+    plain = make_member_data(d["x"], np.ones(100, bool), conds)
+    padded = make_member_data(d["x"], np.ones(100, bool), conds, bucket=64)
+    assert plain.rows.shape == (2, 100) and padded.rows.shape == (2, 128)
+    params = []
+    for data in (plain, padded):
+        state = create_train_state(TINY, SCHEDULE, jax.random.key(0), cond_dims=[4],
+                                   num_members=2, config=TrainConfig(batch_size=16))
+        state, _ = scan_train_steps(state, data, jax.random.key(1), 5)
+        params.append(jax.tree.leaves(state.params))
+    for a, b in zip(*params):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_train_step_updates_all_members_and_donates():
