@@ -4,7 +4,7 @@ closed form, the default (anchors alone), trained corrections and the exact cond
     .venv/bin/python benchmarks/bench_mixture.py [--workdir /tmp/bench_mixture] \
         [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0] \
         [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0] [--sample_steps 20] \
-        [--learning_rates 1e-3,3e-4] [--conditions latents]
+        [--learning_rates 1e-3,3e-4] [--conditions latents] [--norm layer]
 
 Cohort: `data.mixture.hidden_subtype_model` (16 features per modality: 'hide' is blind to the
 three subtypes, 'reveal' and 'target' are shifted by them, 'target' is observed through a sinh
@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--conditions", choices=("features", "latents"), default="features",
                         help="what the networks and anchors condition on: ridge predictions "
                              "from the sources' features (the demo's) or the sources' latents")
+    parser.add_argument("--norm", choices=("batch", "layer"), default=None,
+                        help="the denoisers' normalisation (default: the demo's)")
     args = parser.parse_args()
     print(describe_machine())
     model = hidden_subtype_model(seed=42)  # the pipeline's data.split_seed
@@ -174,6 +176,8 @@ def main() -> None:
         if args.learning_rates:
             c.denoisers.learning_rates = tuple(float(r) for r in args.learning_rates.split(","))
         c.denoisers.feature_conditions = args.conditions == "features"
+        if args.norm is not None:
+            c.denoisers.norm = args.norm
         if args.sample_steps is not None:  # imputation only: the trained models are reused
             c.impute.sample_steps = c.evaluate.imputation.sample_steps = args.sample_steps
         workdir = os.path.join(args.workdir, f"steps{steps}")
