@@ -24,6 +24,7 @@ optional packages (`pip install -e '.[formats]'`).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from typing import Sequence
@@ -127,14 +128,10 @@ def write_csv(table: pd.DataFrame, path: str) -> None:
     float tables, the same shortest round-trip digits (strings are quoted); pandas' otherwise.
     Either reads back with `pd.read_csv(path, index_col=...)` to the same values.
     """
-    import gzip  # noqa: PLC0415
-
     try:
         import pyarrow as pa  # noqa: PLC0415 - optional ('formats' extra)
         from pyarrow import csv as pa_csv  # noqa: PLC0415
     except ImportError:
-        pa = None
-    if pa is None:
         table.to_csv(path, compression={"method": "gzip", "compresslevel": 1}
                      if path.endswith(".gz") else None)
         return

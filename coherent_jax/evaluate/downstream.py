@@ -6,10 +6,10 @@ Models: random forests of 100 trees (sklearn RandomForestClassifier; scikit-surv
 RandomSurvivalForest for survival, leaves of at least `SURVIVAL_MIN_LEAF` patients), both of
 which accept NaN inputs, so 'none' fills are scored as the forest sees holes (at a split on a
 feature that had no NaN in training, a NaN goes to the child that received more training
-samples). Survival is scored by Harrell's
-C-index of the predicted risk (as scikit-survival's `concordance_index_censored`: a tie in time
-between an event and a censoring counts as comparable), from one pair table per cell for the
-point and every bootstrap resample (`c_index_resampled`).
+samples). Survival is scored by Harrell's C-index of the predicted risk (as scikit-survival's
+`concordance_index_censored`: a tie in time between an event and a censoring counts as
+comparable), from one pair table per cell for the point and every bootstrap resample
+(`c_index_resampled`).
 
 Uncertainty is over patients (`RescueResult.uncertainty`: one set of bootstrap resamples of
 the test patients for every cell, so differences are paired); the forests' seeds are fixed.
