@@ -4,7 +4,8 @@ closed form, the default (anchors alone), trained corrections and the exact cond
     .venv/bin/python benchmarks/bench_mixture.py [--workdir /tmp/bench_mixture] \
         [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0] \
         [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0] [--sample_steps 20] \
-        [--learning_rates 1e-3,3e-4] [--conditions latents] [--norm layer]
+        [--learning_rates 1e-3,3e-4] [--conditions latents] [--norm layer] \
+        [--hidden_dim 128]
 
 Cohort: `data.mixture.hidden_subtype_model` (16 features per modality: 'hide' is blind to the
 three subtypes, 'reveal' and 'target' are shifted by them, 'target' is observed through a sinh
@@ -167,6 +168,8 @@ def main() -> None:
                              "from the sources' features (the demo's) or the sources' latents")
     parser.add_argument("--norm", choices=("batch", "layer"), default=None,
                         help="the denoisers' normalisation (default: the demo's)")
+    parser.add_argument("--hidden_dim", type=int, default=None,
+                        help="the denoisers' hidden width (default: the demo's 256)")
     args = parser.parse_args()
     print(describe_machine())
     model = hidden_subtype_model(seed=42)  # the pipeline's data.split_seed
@@ -178,6 +181,8 @@ def main() -> None:
         c.denoisers.feature_conditions = args.conditions == "features"
         if args.norm is not None:
             c.denoisers.norm = args.norm
+        if args.hidden_dim is not None:
+            c.denoisers.hidden_dim = args.hidden_dim
         if args.sample_steps is not None:  # imputation only: the trained models are reused
             c.impute.sample_steps = c.evaluate.imputation.sample_steps = args.sample_steps
         workdir = os.path.join(args.workdir, f"steps{steps}")
