@@ -271,6 +271,11 @@ class ModelSetConfig:
     sharpness_grid: tuple[float, ...] = SHARPNESS_GRID
     calibration_draws: int = 20
 
+    def __post_init__(self):
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 validations (0: train every step), got "
+                             f"{self.patience}.")
+
     def denoiser(self, data_dim: int) -> Denoiser:
         return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
                         self.cond_embed_dim, self.norm, anchored=self.anchored,

@@ -97,7 +97,8 @@ class DataConfig:
 
 
 def from_mapping(cls, values: Mapping[str, Any]):
-    """Builds a frozen config dataclass from a ConfigDict / dict; unknown fields are errors.
+    """Builds a frozen config dataclass from a ConfigDict / dict; unknown fields and values the
+    dataclass refuses are `UserError`s (one line from the scripts).
     A field typed as a config dataclass (EvalConfig.imputation) is built from its mapping
     (with its `from_settings` when it has one)."""
     values = dict(values)
@@ -116,7 +117,12 @@ def from_mapping(cls, values: Mapping[str, Any]):
             value = (nested.from_settings(value) if hasattr(nested, "from_settings")
                      else from_mapping(nested, value))
         values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except UserError:
+        raise
+    except ValueError as error:  # a bad setting (e.g. --config.denoisers.patience=-1)
+        raise UserError(f"{cls.__name__}: {error}") from error
 
 
 def load_cohort(config: DataConfig):

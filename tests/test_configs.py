@@ -67,6 +67,15 @@ def test_a_none_default_can_still_be_overridden_from_the_command_line():
         c.denoisers.val_sample_steps = "fifty"
 
 
+def test_a_bad_setting_from_the_command_line_is_a_user_error():
+    import _common  # noqa: PLC0415
+
+    c = _config("demo")
+    c.denoisers.patience = -1  # what --config.denoisers.patience=-1 does
+    with pytest.raises(UserError, match="ModelSetConfig: patience must be >= 0"):
+        _common.model_config(c)
+
+
 def test_impute_settings_from_a_saved_section():
     # a flag's 0 means all T steps; an absent key keeps the default; pipeline keys are ignored
     assert ImputeConfig.from_settings({"sampler": "ddpm", "sample_steps": 0}).sample_steps is None
