@@ -27,6 +27,7 @@ ALPHAS = tuple(np.logspace(-1, 5, 13))
 MIN_ROWS = 10  # fewer rows than this for a subset: that subset keeps the prior
 VAR_FLOOR = 1e-4
 ANCHOR_PARAMS = ("kernel", "bias", "log_var", "basis")  # a Denoiser's params 'anchor_<name>'
+MIXTURE_PARAMS = ANCHOR_PARAMS + ("gate_const", "gate_mean", "gate_prec")  # `mixture_anchor`
 
 
 def _ridge(alphas) -> RidgeCV:
@@ -84,7 +85,7 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
     spread = target if residual_target is None else residual_target  # [N, D]
     prior = target[target_present].astype(np.float64)
     bias[0] = prior.mean(axis=0)
-    log_var[0], basis[0] = _eigen(shrunk_covariance(spread[target_present]))
+    log_var[0], basis[0] = eigh_floored(shrunk_covariance(spread[target_present]))
     for index in range(1, num):
         members = [j for j in range(len(conditions)) if index >> j & 1]
         rows = target_present & np.all([conditions[j][1] for j in members], axis=0)
@@ -99,18 +100,18 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
         if identity_singles and len(members) == 1:
             j = members[0]
             kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
-            log_var[index], basis[index] = _eigen(robust_covariance(y_spread - x))
+            log_var[index], basis[index] = eigh_floored(robust_covariance(y_spread - x))
             continue
         (coef, intercept), oof = fit_out_of_fold(
             x, y, folds, seed, lambda a, b: distilled_ridge(a, b, alphas, 0.0))
         columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
         kernel[index][columns] = coef
         bias[index] = intercept
-        log_var[index], basis[index] = _eigen(robust_covariance(y_spread - oof))
+        log_var[index], basis[index] = eigh_floored(robust_covariance(y_spread - oof))
     return {"kernel": kernel, "bias": bias, "log_var": log_var, "basis": basis}
 
 
-def _eigen(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def eigh_floored(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A covariance [D, D] -> (log eigenvalues [D], floored at VAR_FLOOR; eigenvectors as
     columns [D, D])."""
     values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
@@ -126,10 +127,11 @@ def covariance(anchors: dict, subset: int) -> np.ndarray:
 
 def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) -> dict:
     """Params (leading population axis P) with each row's anchors: row p gets
-    anchors[member_of[p]] (one dict per model of the family)."""
+    anchors[member_of[p]] (one dict per model of the family; Gaussian or mixture anchors,
+    `mixture_anchor`)."""
     member_of = np.asarray(member_of)
     return {**params, **{f"anchor_{name}": np.stack([a[name] for a in anchors])[member_of]
-                         for name in ANCHOR_PARAMS}}
+                         for name in anchors[0]}}
 
 
 def distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float

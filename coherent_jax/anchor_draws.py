@@ -22,6 +22,10 @@ for gamma > 0 or the product, their prior shares it too); otherwise the fused ep
 of any one diffused Gaussian and the chain lands near it. Where the fused precision is not positive definite (sharpening far past the
 product) there is no such Gaussian and `fused_draws` returns None (the chain runs).
 
+Mixture anchors (`mixture_anchor`): a multi-condition model's subset anchor is an exact
+mixture, drawn here (component, then its Gaussian); fused mixture specialists define no
+mixture in closed form, so their chain runs on the fused exact eps (`fused_draws` returns None).
+
 Rows: R rows of one target, each with its members' condition values and availability.
 """
 
@@ -30,7 +34,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from coherent_jax.anchor import ANCHOR_PARAMS
+from coherent_jax.anchor import ANCHOR_PARAMS, MIXTURE_PARAMS
+from coherent_jax.mixture_anchor import component_logits
 
 
 def untrained(variables) -> bool:
@@ -44,9 +49,16 @@ def untrained(variables) -> bool:
     return not (np.asarray(params["out"]["kernel"]).any() or np.asarray(params["out"]["bias"]).any())
 
 
+def is_mixture(variables) -> bool:
+    """Whether anchored variables hold mixture anchors (`mixture_anchor`)."""
+    return variables is not None and "anchor_gate_const" in variables["params"]
+
+
 def anchors_of(params: dict) -> dict:
-    """{'kernel', 'bias', 'log_var', 'basis'} float64 arrays of a Denoiser's anchor params."""
-    return {name: np.asarray(params[f"anchor_{name}"], np.float64) for name in ANCHOR_PARAMS}
+    """{'kernel', 'bias', 'log_var', 'basis'} (and a mixture's 'gate_*') float64 arrays of a
+    Denoiser's anchor params."""
+    names = MIXTURE_PARAMS if "anchor_gate_const" in params else ANCHOR_PARAMS
+    return {name: np.asarray(params[f"anchor_{name}"], np.float64) for name in names}
 
 
 def _precision(anchor: dict, subset) -> np.ndarray:
@@ -75,7 +87,8 @@ def fused_draws(members: dict, values: list[np.ndarray], available: np.ndarray,
             mean (`fusion.fuse_sharpened` with `sharpness`).
 
     Returns:
-        The draws, or None when some row's fused precision is not positive definite.
+        The draws, or None when some row's fused precision is not positive definite or the
+        members hold mixture anchors (no closed form: the chain runs).
     """
     gaussians = fused_gaussians(members, values, available, weights, product=product,
                                 sharpness=sharpness)
@@ -94,6 +107,8 @@ def fused_gaussians(members: dict, values: list[np.ndarray], available: np.ndarr
                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
     """The fused Gaussians of `fused_draws` (same arguments), one per availability pattern:
     [(rows [r], means [r, D], factor L [D, D] with L L^T the covariance)], or None."""
+    if "anchor_gate_const" in members:
+        return None
     anchor = anchors_of(members)
     num = available.shape[1]
     member = [{k: v[i] for k, v in anchor.items()} for i in range(num)]
@@ -128,11 +143,29 @@ def masked_draws(params: dict, values: list[np.ndarray], mask: np.ndarray,
                              for j, v in enumerate(values)], axis=1)
     noise = np.asarray(jax.random.normal(key, (len(index), anchor["bias"].shape[-1])), np.float64)
     out = np.empty_like(noise)
+    if "gate_const" in anchor:
+        return _mixture_draws(anchor, index, inputs, noise, jax.random.fold_in(key, 1))
     for subset in np.unique(index):
         rows = np.flatnonzero(index == subset)
         scale = anchor["basis"][subset] * np.exp(0.5 * anchor["log_var"][subset])
         out[rows] = _mean(anchor, subset, inputs[rows]) + noise[rows] @ scale.T
     return out.astype(np.float32)
+
+
+def _mixture_draws(anchor: dict, index: np.ndarray, inputs: np.ndarray, noise: np.ndarray,
+                   key: jax.Array) -> np.ndarray:
+    """[R, D] exact draws of mixture anchors: a component per row from its conditional weights,
+    then that component's Gaussian (index [R] subsets, inputs [R, W], noise [R, D])."""
+    logits = component_logits(anchor, index, inputs)  # [R, M]
+    uniform = np.asarray(jax.random.uniform(key, (len(index), 1)), np.float64)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    component = np.minimum((cumulative < uniform).sum(axis=1), logits.shape[1] - 1)  # [R]
+    kernel = anchor["kernel"][index, component]  # [R, W, D]
+    mean = np.einsum("rw,rwd->rd", inputs, kernel) + anchor["bias"][index, component]
+    scale = anchor["basis"][index, component] * np.exp(
+        0.5 * anchor["log_var"][index, component])[:, None, :]  # [R, D, D]
+    return (mean + np.einsum("rde,re->rd", scale, noise)).astype(np.float32)
 
 
 def _gaussian(precision: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

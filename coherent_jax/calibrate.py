@@ -102,7 +102,8 @@ def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
                                         mask=avail[:, [j]]) for j, c in enumerate(conditions)])
     weights = availability_weights(tm.val_mse, avail)
     apply_fn, params = tm.sampling_specialists(schedule.diffusion_steps)
-    direct = anchor_draws.untrained(tm.specialists)  # imputation draws these without a chain
+    # imputation draws these without a chain (mixture anchors: with one)
+    direct = anchor_draws.untrained(tm.specialists) and not anchor_draws.is_mixture(tm.specialists)
     crps = []
     for gamma in grid:
         if direct:

@@ -23,6 +23,7 @@ from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import (apply_condition_map, fit_anchors, fit_condition_map,
                                  set_anchors)
+from coherent_jax.mixture_anchor import fit_mixture_anchors
 from coherent_jax.models.denoiser import Condition, Denoiser
 from coherent_jax.models.folded import fold_denoiser, fold_members
 from coherent_jax.population import init_population, make_population, population_data, select
@@ -35,7 +36,7 @@ TRAIN_ROW_BUCKET = 128
 steps (`train.make_member_data`; the same numbers)."""
 
 DENOISER_FIELDS = ("data_dim", "hidden_dim", "num_layers", "time_embed_dim", "cond_embed_dim",
-                   "norm", "anchored", "schedule", "diffusion_steps")
+                   "norm", "anchored", "anchor_components", "schedule", "diffusion_steps")
 
 
 def _denoiser(config: dict | None) -> Denoiser | None:
@@ -223,6 +224,10 @@ class ModelSetConfig:
         specialists, multi: which model families to train.
         anchored: linear-Gaussian anchored denoisers (`models/denoiser.py`): each model is
             the ridge posterior of its conditions plus a learned correction.
+        anchor_components: the most components of a Gaussian-mixture anchor
+            (`mixture_anchor`), fitted to the joint rows [target, conditions] with the count
+            chosen by BIC per model family (1 included: the linear-Gaussian anchors stay);
+            1 (default): linear-Gaussian anchors only.
         feature_conditions: condition on ridge predictions from each source's features
             (`TargetModels.condition_maps`) rather than on the source's latents; training
             then needs the feature cohort.
@@ -265,6 +270,7 @@ class ModelSetConfig:
     specialists: bool = True
     multi: bool = True
     anchored: bool = True
+    anchor_components: int = 1
     feature_conditions: bool = True
     distill_conditions: bool = False
     covariate: str = ""
@@ -275,6 +281,9 @@ class ModelSetConfig:
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 validations (0: train every step), got "
                              f"{self.patience}.")
+        if self.anchor_components < 1:
+            raise ValueError(f"anchor_components must be >= 1 (1: Gaussian anchors), got "
+                             f"{self.anchor_components}.")
 
     def denoiser(self, data_dim: int) -> Denoiser:
         return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
@@ -345,6 +354,27 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
     chosen = select(result, population, config.criterion)
     val_mse = _kept_sample_mse(result, config.criterion, chosen.trial)
     return chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial]
+
+
+def _with_mixtures(model: Denoiser, x, member_conds, gaussian: list[dict],
+                   config: ModelSetConfig, spread) -> tuple[Denoiser, list[dict]]:
+    """(the family's Denoiser, its members' anchors): mixture anchors (`mixture_anchor`) when
+    BIC prefers >= 2 components for some member (every member then gets the largest count,
+    the members being stacked), else the `gaussian` anchors unchanged.
+
+    member_conds: per member, its conditions [(values [N, D_c], present [N])]."""
+    if config.anchor_components <= 1:
+        return model, gaussian
+    fitted = [fit_mixture_anchors(*x, conds, max_components=config.anchor_components,
+                                  residual_target=spread) for conds in member_conds]
+    counts = [0 if f is None else f["gate_const"].shape[1] for f in fitted]
+    m = max(counts)
+    if m == 0:
+        return model, gaussian
+    anchors = [f if count == m else fit_mixture_anchors(
+        *x, conds, max_components=m, components=m, residual_target=spread)
+        for f, count, conds in zip(fitted, counts, member_conds)]
+    return dataclasses.replace(model, anchor_components=m), anchors
 
 
 def _kept_sample_mse(result, criterion: str, trials: np.ndarray) -> np.ndarray:
@@ -459,9 +489,7 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob,
                               ema_decay=config.ema_decay)
             args = (len(sources), [widths[sources[0]]], spec_train, spec_val)
-            anchors = ([fit_anchors(*x, [c], identity_singles=config.feature_conditions,
-                                    residual_target=spread)
-                        for c in conds] if config.anchored else None)
+            member_conds = [[c] for c in conds]
             if len({widths[s] for s in sources}) != 1:
                 raise ValueError(f"specialists of {target!r} need sources of one width, got "
                                  f"{ {s: widths[s] for s in sources} }; encode every modality "
@@ -470,17 +498,23 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             cfg = TrainConfig(batch_size=config.batch_size, mask_drop_prob=config.mask_drop_prob,
                               ema_decay=config.ema_decay)
             args = (1, [widths[s] for s in sources], multi_train, multi_val)
-            anchors = ([fit_anchors(*x, conds, identity_singles=config.feature_conditions,
-                                    residual_target=spread)]
-                       if config.anchored else None)
+            member_conds = [conds]
+        family_model, anchors = model, None
+        if config.anchored:
+            family_model, anchors = _with_mixtures(
+                model, x, member_conds,
+                [fit_anchors(*x, c, identity_singles=config.feature_conditions,
+                             residual_target=spread) for c in member_conds], config, spread)
         variables, val_mse, result, trials = _fit_family(
-            model, schedule, *args, config, cfg, jax.random.fold_in(key, index),
+            family_model, schedule, *args, config, cfg, jax.random.fold_in(key, index),
             None if workdir is None else os.path.join(workdir, "checkpoints", target, family),
             {**identity, "family": family}, tag, batch_sharding, anchors)
         report[family] = {"chosen": trials, "val_mse": np.asarray(val_mse).tolist(),
+                          "anchor_components": family_model.anchor_components,
                           "history": result.history}
         if family == "specialists":
-            out.specialist_model, out.specialists, out.val_mse = model, variables, np.asarray(val_mse)
+            out.specialist_model, out.specialists = family_model, variables
+            out.val_mse = np.asarray(val_mse)
             if tuple(config.sharpness_grid) != (0.0,):
                 has = x_val[1]  # validation patients with the target
                 report["fusion"] = calibrate_fusion(
@@ -490,7 +524,7 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                     sample_steps=config.val_sample_steps, num_samples=config.calibration_draws,
                     grid=config.sharpness_grid)
         else:
-            out.multi_model = model
+            out.multi_model = family_model
             out.multi = jax.tree.map(lambda a: a[0], variables)
     return out, report
 

@@ -24,6 +24,11 @@ anchor parameters (`anchor_*`, one row per subset, indexed by the mask bits) are
 layer starts at zero: an untrained anchored model is the ridge posterior, and training adds only
 what the data support beyond it. On small cohorts this is what makes the mean of the draws as
 good as a ridge regression while the draws keep a calibrated spread.
+
+Mixture anchors (`anchor_components = M > 1`): each subset's anchor is a Gaussian mixture
+whose component weights depend on the conditions (`coherent_jax.mixture_anchor`); its eps is
+still exact at every noise level: each component's Gaussian eps weighted by the component's
+posterior given the conditions and x_t (`mixture_anchor_eps`).
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class Denoiser(nn.Module):
         norm: 'batch' (the paper; running statistics at sampling) or 'layer'.
         dtype: computation dtype of the Dense layers (parameters stay float32).
         anchored: add the linear-Gaussian anchor (see the module docstring).
+        anchor_components: 1, a Gaussian anchor; M > 1, a mixture of M (module docstring).
         schedule, diffusion_steps: the noise schedule the anchor's eps is exact for.
     """
 
@@ -105,6 +111,7 @@ class Denoiser(nn.Module):
     norm: str = "batch"
     dtype: Any = jnp.float32
     anchored: bool = False
+    anchor_components: int = 1
     schedule: str = "linear"
     diffusion_steps: int = 1000
 
@@ -136,25 +143,32 @@ class Denoiser(nn.Module):
         correction = nn.Dense(self.data_dim, dtype=self.dtype, name="out",
                               kernel_init=nn.initializers.zeros)(h).astype(jnp.float32)
         subsets, width = 2 ** cond.num_conditions, sum(v.shape[-1] for v in cond.values)
-        anchor = {"kernel": self.param("anchor_kernel", nn.initializers.zeros,
-                                       (subsets, width, self.data_dim)),
-                  "bias": self.param("anchor_bias", nn.initializers.zeros,
-                                     (subsets, self.data_dim)),
-                  "log_var": self.param("anchor_log_var", nn.initializers.zeros,
-                                        (subsets, self.data_dim)),
-                  "basis": self.param("anchor_basis", identity_bases, subsets, self.data_dim)}
+        m = () if self.anchor_components == 1 else (self.anchor_components,)
+        zeros = nn.initializers.zeros
+        anchor = {"kernel": self.param("anchor_kernel", zeros, (subsets, *m, width, self.data_dim)),
+                  "bias": self.param("anchor_bias", zeros, (subsets, *m, self.data_dim)),
+                  "log_var": self.param("anchor_log_var", zeros, (subsets, *m, self.data_dim)),
+                  "basis": self.param("anchor_basis", identity_bases, (subsets, *m),
+                                      self.data_dim)}
+        if m:
+            anchor.update(gate_const=self.param("anchor_gate_const", zeros, (subsets, *m)),
+                          gate_mean=self.param("anchor_gate_mean", zeros, (subsets, *m, width)),
+                          gate_prec=self.param("anchor_gate_prec", zeros,
+                                               (subsets, *m, width, width)))
         alpha_bars = make_schedule(self.schedule, self.diffusion_steps).alpha_bars
         return anchor_eps(jax.lax.stop_gradient(anchor), alpha_bars[t], x, cond) + correction
 
 
-def identity_bases(key, subsets: int, dim: int) -> jax.Array:
-    """[subsets, dim, dim] identity eigenbases (an anchor with a diagonal covariance)."""
+def identity_bases(key, lead: int | tuple[int, ...], dim: int) -> jax.Array:
+    """[*lead, dim, dim] identity eigenbases (an anchor with a diagonal covariance)."""
     del key
-    return jnp.broadcast_to(jnp.eye(dim, dtype=jnp.float32), (subsets, dim, dim))
+    lead = (lead,) if isinstance(lead, int) else tuple(lead)
+    return jnp.broadcast_to(jnp.eye(dim, dtype=jnp.float32), (*lead, dim, dim))
 
 
 def anchor_eps(anchor: dict, alpha_bar: jax.Array, x: jax.Array, cond: Condition) -> jax.Array:
-    """Exact eps of x0 | c ~ N(a, Sigma) at noise level alpha_bar [B] (module docstring).
+    """Exact eps of x0 | c ~ N(a, Sigma) at noise level alpha_bar [B] (module docstring);
+    a mixture anchor (with 'gate_*' entries) goes to `mixture_anchor_eps`.
 
     Args:
         anchor: {'kernel' [S, sum D_c, D], 'bias' [S, D], 'log_var' [S, D], 'basis'
@@ -163,11 +177,9 @@ def anchor_eps(anchor: dict, alpha_bar: jax.Array, x: jax.Array, cond: Condition
         x: [B, D] noisy inputs x_t.
         cond: the C conditions and their mask [B, C].
     """
-    present = (cond.mask > 0.5).astype(jnp.int32)  # [B, C]
-    index = present @ (2 ** jnp.arange(cond.num_conditions, dtype=jnp.int32))  # [B]
-    onehot = jax.nn.one_hot(index, anchor["bias"].shape[0], dtype=jnp.float32)  # [B, S]
-    inputs = jnp.concatenate([v.astype(jnp.float32) * cond.mask[:, j:j + 1]
-                              for j, v in enumerate(cond.values)], axis=-1)  # [B, sum D_c]
+    if "gate_const" in anchor:
+        return mixture_anchor_eps(anchor, alpha_bar, x, cond)
+    onehot, inputs = _subset_inputs(anchor, cond)
     mean = jnp.einsum("bs,sbd->bd", onehot, jnp.einsum("bi,sid->sbd", inputs, anchor["kernel"]))
     mean = mean + onehot @ anchor["bias"]  # [B, D]
     ab = alpha_bar[:, None]
@@ -175,6 +187,50 @@ def anchor_eps(anchor: dict, alpha_bar: jax.Array, x: jax.Array, cond: Condition
     rotated = rotated / (ab[None] * jnp.exp(anchor["log_var"])[:, None, :] + 1.0 - ab[None])
     back = jnp.einsum("sbe,sde->sbd", rotated, anchor["basis"])  # [S, B, D]
     return jnp.sqrt(1.0 - ab) * jnp.einsum("bs,sbd->bd", onehot, back)
+
+
+def _subset_inputs(anchor: dict, cond: Condition) -> tuple[jax.Array, jax.Array]:
+    """(one-hot [B, S] of each row's condition subset (mask bits), the conditions
+    concatenated with masked ones zeroed [B, sum D_c])."""
+    present = (cond.mask > 0.5).astype(jnp.int32)  # [B, C]
+    index = present @ (2 ** jnp.arange(cond.num_conditions, dtype=jnp.int32))  # [B]
+    onehot = jax.nn.one_hot(index, anchor["bias"].shape[0], dtype=jnp.float32)  # [B, S]
+    inputs = jnp.concatenate([v.astype(jnp.float32) * cond.mask[:, j:j + 1]
+                              for j, v in enumerate(cond.values)], axis=-1)  # [B, sum D_c]
+    return onehot, inputs
+
+
+def mixture_anchor_eps(anchor: dict, alpha_bar: jax.Array, x: jax.Array,
+                       cond: Condition) -> jax.Array:
+    """Exact eps of x0 | c ~ sum_j w_j(c) N(a_j, Sigma_j) at noise level alpha_bar [B].
+
+    x_t | c is the mixture of N(sqrt(ab) a_j, ab Sigma_j + (1 - ab) I) with the same weights,
+    so eps = sum_j r_j eps_j: component j's Gaussian eps weighted by its posterior r_j given c
+    and x_t.
+
+    Args:
+        anchor: `mixture_anchor.fit_mixture_anchors`' arrays: 'kernel' [S, M, W, D], 'bias'
+            [S, M, D], 'log_var' [S, M, D], 'basis' [S, M, D, D], 'gate_const' [S, M],
+            'gate_mean' [S, M, W], 'gate_prec' [S, M, W, W].
+        alpha_bar, x, cond: as `anchor_eps`.
+    """
+    onehot, inputs = _subset_inputs(anchor, cond)  # [B, S], [B, W]
+    mean = jnp.einsum("bs,smbd->bmd", onehot, jnp.einsum("bi,smid->smbd", inputs, anchor["kernel"]))
+    mean = mean + jnp.einsum("bs,smd->bmd", onehot, anchor["bias"])  # [B, M, D]
+    ab = alpha_bar[:, None, None]  # [B, 1, 1]
+    rotated = jnp.einsum("bmd,smde->sbme", x[:, None, :] - jnp.sqrt(ab) * mean,
+                         anchor["basis"])  # [S, B, M, D]
+    var = ab[None] * jnp.exp(anchor["log_var"])[:, None] + 1.0 - ab[None]  # [S, B, M, D]
+    log_density = -0.5 * jnp.sum(jnp.square(rotated) / var + jnp.log(var), axis=-1)  # [S, B, M]
+    back = jnp.einsum("sbme,smde->sbmd", rotated / var, anchor["basis"])  # [S, B, M, D]
+    centred = inputs[:, None, :] - jnp.einsum("bs,smw->bmw", onehot, anchor["gate_mean"])
+    scaled = jnp.einsum("bs,sbmv->bmv", onehot,
+                        jnp.einsum("bmw,smwv->sbmv", centred, anchor["gate_prec"]))  # [B, M, W]
+    logits = (onehot @ anchor["gate_const"] - 0.5 * jnp.sum(centred * scaled, axis=-1)
+              + jnp.einsum("bs,sbm->bm", onehot, log_density))  # [B, M]
+    posterior = jax.nn.softmax(logits, axis=-1)
+    eps = jnp.einsum("bm,bs,sbmd->bd", posterior, onehot, back)
+    return jnp.sqrt(1.0 - alpha_bar)[:, None] * eps
 
 
 def init_denoiser(model: Denoiser, key: jax.Array, cond_dims: Sequence[int]) -> dict:

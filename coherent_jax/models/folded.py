@@ -96,8 +96,8 @@ def _fold_params(model: Denoiser, variables: dict, diffusion_steps: int) -> dict
     folded["out"] = {"kernel": out_kernel[:-e],
                      "table": t_emb @ out_kernel[-e:] + p["out"]["bias"]}  # [T, D]
     if model.anchored:
-        folded["anchor"] = {"kernel": p["anchor_kernel"], "bias": p["anchor_bias"],
-                            "log_var": p["anchor_log_var"], "basis": p["anchor_basis"],
+        folded["anchor"] = {**{name[len("anchor_"):]: value for name, value in p.items()
+                               if name.startswith("anchor_")},
                             "alpha_bars": make_schedule(
                                 model.schedule, model.diffusion_steps).alpha_bars[:diffusion_steps]}
     return folded

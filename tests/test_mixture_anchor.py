@@ -1,0 +1,161 @@
+"""Gaussian-mixture anchors (`mixture_anchor`): the eps is the exact score of the diffused
+mixture conditional (checked by autodiff of the joint density), the untrained model's direct
+draws land in each mode with the exact weight, the chain agrees, and BIC finds the count."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from jax.scipy.special import logsumexp
+from jax.scipy.stats import multivariate_normal
+
+from coherent_jax import anchor_draws
+from coherent_jax.mixture_anchor import conditional_mixtures, fit_mixture_anchors
+from coherent_jax.models.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
+                                          mixture_anchor_eps)
+from coherent_jax.sampling import sample
+from coherent_jax.schedules import make_schedule
+
+D, W1, W2, M = 2, 2, 1, 3
+
+
+def _joint(seed=0):
+    """A random 3-component mixture over [target (D), c1 (W1), c2 (W2)] (float64)."""
+    rng = np.random.default_rng(seed)
+    j = D + W1 + W2
+    weights = np.array([0.5, 0.3, 0.2])
+    means = 2.0 * rng.standard_normal((M, j))
+    a = rng.standard_normal((M, j, j))
+    covs = a @ np.swapaxes(a, 1, 2) / j + 0.3 * np.eye(j)
+    return weights, means, covs
+
+
+def _exact_eps(weights, means, covs, ab, x, c, cols):
+    """-sqrt(1 - ab) d/dx log p(x_t = x, c_S = c) of the joint mixture, diffused (autodiff)."""
+    def log_joint(xt):
+        parts = []
+        for j in range(M):
+            mean = jnp.concatenate([jnp.sqrt(ab) * means[j, :D], means[j, D + cols]])
+            idx = np.r_[np.arange(D), D + cols]
+            cov = jnp.asarray(covs[j][np.ix_(idx, idx)])
+            cov = cov.at[:D, :D].set(ab * cov[:D, :D] + (1 - ab) * jnp.eye(D))
+            cov = cov.at[:D, D:].multiply(jnp.sqrt(ab)).at[D:, :D].multiply(jnp.sqrt(ab))
+            parts.append(jnp.log(weights[j])
+                         + multivariate_normal.logpdf(jnp.concatenate([xt, c]), mean, cov))
+        return logsumexp(jnp.stack(parts))
+    return -jnp.sqrt(1 - ab) * jax.grad(log_joint)(x)
+
+
+def test_mixture_eps_is_the_exact_score_of_every_subset():
+    jax.config.update("jax_enable_x64", True)
+    try:
+        weights, means, covs = _joint()
+        anchor = conditional_mixtures(weights, means, covs, D, [W1, W2])
+        anchor = {k: jnp.asarray(v, jnp.float64) for k, v in anchor.items()}
+        rng = np.random.default_rng(1)
+        for mask in ([0, 0], [1, 0], [0, 1], [1, 1]):
+            for ab in (0.999, 0.5, 0.02):
+                x = jnp.asarray(rng.standard_normal((1, D)) * 2)
+                c1, c2 = rng.standard_normal((1, W1)), rng.standard_normal((1, W2))
+                cond = Condition(values=(jnp.asarray(c1), jnp.asarray(c2)),
+                                 mask=jnp.asarray([mask], jnp.float64))
+                got = mixture_anchor_eps(anchor, jnp.asarray([ab]), x, cond)[0]
+                cols = np.concatenate([np.arange(W1)] * mask[0] + [W1 + np.arange(W2)] * mask[1]
+                                      + [np.zeros(0, int)]).astype(int)
+                given = np.concatenate([c1[0], c2[0]])[cols]
+                want = _exact_eps(weights, means, covs, ab, x[0], jnp.asarray(given), cols)
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def _model():
+    return Denoiser(D, hidden_dim=16, num_layers=2, time_embed_dim=8, cond_embed_dim=4,
+                    anchored=True, anchor_components=M, diffusion_steps=1000)
+
+
+def _untrained(anchor):
+    variables = init_denoiser(_model(), jax.random.key(0), [W1, W2])
+    return {**variables, "params": {**variables["params"], **{
+        f"anchor_{k}": jnp.asarray(v) for k, v in anchor.items()}}}
+
+
+def _component_of(draws, centres):
+    return np.argmin(((draws[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+
+
+def test_direct_draws_and_the_chain_put_each_mode_at_its_exact_weight():
+    # well separated components, one condition given: the mode shares are the conditional weights
+    weights = np.array([0.5, 0.3, 0.2])
+    means = np.zeros((M, D + W1 + W2))
+    means[:, :D] = [[-6, 0], [6, 0], [0, 8]]
+    means[:, D:D + W1] = [[0.5, 0], [0, 0.5], [-0.5, 0]]
+    covs = np.tile(0.3 * np.eye(D + W1 + W2), (M, 1, 1))
+    anchor = conditional_mixtures(weights, means, covs, D, [W1, W2])
+    variables = _untrained(anchor)
+    n = 4000
+    c1 = np.zeros((n, W1), np.float32)
+    c2 = np.zeros((n, W2), np.float32)
+    mask = np.tile([[True, False]], (n, 1))
+    logp = (np.log(weights) - 0.5 * (means[:, D:D + W1] ** 2).sum(1) / 0.3)
+    want = np.exp(logp - logp.max()) / np.exp(logp - logp.max()).sum()
+    direct = anchor_draws.masked_draws(variables["params"], [c1, c2], mask, jax.random.key(2))
+    chain = np.asarray(sample(DenoiserApply(_model()), variables,
+                              Condition.of(jnp.asarray(c1), jnp.asarray(c2), mask=mask),
+                              make_schedule("linear", 1000), jax.random.key(3), shape=(n, D),
+                              sampler="dpmpp_3m_sde", sample_steps=50))
+    for draws in (direct, chain):
+        share = np.bincount(_component_of(draws, means[:, :D]), minlength=M) / n
+        np.testing.assert_allclose(share, want, atol=0.03)
+    again = anchor_draws.masked_draws(variables["params"], [c1, c2], mask, jax.random.key(2))
+    np.testing.assert_array_equal(direct, again)
+
+
+def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
+    rng = np.random.default_rng(0)
+    n = 600
+    subtype = rng.integers(0, 3, n)
+    centres = np.array([[-4.0, 0, 0], [4.0, 0, 0], [0, 5.0, 0]])
+    target = (centres[subtype] + rng.standard_normal((n, 3))).astype(np.float32)
+    source = (rng.standard_normal((n, 2)) + 0.5 * target[:, :2]).astype(np.float32)
+    present = np.ones(n, bool)
+    found = fit_mixture_anchors(target, present, [(source, present)], max_components=5)
+    assert found is not None and found["gate_const"].shape == (2, 3)
+    plain = rng.standard_normal((n, 3)).astype(np.float32)
+    assert fit_mixture_anchors(plain, present, [(plain[:, :2] + rng.standard_normal((n, 2))
+                                                 .astype(np.float32), present)],
+                               max_components=5) is None
+
+
+@pytest.mark.slow
+def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
+    from coherent_jax.data import paper_split
+    from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
+    from coherent_jax.impute import impute
+    from coherent_jax.latent import LatentConfig, LatentSpace
+    from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
+
+    cohort = paper_split(mixture_cohort(hidden_subtype_model(width=4), 500, seed=0), seed=42)
+    space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))
+    latents = space.encode(cohort)
+    config = ModelSetConfig(hidden_dim=16, num_layers=2, time_embed_dim=8, cond_embed_dim=4,
+                            batch_size=64, train_steps=0, anchor_components=4,
+                            sharpness_grid=(0.0,))
+    models, reports = train_model_set(latents, config, seed=0, features=cohort)
+    target = models.targets["target"]
+    assert reports["target"]["specialists"]["anchor_components"] > 1
+    assert target.specialist_model.anchor_components > 1
+    assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
+    models.save(str(tmp_path / "models"))
+    loaded = ModelSet.load(str(tmp_path / "models"))
+    assert loaded.targets["target"].specialist_model == target.specialist_model
+    test = cohort.split("test")
+    holed = test.replace(tables={**test.tables, "target": test.tables["target"] * np.nan},
+                         splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
+    for method in ("coherent", "multi"):
+        a, b = (impute(space.encode(holed), m, latent_space=space, feature_cohort=holed,
+                       method=method, sampler="ddim", sample_steps=8, num_samples=2,
+                       bucket=64, seed=1) for m in (models, loaded))
+        assert np.isfinite(a.draws["target"].to_numpy()).all()
+        pd.testing.assert_frame_equal(a.draws["target"], b.draws["target"])
