@@ -191,6 +191,8 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
             modality.
     """
     config = _with_overrides(config, overrides)
+    if bucket < 1:
+        raise ValueError(f"bucket must be >= 1 rows, got {bucket}.")
     order = tuple(order or models.targets)
     _check(cohort, models, config.method, order)
     draws = _Draws.start(cohort, config)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,8 @@ class Imputer:
     def impute(self, patients: Cohort, settings: ImputeConfig | None = None,
                seed: int | None = None, units: str = "input",
                range_check: RangeCheck = RangeCheck(),
-               originals: dict | None = None) -> Imputation:
+               originals: dict | None = None, *, bucket: int = 256,
+               mesh: Any = None) -> Imputation:
         """Fills every missing modality of new patients (raw, in the training files' units).
 
         Args:
@@ -148,6 +150,9 @@ class Imputer:
             range_check: refuses inputs that look like another scale.
             originals: modality -> the input values in full precision (`Imputer.originals`);
                 observed rows are written from them (default: the Cohort's float32 values).
+            bucket: smallest padded batch of a sampler call (`impute.impute`).
+            mesh: optional ('data',) mesh (`parallel.make_mesh`): every sampler call splits
+                its rows over the devices (`impute.impute`).
 
         Returns:
             An Imputation whose `features` are in `units`, observed values as given.
@@ -168,7 +173,7 @@ class Imputer:
         check_ranges(zscores, range_check)
         result = impute(self.space.encode(zscores), self.models, settings,
                         seed=self.seed if seed is None else seed, latent_space=self.space,
-                        feature_cohort=zscores)
+                        feature_cohort=zscores, bucket=bucket, mesh=mesh)
         if units == "input":
             given = {m: (originals or {}).get(m, full.tables[m]) for m in full.modalities}
             result = dataclasses.replace(result, features={

@@ -310,7 +310,8 @@ def imputation_folder(workdir: str) -> str:
 
 def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
                  models: ModelSet, config: ImputeConfig, seed: int, *, split: str = "test",
-                 calibrate_quantile: float = 0.0, protected=()) -> Imputation:
+                 calibrate_quantile: float = 0.0, protected=(), bucket: int = 256,
+                 mesh=None) -> Imputation:
     """Imputes the missing modalities of one split and writes the tables to `out` (outside
     the work directory: `imputation_folder`), replacing an earlier imputation of ours there.
 
@@ -320,6 +321,7 @@ def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
         protected: folders the output must not overlap (the work directory, the data).
         calibrate_quantile: > 0 first recalibrates the rejection thresholds on the
             validation split at this quantile of the disagreement.
+        bucket, mesh: the sampler calls' smallest batch and device mesh (`impute.impute`).
     """
     if calibrate_quantile > 0:
         found = calibrate_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
@@ -327,7 +329,7 @@ def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
                                      seed=seed, feature_cohort=feature_cohort.split("val"))
         logger.info("calibrated rejection thresholds: %s", found)
     result = impute(latent_cohort.split(split), models, config, seed=seed, latent_space=space,
-                    feature_cohort=feature_cohort.split(split))
+                    feature_cohort=feature_cohort.split(split), bucket=bucket, mesh=mesh)
     write_imputation(result, out,
                      {"config": {**dataclasses.asdict(config), "split": split,
                                  "calibrate_quantile": calibrate_quantile}, "seed": seed},

@@ -157,6 +157,20 @@ def batch_sharding(c):
     return parallel.member_batch_sharding(mesh)
 
 
+def imputation_mesh(num_devices: int):
+    """The ('data',) mesh imputation's sampler calls split their rows over: None for one
+    device, every visible device for 0; more than are present is the user's to fix."""
+    if num_devices == 1:
+        return None
+    if num_devices < 0:
+        raise UserError(f"num_devices must be >= 0 (0: every device), got {num_devices}.")
+    try:
+        mesh = parallel.make_mesh(num_devices or None)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    return None if mesh.devices.size == 1 else mesh
+
+
 def setup(c, workdir: str):
     """Loads and preprocesses the configured cohort and claims the work directory.
 

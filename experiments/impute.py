@@ -9,7 +9,8 @@ r"""Imputes missing modalities with a trained work directory.
         --format=csv,h5mu
 
 Reads the run's config from workdir/config.json; --method/--num_samples/--seed override the
-imputation settings. The work directory is all it needs for --input patients (its saved
+imputation settings; --num_devices splits every sampler call's rows over several devices
+(same seed, same draws up to float reduction order) and --bucket sets its smallest batch. The work directory is all it needs for --input patients (its saved
 preprocessing, latent space and models; the training files may be gone); features are written
 in the units of the input files (--units=zscore for the preprocessing's z-scores), observed
 values exactly as given. Writes per-modality CSV (--format: also h5mu, i.e. imputation.h5mu,
@@ -46,6 +47,11 @@ flags.DEFINE_list("format", ["csv"], "Output formats, comma-separated: csv, h5mu
 flags.DEFINE_string("method", None, "Override: coherent, product, multi or single.")
 flags.DEFINE_integer("num_samples", None, "Override: draws per patient.")
 flags.DEFINE_integer("seed", None, "Override: sampling seed.")
+flags.DEFINE_integer("num_devices", 1, "Devices every sampler call splits its rows over (a "
+                     "('data',) mesh); 0: every visible device. On CPU, set XLA_FLAGS="
+                     "--xla_force_host_platform_device_count=N first.")
+flags.DEFINE_integer("bucket", 256, "Smallest padded batch of a sampler call: row counts are "
+                     "padded to bucket * 2^k, so new row counts reuse compiled samplers.")
 flags.DEFINE_bool("overwrite", False, "Replace an earlier imputation of ours in --out.")
 flags.DEFINE_enum("units", "input", UNITS, "Units of the written features: the input files' "
                   "units, or the preprocessing's z-scores.")
@@ -68,6 +74,9 @@ def main(argv):
         settings = dataclasses.replace(imputer.settings, **overrides)
     except ValueError as error:  # a bad --method / --num_samples: the user's to fix
         raise UserError(f"{error} (--method, --num_samples)") from error
+    mesh = _common.imputation_mesh(FLAGS.num_devices)
+    if FLAGS.bucket < 1:
+        raise UserError(f"--bucket must be >= 1 rows, got {FLAGS.bucket}.")
     originals = None
     if FLAGS.input:
         patients = imputer.read(FLAGS.input)
@@ -81,7 +90,7 @@ def main(argv):
     seed = imputer.seed if FLAGS.seed is None else FLAGS.seed
     result = imputer.impute(patients, settings, seed=seed, units=FLAGS.units,
                             range_check=RangeCheck(FLAGS.max_outlier_z, FLAGS.max_outlier_share),
-                            originals=originals)
+                            originals=originals, bucket=FLAGS.bucket, mesh=mesh)
     write_imputation(result, FLAGS.out, {"impute": dataclasses.asdict(settings), "seed": seed,
                                          "units": FLAGS.units, "workdir": imputer.workdir,
                                          "trained_on_fingerprint": imputer.fingerprint,

@@ -42,7 +42,8 @@ def main(argv):
     result = pipeline.stage_impute(out, latents, cohort, space, models,
                                    _common.impute_config(c), c.seed, split=c.impute.split,
                                    calibrate_quantile=c.impute.calibrate_quantile,
-                                   protected=(FLAGS.workdir,))
+                                   protected=(FLAGS.workdir,), bucket=c.impute.bucket,
+                                   mesh=_common.imputation_mesh(c.parallel.num_devices))
     print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
           "nothing to impute: every patient has every modality", flush=True)
     _common.logger.info(f"[{time.perf_counter() - start:.0f} s] imputation written to {out}")

@@ -18,10 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
 
 
-def _run(script, *args):
+def _run(script, *args, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", script), *args],
                           capture_output=True, text=True, timeout=900, cwd=ROOT,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                          env=dict(os.environ, JAX_PLATFORMS="cpu", **(env or {})))
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +104,21 @@ def test_unknown_config_field_is_an_error(tmp_path):
     assert out.returncode != 0 and "hiden_dim" in out.stderr
 
 
-def test_impute_script_fills_a_csv_folder(workdir, tmp_path):
+def _write_holed_patients(folder):
+    """6 new patients as a CSV folder, two lacking each modality; returns their cohort."""
     # Same generator as the 'gaussian' data source: same feature names.
     model = LinearGaussianModel.random({m: 8 for m in ("cna", "rna", "rppa", "wsi")},
                                        num_factors=6, noise_std=0.4, seed=42)
     cohort = linear_gaussian_cohort(model, 6, seed=7)
-    folder = tmp_path / "mine"
     folder.mkdir()
     for i, (m, table) in enumerate(cohort.tables.items()):
-        keep = table.drop(index=table.index[i:i + 2])  # two patients lack each modality
-        keep.to_csv(folder / f"{m}.csv")
+        table.drop(index=table.index[i:i + 2]).to_csv(folder / f"{m}.csv")
+    return cohort
+
+
+def test_impute_script_fills_a_csv_folder(workdir, tmp_path):
+    folder = tmp_path / "mine"
+    cohort = _write_holed_patients(folder)
     out_dir = tmp_path / "filled"
     out = _run("impute.py", f"--workdir={workdir}", f"--input={folder}", f"--out={out_dir}")
     assert out.returncode == 0, out.stderr[-4000:]
@@ -123,6 +128,27 @@ def test_impute_script_fills_a_csv_folder(workdir, tmp_path):
     assert imputed.to_numpy().sum() == 8
     summary = json.load(open(out_dir / "summary.json"))
     assert summary["num_samples"] == 2 and summary["versions"]["packages"]["jax"]
+
+
+def test_impute_script_shards_over_devices_with_the_same_draws(workdir, tmp_path):
+    folder = tmp_path / "mine"
+    _write_holed_patients(folder)
+    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    means = {}
+    for devices in (1, 2):
+        out = _run("impute.py", f"--workdir={workdir}", f"--input={folder}",
+                   f"--out={tmp_path / f'filled{devices}'}", f"--num_devices={devices}",
+                   "--bucket=16", env=two)
+        assert out.returncode == 0, out.stderr[-4000:]
+        assert "coherent/" in out.stdout and "no chain" not in out.stdout  # the mesh works
+        means[devices] = pd.read_csv(tmp_path / f"filled{devices}" / "rna_features_mean.csv",
+                                     index_col=0)
+    pd.testing.assert_frame_equal(means[1], means[2], rtol=1e-4, atol=1e-5)
+    for flag in ("--num_devices=3", "--num_devices=-1", "--bucket=0"):
+        bad = _run("impute.py", f"--workdir={workdir}", f"--input={folder}",
+                   f"--out={tmp_path / 'bad'}", flag, env=two)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 def _snapshot(folder):

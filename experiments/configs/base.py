@@ -57,7 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
                        patience=ae.patience)
     c.denoisers = section(ModelSetConfig, targets="")  # targets: comma-separated, '' = all
     # split and calibrate_quantile: the pipeline's imputation stage (`pipeline.stage_impute`)
-    c.impute = section(ImputeConfig, split="test", calibrate_quantile=0.0)
+    c.impute = section(ImputeConfig, split="test", calibrate_quantile=0.0, bucket=256)
     c.evaluate = section(EvalConfig)
     c.parallel = ml_collections.ConfigDict(dict(num_devices=0, distributed=False))
     return c
