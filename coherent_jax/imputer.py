@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from coherent_jax.data import Cohort, DataError, Preprocessor
-from coherent_jax.data.formats import load_path, read_originals
+from coherent_jax.data.inputs import load_path, read_originals
 from coherent_jax.errors import UnknownModalityError
 from coherent_jax.impute import ImputeConfig, Imputation, impute
 from coherent_jax.latent import LatentSpace

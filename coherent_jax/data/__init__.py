@@ -2,7 +2,8 @@
 
 from coherent_jax.data.cohort import Cohort
 from coherent_jax.data.csv_folder import load_csv_folder
-from coherent_jax.data.formats import load_h5mu, load_path
+from coherent_jax.data.formats import load_h5mu
+from coherent_jax.data.inputs import load_path
 from coherent_jax.data.labels import encode_stage, overall_survival
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.data.missingness import TCGA_LIKE_RATES, induce_missingness, tcga_like_rates

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from coherent_jax.data import validate
+from coherent_jax.data import formats, validate
 from coherent_jax.data.cohort import Cohort
 
 LABEL_FILES = ("clinical", "labels")
@@ -79,8 +79,6 @@ def read_table(path: pathlib.Path | str) -> pd.DataFrame:
 
 def _read_with_labels(path: pathlib.Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """A table and, for .h5ad files, its obs columns as labels."""
-    from coherent_jax.data import formats  # noqa: PLC0415 - formats imports this module
-
     if path.suffix == ".h5ad":
         return formats.read_h5ad(path)
     if path.suffix == ".parquet":
@@ -144,8 +142,6 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
     obs = [(str(files[m]), o) for m, (_, o) in read.items() if m in tables and o is not None
            and o.shape[1]]
     if obs:  # .h5ad obs columns: labels too, merged with the labels file
-        from coherent_jax.data import formats  # noqa: PLC0415
-
         ids = set().union(*(t.index for t in tables.values()))
         labels = formats.merge_labels(([(str(labels_path), labels)] if labels is not None
                                        else []) + [(f, o.loc[o.index.isin(ids)])

@@ -251,39 +251,6 @@ def load_h5mu(path: str | pathlib.Path, modalities: Sequence[str] | None = None,
                               labels_source=f"{path} obs", distinct_ids=distinct_ids)
 
 
-def load_path(path: str | pathlib.Path, **kwargs) -> Cohort:
-    """A user's cohort from a .h5mu file or a folder of per-modality tables (.csv, .tsv,
-    .parquet, .h5ad; see `load_csv_folder`); keyword arguments as `load_h5mu`."""
-    from coherent_jax.data.csv_folder import load_csv_folder  # noqa: PLC0415 - import cycle
-
-    if not str(path):
-        raise validate.DataError("no input path given: pass a folder of per-modality tables or"
-                                 " a .h5mu file (--config.data.path=... or --input=...).")
-    if is_h5mu(path):
-        return load_h5mu(path, **kwargs)
-    if pathlib.Path(path).is_file():
-        raise validate.DataError(f"{path} is a file but not a .h5mu file: give a .h5mu file or a "
-                                 "folder with one table per modality (.csv, .tsv, .parquet, "
-                                 ".h5ad).")
-    return load_csv_folder(path, **kwargs)
-
-
-def read_originals(path: str | pathlib.Path, modalities: Sequence[str]) -> dict:
-    """modality -> the values as stored in the file(s) (float64 where the file has it), for
-    the modalities named, so observed values can be written back exactly as given."""
-    from coherent_jax.data.csv_folder import csv_stem, read_table  # noqa: PLC0415
-
-    if is_h5mu(path):
-        tables, _, _ = read_h5mu(path)
-        return {m: t for m, t in tables.items() if m in modalities}
-    found = {}
-    for file in pathlib.Path(path).iterdir():
-        stem = csv_stem(file)
-        if stem in modalities:
-            found[stem] = read_table(file)
-    return found
-
-
 # --------------------------------------------------------------------------------------------
 # writing input files (experiments/write_example.py; anything that hands cohorts to users)
 @contextlib.contextmanager
