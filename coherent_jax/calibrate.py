@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coherent_jax import anchor_draws
+from coherent_jax import anchor_draws, scoring_rules
 from coherent_jax.anchor import apply_condition_map
 from coherent_jax.covariates import inputs
 from coherent_jax.ensemble import stack_members
@@ -42,22 +42,6 @@ PAPER_THRESHOLD = 1.0  # the disagreement threshold when none was calibrated
 def threshold_key(sampler: str, sample_steps: int) -> str:
     """How a calibrated threshold is filed in `TargetModels.thresholds`: 'sampler:steps'."""
     return f"{sampler}:{sample_steps}"
-
-
-def fair_crps(real: np.ndarray, draws: np.ndarray) -> float:
-    """Mean fair (unbiased) CRPS of K >= 2 draws [K, N, D] for real [N, D].
-
-    E|X - y| - E|X - X'| / 2 with the pairwise term over distinct pairs (1 / (K (K - 1))), so
-    that the expected score of K draws from the true distribution is minimal whatever K is.
-    """
-    k = draws.shape[0]
-    if k < 2:
-        raise ValueError(f"the fair CRPS needs at least 2 draws, got {k}.")
-    spread = np.mean(np.abs(draws - real[None]), axis=0)  # [N, D]
-    ordered = np.sort(draws, axis=0)
-    ranks = (2 * np.arange(k) - k + 1).reshape(-1, 1, 1)
-    pairwise = 2 * np.sum(ranks * ordered, axis=0) / (k * (k - 1))  # mean over k != l
-    return float(np.mean(spread - 0.5 * pairwise))
 
 
 def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
@@ -119,7 +103,7 @@ def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
                                   uncond_conds=conds.dropped(), sampler=sampler,
                                   sample_steps=sample_steps, sharpness=float(gamma)).samples
         draws = np.asarray(out).reshape(k, n, -1)  # [K, n, D]
-        crps.append(fair_crps(real[rows], draws))
+        crps.append(float(np.mean(scoring_rules.crps(real[rows], draws, fair=True))))
     best = int(np.argmin(crps))
     tm.fusion_sharpness = float(grid[best])
     return {**record, "crps": crps, "chosen": tm.fusion_sharpness}

@@ -11,7 +11,8 @@ import pytest
 
 from coherent_jax import fusion
 from coherent_jax.anchor import apply_condition_map
-from coherent_jax.calibrate import calibrate_fusion, fair_crps
+from coherent_jax.calibrate import calibrate_fusion
+from coherent_jax.scoring_rules import crps as crps_entries
 from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights
@@ -32,13 +33,21 @@ def test_sharpened_fusion_is_the_mean_at_zero_and_the_product_at_one():
     np.testing.assert_allclose(fusion.fuse_sharpened(eps, eps_u, one, 0.7), eps[1], atol=1e-6)
 
 
-def test_fair_crps_prefers_the_true_spread():
+def fair_crps(real, draws):
+    return float(np.mean(crps_entries(real, draws, fair=True)))
+
+
+def test_fair_crps_prefers_the_true_spread_and_matches_the_pairwise_mean():
     rng = np.random.default_rng(1)
     real = rng.standard_normal((400, 3))
     scores = {s: fair_crps(real, s * rng.standard_normal((5, 400, 3))) for s in (0.5, 1.0, 2.0)}
     assert scores[1.0] < scores[0.5] and scores[1.0] < scores[2.0]
     with pytest.raises(ValueError, match="at least 2 draws"):
         fair_crps(real, real[None])
+    draws = rng.standard_normal((6, 10, 2))
+    pairs = np.abs(draws[:, None] - draws[None]).sum(axis=(0, 1)) / (6 * 5)  # distinct pairs
+    brute = np.abs(draws - real[None, :10, :2]).mean(axis=0) - 0.5 * pairs
+    np.testing.assert_allclose(crps_entries(real[:10, :2], draws, fair=True), brute)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from coherent_jax.evaluate.align import paired
+from coherent_jax.scoring_rules import crps
 
 
 def mse(real: np.ndarray, pred: np.ndarray) -> float:
@@ -71,27 +72,6 @@ def _cosine_draws(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(real, axis=1) * np.linalg.norm(draws, axis=2)  # [K, N]
     cos = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)
     return np.mean(1.0 - cos, axis=1)
-
-
-def crps(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """Empirical CRPS per entry of K draws [K, N, D] for real [N, D]: [N, D].
-
-    CRPS(F, y) = E|X - y| - 0.5 E|X - X'| with F the empirical distribution of the K draws
-    (the 'energy form' with the V-statistic 1/K^2 for the second term). It is the exact CRPS of
-    the draws' empirical distribution: 0 for K copies of the truth, the absolute error for
-    K = 1. The pairwise term is computed from sorted draws in O(K log K):
-    sum_{k,l} |x_k - x_l| = 2 sum_i (2i - K + 1) x_(i) for the draws sorted ascending, i from 0.
-    """
-    return _crps_sorted(real, draws, np.sort(draws, axis=0))
-
-
-def _crps_sorted(real: np.ndarray, draws: np.ndarray, ordered: np.ndarray) -> np.ndarray:
-    """`crps` [N, D] of draws [K, N, D], given them also sorted along axis 0 (`ordered`)."""
-    k = draws.shape[0]
-    spread = np.mean(np.abs(draws - real[None]), axis=0)  # [N, D]
-    weights = (2 * np.arange(k) - k + 1).reshape(-1, 1, 1)
-    pairwise = 2 * np.sum(weights * ordered, axis=0) / k**2  # [N, D] = mean |x_k - x_l|
-    return spread - 0.5 * pairwise
 
 
 NUM_PROJECTIONS = 64
@@ -236,7 +216,7 @@ def _scores(real: np.ndarray, draws: np.ndarray, level: float,
             "r2_feature_median_single": single[2], "r2_feature_median_mean": median,
             "cosine_single": single[3], "cosine_mean": cosine_distance(real, mean),
             "coverage": _interval_coverage(real, ordered, level),
-            "crps": float(np.mean(_crps_sorted(real, draws, ordered)))}
+            "crps": float(np.mean(crps(real, draws, ordered=ordered)))}
 
 
 def _single_draws(real: np.ndarray, draws: np.ndarray) -> np.ndarray:
