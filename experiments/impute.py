@@ -28,6 +28,7 @@ from absl import app, flags, logging
 
 import _common
 from coherent_jax import pipeline
+from coherent_jax.data.config import DataConfig, load_raw_cohort
 from coherent_jax.errors import UserError
 from coherent_jax.formats_out import check_formats, write_imputation
 from coherent_jax.imputer import UNITS, Imputer, RangeCheck
@@ -83,9 +84,9 @@ def main(argv):
         originals = imputer.originals(FLAGS.input, patients)
     else:  # the run's own split: reads the training data the run was configured with
         run = _common.read_run_config(FLAGS.workdir)
-        data = pipeline.from_mapping(pipeline.DataConfig, run["config"]["data"])
+        data = pipeline.from_mapping(DataConfig, run["config"]["data"])
         split = run["config"].get("impute", {}).get("split", "test")
-        patients = pipeline.load_raw_cohort(data).split(split)
+        patients = load_raw_cohort(data).split(split)
     _common.logger.info(pipeline.describe_patterns(patients))
     seed = imputer.seed if FLAGS.seed is None else FLAGS.seed
     result = imputer.impute(patients, settings, seed=seed, units=FLAGS.units,

@@ -20,7 +20,7 @@ from coherent_jax.pipeline import DataConfig
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))  # as the scripts run: configs, _common
 SECTIONS = {"data": (DataConfig, ()), "latent": (LatentConfig, ("max_epochs", "patience")),
-            "denoisers": (ModelSetConfig, ("targets",)), "impute": (ImputeConfig, ("split", "calibrate_quantile")),
+            "denoisers": (ModelSetConfig, ("targets",)), "impute": (ImputeConfig, ("split", "calibrate_quantile", "bucket")),
             "evaluate": (EvalConfig, ())}
 
 
