@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coherent_jax import workdir as layout
 from coherent_jax.data import Cohort, DataError, Preprocessor
 from coherent_jax.data.inputs import load_path, read_originals
 from coherent_jax.errors import UnknownModalityError
@@ -101,9 +102,8 @@ class Imputer:
             DataError: the folder is not a trained work directory, or predates saved
                 preprocessing (rerun the pipeline on it: it adds the missing part).
         """
-        info_path = os.path.join(workdir, "config.json")
-        parts = [info_path] + [os.path.join(workdir, p) for p in ("preprocessing",
-                                                                   "latent_space", "models")]
+        info_path = layout.part(workdir, layout.CONFIG)
+        parts = [layout.part(workdir, name) for name in layout.IMPUTER_PARTS]
         missing = [p for p in parts if not os.path.exists(p)]
         if missing:
             raise DataError(f"{workdir!r} is not a complete trained work directory: "

@@ -10,7 +10,6 @@ criterion; the multi-condition model likewise.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -18,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import checkpointing
+from coherent_jax import workdir as layout
 from coherent_jax.calibrate import SHARPNESS_GRID, calibrate_fusion
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
@@ -507,7 +507,7 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                              residual_target=spread) for c in member_conds], config, spread)
         variables, val_mse, result, trials = _fit_family(
             family_model, schedule, *args, config, cfg, jax.random.fold_in(key, index),
-            None if workdir is None else os.path.join(workdir, "checkpoints", target, family),
+            None if workdir is None else layout.part(workdir, layout.CHECKPOINTS, target, family),
             {**identity, "family": family}, tag, batch_sharding, anchors)
         report[family] = {"chosen": trials, "val_mse": np.asarray(val_mse).tolist(),
                           "anchor_components": family_model.anchor_components,

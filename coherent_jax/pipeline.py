@@ -9,17 +9,7 @@ and library versions) and a later run with a different configuration is refused.
 outputs exist are loaded instead of recomputed, and denoiser training resumes from its latest
 checkpoint, so an interrupted pipeline is simply run again.
 
-    workdir/
-      config.json          the full config, seed, versions, data fingerprint
-      preprocessing/       the fitted feature preprocessing (features, fills, scaling)
-      latent_space/        fitted encoders (Orbax) + latent_quality.{csv,json}
-      models/              the trained ModelSet (Orbax) + training reports
-      checkpoints/         resumable denoiser training
-      metrics.jsonl        every training record (pandas.read_json(lines=True))
-      report/              the evaluation: index.md, tables/, figures/, results/
-
-No file of it holds a patient's row (`coherent_jax.audit` checks): the imputation of the
-configured split is patient data and goes beside it (`imputation_folder`, or --out).
+The work directory's layout and names: `coherent_jax.workdir`.
 """
 
 from __future__ import annotations
@@ -35,6 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from coherent_jax import metrics_io, safe_io
+from coherent_jax import workdir as layout
+from coherent_jax.workdir import imputation_folder  # noqa: F401 - its old home
 from coherent_jax.calibrate import calibrate_thresholds
 from coherent_jax.data import Preprocessor
 # the data configuration's home is data/config.py; these names stay importable from here
@@ -89,7 +81,7 @@ def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
     imputes new patients without the training data (`coherent_jax.Imputer`). One saved by an
     earlier version with the KNN fill's donors (training rows) is rewritten without them,
     its statistics unchanged (the models were trained on them)."""
-    folder = os.path.join(workdir, "preprocessing")
+    folder = layout.part(workdir, layout.PREPROCESSING)
     if os.path.isdir(folder):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -141,7 +133,7 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
     Raises:
         ValueError: the work directory holds a run of a different configuration, seed or data.
     """
-    path = os.path.join(workdir, "config.json")
+    path = layout.part(workdir, layout.CONFIG)
     if os.path.exists(path):
         with open(path) as f:
             existing = json.load(f)
@@ -164,7 +156,7 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
 
 def stage_latents(workdir: str, cohort, config: LatentConfig, log_fn=None) -> LatentSpace:
     """Fits (or reloads) the latent space and writes its quality table on val and test."""
-    folder = os.path.join(workdir, "latent_space")
+    folder = layout.part(workdir, layout.LATENT_SPACE)
     if os.path.isdir(folder):
         return LatentSpace.restore(folder)
     space = LatentSpace.fit(cohort, config, log_fn=log_fn)
@@ -189,12 +181,12 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
     """Trains (resuming from checkpoints) or reloads the ModelSet of a latent cohort; with the
     feature cohort and its latent `space`, the spreads are fitted on the training rows'
     latents as new patients would have them (`latent.cross_fitted_latents`)."""
-    folder = os.path.join(workdir, "models")
+    folder = layout.part(workdir, layout.MODELS)
     if os.path.isdir(folder):
         return ModelSet.load(folder)
     residual_latents = (cross_fitted_latents(space, features)
                         if space is not None and features is not None else None)
-    writer = metrics_io.MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
+    writer = metrics_io.MetricsWriter(layout.part(workdir, layout.METRICS))
     progress = {}
 
     def log(record):
@@ -210,13 +202,6 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
         models.save(tmp, {"fingerprint": cohort_fingerprint(latent_cohort)})
         metrics_io.write_json(os.path.join(tmp, "reports.json"), reports)
     return models
-
-
-def imputation_folder(workdir: str) -> str:
-    """Where the pipeline writes its patients' imputation by default: `<workdir>_imputed`,
-    beside the work directory, never inside it (it holds patients' rows; the work directory
-    is what may be shared, `coherent_jax.audit`)."""
-    return os.path.abspath(workdir).rstrip(os.sep) + "_imputed"
 
 
 def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
@@ -258,7 +243,7 @@ def stage_evaluate(workdir: str, feature_cohort, latent_cohort, space: LatentSpa
         `evaluate_suite`'s results; `index` is the report's index.md.
     """
     return evaluate_suite(feature_cohort, latent_cohort, space, models, config, seed,
-                          os.path.join(workdir, "report"), run_config=run_config, log=log_fn)
+                          layout.part(workdir, layout.REPORT), run_config=run_config, log=log_fn)
 
 
 def describe_patterns(cohort) -> str:

@@ -18,6 +18,7 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from coherent_jax import encoders, parallel, pipeline, progress  # noqa: E402
+from coherent_jax import workdir as layout  # noqa: E402
 from coherent_jax.data.config import DataConfig, load_cohort  # noqa: E402
 from coherent_jax.errors import UserError  # noqa: E402
 from coherent_jax.evaluate.suite import EvalConfig  # noqa: E402
@@ -68,7 +69,7 @@ def cli(main):
 
 def read_run_config(workdir: str) -> dict:
     """workdir/config.json (config, seed, versions, data fingerprint) of a trained run."""
-    path = os.path.join(workdir, "config.json")
+    path = layout.part(workdir, layout.CONFIG)
     if not os.path.exists(path):
         raise UserError(f"{path} not found: --workdir must be a trained run "
                         "(experiments/run_pipeline.py or train_denoisers.py).")
@@ -230,8 +231,8 @@ def trained_demo_run(workdir: str, name: str):
         (feature cohort, LatentSpace, ModelSet, complete test patients (feature Cohort)).
     """
     cohort, _ = load_cohort(DataConfig(source="tcga", name=name))
-    space = LatentSpace.restore(os.path.join(workdir, "latent_space"))
-    models = ModelSet.load(os.path.join(workdir, "models"))
+    space = LatentSpace.restore(layout.part(workdir, layout.LATENT_SPACE))
+    models = ModelSet.load(layout.part(workdir, layout.MODELS))
     test = cohort.split("test")
     test = test.subset(test.sample_ids[test.complete])
     test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))

@@ -67,7 +67,10 @@ def _tables(folder: str, prefix: str, numeric_only: bool) -> dict:
             table = table.select_dtypes("number")
             table = table[[c for c in table.columns
                            if not any(w in c.lower() for w in TIMING_WORDS)]]
-        found[f"{prefix}/{name}"] = _digest(table.to_numpy(np.float64))
+            found[f"{prefix}/{name}"] = _digest(table.to_numpy(np.float64))
+        else:  # sample IDs beside the values: the table's text
+            found[f"{prefix}/{name}"] = hashlib.sha256(
+                table.to_csv(index=False).encode()).hexdigest()[:16]
     return found
 
 

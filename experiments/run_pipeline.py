@@ -20,6 +20,7 @@ from absl import flags
 
 import _common
 from coherent_jax import pipeline
+from coherent_jax import workdir as layout
 from coherent_jax.safe_io import check_output_folder
 
 FLAGS = _common.FLAGS
@@ -32,7 +33,7 @@ def main(argv):
     del argv
     c = FLAGS.config
     start = time.perf_counter()
-    out = FLAGS.out or pipeline.imputation_folder(FLAGS.workdir)
+    out = FLAGS.out or layout.imputation_folder(FLAGS.workdir)
     check_output_folder(out, overwrite=True, protected=(FLAGS.workdir,), flag="--out")  # early
     cohort, space, latents, models = _common.trained(c, FLAGS.workdir)
     if os.path.isdir(os.path.join(FLAGS.workdir, "imputation")):
