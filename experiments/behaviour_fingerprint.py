@@ -16,6 +16,7 @@ lists what differs between two such files and exits 1 when anything does.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -56,21 +57,20 @@ def _model_arrays(folder: str) -> dict:
 
 
 def _tables(folder: str, prefix: str, numeric_only: bool) -> dict:
-    """'<prefix>/<file>' -> digest of each CSV table's values (numeric columns, timings
-    left out, when `numeric_only`)."""
+    """'<prefix>/<file>' -> digest of each CSV table: of its text (decompressed), or with
+    `numeric_only` of its numeric columns' values, columns measuring time left out."""
     found = {}
     for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
         if not name.endswith((".csv", ".csv.gz")):
             continue
-        table = pd.read_csv(os.path.join(folder, name))
-        if numeric_only:
-            table = table.select_dtypes("number")
-            table = table[[c for c in table.columns
-                           if not any(w in c.lower() for w in TIMING_WORDS)]]
-            found[f"{prefix}/{name}"] = _digest(table.to_numpy(np.float64))
-        else:  # sample IDs beside the values: the table's text
-            found[f"{prefix}/{name}"] = hashlib.sha256(
-                table.to_csv(index=False).encode()).hexdigest()[:16]
+        if not numeric_only:
+            with (gzip.open(path) if name.endswith(".gz") else open(path, "rb")) as f:
+                found[f"{prefix}/{name}"] = hashlib.sha256(f.read()).hexdigest()[:16]
+            continue
+        table = pd.read_csv(path).select_dtypes("number")
+        table = table[[c for c in table.columns if not any(w in c.lower() for w in TIMING_WORDS)]]
+        found[f"{prefix}/{name}"] = _digest(table.to_numpy(np.float64))
     return found
 
 
