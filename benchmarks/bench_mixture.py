@@ -5,7 +5,7 @@ closed form, the default (anchors alone), trained corrections and the exact cond
         [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0] \
         [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0] [--sample_steps 20] \
         [--learning_rates 1e-3,3e-4] [--conditions latents] [--norm layer] \
-        [--hidden_dim 128] [--anchor_components 4]
+        [--hidden_dim 128] [--anchor_components 4] [--target_link identity]
 
 Cohort: `data.mixture.hidden_subtype_model` (16 features per modality: 'hide' is blind to the
 three subtypes, 'reveal' and 'target' are shifted by them, 'target' is observed through a sinh
@@ -170,12 +170,15 @@ def main() -> None:
                         help="the denoisers' normalisation (default: the demo's)")
     parser.add_argument("--hidden_dim", type=int, default=None,
                         help="the denoisers' hidden width (default: the demo's 256)")
+    parser.add_argument("--target_link", choices=tuple(LINKS), default="sinh",
+                        help="the target's observation link ('identity': a Gaussian mixture "
+                             "throughout)")
     parser.add_argument("--anchor_components", type=int, default=None,
                         help="the most mixture components of the anchors, chosen by BIC "
                              "(1: linear-Gaussian anchors; default: the demo's)")
     args = parser.parse_args()
     print(describe_machine())
-    model = hidden_subtype_model(seed=42)  # the pipeline's data.split_seed
+    model = hidden_subtype_model(seed=42, target_link=args.target_link)  # data.split_seed
     report = {"command": " ".join(sys.argv), "machine": describe_machine(), "runs": {}}
     for steps in (int(s) for s in args.train_steps.split(",")):
         c = config_for(steps, args.num_samples, args.seed, args.ema_decay)
@@ -186,6 +189,7 @@ def main() -> None:
             c.denoisers.norm = args.norm
         if args.hidden_dim is not None:
             c.denoisers.hidden_dim = args.hidden_dim
+        c.data.mixture_link = args.target_link
         if args.anchor_components is not None:
             c.denoisers.anchor_components = args.anchor_components
         if args.sample_steps is not None:  # imputation only: the trained models are reused

@@ -4,15 +4,17 @@ A linear-Gaussian anchor (`anchor.fit_anchors`) has one mode. Where a subtype th
 sources do not reveal shifts the target, the target's conditional has one mode per subtype,
 and a learned correction trained on a few thousand patients only partly moves the anchor's
 single mode apart (benchmarks/RESULTS.md, bench_mixture). A Gaussian mixture fitted to the
-joint rows [target, conditions] has every subset's conditional in closed form, again a mixture:
+joint rows [target, conditions] (each component with its own covariance, or one shared by all)
+has every subset's conditional in closed form, again a mixture:
 
     p(x | c_S) = sum_j w_j(c_S) N(x; K_{S,j}^T c_S + b_{S,j}, Sigma_{S,j}),
     log w_j(c_S) = log pi_j - 1/2 logdet C_{S,j} - 1/2 (c_S - mu_{S,j})^T C_{S,j}^-1 (c_S - mu_{S,j}) + const,
 
 (C_{S,j}: component j's covariance of the conditions in S), and its eps at every noise level is
 exact too (`models.denoiser.mixture_anchor_eps`): each component's Gaussian eps weighted by the
-component's posterior given c_S and x_t. The number of components is chosen by BIC on the
-joint rows, 1 included; where one wins, the model keeps its linear-Gaussian anchor unchanged.
+component's posterior given c_S and x_t. The number of components and the covariance kind are
+chosen by BIC on the joint rows, one component included; where one wins, the model keeps its
+linear-Gaussian anchor unchanged.
 
     mixture = fit_mixture_anchors(x, x_present, [(c1, c1_present)], max_components=4)
     # None: one component won (keep fit_anchors); else the mixture's anchor parameters
@@ -32,22 +34,32 @@ REG_COVAR = 1e-3
 """Added to the diagonal of every component's covariance, in units of each column's variance."""
 
 
+def _fit(joint: np.ndarray, m: int, kind: str, seed: int) -> GaussianMixture:
+    return GaussianMixture(m, covariance_type=kind, reg_covar=REG_COVAR, n_init=3,
+                           max_iter=300, random_state=seed).fit(joint)
+
+
+def _parameters(m: int, dim: int, kind: str) -> int:
+    covariance = dim * (dim + 1) // 2
+    return m * (dim + 1) - 1 + (m * covariance if kind == "full" else covariance)
+
+
 def select_components(joint: np.ndarray, max_components: int, seed: int
-                      ) -> tuple[int, GaussianMixture | None]:
-    """(the BIC-best number of components in 1..max_components, its fitted mixture on the
-    standardised rows; None when 1 wins) for joint rows [n, J]."""
+                      ) -> GaussianMixture | None:
+    """The BIC-best mixture of 1..max_components components on standardised joint rows
+    [n, J], each with its own covariance ('full') or one shared by all ('tied': J (J + 1) / 2
+    parameters in all, so a few hundred rows can afford several components); None when one
+    component wins."""
     n, dim = joint.shape
-    per_component = dim + dim * (dim + 1) // 2 + 1
-    best, best_bic, best_fit = 1, np.inf, None
-    for m in range(1, max_components + 1):
-        if m > 1 and m * per_component > n * dim:  # more parameters than values: not tried
-            break
-        gm = GaussianMixture(m, covariance_type="full", reg_covar=REG_COVAR, n_init=3,
-                             max_iter=300, random_state=seed).fit(joint)
+    best, best_bic = None, _fit(joint, 1, "full", seed).bic(joint)
+    for m, kind in itertools.product(range(2, max_components + 1), ("tied", "full")):
+        if _parameters(m, dim, kind) > n * dim:  # more parameters than values: not tried
+            continue
+        gm = _fit(joint, m, kind, seed)
         bic = gm.bic(joint)
         if bic < best_bic:
-            best, best_bic, best_fit = m, bic, gm
-    return best, (best_fit if best > 1 else None)
+            best, best_bic = gm, bic
+    return best
 
 
 def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
@@ -82,14 +94,15 @@ def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
     centre, scale = joint.mean(axis=0), joint.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     if components is None:
-        _, gm = select_components((joint - centre) / scale, max_components, seed)
+        gm = select_components((joint - centre) / scale, max_components, seed)
         if gm is None:
             return None
     else:
-        gm = GaussianMixture(components, covariance_type="full", reg_covar=REG_COVAR, n_init=3,
-                             max_iter=300, random_state=seed).fit((joint - centre) / scale)
+        gm = min((_fit((joint - centre) / scale, components, kind, seed) for kind in
+                  ("tied", "full")), key=lambda g: g.bic((joint - centre) / scale))
     means = centre + gm.means_ * scale  # [M, D + W] back in the data's units
-    covs = gm.covariances_ * np.outer(scale, scale)  # [M, D + W, D + W]
+    covs = np.broadcast_to(gm.covariances_, (gm.n_components,) + gm.means_.shape[1:] * 2)
+    covs = covs * np.outer(scale, scale)  # [M, D + W, D + W]
     return conditional_mixtures(gm.weights_, means, covs, target.shape[1],
                                 [c.shape[1] for c, _ in conditions])
 

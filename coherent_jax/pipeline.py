@@ -100,7 +100,8 @@ def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
 RENAMED = {"denoisers": {"num_steps": "train_steps", "num_train_steps": "diffusion_steps",
                          "val_num_steps": "val_sample_steps"}}
 ADDED = {"denoisers": {"distill_conditions": False, "covariate": "", "ema_decay": 0.0,
-                         "patience": 0, "anchor_components": 1}}
+                         "patience": 0, "anchor_components": 1},
+         "data": {"mixture_link": "sinh"}}
 """Settings added since a run could have been saved, with the value that run trained with."""
 
 

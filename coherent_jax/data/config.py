@@ -9,7 +9,7 @@ import dataclasses
 from coherent_jax.data.inputs import load_path
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.data.missingness import induce_missingness, tcga_like_rates
-from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
+from coherent_jax.data.mixture import LINKS, hidden_subtype_model, mixture_cohort
 from coherent_jax.data.paper_layout import load_paper_layout
 from coherent_jax.data.preprocess import Preprocessor
 from coherent_jax.data.split import paper_split
@@ -35,6 +35,8 @@ class DataConfig:
             exact posteriors), 'mixture' (a hidden subtype that 'hide' cannot see and
             'reveal' and 'target' show: exact non-Gaussian conditionals,
             `data.mixture.hidden_subtype_model`; hole it with a rate, e.g. missing='0.2').
+        mixture_link: 'mixture' only: the target's observation link ('sinh', 'identity' or
+            'exp', `data.mixture.LINKS`).
         name: cohort name(s) for 'tcga' / 'pan_cancer'.
         path: folder (or .h5mu file) for 'csv' / 'h5ad' / 'h5mu'; folder for 'paper'.
         num_samples, synthetic_scale: size of synthetic cohorts (scale shrinks the widths).
@@ -57,6 +59,12 @@ class DataConfig:
     missing_seed: int = 0
     fill: str = ""
     distinct_ids: bool = False
+    mixture_link: str = "sinh"
+
+    def __post_init__(self):
+        if self.mixture_link not in LINKS:
+            raise ValueError(f"mixture_link must be one of {list(LINKS)}, got "
+                             f"{self.mixture_link!r}.")
 
 
 def load_cohort(config: DataConfig):
@@ -87,7 +95,9 @@ def load_raw_cohort(config: DataConfig):
         raw = tcga_like(config.num_samples, seed=config.split_seed, scale=config.synthetic_scale,
                         missing_rates=None)
     elif config.source == "mixture":
-        raw = mixture_cohort(hidden_subtype_model(seed=config.split_seed), config.num_samples,
+        raw = mixture_cohort(hidden_subtype_model(seed=config.split_seed,
+                                                  target_link=config.mixture_link),
+                             config.num_samples,
                              seed=config.split_seed)
     else:
         model = LinearGaussianModel.random({m: 8 for m in ("cna", "rna", "rppa", "wsi")},

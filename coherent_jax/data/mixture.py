@@ -248,11 +248,13 @@ def mixture_cohort(model: MixtureModel, num_samples: int, *, seed: int,
     return induce_missingness(cohort, missing_rates, seed=seed + 1, splits=None)
 
 
-def hidden_subtype_model(width: int = 16, seed: int = 0) -> MixtureModel:
+def hidden_subtype_model(width: int = 16, seed: int = 0, target_link: str = "sinh"
+                         ) -> MixtureModel:
     """The standard hard case: three subtypes, 'hide' blind to them, 'reveal' and 'target'
     shifted by them (so the target given 'hide' alone has three modes, given 'reveal' one),
-    the target observed through a sinh link, subtype-dependent noise."""
+    the target observed through `target_link` (`LINKS`; 'identity': a Gaussian mixture
+    throughout), subtype-dependent noise."""
     return MixtureModel.random({"hide": width, "reveal": width, "target": width},
                                {"hide": 0.0, "reveal": 3.0, "target": 3.0}, num_subtypes=3,
                                num_factors=4, noise_std=0.5, noise_spread=2.0,
-                               links={"target": "sinh"}, seed=seed)
+                               links={"target": target_link}, seed=seed)
