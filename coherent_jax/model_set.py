@@ -226,8 +226,9 @@ class ModelSetConfig:
             the ridge posterior of its conditions plus a learned correction.
         anchor_components: the most components of a Gaussian-mixture anchor
             (`mixture_anchor`), fitted to the joint rows [target, conditions] with the count
-            chosen by BIC per model family (1 included: the linear-Gaussian anchors stay);
-            1 (default): linear-Gaussian anchors only.
+            chosen by BIC per model family; where BIC finds a mixture, the family is trained
+            with each kind of anchor and the one with the better validation `criterion`
+            (mean over members) is kept. 1 (default): linear-Gaussian anchors only.
         feature_conditions: condition on ridge predictions from each source's features
             (`TargetModels.condition_maps`) rather than on the source's latents; training
             then needs the feature cohort.
@@ -353,28 +354,30 @@ def _fit_family(model, schedule, num_members, cond_dims, train, val, config, tra
             checkpoints.close()
     chosen = select(result, population, config.criterion)
     val_mse = _kept_sample_mse(result, config.criterion, chosen.trial)
-    return chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial]
+    return (chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial],
+            float(np.mean(chosen.scores)))
 
 
-def _with_mixtures(model: Denoiser, x, member_conds, gaussian: list[dict],
-                   config: ModelSetConfig, spread) -> tuple[Denoiser, list[dict]]:
-    """(the family's Denoiser, its members' anchors): mixture anchors (`mixture_anchor`) when
-    BIC prefers >= 2 components for some member (every member then gets the largest count,
-    the members being stacked), else the `gaussian` anchors unchanged.
+def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: list[dict],
+                       config: ModelSetConfig, spread) -> list[tuple[Denoiser, list[dict]]]:
+    """[(Denoiser, its members' anchors)] to train: the `gaussian` anchors, then mixture
+    anchors (`mixture_anchor`) when config.anchor_components > 1 and BIC prefers >= 2
+    components for some member (every member then gets the largest count, the members being
+    stacked). `train_target` keeps the one validation prefers.
 
     member_conds: per member, its conditions [(values [N, D_c], present [N])]."""
     if config.anchor_components <= 1:
-        return model, gaussian
+        return [(model, gaussian)]
     fitted = [fit_mixture_anchors(*x, conds, max_components=config.anchor_components,
                                   residual_target=spread) for conds in member_conds]
     counts = [0 if f is None else f["gate_const"].shape[1] for f in fitted]
     m = max(counts)
     if m == 0:
-        return model, gaussian
+        return [(model, gaussian)]
     anchors = [f if count == m else fit_mixture_anchors(
         *x, conds, max_components=m, components=m, residual_target=spread)
         for f, count, conds in zip(fitted, counts, member_conds)]
-    return dataclasses.replace(model, anchor_components=m), anchors
+    return [(model, gaussian), (dataclasses.replace(model, anchor_components=m), anchors)]
 
 
 def _kept_sample_mse(result, criterion: str, trials: np.ndarray) -> np.ndarray:
@@ -499,18 +502,27 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                               ema_decay=config.ema_decay)
             args = (1, [widths[s] for s in sources], multi_train, multi_val)
             member_conds = [conds]
-        family_model, anchors = model, None
+        candidates = [(model, None)]
         if config.anchored:
-            family_model, anchors = _with_mixtures(
+            candidates = _anchor_candidates(
                 model, x, member_conds,
                 [fit_anchors(*x, c, identity_singles=config.feature_conditions,
                              residual_target=spread) for c in member_conds], config, spread)
-        variables, val_mse, result, trials = _fit_family(
-            family_model, schedule, *args, config, cfg, jax.random.fold_in(key, index),
-            None if workdir is None else layout.part(workdir, layout.CHECKPOINTS, target, family),
-            {**identity, "family": family}, tag, batch_sharding, anchors)
+        fits = []
+        for candidate, anchors in candidates:  # with mixture anchors too: validation decides
+            m = candidate.anchor_components
+            kind = {} if m == 1 else {"anchor_components": m}
+            folder = family if m == 1 else f"{family}_mixture{m}"
+            fits.append((candidate, *_fit_family(
+                candidate, schedule, *args, config, cfg, jax.random.fold_in(key, index),
+                None if workdir is None else layout.part(workdir, layout.CHECKPOINTS, target,
+                                                         folder),
+                {**identity, "family": family, **kind}, tag, batch_sharding, anchors)))
+        family_model, variables, val_mse, result, trials, _ = min(fits, key=lambda f: f[-1])
         report[family] = {"chosen": trials, "val_mse": np.asarray(val_mse).tolist(),
                           "anchor_components": family_model.anchor_components,
+                          "validation_by_anchor_components": {
+                              str(f[0].anchor_components): f[-1] for f in fits},
                           "history": result.history}
         if family == "specialists":
             out.specialist_model, out.specialists = family_model, variables
