@@ -144,7 +144,11 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
                             sharpness_grid=(0.0,))
     models, reports = train_model_set(latents, config, seed=0, features=cohort)
     target = models.targets["target"]
-    assert reports["target"]["specialists"]["anchor_components"] > 1
+    report = reports["target"]["specialists"]
+    assert report["anchor_components"] > 1
+    scores = report["validation_by_anchor_components"]  # both kinds trained, the better kept
+    assert set(scores) == {"1", str(report["anchor_components"])}
+    assert scores[str(report["anchor_components"])] == min(scores.values())
     assert target.specialist_model.anchor_components > 1
     assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
     models.save(str(tmp_path / "models"))
