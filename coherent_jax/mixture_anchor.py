@@ -77,8 +77,8 @@ def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
         seed: EM's initialisation.
         residual_target: [N, D] the target as new patients' would be encoded
             (`latent.cross_fitted_latents`); the mixture is fitted to it (default: `target`).
-        components: fit exactly this many (skips BIC; used to give every member of a family
-            the same count).
+        components: fit exactly this many (BIC then only picks the covariance kind; used to
+            give every member of a family the same count).
 
     Returns:
         None when one component wins BIC (keep the linear-Gaussian anchor), else float32

@@ -517,7 +517,9 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                 candidate, schedule, *args, config, cfg, jax.random.fold_in(key, index),
                 None if workdir is None else layout.part(workdir, layout.CHECKPOINTS, target,
                                                          folder),
-                {**identity, "family": family, **kind}, tag, batch_sharding, anchors)))
+                {**identity, "family": family, **kind},
+                tag and (lambda rec, extra=kind: tag({**rec, **extra})),  # records tell the kind
+                batch_sharding, anchors)))
         family_model, variables, val_mse, result, trials, _ = min(fits, key=lambda f: f[-1])
         report[family] = {"chosen": trials, "val_mse": np.asarray(val_mse).tolist(),
                           "anchor_components": family_model.anchor_components,

@@ -159,10 +159,9 @@ class Denoiser(nn.Module):
         return anchor_eps(jax.lax.stop_gradient(anchor), alpha_bars[t], x, cond) + correction
 
 
-def identity_bases(key, lead: int | tuple[int, ...], dim: int) -> jax.Array:
+def identity_bases(key, lead: tuple[int, ...], dim: int) -> jax.Array:
     """[*lead, dim, dim] identity eigenbases (an anchor with a diagonal covariance)."""
     del key
-    lead = (lead,) if isinstance(lead, int) else tuple(lead)
     return jnp.broadcast_to(jnp.eye(dim, dtype=jnp.float32), (*lead, dim, dim))
 
 
