@@ -163,3 +163,36 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
                        bucket=64, seed=1) for m in (models, loaded))
         assert np.isfinite(a.draws["target"].to_numpy()).all()
         pd.testing.assert_frame_equal(a.draws["target"], b.draws["target"])
+
+
+@pytest.mark.slow
+def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
+    """With training on, the mixture candidate is first scored untrained on validation; it
+    is trained only where it starts ahead of the Gaussian anchor (same validation noise)."""
+    from coherent_jax import model_set
+    from coherent_jax.data import paper_split
+    from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
+    from coherent_jax.latent import LatentConfig, LatentSpace
+
+    cohort = paper_split(mixture_cohort(hidden_subtype_model(width=4), 500, seed=0), seed=42)
+    latents = LatentSpace.fit(cohort, LatentConfig(latent_dim=4)).encode(cohort)
+    config = model_set.ModelSetConfig(hidden_dim=16, num_layers=2, time_embed_dim=8,
+                                      cond_embed_dim=4, batch_size=64, train_steps=2,
+                                      eval_every=1, log_every=1, anchor_components=4,
+                                      sharpness_grid=(0.0,), multi=False)
+    _, ahead = model_set.train_target(latents, "target", config, jax.random.key(0),
+                                      features=cohort)
+    untrained = ahead["specialists"]["untrained_validation_by_anchor_components"]
+    m = str(ahead["specialists"]["anchor_components"])
+    assert m != "1" and untrained[m] < untrained["1"]  # the subtypes: the mixture starts ahead
+    assert set(ahead["specialists"]["validation_by_anchor_components"]) == {"1", m}
+
+    real = model_set._untrained_score
+    monkeypatch.setattr(model_set, "_untrained_score",  # as if the Gaussian anchor led
+                        lambda result, criterion: real(result, criterion) - 1e3)
+    models, behind = model_set.train_target(latents, "target", config, jax.random.key(0),
+                                            features=cohort)
+    report = behind["specialists"]
+    assert set(report["validation_by_anchor_components"]) == {"1"}  # not trained
+    assert len(report["untrained_validation_by_anchor_components"]) == 2
+    assert report["anchor_components"] == 1 and models.specialist_model.anchor_components == 1
