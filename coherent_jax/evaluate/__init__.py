@@ -3,7 +3,8 @@ and the report. Pure functions on arrays and DataFrames indexed by sample ID."""
 
 from coherent_jax.evaluate.align import draws_array, join_labels
 from coherent_jax.evaluate.baselines import BASELINES, predict_missing
-from coherent_jax.evaluate.downstream import (RescueResult, c_index, feature_table, fit_forest,
+from coherent_jax.evaluate.downstream import (PrioritisationConfig, RescueConfig, RescueResult,
+                                              c_index, feature_table, fit_forest,
                                               prioritisation_curve, removed_subsets, rescue,
                                               train_real_test_synthetic)
 from coherent_jax.evaluate.fidelity import energy_distance, prdc, prdc_per_sample
@@ -23,7 +24,7 @@ from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
 
 __all__ = [
     "BASELINES", "Downstream", "EvalConfig", "EvalResults", "Page", "PatternCopies",
-    "RescueResult", "auc_test", "benjamini_hochberg", "bootstrap_indices", "c_index",
+    "PrioritisationConfig", "RescueConfig", "RescueResult", "auc_test", "benjamini_hochberg", "bootstrap_indices", "c_index",
     "closest_distance", "comparison_table", "copy_audit", "cosine_distance", "crps", "draws_array",
     "energy_distance", "evaluate_suite", "feature_table", "fit_forest", "ideal_coverage",
     "interval_coverage", "join_labels", "membership_audit", "mse", "paired_difference",

@@ -181,9 +181,9 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config,
                 n_estimators=trees)
             trts.append(scored.reset_index().assign(target=target))
         out["trts"] = pd.concat(trts, ignore_index=True)
-        out["rescue"] = downstream.rescue(train, test, y, y, task="classification",
-                                          generated=fills, seed=seed, n_estimators=trees,
-                                          n_jobs=-1)
+        out["rescue"] = downstream.rescue(train, test, y, y, generated=fills, seed=seed,
+                                          config=downstream.RescueConfig(n_estimators=trees,
+                                                                         n_jobs=-1))
         log(f"rescue ({label}) done")
         areas, curves = [], {}
         for m in list(config.prioritise or test_latent.modalities[:1]):
@@ -198,10 +198,10 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config,
     if config.survival and labels.loc[ids, "os_time"].notna().sum() >= 10:
         covariates = (pd.get_dummies(labels[label].astype("string"), dtype=float)
                       if has_label else None)
-        out["rescue_survival"] = downstream.rescue(
+        out["rescue_survival"] = downstream.rescue(  # 8 survival forests: the slowest part
             train, test, labels[["os_time", "os_event"]], labels[["os_time", "os_event"]],
-            task="survival", covariates=covariates, generated=fills, seed=seed,
-            n_estimators=trees, n_jobs=-1)  # 8 survival forests: the slowest part
+            covariates=covariates, generated=fills, seed=seed,
+            config=downstream.RescueConfig(task="survival", n_estimators=trees, n_jobs=-1))
         log("rescue (survival) done")
     for name in ("rescue", "rescue_survival"):
         if name in out:
