@@ -20,7 +20,7 @@ from coherent_jax.evaluate.report import write_report
 from coherent_jax.evaluate.results import Downstream, EvalResults
 from coherent_jax.evaluate.stats import (auc_test, benjamini_hochberg, bootstrap_indices,
                                          paired_difference, percentile_interval)
-from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
+from coherent_jax.evaluate.suite import EvalConfig, TrainedRun, evaluate_suite
 
 __all__ = [
     "BASELINES", "Downstream", "EvalConfig", "EvalResults", "Page", "PatternCopies",
@@ -31,5 +31,5 @@ __all__ = [
     "patient_errors", "pattern_copies", "percentile_interval", "prdc", "prdc_per_sample",
     "predict_missing", "prioritisation_curve", "r2", "r2_bootstrap", "reconstruction_metrics",
     "removed_subsets", "rescue", "source_subsets", "train_real_test_synthetic",
-    "unconditional_check", "write_page", "write_report",
+    "TrainedRun", "unconditional_check", "write_page", "write_report",
 ]

@@ -17,7 +17,7 @@ from coherent_jax.evaluate.align import draws_array
 from coherent_jax.evaluate.baselines import predict_missing
 from coherent_jax.evaluate.fidelity import energy_distance, prdc_per_sample
 from coherent_jax.evaluate.generation import generate
-from coherent_jax.evaluate.patterns import pattern_copies
+from coherent_jax.evaluate.patterns import HeldOut, pattern_copies
 from coherent_jax.evaluate.results import Downstream
 from coherent_jax.evaluate.scoring import FEATURE_RIDGE_ALPHAS, baseline_label
 from coherent_jax.impute import unconditional_draws
@@ -32,10 +32,16 @@ def _prdc_cells(real: np.ndarray, generated: np.ndarray, indices: np.ndarray) ->
             for name, values in parts.items()}
 
 
-def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout_latent, models,
-                         config, seed: int, indices: np.ndarray
-                         ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def fidelity_and_copies(held_out: HeldOut, imputations: dict, train_latent, holdout_latent,
+                        config, seed: int, indices: np.ndarray
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fidelity and copies, every other modality given, in latent space.
+
+    Args:
+        held_out: the evaluated patients; imputations: method -> Imputation of their copies.
+        train_latent: the training split of the latent cohort (the FULL training set).
+        holdout_latent: the privacy holdout's split of the latent cohort.
+        indices: [B, N] bootstrap resamples of the evaluated patients.
 
     Returns:
         (fidelity: method, target, PRDC of draw 0 vs the real test latents with patient
@@ -43,11 +49,10 @@ def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout
          training records drawn at random, ignoring the patient: the floor a per-patient
          method must beat);
          copies: method, target, `privacy.copy_audit` of all K draws against the FULL
-         training set and the real `holdout_latent`-to-train distances;
-         unconditional: target -> `privacy.unconditional_check` of the multi-condition
-         model's fully masked draws).
+         training set and the real `holdout_latent`-to-train distances).
     """
     fidelity, copy_rows = [], []
+    copies, test_latent = held_out.copies, held_out.latent
     ids = copies.sample_ids
     rng = np.random.default_rng(seed)
     for target in test_latent.modalities:
@@ -66,8 +71,7 @@ def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout
                              "energy_distance": energy_distance(real, draws[0], seed=seed)})
             copy_rows.append({"method": method, "target": target, **privacy.copy_audit(
                 draws, train, holdout, num=config.num_bootstrap, seed=seed)})
-    return (pd.DataFrame(fidelity), pd.DataFrame(copy_rows),
-            masked_draws_audit(train_latent, models, config, seed))
+    return pd.DataFrame(fidelity), pd.DataFrame(copy_rows)
 
 
 def masked_draws_audit(train_latent, models, config, seed: int) -> dict:
