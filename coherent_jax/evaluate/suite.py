@@ -145,9 +145,6 @@ def evaluate_suite(run: TrainedRun, config: EvalConfig, seed: int, folder: str, 
     """Runs every evaluation and writes the report folder, with a progress bar over its parts
     (`progress.bar`): generate -> score -> analyse -> write.
 
-        evaluate_suite(TrainedRun(cohort, latents, space, models), EvalConfig(), seed=0,
-                       folder="report")
-
     Args:
         run: the trained run: both cohorts, the latent space and the model set.
         config: what to run.
