@@ -34,7 +34,7 @@ from coherent_jax.data.config import (OWN_FILES, SOURCES, DataConfig,  # noqa: F
                                       load_cohort, load_raw_cohort)
 from coherent_jax.errors import UserError
 from coherent_jax.evaluate.results import EvalResults
-from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
+from coherent_jax.evaluate.suite import EvalConfig, TrainedRun, evaluate_suite
 from coherent_jax.formats_out import write_imputation
 from coherent_jax.impute import ImputeConfig, Imputation, impute
 from coherent_jax.latent import (LatentConfig, LatentSpace, cross_fitted_latents, quality_table,
@@ -234,17 +234,16 @@ def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
     return result
 
 
-def stage_evaluate(workdir: str, feature_cohort, latent_cohort, space: LatentSpace,
-                   models: ModelSet, config: EvalConfig, seed: int, run_config: dict,
-                   log_fn=None) -> EvalResults:
-    """Evaluates the trained models on the held-out split and writes workdir/report/;
+def stage_evaluate(workdir: str, run: TrainedRun, config: EvalConfig, seed: int,
+                   run_config: dict, log_fn=None) -> EvalResults:
+    """Evaluates the trained `run` on the held-out split and writes workdir/report/;
     `log_fn` receives the progress lines (None: logged at INFO).
 
     Returns:
         `evaluate_suite`'s results; `index` is the report's index.md.
     """
-    return evaluate_suite(feature_cohort, latent_cohort, space, models, config, seed,
-                          layout.part(workdir, layout.REPORT), run_config=run_config, log=log_fn)
+    return evaluate_suite(run, config, seed, layout.part(workdir, layout.REPORT),
+                          run_config=run_config, log=log_fn)
 
 
 def describe_patterns(cohort) -> str:

@@ -21,7 +21,7 @@ from coherent_jax import encoders, parallel, pipeline, progress  # noqa: E402
 from coherent_jax import workdir as layout  # noqa: E402
 from coherent_jax.data.config import DataConfig, load_cohort  # noqa: E402
 from coherent_jax.errors import UserError  # noqa: E402
-from coherent_jax.evaluate.suite import EvalConfig  # noqa: E402
+from coherent_jax.evaluate.suite import EvalConfig, TrainedRun  # noqa: E402
 from coherent_jax.impute import ImputeConfig  # noqa: E402
 from coherent_jax.latent import LatentConfig, LatentSpace  # noqa: E402
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint  # noqa: E402
@@ -215,8 +215,8 @@ def trained(c, workdir: str):
 
 def evaluate(c, workdir: str, cohort, latents, space, models):
     """Runs the evaluation stage and prints its headline table."""
-    result = pipeline.stage_evaluate(workdir, cohort, latents, space, models, eval_config(c),
-                                     c.seed, pipeline.as_jsonable(c))
+    result = pipeline.stage_evaluate(workdir, TrainedRun(cohort, latents, space, models),
+                                     eval_config(c), c.seed, pipeline.as_jsonable(c))
     print("R^2 in feature space (mean of K draws, every other modality given):")
     print(result.headline.round(3).to_string(), flush=True)
     return result

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax.evaluate import (bootstrap_indices, c_index, feature_table, fit_forest,
-                                   prioritisation_curve, removed_subsets, rescue,
-                                   train_real_test_synthetic)
+from coherent_jax.evaluate import (PrioritisationConfig, RescueConfig, bootstrap_indices,
+                                   c_index, feature_table, fit_forest, prioritisation_curve,
+                                   removed_subsets, rescue, train_real_test_synthetic)
 from coherent_jax.evaluate.downstream import _classification_scores, c_index_resampled
 
 TREES = 30
@@ -109,7 +109,7 @@ def test_rescue_oracle_fill_restores_reference_and_holes_hurt():
         return {m: test[m] for m in removed}
 
     result = rescue(holed, test, labels["cls"], labels["cls"], generated={"oracle": oracle},
-                    seed=0, n_estimators=TREES)
+                    seed=0, config=RescueConfig(n_estimators=TREES))
     out = result.scores
     reference = out[out["removed"] == ""]["balanced_accuracy"].item()
     by = out.set_index(["removed", "fill"])["balanced_accuracy"]
@@ -139,9 +139,9 @@ def _draws(table, k, scale, seed):
 def test_rescue_single_and_averaged_draws_intervals_and_paired_tests():
     train, test, labels = _cohort()
     noisy = {m: _draws(test[m], 4, 1.5, seed=i) for i, m in enumerate(test)}
-    result = rescue(train, test, labels["cls"], labels["cls"], fills=("none", "retrained"),
+    result = rescue(train, test, labels["cls"], labels["cls"],
                     generated={"noisy": lambda removed: {m: noisy[m] for m in removed}},
-                    seed=0, n_estimators=TREES)
+                    seed=0, config=RescueConfig(fills=("none", "retrained"), n_estimators=TREES))
     by = result.scores.set_index(["removed", "fill", "draws"])["balanced_accuracy"]
     # averaging the forest over 4 noisy draws beats a single noisy draw
     assert by[("a", "noisy", "mean of 4")] > by[("a", "noisy", "single")]
@@ -170,8 +170,9 @@ def test_rescue_survival_c_index_with_the_label_only_forest():
     train, test, labels = _cohort()
     covariates = pd.get_dummies(labels["cls"].astype("string"), dtype=float)
     result = rescue(train, test, labels[["os_time", "os_event"]],
-                    labels[["os_time", "os_event"]], task="survival", covariates=covariates,
-                    fills=("none", "mean", "retrained"), seed=0, n_estimators=TREES)
+                    labels[["os_time", "os_event"]], covariates=covariates, seed=0,
+                    config=RescueConfig(task="survival", fills=("none", "mean", "retrained"),
+                                        n_estimators=TREES))
     by = result.scores.set_index(["removed", "fill"])["c_index"]
     assert by[("", "none")] > 0.65 and by[("a", "none")] < by[("", "none")] - 0.05
     # everything removed: the forest on the covariates alone is no constant risk
@@ -187,7 +188,7 @@ def test_rescue_rejects_incomplete_test_patients():
     bad = dict(test, c=test["c"].copy())
     bad["c"].iloc[3] = np.nan
     with pytest.raises(ValueError, match="lack 'c'"):
-        rescue(train, bad, labels["cls"], labels["cls"], n_estimators=TREES)
+        rescue(train, bad, labels["cls"], labels["cls"], config=RescueConfig(n_estimators=TREES))
 
 
 def test_c_index_is_scikit_survivals_and_counts_event_censoring_ties():
@@ -227,7 +228,7 @@ def test_prioritisation_oracle_beats_random():
         index=pd.MultiIndex.from_arrays([np.tile(ids, k), np.repeat(np.arange(k), len(ids))],
                                         names=["sample_id", "draw"]))
     curve, summary = prioritisation_curve(model, with_m, without_m, generated, labels["cls"],
-                                          num_random=10, seed=0)
+                                          seed=0, config=PrioritisationConfig(num_random=10))
     assert len(curve) == 21 and curve["rho"].iloc[-1] == 1.0
     assert curve["prioritised"].iloc[0] == pytest.approx(curve["random_mean"].iloc[0])
     assert curve["prioritised"].iloc[-1] == pytest.approx(curve["random_mean"].iloc[-1])
@@ -257,7 +258,8 @@ def test_prioritisation_ties_are_broken_at_random_not_by_sample_id():
     frames = [f.rename(index=relabel) for f in (with_m, without_m)]
     generated = generated.rename(index=relabel, level="sample_id")
     y = labels["cls"].rename(index=relabel)
-    _, summary = prioritisation_curve(model, *frames, generated, y, num_random=20, seed=0)
+    _, summary = prioritisation_curve(model, *frames, generated, y, seed=0,
+                                      config=PrioritisationConfig(num_random=20))
     assert summary["tied_share"] == 1.0
     assert summary["auc_gain_low"] < 0 < summary["auc_gain_high"]
     assert abs(summary["auc_gain"]) < 0.02

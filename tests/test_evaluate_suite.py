@@ -11,9 +11,9 @@ import pytest
 from coherent_jax.data import linear_gaussian_cohort
 from coherent_jax.evaluate import r2
 from coherent_jax.evaluate.generation import generate
-from coherent_jax.evaluate.patterns import pattern_copies, source_subsets
-from coherent_jax.evaluate.scoring import reconstruction
-from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
+from coherent_jax.evaluate.patterns import HeldOut, pattern_copies, source_subsets
+from coherent_jax.evaluate.scoring import BaselineTraining, reconstruction
+from coherent_jax.evaluate.suite import EvalConfig, TrainedRun, evaluate_suite
 from coherent_jax.impute import ImputeConfig, impute
 from coherent_jax.latent import LatentConfig, LatentSpace
 from tiny import GAUSS, labelled_cohort
@@ -33,8 +33,8 @@ EVAL = EvalConfig(baselines=("mean", "knn", "ridge", "ridge_features", "knn_feat
 @pytest.fixture(scope="module")
 def run(tiny_run, tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("report"))
-    return tiny_run.cohort, evaluate_suite(tiny_run.cohort, tiny_run.latents, tiny_run.space,
-                                           tiny_run.models, EVAL, seed=0, folder=folder,
+    trained = TrainedRun(tiny_run.cohort, tiny_run.latents, tiny_run.space, tiny_run.models)
+    return tiny_run.cohort, evaluate_suite(trained, EVAL, seed=0, folder=folder,
                                            log=lambda line: None), folder
 
 
@@ -195,11 +195,11 @@ def test_feature_rows_do_not_go_through_the_decoder():
     cohort = labelled_cohort(200)
     space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))
     latents = space.encode(cohort)
-    copies = pattern_copies(latents.split("test"))
+    held_out = HeldOut.of(latents.split("test"), cohort.split("test"))
     config = EvalConfig(baselines=("mean", "ridge", "ridge_features"))
-    scores, errors = reconstruction(copies, {}, latents.split("test"), cohort.split("test"),
-                                    latents.split("train"), _BiasedDecoder(space), config, 0,
-                                    None, train_features=cohort.split("train"))
+    training = BaselineTraining(latents.split("train"), cohort.split("train"),
+                                _BiasedDecoder(space))
+    scores, errors = reconstruction(held_out, {}, training, config, 0)
     assert set(errors) == {(m, t, s) for m in ("mean", "ridge", "ridge_features")
                            for t in "abc" for s in ("latent", "features")}
     best = scores[(scores["source"].str.count(r"\+") == 1) & (scores["group"] == "all")]
@@ -210,9 +210,9 @@ def test_feature_rows_do_not_go_through_the_decoder():
             < r2s.loc["ridge_features", "features"] - 0.5).all()
     np.testing.assert_allclose(r2s.loc["ridge_features", "latent"], r2s.loc["ridge", "latent"],
                                atol=0.02)  # identity encoders: the same regression
-    with pytest.raises(ValueError, match="need train_features"):
-        reconstruction(copies, {}, latents.split("test"), cohort.split("test"),
-                       latents.split("train"), space, config, 0, None)
+    with pytest.raises(ValueError, match="need the training split"):
+        reconstruction(held_out, {}, BaselineTraining(latents.split("train"), None, space),
+                       config, 0)
 
 
 def test_report_draws_are_those_of_impute_for_the_same_patients(tiny_run):

@@ -17,7 +17,7 @@ from coherent_jax.evaluate.align import draws_array
 from coherent_jax.evaluate.baselines import predict_missing
 from coherent_jax.evaluate.fidelity import energy_distance, prdc_per_sample
 from coherent_jax.evaluate.generation import generate
-from coherent_jax.evaluate.patterns import pattern_copies
+from coherent_jax.evaluate.patterns import HeldOut, pattern_copies
 from coherent_jax.evaluate.results import Downstream
 from coherent_jax.evaluate.scoring import FEATURE_RIDGE_ALPHAS, baseline_label
 from coherent_jax.impute import unconditional_draws
@@ -32,10 +32,16 @@ def _prdc_cells(real: np.ndarray, generated: np.ndarray, indices: np.ndarray) ->
             for name, values in parts.items()}
 
 
-def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout_latent, models,
-                         config, seed: int, indices: np.ndarray
-                         ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def fidelity_and_copies(held_out: HeldOut, imputations: dict, train_latent, holdout_latent,
+                        config, seed: int, indices: np.ndarray
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fidelity and copies, every other modality given, in latent space.
+
+    Args:
+        held_out: the evaluated patients; imputations: method -> Imputation of their copies.
+        train_latent: the training split of the latent cohort (the FULL training set).
+        holdout_latent: the privacy holdout's split of the latent cohort.
+        indices: [B, N] bootstrap resamples of the evaluated patients.
 
     Returns:
         (fidelity: method, target, PRDC of draw 0 vs the real test latents with patient
@@ -43,11 +49,10 @@ def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout
          training records drawn at random, ignoring the patient: the floor a per-patient
          method must beat);
          copies: method, target, `privacy.copy_audit` of all K draws against the FULL
-         training set and the real `holdout_latent`-to-train distances;
-         unconditional: target -> `privacy.unconditional_check` of the multi-condition
-         model's fully masked draws).
+         training set and the real `holdout_latent`-to-train distances).
     """
     fidelity, copy_rows = [], []
+    copies, test_latent = held_out.copies, held_out.latent
     ids = copies.sample_ids
     rng = np.random.default_rng(seed)
     for target in test_latent.modalities:
@@ -66,8 +71,7 @@ def fidelity_and_privacy(copies, imputations, test_latent, train_latent, holdout
                              "energy_distance": energy_distance(real, draws[0], seed=seed)})
             copy_rows.append({"method": method, "target": target, **privacy.copy_audit(
                 draws, train, holdout, num=config.num_bootstrap, seed=seed)})
-    return (pd.DataFrame(fidelity), pd.DataFrame(copy_rows),
-            masked_draws_audit(train_latent, models, config, seed))
+    return pd.DataFrame(fidelity), pd.DataFrame(copy_rows)
 
 
 def masked_draws_audit(train_latent, models, config, seed: int) -> dict:
@@ -181,9 +185,9 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config,
                 n_estimators=trees)
             trts.append(scored.reset_index().assign(target=target))
         out["trts"] = pd.concat(trts, ignore_index=True)
-        out["rescue"] = downstream.rescue(train, test, y, y, task="classification",
-                                          generated=fills, seed=seed, n_estimators=trees,
-                                          n_jobs=-1)
+        out["rescue"] = downstream.rescue(train, test, y, y, generated=fills, seed=seed,
+                                          config=downstream.RescueConfig(n_estimators=trees,
+                                                                         n_jobs=-1))
         log(f"rescue ({label}) done")
         areas, curves = [], {}
         for m in list(config.prioritise or test_latent.modalities[:1]):
@@ -198,10 +202,10 @@ def downstream_analyses(copies, imputations, test_latent, train_latent, config,
     if config.survival and labels.loc[ids, "os_time"].notna().sum() >= 10:
         covariates = (pd.get_dummies(labels[label].astype("string"), dtype=float)
                       if has_label else None)
-        out["rescue_survival"] = downstream.rescue(
+        out["rescue_survival"] = downstream.rescue(  # 8 survival forests: the slowest part
             train, test, labels[["os_time", "os_event"]], labels[["os_time", "os_event"]],
-            task="survival", covariates=covariates, generated=fills, seed=seed,
-            n_estimators=trees, n_jobs=-1)  # 8 survival forests: the slowest part
+            covariates=covariates, generated=fills, seed=seed,
+            config=downstream.RescueConfig(task="survival", n_estimators=trees, n_jobs=-1))
         log("rescue (survival) done")
     for name in ("rescue", "rescue_survival"):
         if name in out:

@@ -39,6 +39,7 @@ Methods:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import warnings
 from typing import Mapping, Sequence
@@ -123,39 +124,68 @@ def predict_missing(method: str, train: Mapping[str, pd.DataFrame],
     has_target = _present(train, target, train_ids)
     if not has_target.any():
         raise ValueError(f"no training sample has the target {target!r}.")
-    width = train[target].shape[1]
     x_train = _block(train, available, train_ids)  # [N_tr, D_avail]
     y_train = _block(train, [target], train_ids)  # [N_tr, D_target]
     x_test = _block(test, available, test_ids)  # [N_te, D_avail]
     x_scale = StandardScaler().fit(x_train)
     y_scale = StandardScaler().fit(y_train[has_target])
-    xs_train, xs_test = x_scale.transform(x_train), x_scale.transform(x_test)
-    ys_train = y_scale.transform(y_train)
-    if method == "mean":
-        pred = np.zeros((len(test_ids), width))
-    elif method == "knn":
-        pred = _knn(xs_train, ys_train, xs_test, has_target, options.get("n_neighbors", 5))
-    elif method == "iterative":
-        pred = _impute(xs_train, ys_train, xs_test, has_target, seed, options)
-    elif method == "mofa":
-        pred = _mofa(xs_train, ys_train, xs_test, [train[m].shape[1] for m in available], seed,
-                     options)
+    data = _Standardised(x_scale.transform(x_train), y_scale.transform(y_train),
+                         x_scale.transform(x_test), has_target)
+    if method in ("ridge", "mlp"):
+        pred = _supervised(method, data, seed, options, available, target)
     else:
-        complete = has_target & ~np.isnan(xs_train).any(axis=1)
-        if complete.sum() < 2:
-            raise ValueError(f"{method} needs training rows with all of {list(available)} and "
-                             f"{target!r}; found {int(complete.sum())}.")
-        if method == "ridge":
-            pred = ridge_loo(xs_train[complete], ys_train[complete], xs_test,
-                             options.get("alphas", RIDGE_ALPHAS))[0]
-        else:
-            model = MLPRegressor(hidden_layer_sizes=tuple(options.get("hidden", (256, 256))),
-                                 early_stopping=True, max_iter=options.get("max_iter", 300),
-                                 random_state=seed)
-            model.fit(xs_train[complete], ys_train[complete])
-            pred = model.predict(xs_test).reshape(len(test_ids), width)
+        pred = _unsupervised(method, data, seed, options, [train[m].shape[1] for m in available])
     return pd.DataFrame(y_scale.inverse_transform(pred), index=test_ids,
                         columns=train[target].columns)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Standardised:
+    """A baseline's inputs, standardised with training statistics.
+
+    Attributes:
+        x_train: [N_tr, D_avail] available columns of the training rows (NaN where absent).
+        y_train: [N_tr, D_target] target columns of the training rows (NaN where absent).
+        x_test: [N_te, D_avail] available columns of the test patients.
+        has_target: [N_tr] bool, the training row has the target.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    has_target: np.ndarray
+
+
+def _unsupervised(method: str, data: _Standardised, seed: int, options: dict,
+                  widths: list[int]) -> np.ndarray:
+    """[N_te, D_target] standardised prediction of 'mean', 'knn', 'iterative' or 'mofa', which
+    use the training rows as they are (holes included); widths: the available modalities'."""
+    if method == "mean":
+        return np.zeros((len(data.x_test), data.y_train.shape[1]))
+    if method == "knn":
+        return _knn(data.x_train, data.y_train, data.x_test, data.has_target,
+                    options.get("n_neighbors", 5))
+    if method == "iterative":
+        return _impute(data.x_train, data.y_train, data.x_test, data.has_target, seed, options)
+    return _mofa(data.x_train, data.y_train, data.x_test, widths, seed, options)
+
+
+def _supervised(method: str, data: _Standardised, seed: int, options: dict,
+                available: tuple, target: str) -> np.ndarray:
+    """[N_te, D_target] standardised prediction of 'ridge' or 'mlp', fitted on the training rows
+    that have every `available` modality and the target."""
+    complete = data.has_target & ~np.isnan(data.x_train).any(axis=1)
+    if complete.sum() < 2:
+        raise ValueError(f"{method} needs training rows with all of {list(available)} and "
+                         f"{target!r}; found {int(complete.sum())}.")
+    if method == "ridge":
+        return ridge_loo(data.x_train[complete], data.y_train[complete], data.x_test,
+                         options.get("alphas", RIDGE_ALPHAS))[0]
+    model = MLPRegressor(hidden_layer_sizes=tuple(options.get("hidden", (256, 256))),
+                         early_stopping=True, max_iter=options.get("max_iter", 300),
+                         random_state=seed)
+    model.fit(data.x_train[complete], data.y_train[complete])
+    return model.predict(data.x_test).reshape(len(data.x_test), data.y_train.shape[1])
 
 
 def ridge_loo(x: np.ndarray, y: np.ndarray, x_test: np.ndarray,

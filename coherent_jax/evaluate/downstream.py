@@ -308,11 +308,35 @@ def _balanced_accuracy_boot(pred: np.ndarray, y: np.ndarray, counts: np.ndarray)
     return np.nanmean(np.stack(recalls), axis=0).mean(axis=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class RescueConfig:
+    """How `rescue` scores: the task, the non-generative fills and the forests.
+
+    Attributes:
+        task: 'classification' or 'survival'.
+        fills: the non-generative fills to run, a subset of FILLS.
+        n_estimators: trees per forest.
+        n_jobs: the forests' n_jobs (None: one core; -1: every core, the same trees).
+    """
+
+    task: str = "classification"
+    fills: Sequence[str] = FILLS
+    n_estimators: int = 100
+    n_jobs: int | None = None
+
+    def __post_init__(self):
+        unknown = set(self.fills) - set(FILLS)
+        if unknown:
+            raise ValueError(f"unknown fills {sorted(unknown)}; choose from {FILLS} (generated "
+                             "methods go in `generated`).")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {TASKS}.")
+
+
 def rescue(train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame], train_y,
-           test_y, *, task: str = "classification", covariates: pd.DataFrame | None = None,
-           fills: Sequence[str] = FILLS,
+           test_y, *, covariates: pd.DataFrame | None = None,
            generated: Mapping[str, Callable[[tuple], Mapping[str, pd.DataFrame]]] | None = None,
-           seed: int = 0, n_estimators: int = 100, n_jobs: int | None = None) -> RescueResult:
+           seed: int = 0, config: RescueConfig = RescueConfig()) -> RescueResult:
     """Performance rescue: how much of a model's accuracy returns when removed modalities are
     filled in, for every non-empty removed subset, against a forest retrained without them.
 
@@ -333,22 +357,34 @@ def rescue(train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame], 
             test sample must have every modality).
         train_y, test_y: classification: label Series; survival: DataFrame (time, event), e.g.
             labels[['os_time', 'os_event']]; indexed by sample ID; missing labels are skipped.
-        task: 'classification' or 'survival'.
         covariates: optional DataFrame indexed by sample ID kept in every condition (e.g.
             one-hot cancer type).
-        fills: the non-generative fills to run, a subset of FILLS.
         generated: method name -> function(removed tuple, in `test` order) returning modality
             -> fill DataFrame for every removed modality (indexed by sample_id or by
             (sample_id, draw)); return None to skip a subset (e.g. nothing left to condition on).
-        seed: random_state of the forests.
+        seed: random_state of the forests (and of the 'knn' fill).
+        config: the task, the non-generative fills and the forests' size.
 
     Returns:
         RescueResult (per-patient outputs and the scores table).
     """
-    unknown = set(fills) - set(FILLS)
-    if unknown:
-        raise ValueError(f"unknown fills {sorted(unknown)}; choose from {FILLS} (generated "
-                         "methods go in `generated`).")
+    ids, modalities = _complete_test_ids(train, test), list(test)
+    train_ids = pd.Index(sorted(set().union(*(train[m].index for m in modalities))))
+    train_rows = _labelled(train_ids, train_y, config.task, "train labels")
+    test_rows = _labelled(ids, test_y, config.task, "test labels")
+    run = _Rescue(train, test, train_rows, test_rows, covariates, seed, config)
+    run.score((), "none", {})
+    for removed in removed_subsets(modalities):
+        run.score_fixed_fills(removed)
+        for method, make in (generated or {}).items():
+            run.score_generated(removed, method, make)
+    return RescueResult(config.task, run.y, run.outputs, run.averaged, pd.DataFrame(run.rows))
+
+
+def _complete_test_ids(train: Mapping[str, pd.DataFrame],
+                       test: Mapping[str, pd.DataFrame]) -> pd.Index:
+    """The test sample IDs, once train and test are known to share modalities and every test
+    patient to have every modality."""
     modalities = list(test)
     if set(modalities) != set(train):
         raise ValueError(f"train modalities {sorted(train)} differ from test {sorted(test)}.")
@@ -359,36 +395,53 @@ def rescue(train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame], 
             raise ValueError(f"{int(absent.sum())} test sample(s) lack {m!r}, e.g. "
                              f"{list(ids[absent.to_numpy()][:3])}; rescue needs complete test "
                              "patients.")
-    train_ids = pd.Index(sorted(set().union(*(train[m].index for m in modalities))))
-    train_ids, y_tr = _labelled(train_ids, train_y, task, "train labels")
-    ids, y_te = _labelled(ids, test_y, task, "test labels")
+    return ids
 
-    def forest(kept):
-        return fit_forest(feature_table({m: train[m] for m in kept}, train_ids, covariates),
-                          y_tr, task, seed, n_estimators, n_jobs)
 
-    model = forest(modalities)
-    means = {m: train[m].mean() for m in modalities}
-    outputs, averaged, rows = {}, {}, []
+class _Rescue:
+    """One `rescue`: the forest on every modality, the complete test patients, and the outputs
+    and score rows of every (removed, fill) scored so far."""
 
-    def record(removed: tuple, fill: str, per_draw: np.ndarray, fitted) -> None:
-        """per_draw: [K, N, C] probabilities or [K, N] risks."""
-        key = ("+".join(removed), fill)
+    def __init__(self, train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame],
+                 train_rows: tuple, test_rows: tuple, covariates: pd.DataFrame | None,
+                 seed: int, config: RescueConfig):
+        """train_rows / test_rows: (labelled sample IDs, their labels), from `_labelled`."""
+        self.train, self.test, self.covariates = train, test, covariates
+        self.seed, self.config = seed, config
+        (self.train_ids, self.train_y), (self.ids, self.y) = train_rows, test_rows
+        self.modalities = list(test)
+        self.model = self.forest(self.modalities)
+        self.means = {m: train[m].mean() for m in self.modalities}
+        self.outputs, self.averaged, self.rows = {}, {}, []
+
+    def forest(self, kept: Sequence[str]):
+        """A forest on the training rows of the `kept` modalities and the covariates."""
+        x = feature_table({m: self.train[m] for m in kept}, self.train_ids, self.covariates)
+        return fit_forest(x, self.train_y, self.config.task, self.seed,
+                          self.config.n_estimators, self.config.n_jobs)
+
+    def record(self, removed: tuple, fill: str, per_draw: np.ndarray, fitted) -> None:
+        """Keeps the outputs of one fill and appends its score rows; per_draw: [K, N, C]
+        probabilities or [K, N] risks of the forest `fitted`."""
+        task, key = self.config.task, ("+".join(removed), fill)
         mean = per_draw.mean(axis=0)
-        averaged[key] = fitted.classes_[np.argmax(mean, axis=1)] if task == "classification" \
-            else mean
-        outputs[key] = (fitted.classes_[np.argmax(per_draw, axis=2)]
-                        if task == "classification" else per_draw)
-        common = {"seed": seed, "removed": key[0], "n_removed": len(removed), "fill": fill,
-                  "n": len(ids)}
+        self.averaged[key] = (fitted.classes_[np.argmax(mean, axis=1)]
+                              if task == "classification" else mean)
+        self.outputs[key] = (fitted.classes_[np.argmax(per_draw, axis=2)]
+                             if task == "classification" else per_draw)
+        common = {"seed": self.seed, "removed": key[0], "n_removed": len(removed),
+                  "fill": fill, "n": len(self.ids)}
         many = len(per_draw) > 1
-        rows.append({**common, "draws": f"mean of {len(per_draw)}" if many else "point",
-                     **_scores(fitted, mean, y_te, task)})
+        self.rows.append({**common, "draws": f"mean of {len(per_draw)}" if many else "point",
+                          **_scores(fitted, mean, self.y, task)})
         if many:
-            single = pd.DataFrame([_scores(fitted, d, y_te, task) for d in per_draw]).mean()
-            rows.append({**common, "draws": "single", **single.to_dict()})
+            single = pd.DataFrame([_scores(fitted, d, self.y, task) for d in per_draw]).mean()
+            self.rows.append({**common, "draws": "single", **single.to_dict()})
 
-    def score(removed: tuple, fill: str, tables: Mapping[str, pd.DataFrame]) -> None:
+    def score(self, removed: tuple, fill: str, tables: Mapping[str, pd.DataFrame]) -> None:
+        """Scores the forest on every modality with `removed` replaced by `tables` (one
+        DataFrame per removed modality, a single fill or K draws)."""
+        ids = self.ids
         arrays = {m: draws_array(t, ids)[1] for m, t in tables.items()}  # m -> [K, N, D_m]
         counts = {len(a) for a in arrays.values()} | {1}
         if len(counts) > 2:
@@ -398,48 +451,68 @@ def rescue(train: Mapping[str, pd.DataFrame], test: Mapping[str, pd.DataFrame], 
         blocks = []
         for k in range(max(counts)):  # single fills are reused with every draw
             filled = {m: pd.DataFrame(arrays[m][min(k, len(arrays[m]) - 1)], index=ids,
-                                      columns=test[m].columns)
-                      if m in arrays else test[m] for m in modalities}
-            blocks.append(feature_table(filled, ids, covariates).to_numpy(np.float64))
-        out = _predict(model, np.concatenate(blocks), task)  # one call for every draw
-        record(removed, fill, out.reshape(len(blocks), len(ids), *out.shape[1:]), model)
+                                      columns=self.test[m].columns)
+                      if m in arrays else self.test[m] for m in self.modalities}
+            blocks.append(feature_table(filled, ids, self.covariates).to_numpy(np.float64))
+        out = _predict(self.model, np.concatenate(blocks), self.config.task)  # one call
+        self.record(removed, fill, out.reshape(len(blocks), len(ids), *out.shape[1:]),
+                    self.model)
 
-    score((), "none", {})
-    for removed in removed_subsets(modalities):
-        kept = [m for m in modalities if m not in removed]
+    def score_fixed_fills(self, removed: tuple) -> None:
+        """Scores the configured non-generative fills of `removed` and the forest retrained
+        without it."""
+        fills, ids, test = self.config.fills, self.ids, self.test
+        kept = [m for m in self.modalities if m not in removed]
         if "none" in fills:
-            score(removed, "none", {m: pd.DataFrame(np.nan, index=ids, columns=test[m].columns)
-                                    for m in removed})
+            self.score(removed, "none", {m: pd.DataFrame(np.nan, index=ids,
+                                                         columns=test[m].columns)
+                                         for m in removed})
         if "mean" in fills and kept:
-            score(removed, "mean", {m: pd.DataFrame(
-                np.tile(means[m].to_numpy(), (len(ids), 1)), index=ids,
+            self.score(removed, "mean", {m: pd.DataFrame(
+                np.tile(self.means[m].to_numpy(), (len(ids), 1)), index=ids,
                 columns=test[m].columns) for m in removed})
         if "knn" in fills and kept:
-            score(removed, "knn", {m: predict_missing(
-                "knn", train, {k: test[k].reindex(ids) for k in kept}, kept, m, seed=seed)
-                for m in removed})
-        if "retrained" in fills and (kept or covariates is not None):
-            fitted = forest(kept)
-            x = feature_table({m: test[m] for m in kept}, ids, covariates).to_numpy(np.float64)
-            record(removed, "retrained", _predict(fitted, x, task)[None], fitted)
-        for method, make in (generated or {}).items():
-            tables = make(removed)
-            if tables is None:
-                continue
-            lacking = [m for m in removed if m not in tables]
-            if lacking:
-                raise ValueError(f"generated fill {method!r} for removed {removed} lacks "
-                                 f"{lacking}.")
-            score(removed, method, {m: tables[m] for m in removed})
-    return RescueResult(task, y_te, outputs, averaged, pd.DataFrame(rows))
+            self.score(removed, "knn", {m: predict_missing(
+                "knn", self.train, {k: test[k].reindex(ids) for k in kept}, kept, m,
+                seed=self.seed) for m in removed})
+        if "retrained" in fills and (kept or self.covariates is not None):
+            fitted = self.forest(kept)
+            x = feature_table({m: test[m] for m in kept}, ids, self.covariates)
+            self.record(removed, "retrained",
+                        _predict(fitted, x.to_numpy(np.float64), self.config.task)[None], fitted)
+
+    def score_generated(self, removed: tuple, method: str,
+                        make: Callable[[tuple], Mapping[str, pd.DataFrame] | None]) -> None:
+        """Scores a generated fill of `removed` (`make(removed)`; None: skipped)."""
+        tables = make(removed)
+        if tables is None:
+            return
+        lacking = [m for m in removed if m not in tables]
+        if lacking:
+            raise ValueError(f"generated fill {method!r} for removed {removed} lacks "
+                             f"{lacking}.")
+        self.score(removed, method, {m: tables[m] for m in removed})
 
 
 # ----------------------------------------------------------------------------------------------
 # counterfactual test prioritisation
+@dataclasses.dataclass(frozen=True)
+class PrioritisationConfig:
+    """How `prioritisation_curve` compares withholding orders.
+
+    Attributes:
+        rhos: withheld fractions (None: 0, 0.05, ..., 1).
+        num_random: random withholding orders, and random tie-breaks of the prioritised one.
+    """
+
+    rhos: Sequence[float] | None = None
+    num_random: int = 30
+
+
 def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
                          generated: pd.DataFrame, y, *, task: str = "classification",
-                         rhos: np.ndarray | None = None, num_random: int = 30,
-                         seed: int = 0) -> tuple[pd.DataFrame, dict]:
+                         seed: int = 0, config: PrioritisationConfig = PrioritisationConfig()
+                         ) -> tuple[pd.DataFrame, dict]:
     """Counterfactual test prioritisation for one modality m (METHOD.md section 5).
 
     For each patient, K generated versions of m are put in place of the withheld block and
@@ -448,11 +521,12 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
     LOWEST scores (where measuring m would change least) have m withheld first: at fraction
     rho, the lowest-scoring rho of patients are predicted without m and the rest with m.
     Patients with equal scores (often most of them: the K draws rarely change a prediction)
-    are ordered at random, `num_random` times with `seed`; the curve is the mean over these
-    tie-breaks. The curve of weighted F1 (classification) or C-index (survival) over rho is
-    compared with withholding from random patients (`num_random` orders); areas by the
-    trapezoid rule. The gain's interval is the central 95% of (tie-break area - random-order
-    area) over the `num_random` pairs: it varies the orders, not the patients.
+    are ordered at random, `config.num_random` times with `seed`; the curve is the mean over
+    these tie-breaks. The curve of weighted F1 (classification) or C-index (survival) over rho
+    is compared with withholding from random patients (`config.num_random` orders); areas by
+    the trapezoid rule. The gain's interval is the central 95% of (tie-break area -
+    random-order area) over the `config.num_random` pairs: it varies the orders, not the
+    patients.
 
     Args:
         model: a fitted forest (`fit_forest`), predicting from [N, F].
@@ -461,9 +535,8 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
         generated: K draws of the m columns (a subset of the F columns), indexed by
             (sample_id, draw), e.g. `feature_table`-named draws of m.
         y: labels (classification) or a (time, event) DataFrame, indexed by sample ID.
-        rhos: withheld fractions (default 0, 0.05, ..., 1).
-        num_random: random withholding orders, and random tie-breaks of the prioritised one.
         seed: seed of the random orders and tie-breaks.
+        config: the withheld fractions and the number of random orders.
 
     Returns:
         (curve: DataFrame rho, prioritised, random_mean, random_std;
@@ -471,6 +544,48 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
          'auc_random_std', 'auc_gain', 'auc_gain_low', 'auc_gain_high', 'tied_share' (share of
          patients at the median score), 'num_random', 'seed'}).
     """
+    block = _withheld_block(with_m, without_m, generated, task)
+    ids, y = _labelled(with_m.index, y, task, "labels")
+    without = without_m.loc[ids]
+    _, draws = draws_array(generated, ids)  # [K, N, |block|]
+    base, score = _counterfactual_scores(model, without, block, draws, task)
+    with_pred = model.predict(with_m.loc[ids].to_numpy(np.float64))
+    rhos = (np.round(np.arange(0, 1.0001, 0.05), 2) if config.rhos is None
+            else np.asarray(config.rhos))
+
+    def curve(order):
+        return _withholding_curve(order, with_pred, base, rhos, lambda pred: _curve_metric(
+            pred, y, task))
+
+    rng = np.random.default_rng(seed)
+    n, num_random = len(ids), config.num_random
+    prioritised = np.stack([curve(np.lexsort((rng.random(n), score)))  # ties: at random
+                            for _ in range(num_random)])
+    random = np.stack([curve(rng.permutation(n)) for _ in range(num_random)])
+    table, areas = _compared_curves(prioritised, random, rhos)
+    return table, {**areas, "tied_share": float(np.mean(score == np.median(score))),
+                   "num_random": num_random, "seed": seed}
+
+
+def _compared_curves(prioritised: np.ndarray, random: np.ndarray, rhos: np.ndarray
+                     ) -> tuple[pd.DataFrame, dict]:
+    """(the mean curves [len(rhos)] of the prioritised [R, len(rhos)] and random
+    [R, len(rhos)] orders; their areas and the gain's interval over the R pairs)."""
+    areas = np.trapezoid(random, rhos, axis=1)
+    prioritised_areas = np.trapezoid(prioritised, rhos, axis=1)
+    table = pd.DataFrame({"rho": rhos, "prioritised": prioritised.mean(axis=0),
+                          "random_mean": random.mean(axis=0), "random_std": random.std(axis=0)})
+    auc = float(prioritised_areas.mean())
+    low, high = stats.percentile_interval(prioritised_areas - areas)
+    return table, {"auc_prioritised": auc, "auc_random_mean": float(areas.mean()),
+                   "auc_random_std": float(areas.std()), "auc_gain": auc - float(areas.mean()),
+                   "auc_gain_low": low, "auc_gain_high": high}
+
+
+def _withheld_block(with_m: pd.DataFrame, without_m: pd.DataFrame, generated: pd.DataFrame,
+                    task: str) -> list[str]:
+    """The columns of m (those of `generated`), once the inputs of `prioritisation_curve` are
+    known to agree."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}.")
     if not with_m.index.equals(without_m.index) or list(with_m.columns) != list(without_m.columns):
@@ -478,10 +593,14 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
     block = [c for c in generated.columns if c in with_m.columns]
     if len(block) != generated.shape[1]:
         raise ValueError("generated columns must be columns of with_m (the withheld block).")
-    ids, y = _labelled(with_m.index, y, task, "labels")
-    with_x = with_m.loc[ids].to_numpy(np.float64)
-    without = without_m.loc[ids]
-    _, draws = draws_array(generated, ids)  # [K, N, |block|]
+    return block
+
+
+def _counterfactual_scores(model, without: pd.DataFrame, block: list[str], draws: np.ndarray,
+                           task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(base [N]: the prediction without m; score [N]: how much the K draws [K, N, |block|] of
+    m put in the withheld block change it: the share of changed labels (classification) or
+    the mean squared change of the risk (survival))."""
     cols = [without.columns.get_loc(c) for c in block]
     base = model.predict(without.to_numpy(np.float64))  # [N]
     versions = []
@@ -492,36 +611,24 @@ def prioritisation_curve(model, with_m: pd.DataFrame, without_m: pd.DataFrame,
     versions = np.stack(versions)  # [K, N]
     score = (np.mean(versions != base[None], axis=0) if task == "classification"
              else np.mean((versions - base[None]) ** 2, axis=0))
-    with_pred = model.predict(with_x)
-    rhos = np.round(np.arange(0, 1.0001, 0.05), 2) if rhos is None else np.asarray(rhos)
+    return base, score
 
-    def metric(pred):
-        if task == "classification":
-            return _classification_scores(y, pred)["weighted_f1"]
-        return c_index(y.iloc[:, 0], y.iloc[:, 1], pred)
 
-    def curve(order):
-        out = []
-        for rho in rhos:
-            pred = with_pred.copy()
-            chosen = order[: int(round(rho * len(order)))]
-            pred[chosen] = base[chosen]
-            out.append(metric(pred))
-        return np.asarray(out)
+def _curve_metric(pred: np.ndarray, y, task: str) -> float:
+    """Weighted F1 (classification) or C-index (survival) of predictions pred [N]."""
+    if task == "classification":
+        return _classification_scores(y, pred)["weighted_f1"]
+    return c_index(y.iloc[:, 0], y.iloc[:, 1], pred)
 
-    rng = np.random.default_rng(seed)
-    n = len(ids)
-    prioritised = np.stack([curve(np.lexsort((rng.random(n), score)))  # ties: at random
-                            for _ in range(num_random)])
-    random = np.stack([curve(rng.permutation(n)) for _ in range(num_random)])
-    areas = np.trapezoid(random, rhos, axis=1)
-    prioritised_areas = np.trapezoid(prioritised, rhos, axis=1)
-    table = pd.DataFrame({"rho": rhos, "prioritised": prioritised.mean(axis=0),
-                          "random_mean": random.mean(axis=0), "random_std": random.std(axis=0)})
-    auc = float(prioritised_areas.mean())
-    low, high = stats.percentile_interval(prioritised_areas - areas)
-    return table, {"auc_prioritised": auc, "auc_random_mean": float(areas.mean()),
-                   "auc_random_std": float(areas.std()), "auc_gain": auc - float(areas.mean()),
-                   "auc_gain_low": low, "auc_gain_high": high,
-                   "tied_share": float(np.mean(score == np.median(score))),
-                   "num_random": num_random, "seed": seed}
+
+def _withholding_curve(order: np.ndarray, with_pred: np.ndarray, base: np.ndarray,
+                       rhos: np.ndarray, metric: Callable[[np.ndarray], float]) -> np.ndarray:
+    """[len(rhos)] the metric when the first rho of `order` are predicted without m (`base`)
+    and the rest with it (`with_pred`)."""
+    out = []
+    for rho in rhos:
+        pred = with_pred.copy()
+        chosen = order[: int(round(rho * len(order)))]
+        pred[chosen] = base[chosen]
+        out.append(metric(pred))
+    return np.asarray(out)

@@ -127,3 +127,24 @@ def pattern_copies(cohort: Cohort, subsets: Sequence[Sequence[str]] | None = Non
                     pd.DataFrame(False, index=origin.index, columns=list(modalities)), {},
                     f"{cohort.name}-patterns")
     return PatternCopies(copies, origin, ids, subsets)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """The evaluated patients: one split in latent and in feature space, and the pattern copies
+    of its complete patients.
+
+    Attributes:
+        latent: the split of the latent cohort.
+        features: the same split of the feature cohort.
+        copies: every complete patient of `latent` once per source subset (`pattern_copies`).
+    """
+
+    latent: Cohort
+    features: Cohort
+    copies: PatternCopies
+
+    @classmethod
+    def of(cls, latent: Cohort, features: Cohort) -> HeldOut:
+        """The split in both spaces, with the pattern copies of every source subset."""
+        return cls(latent, features, pattern_copies(latent))

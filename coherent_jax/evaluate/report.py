@@ -16,7 +16,7 @@ import pandas as pd
 from coherent_jax.evaluate import joint as joint_lib
 from coherent_jax.evaluate import privacy, stats
 from coherent_jax.evaluate.render import Page, write_page
-from coherent_jax.evaluate.results import EvalResults
+from coherent_jax.evaluate.results import Downstream, EvalResults
 from coherent_jax.evaluate.scoring import FEATURE_BASELINES, baseline_label
 
 
@@ -51,8 +51,16 @@ def write_report(folder: str, results: EvalResults, config: dict, seed: int, *,
 
 
 def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
-    """The small tables shown inline in index.md."""
-    config, scores, down = results.config, results.scores, results.downstream
+    """The small tables shown inline in index.md, titled by what they show."""
+    return {**_reconstruction_summaries(results), **_privacy_summaries(results),
+            **_downstream_summaries(results.downstream),
+            "Seconds per part": pd.DataFrame({"seconds": results.timings}).rename_axis("part")}
+
+
+def _reconstruction_summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
+    """Reconstruction by available set, calibration, the draws as distributions and several
+    modalities missing together."""
+    scores = results.scores
     features = scores[(scores["space"] == "features") & (scores["group"] == "all")]
     out = {"Reconstruction R^2 by available set (feature space; generative methods: mean of "
            "K draws, baselines: point prediction; *_features: fitted on raw features)":
@@ -72,6 +80,12 @@ def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
             "intervals; the residuals' cross-modality dependence over the leading "
             f"{joint_lib.LEADING_DIMS} latent dimensions of each: mean |correlation| real and "
             "drawn, and the RMS difference of the two matrices"] = results.joint
+    return out
+
+
+def _privacy_summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
+    """Membership inference and near-copies, fidelity, and the fully masked draws."""
+    config, out = results.config, {}
     out[f"Privacy: conditional membership inference (train vs {config.holdout_split!r} "
         f"patients, every other modality given, K = {config.membership_samples}) and "
         "near-copies of the full training set (flagged: AUC outside "
@@ -83,6 +97,12 @@ def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
     if results.unconditional:
         out["Fully masked multi-condition draws vs training records (nn_ratio ~1 or above is "
             "healthy)"] = pd.DataFrame(results.unconditional).T.rename_axis("target")
+    return out
+
+
+def _downstream_summaries(down: Downstream) -> dict[str, pd.DataFrame]:
+    """Train on real / test on synthetic, performance rescue and test prioritisation."""
+    out = {}
     if down.trts is not None:
         out["Train on real, test on synthetic (balanced accuracy; generated: mean over the K "
             "draws' scores)"] = down.trts.pivot_table(index=["target", "data"],
@@ -109,7 +129,6 @@ def _summaries(results: EvalResults) -> dict[str, pd.DataFrame]:
                 "auc_gain": [stats.cell(g, lo, hi, signed=True) for g, lo, hi in zip(
                     table["auc_gain"], table["auc_gain_low"], table["auc_gain_high"])],
                 "tied_share": table["tied_share"]})
-    out["Seconds per part"] = pd.DataFrame({"seconds": results.timings}).rename_axis("part")
     return out
 
 

@@ -10,17 +10,19 @@ encoders for the latent-space rows. 'mean' is each space's training mean.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from sklearn.covariance import ledoit_wolf_shrinkage
 
+from coherent_jax.data import Cohort
 from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.align import paired
 from coherent_jax.evaluate.baselines import predict_missing
-from coherent_jax.evaluate.patterns import tag
+from coherent_jax.evaluate.patterns import HeldOut, PatternCopies, tag
 from coherent_jax.evaluate.reconstruction import (comparison_table, ideal_coverage,
                                                   patient_errors, r2_bootstrap,
                                                   reconstruction_metrics)
@@ -128,80 +130,144 @@ def _baseline_predictions(baseline, train, test, subset, target, space, seed,
     return latent, space.decode(target, latent), "latent"
 
 
-def reconstruction(copies, imputations, test_latent, test_features, train_latent, space,
-                   config, seed: int, groups, train_features=None,
-                   log: Callable[[str], None] = lambda line: None, covariate=None
+@dataclasses.dataclass(frozen=True)
+class BaselineTraining:
+    """What the baselines of `reconstruction` are fitted on, and how they change space.
+
+    Attributes:
+        latent: the training split of the latent cohort (latent baselines, the latent mean).
+        features: the training split of the feature cohort (raw-feature baselines and the
+            feature-space mean; None: neither can run).
+        space: the LatentSpace that decodes latent baselines' predictions and encodes
+            raw-feature baselines' predictions.
+        covariate: the models' covariate (`covariates.Covariate`), or None. With it the
+            raw-feature baselines take the sources' features expanded with it, as the models
+            do: the closed form per group is then the baseline.
+    """
+
+    latent: Cohort
+    features: Cohort | None
+    space: Any
+    covariate: Any = None
+
+
+def reconstruction(held_out: HeldOut, imputations: dict, training: BaselineTraining, config,
+                   seed: int, groups: pd.Series | None = None,
+                   log: Callable[[str], None] = lambda line: None
                    ) -> tuple[pd.DataFrame, dict]:
-    """(long table: method, target, source, space, fitted_in, group, then the reconstruction
-    metrics (see `reconstruction.reconstruction_metrics`); per-patient errors with every other
-    modality given: (method, target, space) -> `reconstruction.patient_errors`, rows in
-    `copies.sample_ids` order).
+    """Every generative method (`imputations` of `held_out.copies`) and every baseline of
+    `config.baselines` (an `EvalConfig`) on every (target, available set), per `groups` of
+    the patients (None: all).
+
+    Returns:
+        (long table: method, target, source, space, fitted_in, group, then the reconstruction
+         metrics (see `reconstruction.reconstruction_metrics`); per-patient errors with every
+         other modality given: (method, target, space) -> `reconstruction.patient_errors`,
+         rows in `held_out.copies.sample_ids` order).
 
     fitted_in says where a row's predictor was fitted: 'latent' (generative methods and latent
     baselines, decoded for the feature rows), 'features' (raw-feature baselines, encoded for the
     latent rows), 'both' (the mean: each space's own training mean). Raw-feature baselines and
-    the feature-space mean need `train_features` (the training split of the feature cohort).
-    With the models' `covariate` (`covariates.Covariate`) the raw-feature baselines take
-    the sources' features expanded with it, as the models do: the closed form per group is
-    then the baseline.
+    the feature-space mean need `training.features`.
     """
     needs_features = [b for b in config.baselines if b in FEATURE_BASELINES or b == "mean"]
-    if needs_features and train_features is None:
-        raise ValueError(f"baselines {needs_features} need train_features (the training split "
-                         "of the preprocessed feature cohort).")
-    rows = []
-    ids = copies.sample_ids
-    train = {"latent": {m: train_latent.tables[m].dropna() for m in train_latent.modalities}}
-    if train_features is not None:
-        train["features"] = {m: train_features.tables[m].dropna()
-                             for m in train_features.modalities}
-    sources = train.get("features", {})  # each modality's rows as a source
-    if covariate is not None and train_features is not None:
-        sources = {m: _expanded(m, t, train_features.labels, covariate)
-                   for m, t in sources.items()}
-    seconds, errors = {}, {}
+    if needs_features and training.features is None:
+        raise ValueError(f"baselines {needs_features} need the training split of the "
+                         "preprocessed feature cohort (BaselineTraining.features).")
+    copies, rows, errors, seconds = held_out.copies, [], {}, {}
+    train, sources = _training_tables(training)
     for subset in copies.subsets:
-        test = {"latent": {m: test_latent.tables[m].loc[ids] for m in subset},
-                "features": {m: test_features.tables[m].loc[ids] for m in subset}}
-        if covariate is not None:
-            test["features"] = {m: _expanded(m, t, test_features.labels, covariate)
-                                for m, t in test["features"].items()}
-        for target in (m for m in test_latent.modalities if m not in subset):
-            if "features" in train:
-                train_for = {"latent": train["latent"], "features": {
-                    **{m: sources[m] for m in subset}, target: train["features"][target]}}
-            real = {"latent": test_latent.tables[target].loc[ids],
-                    "features": test_features.tables[target].loc[ids]}
-            common = dict(target=target, source=tag(subset),
-                          errors=errors if len(subset) == len(copies.cohort.modalities) - 1
-                          else None)
+        test = _test_tables(held_out, subset, training.covariate)
+        for target in (m for m in held_out.latent.modalities if m not in subset):
+            cell = _Cell(target, subset, {
+                "latent": held_out.latent.tables[target].loc[copies.sample_ids],
+                "features": held_out.features.tables[target].loc[copies.sample_ids]}, groups,
+                errors if len(subset) == len(copies.cohort.modalities) - 1 else None, rows)
             for method, result in imputations.items():
-                for space_name, tables in (("latent", result.draws),
-                                           ("features", result.features)):
-                    # features: the posterior-mean estimate is the decoder-output mean
-                    point = (copies.draws_of(result.feature_means, target, subset)
-                             if space_name == "features" else None)
-                    _score(rows, real[space_name], copies.draws_of(tables, target, subset),
-                           groups, point=point, method=method, space=space_name,
-                           fitted_in="latent", **common)
+                cell.score_imputation(copies, method, result)
             for baseline in config.baselines:
                 start = time.perf_counter()
                 latent, features, fitted_in, *point = _baseline_predictions(
-                    baseline, train_for if "features" in train else train, test, subset,
-                    target, space, seed,
-                    config.imputation.num_samples)
+                    baseline, _fitted_on(train, sources, subset, target), test, subset,
+                    target, training.space, seed, config.imputation.num_samples)
                 seconds[baseline] = seconds.get(baseline, 0.0) + time.perf_counter() - start
-                for space_name, pred in (("latent", latent), ("features", features)):
-                    _score(rows, real[space_name], pred, groups, method=baseline,
-                           space=space_name, fitted_in=fitted_in,
-                           point=point[0] if point and space_name == "features" else None,
-                           **common)
+                cell.score(latent, "latent", baseline, fitted_in)
+                cell.score(features, "features", baseline, fitted_in,
+                           point=point[0] if point else None)
     if seconds:
         log("baselines (fit and predict, all available sets): " + ", ".join(
             f"{b} {t:.1f} s" for b, t in seconds.items()))
     columns = ["method", "target", "source", "space", "fitted_in"]
     return pd.concat(rows, ignore_index=True)[columns + [c for c in rows[0].columns
                                                          if c not in columns]], errors
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cell:
+    """One (target, available set) of `reconstruction`: the true values it is scored against,
+    and where its rows and (with every other modality given) per-patient errors go.
+
+    Attributes:
+        real: space name -> [P, D] true values of the target.
+        errors: (method, target, space) -> per-patient errors, or None: not kept.
+    """
+
+    target: str
+    subset: tuple
+    real: dict
+    groups: pd.Series | None
+    errors: dict | None
+    rows: list
+
+    def score(self, draws, space_name: str, method: str, fitted_in: str, point=None) -> None:
+        """Appends the rows of one method's draws (or point prediction) in `space_name`."""
+        _score(self.rows, self.real[space_name], draws, self.groups, point=point,
+               method=method, space=space_name, fitted_in=fitted_in, target=self.target,
+               source=tag(self.subset), errors=self.errors)
+
+    def score_imputation(self, copies: PatternCopies, method: str, result) -> None:
+        """Appends a generative method's rows in latent and in feature space; in feature space
+        the posterior-mean estimate is the decoder-output mean."""
+        for space_name, tables in (("latent", result.draws), ("features", result.features)):
+            point = (copies.draws_of(result.feature_means, self.target, self.subset)
+                     if space_name == "features" else None)
+            self.score(copies.draws_of(tables, self.target, self.subset), space_name, method,
+                       "latent", point=point)
+
+
+def _training_tables(training: BaselineTraining) -> tuple[dict, dict]:
+    """({'latent': tables, 'features': tables (only with training.features)} of the training
+    rows; sources: each modality's feature rows as a source, expanded with the covariate)."""
+    train = {"latent": {m: training.latent.tables[m].dropna()
+                        for m in training.latent.modalities}}
+    if training.features is not None:
+        train["features"] = {m: training.features.tables[m].dropna()
+                             for m in training.features.modalities}
+    sources = train.get("features", {})
+    if training.covariate is not None and training.features is not None:
+        sources = {m: _expanded(m, t, training.features.labels, training.covariate)
+                   for m, t in sources.items()}
+    return train, sources
+
+
+def _fitted_on(train: dict, sources: dict, subset: tuple, target: str) -> dict:
+    """The training tables a baseline predicting `target` from `subset` is fitted on."""
+    if "features" not in train:
+        return train
+    return {"latent": train["latent"], "features": {
+        **{m: sources[m] for m in subset}, target: train["features"][target]}}
+
+
+def _test_tables(held_out: HeldOut, subset: tuple, covariate) -> dict:
+    """{'latent': tables, 'features': tables} of `subset` for the held-out patients, the
+    features expanded with the covariate (None: as they are)."""
+    ids = held_out.copies.sample_ids
+    test = {"latent": {m: held_out.latent.tables[m].loc[ids] for m in subset},
+            "features": {m: held_out.features.tables[m].loc[ids] for m in subset}}
+    if covariate is not None:
+        test["features"] = {m: _expanded(m, t, held_out.features.labels, covariate)
+                            for m, t in test["features"].items()}
+    return test
 
 
 def _expanded(modality: str, table: pd.DataFrame, labels: pd.DataFrame, covariate

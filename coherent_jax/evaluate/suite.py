@@ -1,7 +1,7 @@
 """The whole evaluation of a trained model set on held-out complete patients, and its report.
 
-    results = evaluate_suite(feature_cohort, latent_cohort, space, models, EvalConfig(), seed,
-                             folder)
+    results = evaluate_suite(TrainedRun(feature_cohort, latent_cohort, space, models),
+                             EvalConfig(), seed, folder)
 
 generate (`generation`: one `impute` call per method) -> score (`scoring`: reconstruction,
 headline with patient intervals, calibration) -> analyse (`analyses`: fidelity, copies,
@@ -38,17 +38,20 @@ import numpy as np
 import pandas as pd
 
 from coherent_jax import progress
+from coherent_jax.data import Cohort
 from coherent_jax.evaluate import analyses, stats
 from coherent_jax.evaluate.baselines import BASELINES
 from coherent_jax.evaluate.generation import generate
 from coherent_jax.evaluate.joint import joint_table
-from coherent_jax.evaluate.patterns import pattern_copies, tag
+from coherent_jax.evaluate.patterns import HeldOut, pattern_copies, tag
 from coherent_jax.evaluate.report import write_report
 from coherent_jax.evaluate.results import EvalResults
-from coherent_jax.evaluate.scoring import (FEATURE_BASELINES, calibration_table,
-                                           distribution_table, headline_intervals,
-                                           headline_table, reconstruction)
+from coherent_jax.evaluate.scoring import (FEATURE_BASELINES, BaselineTraining,
+                                           calibration_table, distribution_table,
+                                           headline_intervals, headline_table, reconstruction)
 from coherent_jax.impute import METHODS, ImputeConfig
+from coherent_jax.latent import LatentSpace
+from coherent_jax.model_set import ModelSet
 
 logger = logging.getLogger(__name__)
 
@@ -119,17 +122,31 @@ PARTS = ("generate", "reconstruction", "intervals_calibration", "fidelity_copies
          "membership_inference", "disagreement", "downstream", "tables")  # timed, in order
 
 
-def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalConfig, seed: int,
-                   folder: str, run_config: dict | None = None,
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """What `evaluate_suite` evaluates: a trained run.
+
+    Attributes:
+        feature_cohort: the preprocessed feature-space cohort (all splits).
+        latent_cohort: the same cohort encoded by `space`.
+        space: the LatentSpace (decodes generated and baseline latents).
+        models: the trained ModelSet.
+    """
+
+    feature_cohort: Cohort
+    latent_cohort: Cohort
+    space: LatentSpace
+    models: ModelSet
+
+
+def evaluate_suite(run: TrainedRun, config: EvalConfig, seed: int, folder: str, *,
+                   run_config: dict | None = None,
                    log: Callable[[str], None] | None = None) -> EvalResults:
     """Runs every evaluation and writes the report folder, with a progress bar over its parts
     (`progress.bar`): generate -> score -> analyse -> write.
 
     Args:
-        feature_cohort: the preprocessed feature-space cohort (all splits).
-        latent_cohort: the same cohort encoded by `space`.
-        space: the LatentSpace (decodes generated and baseline latents).
-        models: the trained ModelSet.
+        run: the trained run: both cohorts, the latent space and the model set.
         config: what to run.
         seed: one seed for draws, baselines and forests' offsets.
         folder: the report folder (index.md, tables/, figures/, results/).
@@ -142,21 +159,19 @@ def evaluate_suite(feature_cohort, latent_cohort, space, models, config: EvalCon
     log = log or logger.info
     with progress.bar("evaluation", total=len(PARTS)) as bar:
         timer = _Timer(bar)
-        test_latent, test_features = latent_cohort.split(config.split), feature_cohort.split(
-            config.split)
-        copies = pattern_copies(test_latent)
+        held_out = HeldOut.of(run.latent_cohort.split(config.split),
+                              run.feature_cohort.split(config.split))
+        copies = held_out.copies
         log(f"evaluating {len(copies.sample_ids)} complete {config.split} patients x "
             f"{len(copies.subsets)} available sets")
-        imputations = generate(copies, models, space, config, seed, log,
-                               pattern_copies(test_features, copies.subsets))
+        imputations = generate(copies, run.models, run.space, config, seed, log,
+                               pattern_copies(held_out.features, copies.subsets))
         if not imputations:
             raise ValueError(f"none of the methods {list(config.methods)} can run with this "
                              "model set ('multi' needs the multi-condition models, the others "
                              "specialists, 'product' specialists trained with uncond_prob > 0).")
         timer.lap("generate")
-        results = _score_and_analyse(copies, imputations, test_latent, test_features,
-                                     feature_cohort, latent_cohort, space, models, config, seed,
-                                     log, timer)
+        results = _score_and_analyse(run, held_out, imputations, config, seed, log, timer)
     results.index = write_report(folder, results, run_config or dataclasses.asdict(config),
                                  seed)
     return results
@@ -177,20 +192,20 @@ class _Timer:
         self.bar.advance()
 
 
-def _score_and_analyse(copies, imputations, test_latent, test_features, feature_cohort,
-                       latent_cohort, space, models, config: EvalConfig, seed: int,
-                       log: Callable[[str], None], timer: _Timer) -> EvalResults:
+def _score_and_analyse(run: TrainedRun, held_out: HeldOut, imputations: dict,
+                       config: EvalConfig, seed: int, log: Callable[[str], None],
+                       timer: _Timer) -> EvalResults:
     """Scores the draws and the baselines, then runs the analyses; one set of patient
-    bootstrap resamples serves every interval. test_latent / test_features: the evaluated
-    split of each cohort."""
-    train_latent = latent_cohort.split("train")
+    bootstrap resamples serves every interval."""
+    copies, test_latent, test_features = held_out.copies, held_out.latent, held_out.features
+    train_latent = run.latent_cohort.split("train")
     ids, modalities, k = copies.sample_ids, test_latent.modalities, config.imputation.num_samples
     label = config.label if config.label in test_latent.labels else None
     groups = test_latent.labels[label].loc[ids] if label else None
-    scores, errors = reconstruction(copies, imputations, test_latent, test_features,
-                                    train_latent, space, config, seed, groups,
-                                    train_features=feature_cohort.split("train"), log=log,
-                                    covariate=models.covariate)
+    training = BaselineTraining(train_latent, run.feature_cohort.split("train"), run.space,
+                                run.models.covariate)
+    scores, errors = reconstruction(held_out, imputations, training, config, seed, groups,
+                                    log=log)
     timer.lap("reconstruction")
     indices = stats.bootstrap_indices(len(ids), config.num_bootstrap, seed)
     all_sources = [(t, tag(tuple(m for m in modalities if m != t))) for t in modalities]
@@ -204,14 +219,15 @@ def _score_and_analyse(copies, imputations, test_latent, test_features, feature_
     distributions = distribution_table(best, errors, imputations, indices)
     joint = joint_table(copies, imputations, test_latent, test_features, indices)
     timer.lap("intervals_calibration")
-    fidelity, copy_audit, unconditional = analyses.fidelity_and_privacy(
-        copies, imputations, test_latent, train_latent,
-        latent_cohort.split(config.holdout_split), models, config, seed, indices)
+    fidelity, copy_audit = analyses.fidelity_and_copies(
+        held_out, imputations, train_latent, run.latent_cohort.split(config.holdout_split),
+        config, seed, indices)
+    unconditional = analyses.masked_draws_audit(train_latent, run.models, config, seed)
     timer.lap("fidelity_copies")
-    membership = analyses.membership_inference(latent_cohort, feature_cohort, models, space,
-                                               config, seed, log)
+    membership = analyses.membership_inference(run.latent_cohort, run.feature_cohort,
+                                               run.models, run.space, config, seed, log)
     timer.lap("membership_inference")
-    disagreement = analyses.disagreement_curves(test_latent, models, config, seed,
+    disagreement = analyses.disagreement_curves(test_latent, run.models, config, seed,
                                                 test_features)
     timer.lap("disagreement")
     down = analyses.downstream_analyses(copies, imputations, test_latent, train_latent, config,
