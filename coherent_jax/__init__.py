@@ -8,7 +8,7 @@ evaluate, and reload a trained work directory as an imputer of new patients. The
 from coherent_jax.calibrate import calibrate_fusion, calibrate_thresholds
 from coherent_jax.data import Cohort
 from coherent_jax.errors import UnknownModalityError, UserError
-from coherent_jax.evaluate import EvalConfig, evaluate_suite
+from coherent_jax.evaluate import EvalConfig, TrainedRun, evaluate_suite
 from coherent_jax.formats_out import write_imputation
 from coherent_jax.impute import ImputeConfig, Imputation, impute
 from coherent_jax.imputer import Imputer, RangeCheck
@@ -20,7 +20,7 @@ from coherent_jax.pipeline import DataConfig, load_cohort
 __all__ = [
     "AutoencoderConfig", "Cohort", "DataConfig", "EvalConfig", "Imputation", "ImputeConfig",
     "Imputer", "LatentConfig", "LatentSpace", "ModelSet", "ModelSetConfig", "RangeCheck",
-    "TargetModels", "UnknownModalityError", "UserError", "calibrate_fusion", "calibrate_thresholds", "evaluate_suite",
+    "TargetModels", "TrainedRun", "UnknownModalityError", "UserError", "calibrate_fusion", "calibrate_thresholds", "evaluate_suite",
     "impute", "load_cohort", "quality_table", "train_model_set", "write_imputation",
 ]
 

@@ -38,3 +38,17 @@ def test_one_exception_type_for_an_unknown_modality():
             lookup()
         assert isinstance(info.value, KeyError) and isinstance(info.value, coherent_jax.UserError)
         assert str(info.value).startswith("unknown modality")  # not KeyError's quoted repr
+
+
+def test_evaluate_suite_takes_a_trained_run_and_still_the_old_form():
+    from coherent_jax.evaluate.suite import _call_form
+
+    run = coherent_jax.TrainedRun("features", "latents", "space", "models")
+    assert _call_form(run, ("config", 0, "folder"), {}) == (run, "config", 0, "folder")
+    assert _call_form(run, ("config",), {"seed": 1, "folder": "f"}) == (run, "config", 1, "f")
+    with pytest.warns(DeprecationWarning, match="TrainedRun"):
+        old = _call_form("features", ("latents", "space", "models", "config"),
+                         {"seed": 0, "folder": "f"})
+    assert old == (run, "config", 0, "f")
+    with pytest.raises(TypeError, match="missing"):
+        _call_form(run, ("config",), {})

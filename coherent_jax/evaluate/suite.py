@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -139,9 +140,8 @@ class TrainedRun:
     models: ModelSet
 
 
-def evaluate_suite(run: TrainedRun, config: EvalConfig, seed: int, folder: str, *,
-                   run_config: dict | None = None,
-                   log: Callable[[str], None] | None = None) -> EvalResults:
+def evaluate_suite(run: TrainedRun, *args, run_config: dict | None = None,
+                   log: Callable[[str], None] | None = None, **kwargs) -> EvalResults:
     """Runs every evaluation and writes the report folder, with a progress bar over its parts
     (`progress.bar`): generate -> score -> analyse -> write.
 
@@ -155,7 +155,12 @@ def evaluate_suite(run: TrainedRun, config: EvalConfig, seed: int, folder: str, 
 
     Returns:
         The `EvalResults`, with `index` the path of the report's index.md.
+
+    Called as `evaluate_suite(run, config, seed, folder)`. The form before `TrainedRun`,
+    `evaluate_suite(feature_cohort, latent_cohort, space, models, config, seed, folder)`, still
+    works with a DeprecationWarning.
     """
+    run, config, seed, folder = _call_form(run, args, kwargs)
     log = log or logger.info
     with progress.bar("evaluation", total=len(PARTS)) as bar:
         timer = _Timer(bar)
@@ -175,6 +180,26 @@ def evaluate_suite(run: TrainedRun, config: EvalConfig, seed: int, folder: str, 
     results.index = write_report(folder, results, run_config or dataclasses.asdict(config),
                                  seed)
     return results
+
+
+def _call_form(run, args: tuple, kwargs: dict) -> tuple:
+    """(run, config, seed, folder) of `evaluate_suite`'s arguments, either form."""
+    names = ("config", "seed", "folder")
+    if not isinstance(run, TrainedRun):  # the deprecated form: the four objects first
+        if len(args) < 3:
+            raise TypeError("evaluate_suite(run: TrainedRun, config, seed, folder)")
+        warnings.warn("evaluate_suite(feature_cohort, latent_cohort, space, models, ...) is "
+                      "deprecated; pass evaluate_suite(TrainedRun(feature_cohort, "
+                      "latent_cohort, space, models), config, seed, folder).",
+                      DeprecationWarning, stacklevel=3)
+        run, args = TrainedRun(run, *args[:3]), args[3:]
+    values = dict(zip(names, args), **kwargs)
+    missing = [n for n in names if n not in values]
+    unknown = sorted(set(values) - set(names))
+    if missing or unknown or len(args) > len(names):
+        raise TypeError(f"evaluate_suite(run, config, seed, folder): missing {missing}, "
+                        f"unknown {unknown}.")
+    return run, values["config"], values["seed"], values["folder"]
 
 
 class _Timer:
