@@ -26,7 +26,8 @@ from coherent_jax.calibrate import PAPER_THRESHOLD, threshold_key
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import coherent_sample, sample, timesteps
+from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                   sample, timesteps)
 
 
 @dataclasses.dataclass
@@ -169,13 +170,13 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
     values = [jnp.asarray(pad_rows(v, size)) for v in raw]
     avail_p = pad_rows(avail, size)
     arch = tm.multi_model if method == "multi" else tm.specialist_model
-    common = dict(shape=(size, arch.data_dim), sampler=config.sampler,
-                  sample_steps=config.sample_steps, corrector_steps=config.corrector_steps,
-                  mesh=mesh)
+    chain = SamplerConfig(config.sampler, config.sample_steps,
+                          corrector_steps=config.corrector_steps)
+    common = dict(shape=(size, arch.data_dim), mesh=mesh)
     steps = len(timesteps(diffusion_steps, config.sampler, config.sample_steps))
     if method == "multi":
         out = sample(*tm.sampling_multi(diffusion_steps), Condition.of(*values, mask=avail_p),
-                     models.schedule, key, **common)
+                     models.schedule, key, config=chain, **common)
         samples, accepted, bad = out, np.ones(rows.size, bool), np.zeros(rows.size)
         used = None
     else:
@@ -183,12 +184,14 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
             threshold_key(config.sampler, steps), PAPER_THRESHOLD)
         conds = stack_members([Condition.of(v, mask=avail_p[:, [j]])
                                for j, v in enumerate(values)])
-        res = coherent_sample(*tm.sampling_specialists(diffusion_steps), conds,
-                              _member_weights(tm, method, avail_p), models.schedule, key,
-                              fusion="product" if method == "product" else "mean",
-                              uncond_conds=conds.dropped(), num_candidates=config.num_candidates,
-                              sharpness=tm.fusion_sharpness if method == "coherent" else 0.0,
-                              threshold=used, max_bad_fraction=config.max_bad_fraction, **common)
+        apply_fn, params = tm.sampling_specialists(diffusion_steps)
+        res = coherent_sample(
+            apply_fn, Members(params, conds, _member_weights(tm, method, avail_p), conds.dropped()),
+            models.schedule, key, config=CoherentConfig(
+                chain, fusion="product" if method == "product" else "mean",
+                sharpness=tm.fusion_sharpness if method == "coherent" else 0.0,
+                num_candidates=config.num_candidates, threshold=used,
+                max_bad_fraction=config.max_bad_fraction), **common)
         samples = res.samples
         accepted = np.asarray(res.accepted)[: rows.size]
         bad = np.asarray(res.bad_fraction)[: rows.size]

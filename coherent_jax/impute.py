@@ -30,7 +30,7 @@ from coherent_jax.errors import UnknownModalityError, UserError
 from coherent_jax.fill import Conditions, Filled, fill_target
 from coherent_jax.model_set import ModelSet
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import SAMPLERS, sample
+from coherent_jax.sampling import SAMPLERS, SamplerConfig, sample
 
 logger = logging.getLogger(__name__)
 
@@ -452,6 +452,6 @@ def unconditional_draws(models: ModelSet, latent_widths: dict, num: int, config:
         out[target] = np.asarray(sample(
             *tm.sampling_multi(models.schedule.diffusion_steps), cond, models.schedule,
             jax.random.fold_in(jax.random.key(seed), 1000 + index),
-            shape=(num, tm.multi_model.data_dim), sampler=config.sampler,
-            sample_steps=config.sample_steps))
+            shape=(num, tm.multi_model.data_dim),
+            config=SamplerConfig(config.sampler, config.sample_steps)))
     return out

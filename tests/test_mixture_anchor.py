@@ -14,7 +14,7 @@ from coherent_jax import anchor_draws
 from coherent_jax.mixture_anchor import conditional_mixtures, fit_mixture_anchors
 from coherent_jax.models.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
                                           mixture_anchor_eps)
-from coherent_jax.sampling import sample
+from coherent_jax.sampling import SamplerConfig, sample
 from coherent_jax.schedules import make_schedule
 
 D, W1, W2, M = 2, 2, 1, 3
@@ -104,7 +104,7 @@ def test_direct_draws_and_the_chain_put_each_mode_at_its_exact_weight():
     chain = np.asarray(sample(DenoiserApply(_model()), variables,
                               Condition.of(jnp.asarray(c1), jnp.asarray(c2), mask=mask),
                               make_schedule("linear", 1000), jax.random.key(3), shape=(n, D),
-                              sampler="dpmpp_3m_sde", sample_steps=50))
+                              config=SamplerConfig("dpmpp_3m_sde", 50)))
     for draws in (direct, chain):
         share = np.bincount(_component_of(draws, means[:, :D]), minlength=M) / n
         np.testing.assert_allclose(share, want, atol=0.03)
