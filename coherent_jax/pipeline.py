@@ -36,7 +36,7 @@ from coherent_jax.errors import UserError
 from coherent_jax.evaluate.results import EvalResults
 from coherent_jax.evaluate.suite import EvalConfig, evaluate_suite
 from coherent_jax.formats_out import write_imputation
-from coherent_jax.impute import ImputeConfig, Imputation, impute
+from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.latent import (LatentConfig, LatentSpace, cross_fitted_latents, quality_table,
                                  save_quality_table)
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
@@ -226,7 +226,8 @@ def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
                                      seed=seed, feature_cohort=feature_cohort.split("val"))
         logger.info("calibrated rejection thresholds: %s", found)
     result = impute(latent_cohort.split(split), models, config, seed=seed, latent_space=space,
-                    feature_cohort=feature_cohort.split(split), bucket=bucket, mesh=mesh)
+                    feature_cohort=feature_cohort.split(split),
+                    calls=SamplerCalls(bucket=bucket, mesh=mesh))
     write_imputation(result, out,
                      {"config": {**dataclasses.asdict(config), "split": split,
                                  "calibrate_quantile": calibrate_quantile}, "seed": seed},

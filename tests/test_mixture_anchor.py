@@ -132,7 +132,7 @@ def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
 def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     from coherent_jax.data import paper_split
     from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
-    from coherent_jax.impute import impute
+    from coherent_jax.impute import SamplerCalls, impute
     from coherent_jax.latent import LatentConfig, LatentSpace
     from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
 
@@ -160,6 +160,6 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     for method in ("coherent", "multi"):
         a, b = (impute(space.encode(holed), m, latent_space=space, feature_cohort=holed,
                        method=method, sampler="ddim", sample_steps=8, num_samples=2,
-                       bucket=64, seed=1) for m in (models, loaded))
+                       calls=SamplerCalls(bucket=64), seed=1) for m in (models, loaded))
         assert np.isfinite(a.draws["target"].to_numpy()).all()
         pd.testing.assert_frame_equal(a.draws["target"], b.draws["target"])

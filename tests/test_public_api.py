@@ -38,3 +38,9 @@ def test_one_exception_type_for_an_unknown_modality():
             lookup()
         assert isinstance(info.value, KeyError) and isinstance(info.value, coherent_jax.UserError)
         assert str(info.value).startswith("unknown modality")  # not KeyError's quoted repr
+
+
+def test_impute_takes_its_call_settings_the_old_way_with_a_warning():
+    with pytest.warns(DeprecationWarning, match=r"calls=SamplerCalls\(bucket=...\)"):
+        with pytest.raises(ValueError, match="bucket must be >= 1"):
+            coherent_jax.impute(None, None, bucket=0)

@@ -78,7 +78,8 @@ models, _ = cj.train_model_set(cohort, config, seed=0, features=cohort)
 train = cohort.split("train")
 for method in ("coherent", "multi"):
     run = lambda mesh: cj.impute(train, models, method=method, num_samples=3, seed=0,
-                                 sampler="ddim", sample_steps=10, bucket=6, mesh=mesh)
+                                 sampler="ddim", sample_steps=10,
+                                 calls=cj.SamplerCalls(bucket=6, mesh=mesh))
     compare(f"impute_{method}", {m: d.to_numpy() for m, d in run(None).draws.items()},
             {m: d.to_numpy() for m, d in run(mesh).draws.items()}, None)
 print(json.dumps(out))
