@@ -55,7 +55,7 @@ from coherent_jax.data.mixture import LINKS, hidden_subtype_model  # noqa: E402
 from coherent_jax.calibrate import calibrate_thresholds  # noqa: E402
 from coherent_jax.evaluate import stats  # noqa: E402
 from coherent_jax.evaluate.reconstruction import energy_score  # noqa: E402
-from coherent_jax.impute import impute  # noqa: E402
+from coherent_jax.impute import SamplerCalls, impute  # noqa: E402
 from coherent_jax.metrics_io import versions  # noqa: E402
 from coherent_jax.pipeline import as_jsonable  # noqa: E402
 from configs import demo  # noqa: E402
@@ -120,8 +120,9 @@ def score(model, raw, prep, test, space, models, c, draws: int, seed: int,
         for name, method, tries in runs:
             result = impute(latent, models, _common.impute_config(c), method=method,
                             num_samples=draws, seed=seed, latent_space=space,
-                            feature_cohort=hidden, num_candidates=tries, order=(TARGET,) + tuple(
-                                m for m in models.targets if m != TARGET))
+                            feature_cohort=hidden, num_candidates=tries,
+                            calls=SamplerCalls(order=(TARGET,) + tuple(
+                                m for m in models.targets if m != TARGET)))
             table = result.features[TARGET]
             acceptance[name] = float(np.nanmean(result.acceptance[TARGET].loc[ids]))
             drawn[name] = np.stack([table.xs(j, level="draw").loc[ids].to_numpy(np.float64)

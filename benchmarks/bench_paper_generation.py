@@ -52,14 +52,15 @@ from _machine import (COND_DIM, PAPER_ARCH, ForeignLoad, check_same_predictions,
 from coherent_jax.ensemble import select_members, unstack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.models.denoiser import Condition, DenoiserApply
-from coherent_jax.sampling import SAMPLERS, coherent_sample, sample
+from coherent_jax.sampling import (SAMPLERS, CoherentConfig, Members, SamplerConfig,
+                                   coherent_sample, sample)
 
 # SDE-DPM-Solver++(3M), 20 steps: the fastest sampler within noise of DDPM-1000 on KIPAN
 # (benchmarks/RESULTS.md, "Few-step sampling at equal quality").
 SAMPLER, SAMPLER_STEPS = "dpmpp_3m_sde", 20
 IMPLEMENTATIONS = ("batched_library", "batched_folded", "grouped_library", "grouped_folded")
-# run_batched / run_grouped take `chain`, the samplers' keyword arguments (sampler, sample_steps);
-# None: DDPM over the whole schedule (what gpu_suite.py times).
+# run_batched / run_grouped take `chain`, the samplers' `SamplerConfig`; the default: DDPM over
+# the whole schedule (what gpu_suite.py times).
 NUM_SOURCES = 3  # sources per target: the other three modalities
 VAL_LOSSES = (0.30, 0.40, 0.50)
 SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(range(NUM_SOURCES), r)]  # 7
@@ -102,7 +103,7 @@ def run_torch(targets, draws: int, patients: int):
                                        generator=generator)
 
 
-def _multi_call(target, draws, folded, chain=None):
+def _multi_call(target, draws, folded, chain: SamplerConfig = SamplerConfig()):
     """ONE sample() of the multi-condition model over its 7 subsets x draws x patients."""
     spec = target.multi
     present = np.repeat(np.array([[j in s for j in range(NUM_SOURCES)] for s in SUBSETS],
@@ -113,7 +114,7 @@ def _multi_call(target, draws, folded, chain=None):
                         else (DenoiserApply(spec.model), spec.params))
     return sample(apply_fn, unstack_members(params)[0], cond, spec.schedule,
                   jax.random.fold_in(target.key, 1),
-                  shape=(present.shape[0], PAPER_ARCH["data_dim"]), **(chain or {}))
+                  shape=(present.shape[0], PAPER_ARCH["data_dim"]), config=chain)
 
 
 def _member_inputs(target, folded):
@@ -123,7 +124,7 @@ def _member_inputs(target, folded):
     return DenoiserApply(spec.model), spec.params, spec.schedule
 
 
-def run_batched(targets, draws: int, folded: bool, chain: dict | None = None):
+def run_batched(targets, draws: int, folded: bool, chain: SamplerConfig = SamplerConfig()):
     out = []
     for target in targets:
         apply_fn, params, schedule = _member_inputs(target, folded)
@@ -133,15 +134,15 @@ def run_batched(targets, draws: int, folded: bool, chain: dict | None = None):
         values = np.tile(target.sources, (1, len(SUBSETS) * draws, 1))  # [K, rows, C]
         member_conds = Condition.of(jnp.asarray(values),
                                     mask=jnp.ones(values.shape[:2] + (1,), jnp.float32))
-        out.append(coherent_sample(apply_fn, params, member_conds,
-                                   availability_weights(VAL_LOSSES, available), schedule,
+        weights = availability_weights(VAL_LOSSES, available)
+        out.append(coherent_sample(apply_fn, Members(params, member_conds, weights), schedule,
                                    target.key, shape=(available.shape[0], PAPER_ARCH["data_dim"]),
-                                   **(chain or {})))
+                                   config=CoherentConfig(chain)))
         out.append(_multi_call(target, draws, folded, chain))
     return out
 
 
-def run_grouped(targets, draws: int, folded: bool, chain: dict | None = None):
+def run_grouped(targets, draws: int, folded: bool, chain: SamplerConfig = SamplerConfig()):
     out = []
     for target in targets:
         apply_fn, params, schedule = _member_inputs(target, folded)
@@ -156,12 +157,11 @@ def run_grouped(targets, draws: int, folded: bool, chain: dict | None = None):
             if len(subset) == 1:
                 out.append(sample(apply_fn, unstack_members(members)[0],
                                   jax.tree.map(lambda a: a[0], conds), schedule, key, shape=shape,
-                                  **(chain or {})))
+                                  config=chain))
             else:
-                out.append(coherent_sample(
-                    apply_fn, members, conds,
-                    inverse_mse_weights(np.asarray(VAL_LOSSES)[list(subset)]), schedule, key,
-                    shape=shape, **(chain or {})))
+                weights = inverse_mse_weights(np.asarray(VAL_LOSSES)[list(subset)])
+                out.append(coherent_sample(apply_fn, Members(members, conds, weights), schedule,
+                                           key, shape=shape, config=CoherentConfig(chain)))
         out.append(_multi_call(target, draws, folded, chain))
     return out
 
@@ -193,7 +193,7 @@ def main():
         args.draws = 1
         args.steps = args.steps if few_step else 20
     full_steps = args.steps if few_step else 1000  # the full workload's chain
-    chain = dict(sampler=args.sampler, sample_steps=args.steps) if few_step else {}
+    chain = SamplerConfig(args.sampler, args.steps) if few_step else SamplerConfig()
     with_torch = not args.no_torch and not few_step  # the reference loop is DDPM only
 
     print(describe_machine())

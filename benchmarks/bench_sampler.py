@@ -32,7 +32,7 @@ import reference_torch
 from _machine import (COND_DIM, PAPER_ARCH, check_same_predictions, denoiser_flops,
                       describe_machine, fmt_table, make_specialists, peak_gflops, time_it)
 from coherent_jax.models.denoiser import Condition, DenoiserApply
-from coherent_jax.sampling import coherent_sample
+from coherent_jax.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
 
 DDIM_STEPS = 50
 VAL_LOSSES = (0.30, 0.40, 0.50, 0.35)  # specialists' validation losses -> paper weights
@@ -56,11 +56,12 @@ def run_case(num_members: int, num_samples: int, steps: int, sampler: str, args,
     weights = reference_torch.softmax_inverse_weights(VAL_LOSSES[:num_members])
     key = jax.random.key(0)
     ddim = dict(sampler="ddim", sample_steps=DDIM_STEPS) if sampler == "ddim" else {}
+    config = CoherentConfig(SamplerConfig(unroll=args.unroll, **ddim))
 
     def ours(apply_fn, params):
-        return lambda: coherent_sample(apply_fn, params, member_conds, weights.numpy(),
+        return lambda: coherent_sample(apply_fn, Members(params, member_conds, weights.numpy()),
                                        spec.schedule, key, shape=(num_samples, data_dim),
-                                       unroll=args.unroll, **ddim).samples
+                                       config=config).samples
 
     dtype = jnp.dtype(args.dtype)  # matmul dtype of both of ours (see --dtype)
     timings = {"ours": time_it(ours(DenoiserApply(spec.model.clone(dtype=dtype)), spec.params),

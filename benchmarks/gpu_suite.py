@@ -106,7 +106,8 @@ from coherent_jax.fusion import availability_weights  # noqa: E402
 from coherent_jax.models.denoiser import Condition, Denoiser, init_denoiser  # noqa: E402
 from coherent_jax.models.folded import fold_members  # noqa: E402
 from coherent_jax.population import Population, init_population, population_data  # noqa: E402
-from coherent_jax.sampling import coherent_sample  # noqa: E402
+from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig,  # noqa: E402
+                                   coherent_sample)
 from coherent_jax.schedules import linear_schedule  # noqa: E402
 from coherent_jax.train import TrainConfig, make_member_data, scan_train_steps  # noqa: E402
 
@@ -410,10 +411,10 @@ class Sampling:
             mask=jnp.ones((k, n, 1), jnp.float32))
         weights = availability_weights(val_losses(k), np.ones((n, k), bool))  # [N, K]
         key = jax.random.key(args.seed)
+        chain = SamplerConfig(sampler, args.few_steps if few else None)
         fn = lambda: coherent_sample(
-            spec.folded_apply, spec.folded_params, member_conds, weights, spec.schedule, key,
-            shape=(n, args.arch["data_dim"]), sampler=sampler,
-            sample_steps=args.few_steps if few else None)
+            spec.folded_apply, Members(spec.folded_params, member_conds, weights), spec.schedule,
+            key, shape=(n, args.arch["data_dim"]), config=CoherentConfig(chain))
         first, timing = time_call(fn, args.repeats, args.max_timed_s)
         rate = k * n * steps / timing.seconds / 1e12  # 1e12 member-row-steps per second
         plain, folded = denoiser_flops(**args.arch), denoiser_flops(**args.arch, time_folded=True)

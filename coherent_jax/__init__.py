@@ -10,7 +10,7 @@ from coherent_jax.data import Cohort
 from coherent_jax.errors import UnknownModalityError, UserError
 from coherent_jax.evaluate import EvalConfig, TrainedRun, evaluate_suite
 from coherent_jax.formats_out import write_imputation
-from coherent_jax.impute import ImputeConfig, Imputation, impute
+from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.imputer import Imputer, RangeCheck
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table
 from coherent_jax.model_set import ModelSet, ModelSetConfig, TargetModels, train_model_set
@@ -20,8 +20,9 @@ from coherent_jax.pipeline import DataConfig, load_cohort
 __all__ = [
     "AutoencoderConfig", "Cohort", "DataConfig", "EvalConfig", "Imputation", "ImputeConfig",
     "Imputer", "LatentConfig", "LatentSpace", "ModelSet", "ModelSetConfig", "RangeCheck",
-    "TargetModels", "TrainedRun", "UnknownModalityError", "UserError", "calibrate_fusion", "calibrate_thresholds", "evaluate_suite",
-    "impute", "load_cohort", "quality_table", "train_model_set", "write_imputation",
+    "SamplerCalls", "TargetModels", "TrainedRun", "UnknownModalityError", "UserError",
+    "calibrate_fusion", "calibrate_thresholds", "evaluate_suite", "impute", "load_cohort",
+    "quality_table", "train_model_set", "write_imputation",
 ]
 
 __version__ = "0.1.0"

@@ -28,7 +28,8 @@ from coherent_jax.covariates import inputs
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import coherent_sample, timesteps
+from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                   timesteps)
 from coherent_jax.schedules import Schedule
 
 SHARPNESS_GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0)
@@ -98,10 +99,10 @@ def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
                 crps.append(float("inf"))
                 continue
         else:
-            out = coherent_sample(apply_fn, params, conds, weights, schedule, key,
-                                  shape=(k * n, tm.specialist_model.data_dim),
-                                  uncond_conds=conds.dropped(), sampler=sampler,
-                                  sample_steps=sample_steps, sharpness=float(gamma)).samples
+            out = coherent_sample(apply_fn, Members(params, conds, weights, conds.dropped()),
+                                  schedule, key, shape=(k * n, tm.specialist_model.data_dim),
+                                  config=CoherentConfig(SamplerConfig(sampler, sample_steps),
+                                                        sharpness=float(gamma))).samples
         draws = np.asarray(out).reshape(k, n, -1)  # [K, n, D]
         crps.append(float(np.mean(scoring_rules.crps(real[rows], draws, fair=True))))
     best = int(np.argmin(crps))
@@ -144,12 +145,13 @@ def full_source_disagreement(cohort, models, *, sampler: str = "ddpm",
             values = [apply_condition_map(tm.condition_maps[s], f)
                       for s, f in zip(tm.sources, features)]
         conds = stack_members([Condition.of(jnp.asarray(v)) for v in values])
-        res = coherent_sample(*tm.sampling_specialists(models.schedule.diffusion_steps), conds,
-                              inverse_mse_weights(tm.val_mse), models.schedule,
-                              jax.random.fold_in(jax.random.key(seed), index),
-                              shape=(rows.size, tm.specialist_model.data_dim), sampler=sampler,
-                              sample_steps=sample_steps, uncond_conds=conds.dropped(),
-                              sharpness=tm.fusion_sharpness)
+        apply_fn, params = tm.sampling_specialists(models.schedule.diffusion_steps)
+        res = coherent_sample(apply_fn, Members(params, conds, inverse_mse_weights(tm.val_mse),
+                                                conds.dropped()),
+                              models.schedule, jax.random.fold_in(jax.random.key(seed), index),
+                              shape=(rows.size, tm.specialist_model.data_dim),
+                              config=CoherentConfig(SamplerConfig(sampler, sample_steps),
+                                                    sharpness=tm.fusion_sharpness))
         found[target] = np.asarray(res.disagreement)
     return found
 

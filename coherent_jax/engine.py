@@ -10,15 +10,16 @@ from coherent_jax.fusion import (availability_weights, disagreement, fuse_mean, 
                                  fuse_sharpened, inverse_mse_weights)
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
 from coherent_jax.population import Population, init_population, make_population, search, select
-from coherent_jax.sampling import CoherentSamples, coherent_sample, sample, select_candidates
+from coherent_jax.sampling import (CoherentConfig, CoherentSamples, Members, SamplerConfig,
+                                   coherent_sample, sample, select_candidates)
 from coherent_jax.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule
 from coherent_jax.train import (FitResult, MemberData, TrainConfig, TrainState, create_train_state,
                                 evaluate_members, fit, make_member_data, scan_train_steps,
                                 train_step)
 
 __all__ = [
-    "CoherentSamples", "Condition", "Denoiser", "DenoiserApply", "FitResult", "MemberData",
-    "Population", "Schedule", "TrainConfig", "TrainState", "availability_weights",
+    "CoherentConfig", "CoherentSamples", "Condition", "Denoiser", "DenoiserApply", "FitResult",
+    "MemberData", "Members", "Population", "SamplerConfig", "Schedule", "TrainConfig", "TrainState", "availability_weights",
     "coherent_sample", "cosine_schedule", "create_train_state", "disagreement", "evaluate_members",
     "fit", "fuse_mean", "fuse_product", "fuse_sharpened", "init_denoiser", "init_population",
     "inverse_mse_weights", "linear_schedule", "make_member_data", "make_population",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,8 @@ from coherent_jax.calibrate import PAPER_THRESHOLD, threshold_key
 from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import coherent_sample, sample, timesteps
+from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                   sample, timesteps)
 
 
 @dataclasses.dataclass
@@ -44,6 +45,46 @@ class Filled:
     accepted: np.ndarray
     bad_fraction: np.ndarray
     diagnostics: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerCalls:
+    """How `impute` makes its sampler calls, one per target, beyond `ImputeConfig`'s settings.
+
+    Attributes:
+        order: the order targets are filled in (None: the model set's; 'gaussian' fills every
+            missing modality at once, in no order).
+        threshold: disagreement threshold; None uses the threshold calibrated for the sampler
+            and step count when the model set has one, else the paper's 1.0.
+        bucket: smallest padded batch; row counts are padded to a few sizes per doubling
+            (`bucket_size`), so few shapes compile.
+        mesh: optional ('data',) mesh (`parallel.make_mesh`): each sampler call splits its rows
+            (draws x patients x candidates) over the devices; same seed, same draws as on one
+            device (up to float reduction order).
+    """
+
+    order: Sequence[str] | None = None
+    threshold: float | None = None
+    bucket: int = 256
+    mesh: Any = None
+
+    def __post_init__(self):
+        if self.bucket < 1:
+            raise ValueError(f"bucket must be >= 1 rows, got {self.bucket}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """The draw-major work arrays a target is drawn from.
+
+    Attributes:
+        values: modality -> [K*N, D] values so far (observed rows, then earlier draws).
+        known: modality -> [K*N] bool, rows a target may condition on: observed or, in a
+            cascade, already drawn.
+    """
+
+    values: dict
+    known: dict
 
 
 BUCKET_STEPS = (4, 5, 6, 7)
@@ -93,11 +134,10 @@ class Conditions:
             if models.covariate is not None:
                 self.codes = models.covariate.codes(feature_cohort.labels.reindex(ids))  # [N]
 
-    def values(self, tm, source: str, rows: np.ndarray, work: dict,
-               known: np.ndarray) -> np.ndarray:
+    def values(self, tm, source: str, rows: np.ndarray, work: Work) -> np.ndarray:
         """[R, D_c] condition values of `source` for work rows `rows` (zeros where unknown)."""
         if tm.condition_maps is None:
-            return work[source][rows]
+            return work.values[source][rows]
         cmap = tm.condition_maps[source]
         width = np.asarray(cmap["bias"]).shape[0]
         out = np.zeros((rows.size, width), np.float32)
@@ -105,13 +145,13 @@ class Conditions:
         given = self.present[source][patient]
         if given.any():
             out[given] = self._projection(tm.target, source, cmap, width)[patient[given]]
-        generated = known[rows] & ~given
+        generated = work.known[source][rows] & ~given
         if generated.any():
             if self.space is None:
                 raise ValueError(f"{source!r} was imputed earlier in the cascade and these "
                                  "models condition on its features: pass latent_space to "
                                  "impute (or cascade=False).")
-            decoded = self.space.decode(source, work[source][rows[generated]]).to_numpy()
+            decoded = self.space.decode(source, work.values[source][rows[generated]]).to_numpy()
             out[generated] = apply_condition_map(cmap, self._inputs(decoded, patient[generated]))
         return out
 
@@ -134,30 +174,26 @@ class Conditions:
         return self.covariate.expand(features, self.codes[patients])
 
 
-def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, work: dict,
-                known: dict, config, key: jax.Array, *, threshold: float | None, bucket: int,
-                mesh: Any = None) -> Filled:
-    """Draws `target` for work rows `rows` from what is `known` of its sources.
+def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, work: Work,
+                config, key: jax.Array, calls: SamplerCalls) -> Filled:
+    """Draws `target` for work rows `rows` from what is known of its sources.
 
     Args:
         models: the ModelSet; target: the generated modality.
         rows: [R] work rows that lack the target.
-        conditions: the sources' condition values; work: modality -> [K*N, D] values so far;
-            known: modality -> [K*N] bool, rows whose value is observed or already drawn.
+        conditions: the sources' condition values; work: the values so far and the rows known.
         config: the `ImputeConfig` (method, sampler, candidates, ...).
         key: this target's PRNG key.
-        threshold: disagreement threshold (None: the calibrated one for this sampler, else
-            the paper's 1.0); bucket: smallest padded batch; mesh: optional ('data',) mesh.
+        calls: the threshold, bucket and mesh of the sampler call (`SamplerCalls`).
     """
     tm, method = models.targets[target], config.method
-    diffusion_steps = models.schedule.diffusion_steps
-    avail = np.stack([known[s][rows] for s in tm.sources], axis=1)  # [R, S]
+    avail = np.stack([work.known[s][rows] for s in tm.sources], axis=1)  # [R, S]
     if method != "multi" and not avail.any(axis=1).all():
         raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source of "
                          f"{target!r} available; with cascade=False every patient needs one of "
                          f"{list(tm.sources)} observed.")
     start = time.perf_counter()
-    raw = [conditions.values(tm, s, rows, work, known[s]) for s in tm.sources]  # S x [R, D_c]
+    raw = [conditions.values(tm, s, rows, work) for s in tm.sources]  # S x [R, D_c]
     direct = _without_chain(tm, method, raw, avail, key)
     if direct is not None:
         return Filled(direct, np.ones(rows.size, bool), np.zeros(rows.size), {
@@ -165,33 +201,22 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
             "acceptance": 1.0, "mean_bad_fraction": 0.0, "threshold": None,
             "seconds": time.perf_counter() - start,
             "signature": f"{method}/anchors, no chain/rows={rows.size}"})
-    size = bucket_size(rows.size, bucket)
+    size = bucket_size(rows.size, calls.bucket)
     values = [jnp.asarray(pad_rows(v, size)) for v in raw]
     avail_p = pad_rows(avail, size)
-    arch = tm.multi_model if method == "multi" else tm.specialist_model
-    common = dict(shape=(size, arch.data_dim), sampler=config.sampler,
-                  sample_steps=config.sample_steps, corrector_steps=config.corrector_steps,
-                  mesh=mesh)
-    steps = len(timesteps(diffusion_steps, config.sampler, config.sample_steps))
+    chain = SamplerConfig(config.sampler, config.sample_steps,
+                          corrector_steps=config.corrector_steps)
+    steps = len(timesteps(models.schedule.diffusion_steps, config.sampler, config.sample_steps))
     if method == "multi":
-        out = sample(*tm.sampling_multi(diffusion_steps), Condition.of(*values, mask=avail_p),
-                     models.schedule, key, **common)
-        samples, accepted, bad = out, np.ones(rows.size, bool), np.zeros(rows.size)
-        used = None
+        samples = _draw_multi(models, tm, values, avail_p, key, chain, calls.mesh)
+        accepted, bad, used = np.ones(rows.size, bool), np.zeros(rows.size), None
     else:
-        used = threshold if threshold is not None else tm.thresholds.get(
+        used = calls.threshold if calls.threshold is not None else tm.thresholds.get(
             threshold_key(config.sampler, steps), PAPER_THRESHOLD)
-        conds = stack_members([Condition.of(v, mask=avail_p[:, [j]])
-                               for j, v in enumerate(values)])
-        res = coherent_sample(*tm.sampling_specialists(diffusion_steps), conds,
-                              _member_weights(tm, method, avail_p), models.schedule, key,
-                              fusion="product" if method == "product" else "mean",
-                              uncond_conds=conds.dropped(), num_candidates=config.num_candidates,
-                              sharpness=tm.fusion_sharpness if method == "coherent" else 0.0,
-                              threshold=used, max_bad_fraction=config.max_bad_fraction, **common)
-        samples = res.samples
-        accepted = np.asarray(res.accepted)[: rows.size]
-        bad = np.asarray(res.bad_fraction)[: rows.size]
+        samples, accepted, bad = _draw_fused(models, tm, values, avail_p,
+                                             _member_weights(tm, method, avail_p), key,
+                                             _fused_config(tm, config, chain, used), calls.mesh)
+        accepted, bad = np.asarray(accepted)[: rows.size], np.asarray(bad)[: rows.size]
     samples = np.asarray(samples)[: rows.size]
     if not np.all(np.isfinite(samples)):
         raise FloatingPointError(f"generation of {target!r} produced NaN/inf; check the models "
@@ -202,6 +227,37 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
         "threshold": None if used is None else float(used),
         "seconds": time.perf_counter() - start,
         "signature": f"{method}/{config.sampler}:{steps}/rows={size}"})
+
+
+def _draw_multi(models, tm, values: list, avail: np.ndarray, key: jax.Array,
+                chain: SamplerConfig, mesh) -> jax.Array:
+    """[size, D] draws of the multi-condition model for the padded rows, source j masked
+    by `avail` [size, S]."""
+    apply_fn, params = tm.sampling_multi(models.schedule.diffusion_steps)
+    return sample(apply_fn, params, Condition.of(*values, mask=avail), models.schedule, key,
+                  shape=(avail.shape[0], tm.multi_model.data_dim), config=chain, mesh=mesh)
+
+
+def _fused_config(tm, config, chain: SamplerConfig, threshold: float) -> CoherentConfig:
+    """The fusion and rejection of `config.method` ('coherent': the calibrated sharpness;
+    'single': one weighted member, fused as a mean) for the specialists of `tm`."""
+    return CoherentConfig(chain, fusion="product" if config.method == "product" else "mean",
+                          sharpness=tm.fusion_sharpness if config.method == "coherent" else 0.0,
+                          num_candidates=config.num_candidates, threshold=threshold,
+                          max_bad_fraction=config.max_bad_fraction)
+
+
+def _draw_fused(models, tm, values: list, avail: np.ndarray, weights: np.ndarray,
+                key: jax.Array, config: CoherentConfig, mesh) -> tuple:
+    """The specialists' fused draws for the padded rows, source j masked by `avail` [size, S]
+    and weighted by `weights` [size, S]: (samples [size, D], accepted, bad fraction [size])."""
+    apply_fn, params = tm.sampling_specialists(models.schedule.diffusion_steps)
+    conds = stack_members([Condition.of(v, mask=avail[:, [j]]) for j, v in enumerate(values)])
+    res = coherent_sample(apply_fn, Members(params, conds, weights, conds.dropped()),
+                          models.schedule, key,
+                          shape=(avail.shape[0], tm.specialist_model.data_dim), config=config,
+                          mesh=mesh)
+    return res.samples, res.accepted, res.bad_fraction
 
 
 def _without_chain(tm, method: str, values: list, avail: np.ndarray,

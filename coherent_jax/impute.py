@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from typing import Any, Sequence
 
 import jax
@@ -27,10 +28,10 @@ import pandas as pd
 
 from coherent_jax import progress
 from coherent_jax.errors import UnknownModalityError, UserError
-from coherent_jax.fill import Conditions, Filled, fill_target
+from coherent_jax.fill import Conditions, Filled, SamplerCalls, Work, fill_target
 from coherent_jax.model_set import ModelSet
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import SAMPLERS, sample
+from coherent_jax.sampling import SAMPLERS, SamplerConfig, sample
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +164,8 @@ def summarize(draws: pd.DataFrame, interval: float = 0.9) -> dict:
 
 
 def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed: int = 0,
-           order: Sequence[str] | None = None, threshold: float | None = None,
-           bucket: int = 256, latent_space: Any = None, feature_cohort: Any = None,
-           mesh: Any = None, **overrides) -> Imputation:
+           latent_space: Any = None, feature_cohort: Any = None,
+           calls: SamplerCalls | None = None, **overrides) -> Imputation:
     """Fills every missing modality of every patient of a latent cohort, K times.
 
     Args:
@@ -174,26 +174,20 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
         config: how to draw (`ImputeConfig`; default its defaults); `overrides` replace fields
             of it, e.g. `impute(cohort, models, num_samples=50)`.
         seed: one seed for everything; same seed, same draws.
-        order: the order targets are filled in (default: the model set's order; 'gaussian'
-            fills every missing modality at once, in no order).
-        threshold: disagreement threshold; None uses the threshold calibrated for this
-            sampler and step count when the model set has one, else the paper's 1.0.
-        bucket: smallest padded batch; row counts are padded to bucket * 2^k.
         latent_space: optional LatentSpace with `decode(modality, DataFrame)`; decodes draws.
         feature_cohort: optional feature-space Cohort supplying decoded observed rows; both
             are required by models that condition on features (`condition_maps`).
-        mesh: optional ('data',) mesh (`parallel.make_mesh`): each sampler call splits its rows
-            (draws x patients x candidates) over the devices; same seed, same draws as on one
-            device (up to float reduction order).
+        calls: the targets' order, the disagreement threshold, the smallest padded batch and
+            the device mesh of the sampler calls (`SamplerCalls`; default its defaults). Its
+            fields given as keywords (`order=`, `threshold=`, `bucket=`, `mesh=`) still work,
+            with a DeprecationWarning.
 
     Raises:
         ValueError: unknown method/target/setting, width mismatch, or patients with no
             modality.
     """
-    config = _with_overrides(config, overrides)
-    if bucket < 1:
-        raise ValueError(f"bucket must be >= 1 rows, got {bucket}.")
-    order = tuple(order or models.targets)
+    config, calls = _with_overrides(config, calls, overrides)
+    order = tuple(calls.order or models.targets)
     _check(cohort, models, config.method, order)
     draws = _Draws.start(cohort, config)
     if models.covariate is not None:  # refuse patients without a known level before drawing
@@ -206,6 +200,7 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
         _closed_form_draws(draws, cohort, models, feature_cohort, seed)
         return draws.result(cohort, seed, latent_space, feature_cohort)
     conditions = Conditions(models, draws.present, draws.ids, latent_space, feature_cohort)
+    work = Work(draws.work, draws.known(config.cascade))
     key = jax.random.key(seed)
     with progress.bar(f"imputing ({config.method})", total=len(order)) as targets:
         for target in order:
@@ -213,21 +208,29 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
             rows = np.flatnonzero(~draws.have[target])
             if rows.size:
                 draws.record(target, rows, fill_target(
-                    models, target, rows, conditions, draws.work, draws.known(config.cascade),
-                    config, jax.random.fold_in(key, cohort.modalities.index(target)),
-                    threshold=threshold, bucket=bucket, mesh=mesh))
+                    models, target, rows, conditions, work, config,
+                    jax.random.fold_in(key, cohort.modalities.index(target)), calls))
                 logger.debug("imputed %s: %s", target, draws.diagnostics[-1])
             targets.advance()
     return draws.result(cohort, seed, latent_space, feature_cohort)
 
 
-def _with_overrides(config: ImputeConfig | None, overrides: dict) -> ImputeConfig:
-    """`config` (default: ImputeConfig()) with the fields named in `overrides` replaced."""
+def _with_overrides(config: ImputeConfig | None, calls: SamplerCalls | None,
+                    overrides: dict) -> tuple[ImputeConfig, SamplerCalls]:
+    """`config` (default: ImputeConfig()) with the fields named in `overrides` replaced, and
+    `calls` (default: SamplerCalls()) with those given the old way, as keywords, replaced."""
     names = [f.name for f in dataclasses.fields(ImputeConfig)]
+    old = {k: overrides.pop(k) for k in [f.name for f in dataclasses.fields(SamplerCalls)]
+           if k in overrides}
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise ValueError(f"impute() got unknown setting(s) {unknown}; ImputeConfig has {names}.")
-    return dataclasses.replace(config or ImputeConfig(), **overrides)
+    if old:
+        warnings.warn(f"impute({', '.join(f'{k}=...' for k in old)}) is deprecated; pass "
+                      f"calls=SamplerCalls({', '.join(f'{k}=...' for k in old)}).",
+                      DeprecationWarning, stacklevel=3)
+    return (dataclasses.replace(config or ImputeConfig(), **overrides),
+            dataclasses.replace(calls or SamplerCalls(), **old))
 
 
 def supports(models: ModelSet, method: str) -> bool:
@@ -452,6 +455,6 @@ def unconditional_draws(models: ModelSet, latent_widths: dict, num: int, config:
         out[target] = np.asarray(sample(
             *tm.sampling_multi(models.schedule.diffusion_steps), cond, models.schedule,
             jax.random.fold_in(jax.random.key(seed), 1000 + index),
-            shape=(num, tm.multi_model.data_dim), sampler=config.sampler,
-            sample_steps=config.sample_steps))
+            shape=(num, tm.multi_model.data_dim),
+            config=SamplerConfig(config.sampler, config.sample_steps)))
     return out

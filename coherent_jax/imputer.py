@@ -30,7 +30,7 @@ from coherent_jax import workdir as layout
 from coherent_jax.data import Cohort, DataError, Preprocessor
 from coherent_jax.data.inputs import load_path, read_originals
 from coherent_jax.errors import UnknownModalityError
-from coherent_jax.impute import ImputeConfig, Imputation, impute
+from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet
 
@@ -173,7 +173,7 @@ class Imputer:
         check_ranges(zscores, range_check)
         result = impute(self.space.encode(zscores), self.models, settings,
                         seed=self.seed if seed is None else seed, latent_space=self.space,
-                        feature_cohort=zscores, bucket=bucket, mesh=mesh)
+                        feature_cohort=zscores, calls=SamplerCalls(bucket=bucket, mesh=mesh))
         if units == "input":
             given = {m: (originals or {}).get(m, full.tables[m]) for m in full.modalities}
             result = dataclasses.replace(result, features={

@@ -36,7 +36,7 @@ from coherent_jax.errors import UserError
 from coherent_jax.evaluate.results import EvalResults
 from coherent_jax.evaluate.suite import EvalConfig, TrainedRun, evaluate_suite
 from coherent_jax.formats_out import write_imputation
-from coherent_jax.impute import ImputeConfig, Imputation, impute
+from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.latent import (LatentConfig, LatentSpace, cross_fitted_latents, quality_table,
                                  save_quality_table)
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
@@ -205,31 +205,47 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
     return models
 
 
+@dataclasses.dataclass(frozen=True)
+class ImputeStage:
+    """The imputation stage's settings: the config's impute section and the devices.
+
+    Attributes:
+        config: how to draw (`ImputeConfig`).
+        split: the split whose patients are filled.
+        calibrate_quantile: > 0 first recalibrates the rejection thresholds on the
+            validation split at this quantile of the disagreement.
+        calls: the sampler calls' smallest batch and device mesh (`impute.SamplerCalls`).
+    """
+
+    config: ImputeConfig = ImputeConfig()
+    split: str = "test"
+    calibrate_quantile: float = 0.0
+    calls: SamplerCalls = SamplerCalls()
+
+
 def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
-                 models: ModelSet, config: ImputeConfig, seed: int, *, split: str = "test",
-                 calibrate_quantile: float = 0.0, protected=(), bucket: int = 256,
-                 mesh=None) -> Imputation:
+                 models: ModelSet, stage: ImputeStage, seed: int, *,
+                 protected=()) -> Imputation:
     """Imputes the missing modalities of one split and writes the tables to `out` (outside
     the work directory: `imputation_folder`), replacing an earlier imputation of ours there.
 
     Args:
         out: the output folder.
-        split: the split whose patients are filled.
+        stage: what to impute and how (`ImputeStage`).
         protected: folders the output must not overlap (the work directory, the data).
-        calibrate_quantile: > 0 first recalibrates the rejection thresholds on the
-            validation split at this quantile of the disagreement.
-        bucket, mesh: the sampler calls' smallest batch and device mesh (`impute.impute`).
     """
-    if calibrate_quantile > 0:
+    config, split = stage.config, stage.split
+    if stage.calibrate_quantile > 0:
         found = calibrate_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
-                                     sample_steps=config.sample_steps, quantile=calibrate_quantile,
-                                     seed=seed, feature_cohort=feature_cohort.split("val"))
+                                     sample_steps=config.sample_steps,
+                                     quantile=stage.calibrate_quantile, seed=seed,
+                                     feature_cohort=feature_cohort.split("val"))
         logger.info("calibrated rejection thresholds: %s", found)
     result = impute(latent_cohort.split(split), models, config, seed=seed, latent_space=space,
-                    feature_cohort=feature_cohort.split(split), bucket=bucket, mesh=mesh)
+                    feature_cohort=feature_cohort.split(split), calls=stage.calls)
     write_imputation(result, out,
                      {"config": {**dataclasses.asdict(config), "split": split,
-                                 "calibrate_quantile": calibrate_quantile}, "seed": seed},
+                                 "calibrate_quantile": stage.calibrate_quantile}, "seed": seed},
                      overwrite=True, protected=protected)
     return result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from typing import Any, Sequence
 
 import jax
@@ -97,12 +98,20 @@ def select(result: FitResult, population: Population, criterion: str) -> Selecti
 
 def search(models: Sequence[Denoiser], schedule: Schedule, population: Population,
            train_data: MemberData, val_data: MemberData, key: jax.Array, *,
-           cond_dims: Sequence[int], config: TrainConfig, **fit_kwargs) -> list[tuple]:
+           config: TrainConfig, **fit_kwargs) -> list[tuple]:
     """The outer loop over architectures: fits one population per model.
+
+    The models condition on inputs of the widths of `train_data`'s conditions; `fit_kwargs`
+    go to `train.fit` (train_steps, eval_every, ...). An old call's `cond_dims=` is ignored
+    with a DeprecationWarning.
 
     Returns [(model, FitResult)] in the order of `models`; every trial's curve is in the
     result's history (per-member lists indexed by trial).
     """
+    if fit_kwargs.pop("cond_dims", None) is not None:
+        warnings.warn("search(cond_dims=...) is deprecated: the widths are read from "
+                      "train_data's conditions; leave it out.", DeprecationWarning, stacklevel=2)
+    cond_dims = [int(v.shape[-1]) for v in train_data.cond.values]
     train_p, val_p = population_data(train_data, population), population_data(val_data, population)
     results = []
     for i, model in enumerate(models):

@@ -64,6 +64,83 @@ class CoherentSamples:
         return float(jnp.mean(self.accepted))
 
 
+@flax.struct.dataclass
+class SamplerConfig:
+    """How a reverse chain runs: the one source of the samplers' defaults.
+
+    Its integer and name fields shape the compiled chain (they ride in the pytree's structure:
+    a new value compiles a new sampler); `eta` and `corrector_snr` are traced, so changing
+    them reuses the compiled one.
+
+    Attributes:
+        sampler: 'ddpm' (all T ancestral steps), 'ddim', 'dpmpp_2m' (DPM-Solver++(2M)),
+            'dpmpp_2m_sde' or 'dpmpp_3m_sde' (its SDE forms); see the module docstring.
+        sample_steps: the step count of the few-step samplers (None: all T steps; DDPM: None).
+        eta: stochasticity of 'ddim' and 'dpmpp_2m' (0: deterministic; the SDE forms are
+            eta = 1).
+        corrector_steps: Langevin corrector steps after each reverse step (0 = none).
+        corrector_snr: signal-to-noise ratio setting the corrector step size.
+        unroll: lax.scan unroll factor.
+    """
+
+    sampler: str = flax.struct.field(pytree_node=False, default="ddpm")
+    sample_steps: int | None = flax.struct.field(pytree_node=False, default=None)
+    eta: float = 0.0
+    corrector_steps: int = flax.struct.field(pytree_node=False, default=0)
+    corrector_snr: float = 0.16
+    unroll: int = flax.struct.field(pytree_node=False, default=1)
+
+
+@flax.struct.dataclass
+class CoherentConfig:
+    """How `coherent_sample` fuses its members and rejects candidates, beside its chain.
+
+    As in `SamplerConfig`, `fusion` and `num_candidates` shape the compiled sampler; the
+    float settings are traced (a sweep over `sharpness` compiles once).
+
+    Attributes:
+        chain: the reverse chain (`SamplerConfig`).
+        fusion: 'mean' (the paper: weighted mean) or 'product' (eps_u + sum_i (eps_i - eps_u)).
+        sharpness: 'mean' only: gamma of `fusion.fuse_sharpened` (0: the paper's weighted
+            mean; up to 1: a weighted product of experts); calibrated per target by
+            `calibrate.calibrate_fusion`.
+        num_candidates: R, candidates drawn per patient.
+        threshold: disagreement above which a step counts as bad (the paper: 1.0).
+        max_bad_fraction: a candidate fails with more bad steps than this share (paper: 0.1).
+    """
+
+    chain: SamplerConfig = SamplerConfig()
+    fusion: str = flax.struct.field(pytree_node=False, default="mean")
+    sharpness: float = 0.0
+    num_candidates: int = flax.struct.field(pytree_node=False, default=1)
+    threshold: float = 1.0
+    max_bad_fraction: float = 0.1
+
+
+@flax.struct.dataclass
+class Members:
+    """The K members of a coherent draw and what each of the N rows gives them.
+
+    Attributes:
+        params: the members' variables stacked on a leading axis [K, ...].
+        conds: each member's conditioning pytree for the N rows, leaves [K, N, ...].
+        weights: member weights [K] or per row [N, K] (zero = source unavailable).
+        uncond_conds: for 'product' and a sharpened 'mean', conditioning that makes each
+            member unconditional, leaves [K, N, ...] (e.g. `conds.dropped()` for models
+            trained with condition dropout); None otherwise.
+    """
+
+    params: Any
+    conds: Any
+    weights: Any
+    uncond_conds: Any = None
+
+
+def _traced(config):
+    """`config` with its float settings as float32 arrays, the jitted samplers' inputs."""
+    return jax.tree.map(jnp.float32, config)
+
+
 def timesteps(diffusion_steps: int, sampler: str, sample_steps: int | None) -> np.ndarray:
     """The descending timesteps visited by a sampler [S].
 
@@ -126,8 +203,8 @@ def _vp(schedule: Schedule, t: jax.Array):
     return alpha, sigma, jnp.log(alpha) - jnp.log(sigma)
 
 
-def dpmpp_step(schedule: Schedule, x_t: jax.Array, eps: jax.Array, t: jax.Array,
-               t_prev: jax.Array, history: tuple, noise: jax.Array, eta: jax.Array,
+def dpmpp_step(schedule: Schedule, state: tuple, eps: jax.Array, t: jax.Array,
+               t_prev: jax.Array, noise: jax.Array, eta: jax.Array,
                order: int) -> tuple[jax.Array, tuple]:
     """One multistep DPM-Solver++ step from t to t_prev (Lu et al. 2022, data prediction).
 
@@ -146,16 +223,17 @@ def dpmpp_step(schedule: Schedule, x_t: jax.Array, eps: jax.Array, t: jax.Array,
     (t_prev = -1), returns x0. eta = 0 solves the probability flow ODE, eta = 1 the reverse SDE.
 
     Args:
-        x_t, eps, noise: [N, D]; t, t_prev, eta: scalars; order: 2 or 3 (static).
-        history: (x0_1 [N, D], x0_2 [N, D], h_1, h_2), h = 0 where not yet known.
+        state: the solver's state at t, (x_t [N, D], history); history: (x0_1 [N, D],
+            x0_2 [N, D], h_1, h_2), h = 0 where not yet known.
+        eps, noise: [N, D]; t, t_prev, eta: scalars; order: 2 or 3 (static).
 
     Returns:
-        (x_prev [N, D], the history for the next step).
+        The state at t_prev: (x_prev [N, D], the history for the next step).
     """
+    x_t, (x0_1, x0_2, h_1, h_2) = state
     alpha, sigma, lam = _vp(schedule, t)
     alpha_prev, sigma_prev, lam_prev = _vp(schedule, t_prev)
     x0 = (x_t - sigma * eps) / alpha
-    x0_1, x0_2, h_1, h_2 = history
     final = t_prev < 0
     h = jnp.where(final, 1.0, lam_prev - lam)  # a finite placeholder on the step to the data
     g = (1.0 + eta) * h
@@ -187,15 +265,16 @@ def _row_noise(key: jax.Array, shape: tuple[int, int], mesh) -> jax.Array:
 
 
 def langevin_correct(eps_fn, schedule: Schedule, x: jax.Array, t: jax.Array, key: jax.Array,
-                     steps: int, snr: float, num_rows: int | None = None,
+                     config: SamplerConfig, num_rows: int | None = None,
                      mesh=None) -> jax.Array:
-    """`steps` Langevin corrector steps at timestep t (Song et al. 2021, predictor-corrector).
+    """`config.corrector_steps` Langevin corrector steps at timestep t (Song et al. 2021,
+    predictor-corrector).
 
     score = -eps_hat / sqrt(1 - ab_t); x <- x + d * score + sqrt(2 d) z with the step
-    d = 2 (snr * |z| / |score|)^2, norms averaged over the batch as in Song et al. (per-sample
-    norms blow up for samples near a mode). Helps sampling a product of experts exactly
-    (Du et al. 2023). `num_rows`: the leading rows of x that are samples (the rest is padding
-    for `mesh`, left out of the averages; None: all).
+    d = 2 (snr * |z| / |score|)^2 (snr = `config.corrector_snr`), norms averaged over the
+    batch as in Song et al. (per-sample norms blow up for samples near a mode). Helps sampling
+    a product of experts exactly (Du et al. 2023). `num_rows`: the leading rows of x that are
+    samples (the rest is padding for `mesh`, left out of the averages; None: all).
     """
     num_rows = x.shape[0] if num_rows is None else num_rows
     t_vec = jnp.full((x.shape[0],), t, jnp.int32)
@@ -207,21 +286,21 @@ def langevin_correct(eps_fn, schedule: Schedule, x: jax.Array, t: jax.Array, key
         z = _row_noise(k, (num_rows, x.shape[1]), mesh)
         ratio = jnp.mean(jnp.linalg.norm(z[:num_rows], axis=1)) / jnp.maximum(
             jnp.mean(jnp.linalg.norm(score[:num_rows], axis=1)), 1e-12)
-        d = 2.0 * (snr * ratio) ** 2
+        d = 2.0 * (config.corrector_snr * ratio) ** 2
         return x + d * score + jnp.sqrt(2.0 * d) * z, None
 
-    x, _ = jax.lax.scan(one, x, jax.random.split(key, steps))
+    x, _ = jax.lax.scan(one, x, jax.random.split(key, config.corrector_steps))
     return x
 
 
-def _reverse(eps_fn, shape, schedule, key, sampler, sample_steps, eta, unroll, corrector_steps=0,
-             corrector_snr=0.16, mesh=None):
+def _reverse(eps_fn, shape, schedule, key, config: SamplerConfig, mesh):
     """Runs the reverse chain from x_T ~ N(0, I); eps_fn(x, t_vec) -> (eps, aux). Traced code.
 
     shape = (rows, D). With a `mesh` the chain runs on the rows padded to a multiple of its
     device count and split over it: x [padded rows, D] and eps_fn's inputs likewise (the
     caller drops the padding)."""
-    ts = timesteps(schedule.diffusion_steps, sampler, sample_steps)
+    sampler = config.sampler
+    ts = timesteps(schedule.diffusion_steps, sampler, config.sample_steps)
     t_prev = np.append(ts[1:], -1)
     init_key, step_key = jax.random.split(key)
     x_T = _row_noise(init_key, shape, mesh)
@@ -231,28 +310,28 @@ def _reverse(eps_fn, shape, schedule, key, sampler, sample_steps, eta, unroll, c
         x, history = carry  # x [rows, D]; DPM-Solver++'s history (`dpmpp_step`), else None
         t, tp, k = inputs
         eps, aux = eps_fn(x, jnp.full((x.shape[0],), t, jnp.int32))
-        noise_key, corrector_key = jax.random.split(k) if corrector_steps else (k, None)
+        noise_key, corrector_key = jax.random.split(k) if config.corrector_steps else (k, None)
         noise = _row_noise(noise_key, shape, mesh)
         if sampler == "ddpm":
             x = ddpm_step(schedule, x, eps, t, noise)
         elif sampler == "ddim":
-            x = ddim_step(schedule, x, eps, t, tp, noise, eta)
+            x = ddim_step(schedule, x, eps, t, tp, noise, config.eta)
         else:
             order, solver_eta = DPM_SOLVERS[sampler]
-            x, history = dpmpp_step(schedule, x, eps, t, tp, history, noise,
-                                    eta if solver_eta is None else solver_eta, order)
+            x, history = dpmpp_step(schedule, (x, history), eps, t, tp, noise,
+                                    config.eta if solver_eta is None else solver_eta, order)
             history = (parallel.constrain_rows(history[0], mesh),
                        parallel.constrain_rows(history[1], mesh), *history[2:])
-        if corrector_steps:
+        if config.corrector_steps:
             corrected = langevin_correct(eps_fn, schedule, x, jnp.maximum(tp, 0), corrector_key,
-                                         corrector_steps, corrector_snr, shape[0], mesh)
+                                         config, shape[0], mesh)
             x = jnp.where(tp >= 0, corrected, x)
         return (parallel.constrain_rows(x, mesh), history), aux
 
     xs = (jnp.asarray(ts, jnp.int32), jnp.asarray(t_prev, jnp.int32), step_keys)
     history = ((jnp.zeros_like(x_T), jnp.zeros_like(x_T), jnp.float32(0.0), jnp.float32(0.0))
                if sampler in DPM_SOLVERS else None)
-    (x0, _), aux = jax.lax.scan(body, (x_T, history), xs, unroll=unroll)
+    (x0, _), aux = jax.lax.scan(body, (x_T, history), xs, unroll=config.unroll)
     return x0, aux
 
 
@@ -275,18 +354,17 @@ def select_candidates(disagreement: jax.Array, threshold, max_bad_fraction):
     return chosen, accepted, bad_fraction
 
 
-def _check_common(shape, sampler, sample_steps, schedule, corrector_steps):
+def _check_common(shape, config: SamplerConfig, schedule):
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape must be (num_samples, data_dim) with both >= 1, got {shape}.")
-    if int(corrector_steps) < 0:
-        raise ValueError(f"corrector_steps must be >= 0, got {corrector_steps}.")
-    timesteps(schedule.diffusion_steps, sampler, sample_steps)
+    if int(config.corrector_steps) < 0:
+        raise ValueError(f"corrector_steps must be >= 0, got {config.corrector_steps}.")
+    timesteps(schedule.diffusion_steps, config.sampler, config.sample_steps)
 
 
 def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: jax.Array, *,
-           shape: tuple[int, int], sampler: str = "ddpm", sample_steps: int | None = None,
-           eta: float = 0.0, unroll: int = 1, corrector_steps: int = 0,
-           corrector_snr: float = 0.16, mesh: Any = None) -> jax.Array:
+           shape: tuple[int, int], config: SamplerConfig = SamplerConfig(),
+           mesh: Any = None) -> jax.Array:
     """Draws samples [N, D] from one denoiser (a specialist, or the multi-condition model with
     masks in `cond`).
 
@@ -297,14 +375,7 @@ def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: j
         schedule: the training noise schedule.
         key: a typed PRNG key; same key, same samples.
         shape: (N, D).
-        sampler: 'ddpm' (all T ancestral steps), 'ddim', 'dpmpp_2m' (DPM-Solver++(2M)),
-            'dpmpp_2m_sde' or 'dpmpp_3m_sde' (its SDE forms); see the module docstring.
-        sample_steps: the step count of the few-step samplers (DDPM: None).
-        eta: stochasticity of 'ddim' and 'dpmpp_2m' (0: deterministic; the SDE forms are
-            eta = 1).
-        unroll: lax.scan unroll factor.
-        corrector_steps: Langevin corrector steps after each reverse step (0 = none).
-        corrector_snr: signal-to-noise ratio setting the corrector step size.
+        config: the sampler, its step count, eta and corrector (`SamplerConfig`).
         mesh: optional ('data',) mesh: the N rows are split over its devices (every leaf of
             `cond` must then have N rows); the same key gives the same samples as without.
             Inputs already on the mesh keep their sharding (multi-host: rows from
@@ -312,22 +383,17 @@ def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: j
             over the devices when N is a multiple of their count.
     """
     shape = tuple(int(s) for s in shape)
-    _check_common(shape, sampler, sample_steps, schedule, corrector_steps)
-    args = parallel.on_mesh((params, cond, schedule, key, jnp.float32(eta),
-                             jnp.float32(corrector_snr)), mesh)
-    return _sample_jit(apply_fn, *args, shape=shape, sampler=sampler, sample_steps=sample_steps,
-                       unroll=unroll, corrector_steps=int(corrector_steps), mesh=mesh)
+    _check_common(shape, config, schedule)
+    args = parallel.on_mesh((params, cond, schedule, key, _traced(config)), mesh)
+    return _sample_jit(apply_fn, *args, shape=shape, mesh=mesh)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "sampler", "sample_steps", "unroll",
-                                             "corrector_steps", "mesh"))
-def _sample_jit(apply_fn, params, cond, schedule, key, eta, corrector_snr, *, shape, sampler,
-                sample_steps, unroll, corrector_steps, mesh):
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "mesh"))
+def _sample_jit(apply_fn, params, cond, schedule, key, config, *, shape, mesh):
     size = parallel.padded_rows(shape[0], mesh)
     cond = parallel.constrain_rows(jax.tree.map(lambda a: parallel.pad_rows(a, size), cond), mesh)
     eps_fn = lambda x, t: (apply_fn(params, x, t, cond), None)
-    x0, _ = _reverse(eps_fn, shape, schedule, key, sampler, sample_steps, eta, unroll,
-                     corrector_steps, corrector_snr, mesh)
+    x0, _ = _reverse(eps_fn, shape, schedule, key, config, mesh)
     return parallel.constrain_even_rows(x0[: shape[0]], mesh)
 
 
@@ -354,117 +420,109 @@ def _normalised_weights(weights, num_samples: int, k: int):
     return weights / jnp.sum(weights, axis=1, keepdims=True)
 
 
-def coherent_sample(apply_fn: ApplyFn, member_params: Any, member_conds: Any, weights,
-                    schedule: Schedule, key: jax.Array, *, shape: tuple[int, int],
-                    fusion: str = "mean", uncond_conds: Any = None, sampler: str = "ddpm",
-                    sample_steps: int | None = None, eta: float = 0.0, num_candidates: int = 1,
-                    threshold: float = 1.0, max_bad_fraction: float = 0.1, unroll: int = 1,
-                    corrector_steps: int = 0, corrector_snr: float = 0.16,
-                    sharpness: float = 0.0, mesh: Any = None) -> CoherentSamples:
+def coherent_sample(apply_fn: ApplyFn, members: Members, schedule: Schedule, key: jax.Array, *,
+                    shape: tuple[int, int], config: CoherentConfig = CoherentConfig(),
+                    mesh: Any = None) -> CoherentSamples:
     """Coherent Denoising: K specialists predict eps from the same x_t at every step, fused.
 
-    Rejection without a retry loop: R = `num_candidates` draws per patient run in one batched
-    call; the first candidate whose share of steps with disagreement > `threshold` is at most
-    `max_bad_fraction` is kept, else the one with the smallest share.
+    Rejection without a retry loop: R = `config.num_candidates` draws per patient run in one
+    batched call; the first candidate whose share of steps with disagreement >
+    `config.threshold` is at most `config.max_bad_fraction` is kept, else the one with the
+    smallest share.
 
     Args:
         apply_fn: pure `apply_fn(params, x_t [N, D], t [N], cond) -> eps [N, D]`.
-        member_params: the K members' variables stacked on a leading axis.
-        member_conds: each member's conditioning pytree for the N rows, leaves [K, N, ...].
-        weights: member weights [K] or per-sample [N, K] (zero = source unavailable).
+        members: the K members' variables, conditioning and weights (`Members`).
         schedule: the training noise schedule.
         key: a typed PRNG key; same key, same samples.
         shape: (N, D).
-        fusion: 'mean' (the paper: weighted mean) or 'product' (eps_u + sum_i (eps_i - eps_u)).
-        uncond_conds: for 'product' and a sharpened 'mean', conditioning that makes each member
-            unconditional (e.g. `member_conds.dropped()` for models trained with condition
-            dropout).
-        sharpness: 'mean' only: gamma of `fusion.fuse_sharpened` (0: the paper's weighted
-            mean; up to 1: a weighted product of experts); calibrated per target by
-            `calibrate.calibrate_fusion`.
-        sampler, sample_steps, eta, unroll, corrector_steps, corrector_snr: as in `sample`.
-        num_candidates: R, candidates drawn per patient.
-        threshold: disagreement above which a step counts as bad (the paper: 1.0).
-        max_bad_fraction: a candidate fails with more bad steps than this share (paper: 0.1).
+        config: the chain, fusion and rejection settings (`CoherentConfig`).
         mesh: optional ('data',) mesh: the R x N rows are split over its devices, the members'
             variables replicated; the same key gives the same samples as without. Inputs
-            already on the mesh keep their sharding (multi-host: rows of `member_conds`,
-            `uncond_conds` (axis 1) and `weights` (axis 0) from
+            already on the mesh keep their sharding (multi-host: rows of `members.conds`,
+            `members.uncond_conds` (axis 1) and `members.weights` (axis 0) from
             `parallel.from_process_rows`), others are replicated to it. The outputs are split
             over the devices when N is a multiple of their count.
     """
     shape = tuple(int(s) for s in shape)
-    _check_common(shape, sampler, sample_steps, schedule, corrector_steps)
+    _check_common(shape, config.chain, schedule)
+    _check_coherent(config, members)
+    k = num_members(members.params)
+    for leaf in jax.tree.leaves(members.conds):
+        if leaf.shape[:2] != (k, shape[0]):
+            raise ValueError(f"members.conds leaves must be [K={k}, N={shape[0]}, ...], "
+                             f"got {tuple(leaf.shape)}.")
+    members = members.replace(weights=_normalised_weights(members.weights, shape[0], k))
+    fusion = "sharpened" if float(config.sharpness) > 0 else config.fusion
+    args = parallel.on_mesh((members, schedule, key, _traced(config)), mesh)
+    return _coherent_jit(apply_fn, *args, shape=shape, fusion=fusion, mesh=mesh)
+
+
+def _check_coherent(config: CoherentConfig, members: Members) -> None:
+    """Refuses fusion, sharpness and rejection settings out of range, and a fusion that
+    needs the members' unconditional inputs without them."""
+    fusion, sharpness = config.fusion, float(config.sharpness)
     if fusion not in fusion_lib.FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {fusion_lib.FUSIONS}.")
-    sharpness = float(sharpness)
     if fusion == "product" and sharpness != 0.0:
         raise ValueError("sharpness applies to fusion='mean' only.")
     if not 0.0 <= sharpness <= 1.0:
         raise ValueError(f"sharpness must be in [0, 1], got {sharpness}.")
-    if (fusion == "product" or sharpness > 0) and uncond_conds is None:
+    if (fusion == "product" or sharpness > 0) and members.uncond_conds is None:
         raise ValueError(f"fusion={fusion!r} with sharpness={sharpness} needs uncond_conds (the "
-                         "members' unconditional inputs, e.g. member_conds.dropped() for "
+                         "members' unconditional inputs, e.g. members.conds.dropped() for "
                          "denoisers trained with condition dropout).")
-    if int(num_candidates) < 1:
-        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
-    if not 0.0 <= max_bad_fraction <= 1.0:
-        raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}.")
-    k = num_members(member_params)
-    for leaf in jax.tree.leaves(member_conds):
-        if leaf.shape[:2] != (k, shape[0]):
-            raise ValueError(f"member_conds leaves must be [K={k}, N={shape[0]}, ...], "
-                             f"got {tuple(leaf.shape)}.")
-    weights = _normalised_weights(weights, shape[0], k)
-    args = parallel.on_mesh((member_params, member_conds, uncond_conds, weights, schedule, key,
-                             jnp.float32(eta), jnp.float32(threshold),
-                             jnp.float32(max_bad_fraction), jnp.float32(corrector_snr),
-                             jnp.float32(sharpness)), mesh)
-    return _coherent_jit(apply_fn, *args, shape=shape, mesh=mesh,
-                         fusion="sharpened" if sharpness > 0 else fusion, sampler=sampler,
-                         sample_steps=sample_steps, num_candidates=int(num_candidates), unroll=unroll,
-                         corrector_steps=int(corrector_steps))
+    if int(config.num_candidates) < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {config.num_candidates}.")
+    if not 0.0 <= config.max_bad_fraction <= 1.0:
+        raise ValueError(f"max_bad_fraction must be in [0, 1], got {config.max_bad_fraction}.")
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "fusion", "sampler", "sample_steps",
-                                             "num_candidates", "unroll", "corrector_steps", "mesh"))
-def _coherent_jit(apply_fn, member_params, member_conds, uncond_conds, weights, schedule, key, eta,
-                  threshold, max_bad_fraction, corrector_snr, sharpness, *, shape, fusion, sampler,
-                  sample_steps, num_candidates, unroll, corrector_steps, mesh):
-    n, d = shape
-    r = num_candidates
-    size = parallel.padded_rows(r * n, mesh)  # R*N rows, padded to a multiple of the devices
+def _fused_eps_fn(apply_fn, members: Members, config: CoherentConfig, fusion: str, size: int,
+                  mesh):
+    """eps_fn(x [size, D], t [size]) -> (fused eps [size, D], disagreement [size]) of the
+    members for `size` rows: the R candidates x N rows, padded. Traced code."""
+    r = config.num_candidates
 
     def tile(a):  # [K, N, ...] -> [K, size, ...], rows split over the mesh
         tiled = jnp.tile(a, (1, r) + (1,) * (a.ndim - 2))
         return parallel.constrain_rows(parallel.pad_rows(tiled, size, axis=1), mesh, axis=1)
 
     weights_r = parallel.constrain_rows(
-        parallel.pad_rows(jnp.tile(weights, (r, 1)), size), mesh)  # [size, K]
-    members = jax.vmap(apply_fn, in_axes=(0, None, None, 0))
+        parallel.pad_rows(jnp.tile(members.weights, (r, 1)), size), mesh)  # [size, K]
+    apply_members = jax.vmap(apply_fn, in_axes=(0, None, None, 0))
     if fusion in ("product", "sharpened"):
         # Conditional and unconditional queries in one batch: [K, 2*size, ...].
         both = jax.tree.map(lambda c, u: jnp.concatenate([tile(c), tile(u)], axis=1),
-                            member_conds, uncond_conds)
+                            members.conds, members.uncond_conds)
 
         def eps_fn(x, t):
-            eps_all = members(member_params, jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
+            eps_all = apply_members(members.params, jnp.concatenate([x, x]),
+                                    jnp.concatenate([t, t]), both)
             eps_c, eps_u = eps_all[:, :size], eps_all[:, size:]
             fused = (fusion_lib.fuse_product(eps_c, eps_u, weights_r) if fusion == "product" else
-                     fusion_lib.fuse_sharpened(eps_c, eps_u, weights_r, sharpness))
+                     fusion_lib.fuse_sharpened(eps_c, eps_u, weights_r, config.sharpness))
             return fused, fusion_lib.disagreement(eps_c, weights_r)
-    else:
-        conds_r = jax.tree.map(tile, member_conds)
+        return eps_fn
+    conds_r = jax.tree.map(tile, members.conds)
 
-        def eps_fn(x, t):
-            eps_c = members(member_params, x, t, conds_r)  # [K, size, D]
-            return fusion_lib.fuse_mean(eps_c, weights_r), fusion_lib.disagreement(eps_c, weights_r)
+    def eps_fn(x, t):
+        eps_c = apply_members(members.params, x, t, conds_r)  # [K, size, D]
+        return fusion_lib.fuse_mean(eps_c, weights_r), fusion_lib.disagreement(eps_c, weights_r)
+    return eps_fn
 
-    x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, sampler, sample_steps, eta, unroll,
-                       corrector_steps, corrector_snr, mesh)
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "shape", "fusion", "mesh"))
+def _coherent_jit(apply_fn, members, schedule, key, config, *, shape, fusion, mesh):
+    n, d = shape
+    r = config.num_candidates
+    size = parallel.padded_rows(r * n, mesh)  # R*N rows, padded to a multiple of the devices
+    eps_fn = _fused_eps_fn(apply_fn, members, config, fusion, size, mesh)
+    x0, dis = _reverse(eps_fn, (r * n, d), schedule, key, config.chain, mesh)
     x0 = x0[: r * n].reshape(r, n, d)
     dis = jnp.moveaxis(dis[:, : r * n], 0, 1).reshape(r, n, -1)  # [S, size] -> [R, N, S]
-    chosen, accepted, bad_fraction = select_candidates(dis, threshold, max_bad_fraction)
+    chosen, accepted, bad_fraction = select_candidates(dis, config.threshold,
+                                                       config.max_bad_fraction)
     cols = jnp.arange(n)
     return parallel.constrain_even_rows(
         CoherentSamples(samples=x0[chosen, cols], disagreement=dis[chosen, cols],

@@ -26,7 +26,7 @@ import optax
 from coherent_jax import progress
 from coherent_jax.ensemble import stack_members
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
-from coherent_jax.sampling import sample
+from coherent_jax.sampling import SamplerConfig, sample
 from coherent_jax.schedules import Schedule
 
 logger = logging.getLogger(__name__)
@@ -350,8 +350,9 @@ def evaluate_members(state: TrainState, data: MemberData, key: jax.Array, *, sam
         c = jax.tree.map(lambda a: a[rows], cond)
         tiled = jax.tree.map(lambda a: jnp.tile(a, (energy_draws,) + (1,) * (a.ndim - 1)), c)
         draws = sample(apply_fn, variables, tiled, state.schedule, k_sample,
-                       shape=(energy_draws * width, dim), sampler=sampler,
-                       sample_steps=sample_steps).reshape(energy_draws, width, dim)  # [M, R, D]
+                       shape=(energy_draws * width, dim),
+                       config=SamplerConfig(sampler, sample_steps)
+                       ).reshape(energy_draws, width, dim)  # [M, R, D]
         gen = draws[0]
         w = valid_k.astype(jnp.float32) / jnp.sum(valid_k)
         energy = fair_energy_score(draws, x0)  # [R]

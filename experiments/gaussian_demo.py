@@ -97,8 +97,8 @@ def main(argv):
     tile = lambda a: jnp.asarray(np.tile(a, (len(subsets) * draws, 1)), jnp.float32)
     values = [tile(test[s]) for s in SOURCES]
     shape = (avail.shape[0], DIM)
-    sampling = dict(sampler=FLAGS.sampler,
-                    sample_steps=FLAGS.sample_steps if FLAGS.sampler == "ddim" else None)
+    chain = cj.SamplerConfig(FLAGS.sampler,
+                             FLAGS.sample_steps if FLAGS.sampler == "ddim" else None)
 
     spec = fits["specialists"]
     member_params = spec.best["sample_mse"]
@@ -112,13 +112,14 @@ def main(argv):
         if method == "multi":
             out = cj.sample(apply_fn, jax.tree.map(lambda a: a[0], fits["multi"].best["sample_mse"]),
                             cj.Condition.of(*values, mask=avail), schedule, sample_key,
-                            shape=shape, **sampling)
+                            shape=shape, config=chain)
         else:
-            res = cj.coherent_sample(apply_fn, member_params, member_conds, weights, schedule,
-                                     sample_key, shape=shape,
-                                     fusion="mean" if method == "coherent" else "product",
-                                     uncond_conds=member_conds.dropped(), num_candidates=2,
-                                     **sampling)
+            res = cj.coherent_sample(
+                apply_fn, cj.Members(member_params, member_conds, weights,
+                                     member_conds.dropped()),
+                schedule, sample_key, shape=shape,
+                config=cj.CoherentConfig(chain, num_candidates=2,
+                                         fusion="mean" if method == "coherent" else "product"))
             out = res.samples
             print(f"{method}: acceptance {res.acceptance_rate:.3f} over {shape[0]} rows")
         generated[method] = np.asarray(out, np.float64).reshape(len(subsets), draws, n, DIM)

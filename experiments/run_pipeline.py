@@ -21,6 +21,7 @@ from absl import flags
 import _common
 from coherent_jax import pipeline
 from coherent_jax import workdir as layout
+from coherent_jax.impute import SamplerCalls
 from coherent_jax.safe_io import check_output_folder
 
 FLAGS = _common.FLAGS
@@ -40,11 +41,13 @@ def main(argv):
         _common.logger.warning(
             f"{FLAGS.workdir}/imputation (written there by an earlier version) holds patients' "
             f"rows: move it out before sharing the work directory; imputations now go to {out}")
-    result = pipeline.stage_impute(out, latents, cohort, space, models,
-                                   _common.impute_config(c), c.seed, split=c.impute.split,
-                                   calibrate_quantile=c.impute.calibrate_quantile,
-                                   protected=(FLAGS.workdir,), bucket=c.impute.bucket,
-                                   mesh=_common.imputation_mesh(c.parallel.num_devices))
+    stage = pipeline.ImputeStage(
+        _common.impute_config(c), split=c.impute.split,
+        calibrate_quantile=c.impute.calibrate_quantile,
+        calls=SamplerCalls(bucket=c.impute.bucket,
+                           mesh=_common.imputation_mesh(c.parallel.num_devices)))
+    result = pipeline.stage_impute(out, latents, cohort, space, models, stage, c.seed,
+                                   protected=(FLAGS.workdir,))
     print(result.diagnostics.to_string(index=False) if len(result.diagnostics) else
           "nothing to impute: every patient has every modality", flush=True)
     _common.logger.info(f"[{time.perf_counter() - start:.0f} s] imputation written to {out}")

@@ -72,10 +72,11 @@ def main(out, process_id=None, port=None):
     weights = rng.random((PATIENTS, 2)).astype(np.float32) + 0.1
     if mesh is not None:
         conds, weights = feed(conds, PATIENTS, axis=1), feed(weights, PATIENTS)
-    result = cj.coherent_sample(cj.DenoiserApply(model), state.variables, conds, weights,
-                                state.schedule, jax.random.key(2), shape=(PATIENTS, 4),
-                                uncond_conds=conds.dropped(), num_candidates=2, sampler="ddim",
-                                sample_steps=10, eta=1.0, mesh=mesh)
+    result = cj.coherent_sample(
+        cj.DenoiserApply(model), cj.Members(state.variables, conds, weights, conds.dropped()),
+        state.schedule, jax.random.key(2), shape=(PATIENTS, 4),
+        config=cj.CoherentConfig(cj.SamplerConfig("ddim", 10, eta=1.0), num_candidates=2),
+        mesh=mesh)
     facts["sample_devices"] = len(result.samples.sharding.device_set)
     facts["sample_local_shards"] = len(result.samples.addressable_shards)
     samples = parallel.to_host(result)

@@ -10,7 +10,7 @@ from coherent_jax import anchor_draws
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.ensemble import stack_members
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
-from coherent_jax.sampling import coherent_sample, sample
+from coherent_jax.sampling import CoherentConfig, Members, coherent_sample, sample
 from coherent_jax.schedules import make_schedule
 
 T = 1000
@@ -54,8 +54,7 @@ def test_one_untrained_specialist_chain_and_direct_draws_agree():
     n = 6000
     c = np.tile(rng.standard_normal((1, 2)), (n, 1)).astype(np.float32)
     chain = np.asarray(sample(DenoiserApply(_model()), variables, Condition.of(jnp.asarray(c)),
-                              make_schedule("linear", T), jax.random.key(1), shape=(n, D),
-                              sampler="ddpm"))
+                              make_schedule("linear", T), jax.random.key(1), shape=(n, D)))
     stacked = jax.tree.map(lambda v: v[None], variables["params"])
     direct = anchor_draws.fused_draws(stacked, [c], np.ones((n, 1), bool), np.ones((n, 1)),
                                       jax.random.key(2))
@@ -83,9 +82,10 @@ def test_fused_specialists_sharing_a_covariance_chain_and_direct_agree():
             _variables(_anchor(k, b, cov, np.zeros(D), prior_cov), i)
             for i, (k, b) in enumerate(zip(kernels, biases))])
         chain = np.asarray(coherent_sample(
-            DenoiserApply(_model()), stacked, conds, jnp.asarray(weights),
-            make_schedule("linear", T), jax.random.key(4), shape=(n, D), sampler="ddpm",
-            uncond_conds=conds.dropped(), sharpness=gamma).samples)
+            DenoiserApply(_model()),
+            Members(stacked, conds, jnp.asarray(weights), conds.dropped()),
+            make_schedule("linear", T), jax.random.key(4), shape=(n, D),
+            config=CoherentConfig(sharpness=gamma)).samples)
         direct = anchor_draws.fused_draws(stacked["params"], values, np.ones((n, 2), bool),
                                           weights, jax.random.key(5), sharpness=gamma)
         (mean_c, cov_c), (mean_d, cov_d) = _moments(chain), _moments(direct)

@@ -18,7 +18,7 @@ from coherent_jax.ensemble import stack_members
 from coherent_jax.fusion import availability_weights
 from coherent_jax.model_set import ModelSetConfig, train_model_set
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import coherent_sample
+from coherent_jax.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
 
 
 def test_sharpened_fusion_is_the_mean_at_zero_and_the_product_at_one():
@@ -70,10 +70,10 @@ def _draws(tm, schedule, test, gamma, k=30):
     member = stack_members([Condition.of(jnp.asarray(np.tile(c, (k, 1)), jnp.float32))
                             for c in conds])
     weights = availability_weights(tm.val_mse, np.ones((k * n, len(tm.sources)), bool))
-    out = coherent_sample(*tm.sampling_specialists(schedule.diffusion_steps), member, weights, schedule,
+    apply_fn, params = tm.sampling_specialists(schedule.diffusion_steps)
+    out = coherent_sample(apply_fn, Members(params, member, weights, member.dropped()), schedule,
                           jax.random.key(5), shape=(k * n, tm.specialist_model.data_dim),
-                          uncond_conds=member.dropped(), sampler="ddim", sample_steps=20,
-                          sharpness=gamma)
+                          config=CoherentConfig(SamplerConfig("ddim", 20), sharpness=gamma))
     return np.asarray(out.samples).reshape(k, n, -1)
 
 

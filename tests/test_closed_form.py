@@ -8,7 +8,7 @@ import pytest
 
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort
-from coherent_jax.impute import ImputeConfig, impute
+from coherent_jax.impute import ImputeConfig, SamplerCalls, impute
 from coherent_jax.model_set import ModelSet
 
 MODEL = LinearGaussianModel.random({"a": 5, "b": 4, "c": 3}, num_factors=3, noise_std=0.5,
@@ -75,7 +75,7 @@ def test_round_trip_and_refusals(form, tmp_path):
     cohort = linear_gaussian_cohort(MODEL, 10, seed=2)
     with pytest.raises(ValueError, match="lacks"):
         impute(cohort, old, ImputeConfig(method="gaussian"), feature_cohort=cohort,
-               order=())
+               calls=SamplerCalls(order=()))
 
 
 class _IdentitySpace:

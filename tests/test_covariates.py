@@ -10,7 +10,7 @@ from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate
 from coherent_jax.data import Cohort, paper_split
 from coherent_jax.data.validate import DataError
-from coherent_jax.impute import ImputeConfig, impute
+from coherent_jax.impute import ImputeConfig, SamplerCalls, impute
 from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
 
 
@@ -96,14 +96,16 @@ def test_models_with_a_covariate_impute_by_group_and_refuse_unknown_levels(tmp_p
     holed = _holed(test)
     for method in ("coherent", "gaussian"):
         out = impute(holed, loaded, ImputeConfig(method=method, num_samples=20), seed=0,
-                     order=("a",), feature_cohort=holed)
+                     calls=SamplerCalls(order=("a",)), feature_cohort=holed)
         mean = out.draws["a"].groupby(level="sample_id").mean().reindex(test.sample_ids)
         assert np.mean((mean.to_numpy() - exact) ** 2) < 0.05, method
     with pytest.raises(DataError, match="lack the covariate"):
-        impute(holed, loaded, ImputeConfig(method="coherent", num_samples=2), order=("a",),
+        impute(holed, loaded, ImputeConfig(method="coherent", num_samples=2),
+               calls=SamplerCalls(order=("a",)),
                feature_cohort=holed.replace(labels=holed.labels.assign(kind=None)))
     with pytest.raises(DataError, match="were not among"):
-        impute(holed, loaded, ImputeConfig(method="gaussian", num_samples=2), order=("a",),
+        impute(holed, loaded, ImputeConfig(method="gaussian", num_samples=2),
+               calls=SamplerCalls(order=("a",)),
                feature_cohort=holed.replace(labels=holed.labels.assign(kind="z")))
     with pytest.raises(ValueError, match="feature_conditions=True"):
         train_model_set(cohort, ModelSetConfig(covariate="kind", feature_conditions=False),

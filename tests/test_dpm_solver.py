@@ -15,7 +15,8 @@ from analytic import expert_params, gaussian_expert
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.ensemble import stack_members
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import coherent_sample, dpmpp_step, sample, timesteps
+from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                   dpmpp_step, sample, timesteps)
 from coherent_jax.schedules import linear_schedule
 
 SCHEDULE = linear_schedule()
@@ -70,8 +71,8 @@ def test_step_matches_float64_formula(order, eta):
     for t, t_prev in ((999, 700), (700, 300), (300, 44), (44, -1)):
         eps, z = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
         expected = _reference_step(x, eps, t, t_prev, hist, z, eta, order)
-        got, history = dpmpp_step(SCHEDULE, f32(x), f32(eps), jnp.int32(t), jnp.int32(t_prev),
-                                  history, f32(z), jnp.float32(eta), order)
+        got, history = dpmpp_step(SCHEDULE, (f32(x), history), f32(eps), jnp.int32(t),
+                                  jnp.int32(t_prev), f32(z), jnp.float32(eta), order)
         np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)
         hist.append((np.asarray(history[0], np.float64), float(history[2])))
         x = expected
@@ -94,8 +95,8 @@ def test_exact_posterior_gaussian_20_steps(sampler, cov_tol):
     params, mu, cov = _marginal_expert()
     n = 20_000
     samples = np.asarray(sample(gaussian_expert, params, Condition.of(jnp.zeros((n, 3))), SCHEDULE,
-                                jax.random.key(0), shape=(n, 4), sampler=sampler,
-                                sample_steps=20), np.float64)
+                                jax.random.key(0), shape=(n, 4),
+                                config=SamplerConfig(sampler, 20)), np.float64)
     mean_err = np.abs(samples.mean(0) - mu).max()
     cov_err = np.linalg.norm(np.cov(samples.T) - cov) / np.linalg.norm(cov)
     assert mean_err < 0.05, mean_err
@@ -106,11 +107,13 @@ def test_exact_posterior_gaussian_20_steps(sampler, cov_tol):
 def test_coherent_identical_members_equal_single_sampler(sampler):
     params, _, _ = _marginal_expert()
     cond = Condition.of(jnp.zeros((64, 3)))
+    chain = SamplerConfig(sampler, 15)
     single = sample(gaussian_expert, params, cond, SCHEDULE, jax.random.key(5), shape=(64, 4),
-                    sampler=sampler, sample_steps=15)
-    res = coherent_sample(gaussian_expert, stack_members([params] * 2), stack_members([cond] * 2),
-                          jnp.ones(2), SCHEDULE, jax.random.key(5), shape=(64, 4),
-                          sampler=sampler, sample_steps=15)
+                    config=chain)
+    res = coherent_sample(gaussian_expert, Members(stack_members([params] * 2),
+                                                   stack_members([cond] * 2), jnp.ones(2)),
+                          SCHEDULE, jax.random.key(5), shape=(64, 4),
+                          config=CoherentConfig(chain))
     np.testing.assert_allclose(res.samples, single, rtol=1e-5, atol=1e-5)
     assert res.disagreement.shape == (64, 15) and bool(res.accepted.all())
 
@@ -129,7 +132,7 @@ import json
 import jax, jax.numpy as jnp, numpy as np
 from coherent_jax import parallel
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply
-from coherent_jax.sampling import coherent_sample
+from coherent_jax.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
 from coherent_jax.schedules import linear_schedule
 from coherent_jax.train import create_train_state
 
@@ -143,10 +146,10 @@ conds = Condition(values=(jnp.asarray(rng.standard_normal((2, 10, 4)), jnp.float
                   mask=jnp.ones((2, 10, 1), jnp.float32))
 out = {}
 for sampler in ("dpmpp_2m", "dpmpp_3m_sde"):
-    call = lambda mesh: coherent_sample(DenoiserApply(model), params, conds, jnp.ones(2),
+    config = CoherentConfig(SamplerConfig(sampler, 12), num_candidates=3)
+    call = lambda mesh: coherent_sample(DenoiserApply(model), Members(params, conds, jnp.ones(2)),
                                         schedule, jax.random.key(1), shape=(10, 4),
-                                        sampler=sampler, sample_steps=12, num_candidates=3,
-                                        mesh=mesh)
+                                        config=config, mesh=mesh)
     a, b = parallel.to_host(call(None)), parallel.to_host(call(parallel.make_mesh(4)))
     out[sampler] = max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y))))
                        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -10,7 +10,7 @@ from coherent_jax.ensemble import stack_members
 from coherent_jax.model_set import TargetModels
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
 from coherent_jax.models.folded import fold_denoiser, fold_members
-from coherent_jax.sampling import coherent_sample
+from coherent_jax.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
 from coherent_jax.schedules import linear_schedule
 
 T = 50
@@ -81,11 +81,12 @@ def test_coherent_sampling_with_folded_members_matches():
     schedule = linear_schedule(T)
     conds = stack_members([Condition.of(jax.random.normal(jax.random.key(10 + k), (20, 5)))
                            for k in range(2)])
-    common = dict(shape=(20, 6), sampler="ddim", sample_steps=10)
-    want = coherent_sample(DenoiserApply(model), members, conds, np.array([0.6, 0.4]), schedule,
+    common = dict(shape=(20, 6), config=CoherentConfig(SamplerConfig("ddim", 10)))
+    weights = np.array([0.6, 0.4])
+    want = coherent_sample(DenoiserApply(model), Members(members, conds, weights), schedule,
                            jax.random.key(3), **common)
     apply_fn, folded = fold_members(model, members, T)
-    got = coherent_sample(apply_fn, folded, conds, np.array([0.6, 0.4]), schedule,
+    got = coherent_sample(apply_fn, Members(folded, conds, weights), schedule,
                           jax.random.key(3), **common)
     np.testing.assert_allclose(got.samples, want.samples, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(got.disagreement, want.disagreement, atol=1e-3)

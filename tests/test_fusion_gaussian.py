@@ -42,9 +42,12 @@ def _setup():
 
 def _run(fusion, corrector_steps):
     schedule, members, conds, post_mean, post_cov = _setup()
-    out = cj.coherent_sample(gaussian_expert, members, conds, jnp.ones(2), schedule,
-                             jax.random.key(0), shape=(N * DRAWS, D), fusion=fusion,
-                             uncond_conds=conds.dropped(), corrector_steps=corrector_steps)
+    out = cj.coherent_sample(gaussian_expert,
+                             cj.Members(members, conds, jnp.ones(2), conds.dropped()),
+                             schedule, jax.random.key(0), shape=(N * DRAWS, D),
+                             config=cj.CoherentConfig(
+                                 cj.SamplerConfig(corrector_steps=corrector_steps),
+                                 fusion=fusion))
     draws = np.asarray(out.samples, np.float64).reshape(DRAWS, N, D)
     rmse = np.sqrt(np.mean((draws.mean(0) - post_mean) ** 2))
     var_ratio = draws.var(0).mean(0) / np.diag(post_cov)

@@ -12,13 +12,13 @@ import pytest
 
 from coherent_jax.calibrate import calibrate_thresholds
 from coherent_jax.data import linear_gaussian_cohort
-from coherent_jax.impute import impute
+from coherent_jax.impute import SamplerCalls, impute
 from coherent_jax.model_set import ModelSet
 from tiny import GAUSS, with_a_correction
 
 pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
 
-FAST = dict(sampler="ddim", sample_steps=8, num_samples=3, bucket=64)
+FAST = dict(sampler="ddim", sample_steps=8, num_samples=3, calls=SamplerCalls(bucket=64))
 
 
 def _holed_test_cohort():
@@ -81,8 +81,8 @@ def test_reproducible_by_seed_and_summaries(tiny_run):
 def test_cascade_off_conditions_on_observed_only(tiny_run):
     holed = _holed_test_cohort()
     # Independent filling does not depend on the fill order; the cascade does.
-    run = lambda order, cascade: _impute(tiny_run, holed, cascade=cascade, order=order,
-                                         seed=0).draws["c"]
+    run = lambda order, cascade: _impute(tiny_run, holed, cascade=cascade, seed=0,
+                                         calls=SamplerCalls(order, bucket=64)).draws["c"]
     pd.testing.assert_frame_equal(run(["a", "b", "c"], False), run(["b", "a", "c"], False))
     assert not run(["a", "b", "c"], True).equals(run(["c", "b", "a"], True))
 
@@ -150,7 +150,7 @@ def test_save_load_keeps_the_target_order(tiny_run, tmp_path):
 
 @pytest.mark.parametrize("settings,message", [
     (dict(method="mice"), "unknown method"),
-    (dict(order=["z"]), "no trained models for target"),
+    (dict(calls=SamplerCalls(order=["z"])), "no trained models for target"),
     (dict(num_samples=0), "num_samples"),
     (dict(sampler="euler"), "unknown sampler"),
     (dict(num_draws=3), "unknown setting"),

@@ -14,7 +14,7 @@ from coherent_jax import anchor_draws
 from coherent_jax.mixture_anchor import conditional_mixtures, fit_mixture_anchors
 from coherent_jax.models.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
                                           mixture_anchor_eps)
-from coherent_jax.sampling import sample
+from coherent_jax.sampling import SamplerConfig, sample
 from coherent_jax.schedules import make_schedule
 
 D, W1, W2, M = 2, 2, 1, 3
@@ -104,7 +104,7 @@ def test_direct_draws_and_the_chain_put_each_mode_at_its_exact_weight():
     chain = np.asarray(sample(DenoiserApply(_model()), variables,
                               Condition.of(jnp.asarray(c1), jnp.asarray(c2), mask=mask),
                               make_schedule("linear", 1000), jax.random.key(3), shape=(n, D),
-                              sampler="dpmpp_3m_sde", sample_steps=50))
+                              config=SamplerConfig("dpmpp_3m_sde", 50)))
     for draws in (direct, chain):
         share = np.bincount(_component_of(draws, means[:, :D]), minlength=M) / n
         np.testing.assert_allclose(share, want, atol=0.03)
@@ -132,7 +132,7 @@ def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
 def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     from coherent_jax.data import paper_split
     from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
-    from coherent_jax.impute import impute
+    from coherent_jax.impute import SamplerCalls, impute
     from coherent_jax.latent import LatentConfig, LatentSpace
     from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
 
@@ -160,7 +160,7 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     for method in ("coherent", "multi"):
         a, b = (impute(space.encode(holed), m, latent_space=space, feature_cohort=holed,
                        method=method, sampler="ddim", sample_steps=8, num_samples=2,
-                       bucket=64, seed=1) for m in (models, loaded))
+                       calls=SamplerCalls(bucket=64), seed=1) for m in (models, loaded))
         assert np.isfinite(a.draws["target"].to_numpy()).all()
         pd.testing.assert_frame_equal(a.draws["target"], b.draws["target"])
 

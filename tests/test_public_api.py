@@ -52,3 +52,9 @@ def test_evaluate_suite_takes_a_trained_run_and_still_the_old_form():
     assert old == (run, "config", 0, "f")
     with pytest.raises(TypeError, match="missing"):
         _call_form(run, ("config",), {})
+
+
+def test_impute_takes_its_call_settings_the_old_way_with_a_warning():
+    with pytest.warns(DeprecationWarning, match=r"calls=SamplerCalls\(bucket=...\)"):
+        with pytest.raises(ValueError, match="bucket must be >= 1"):
+            coherent_jax.impute(None, None, bucket=0)

@@ -10,8 +10,8 @@ from coherent_jax import fusion
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.ensemble import stack_members
 from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import (coherent_sample, ddpm_step, sample, select_candidates,
-                                   timesteps)
+from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                   ddpm_step, sample, select_candidates, timesteps)
 from coherent_jax.schedules import linear_schedule
 
 SCHEDULE = linear_schedule()
@@ -44,8 +44,8 @@ def test_exact_posterior_gaussian(sampler, sample_steps, cov_tol):
     params, mu, cov = _marginal_expert()
     n = 20_000
     samples = np.asarray(sample(gaussian_expert, params, Condition.of(jnp.zeros((n, 3))), SCHEDULE,
-                                jax.random.key(0), shape=(n, 4), sampler=sampler,
-                                sample_steps=sample_steps), np.float64)
+                                jax.random.key(0), shape=(n, 4),
+                                config=SamplerConfig(sampler, sample_steps)), np.float64)
     mean_err = np.abs(samples.mean(0) - mu).max()
     cov_err = np.linalg.norm(np.cov(samples.T) - cov) / np.linalg.norm(cov)
     assert mean_err < 0.05, mean_err
@@ -62,12 +62,14 @@ def _experts(n=64, seed=3):
 
 def test_identical_members_equal_single_sampler():
     members, conds, _ = _experts()
+    ddim = SamplerConfig("ddim", 30)
     single = sample(gaussian_expert, members[0], conds[0], SCHEDULE, jax.random.key(5),
-                    shape=(64, 4), sampler="ddim", sample_steps=30)
+                    shape=(64, 4), config=ddim)
     for k in (2, 3):
-        res = coherent_sample(gaussian_expert, stack_members([members[0]] * k),
-                              stack_members([conds[0]] * k), jnp.ones(k), SCHEDULE,
-                              jax.random.key(5), shape=(64, 4), sampler="ddim", sample_steps=30)
+        res = coherent_sample(gaussian_expert, Members(stack_members([members[0]] * k),
+                                                       stack_members([conds[0]] * k), jnp.ones(k)),
+                              SCHEDULE, jax.random.key(5), shape=(64, 4),
+                              config=CoherentConfig(ddim))
         np.testing.assert_allclose(res.samples, single, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(res.disagreement, 0.0, atol=1e-5)
         assert res.disagreement.shape == (64, 30) and bool(res.accepted.all())
@@ -75,9 +77,9 @@ def test_identical_members_equal_single_sampler():
 
 def test_same_key_same_samples_other_key_other():
     members, conds, _ = _experts()
-    run = lambda seed: coherent_sample(gaussian_expert, stack_members(members),
-                                       stack_members(conds), jnp.array([0.5, 0.5]), SCHEDULE,
-                                       jax.random.key(seed), shape=(64, 4)).samples
+    both = Members(stack_members(members), stack_members(conds), jnp.array([0.5, 0.5]))
+    run = lambda seed: coherent_sample(gaussian_expert, both, SCHEDULE, jax.random.key(seed),
+                                       shape=(64, 4)).samples
     a, b, c = run(0), run(0), run(1)
     np.testing.assert_array_equal(a, b)
     assert np.abs(np.asarray(a) - np.asarray(c)).mean() > 0.1
@@ -93,8 +95,10 @@ def test_no_retrace_over_repeated_calls():
     members, conds, _ = _experts()
     for seed in range(3):
         scaled = jax.tree.map(lambda a: a * (1.0 + 0.01 * seed), stack_members(members))
-        coherent_sample(counting_expert, scaled, stack_members(conds), jnp.array([0.3, 0.7]),
-                        SCHEDULE, jax.random.key(seed), shape=(64, 4), sampler="ddim", sample_steps=10)
+        coherent_sample(counting_expert,
+                        Members(scaled, stack_members(conds), jnp.array([0.3, 0.7])), SCHEDULE,
+                        jax.random.key(seed), shape=(64, 4),
+                        config=CoherentConfig(SamplerConfig("ddim", 10), threshold=0.5 + seed))
     assert len(traces) == 1
 
 
@@ -120,14 +124,15 @@ def test_rejection_reports_failures_of_disagreeing_experts():
     # Two experts predicting opposite noise: cosine -1, disagreement 2 at every step.
     params = {"sign": jnp.array([1.0, -1.0])}
     conds = stack_members([Condition.of(jnp.zeros((8, 2)))] * 2)
-    res = coherent_sample(_opposed_expert, params, conds, jnp.array([0.5, 0.5]), SCHEDULE,
-                          jax.random.key(0), shape=(8, 3), sampler="ddim", sample_steps=10,
-                          num_candidates=4)
+    ddim = SamplerConfig("ddim", 10)
+    res = coherent_sample(_opposed_expert, Members(params, conds, jnp.array([0.5, 0.5])),
+                          SCHEDULE, jax.random.key(0), shape=(8, 3),
+                          config=CoherentConfig(ddim, num_candidates=4))
     np.testing.assert_allclose(res.disagreement, 2.0, atol=1e-5)
     assert res.acceptance_rate == 0.0 and res.candidate.tolist() == [0] * 8
     # A patient with only one available specialist has no pair, hence no disagreement.
-    one = coherent_sample(_opposed_expert, params, conds, jnp.array([[1.0, 0.0]] * 8), SCHEDULE,
-                          jax.random.key(0), shape=(8, 3), sampler="ddim", sample_steps=10)
+    one = coherent_sample(_opposed_expert, Members(params, conds, jnp.array([[1.0, 0.0]] * 8)),
+                          SCHEDULE, jax.random.key(0), shape=(8, 3), config=CoherentConfig(ddim))
     np.testing.assert_allclose(one.disagreement, 0.0)
     assert one.acceptance_rate == 1.0
 
@@ -143,9 +148,10 @@ def test_product_of_experts_formula_with_constant_experts():
     eps_u = jnp.stack([jnp.full((4, 2), 0.1), jnp.full((4, 2), 0.2)])
     w = jnp.full((4, 2), 0.5)
     np.testing.assert_allclose(fusion.fuse_product(eps, eps_u, w), 0.15 + (0.2 - 0.3), atol=1e-6)
-    res = coherent_sample(const_expert, params, conds, jnp.array([0.5, 0.5]), SCHEDULE, jax.random.key(0),
-                          shape=(4, 2), fusion="product", uncond_conds=conds.dropped(),
-                          sampler="ddim", sample_steps=5)
+    res = coherent_sample(const_expert,
+                          Members(params, conds, jnp.array([0.5, 0.5]), conds.dropped()),
+                          SCHEDULE, jax.random.key(0), shape=(4, 2),
+                          config=CoherentConfig(SamplerConfig("ddim", 5), fusion="product"))
     assert res.samples.shape == (4, 2) and np.all(np.isfinite(res.samples))
 
 
@@ -158,9 +164,9 @@ def test_timesteps_plans():
 def test_bad_sampler_inputs_raise():
     members, conds, _ = _experts()
     stacked, cstack = stack_members(members), stack_members(conds)
-    call = lambda **kw: coherent_sample(gaussian_expert, stacked, cstack,
-                                        kw.pop("weights", jnp.ones(2)), SCHEDULE,
-                                        jax.random.key(0), **{"shape": (64, 4), **kw})
+    call = lambda weights=jnp.ones(2), shape=(64, 4), **kw: coherent_sample(
+        gaussian_expert, Members(stacked, cstack, weights), SCHEDULE, jax.random.key(0),
+        shape=shape, config=CoherentConfig(**kw))
     with pytest.raises(ValueError, match="empty condition set"):
         call(weights=jnp.zeros((64, 2)))
     with pytest.raises(ValueError, match="weights must be"):
@@ -170,8 +176,8 @@ def test_bad_sampler_inputs_raise():
     with pytest.raises(ValueError, match="unknown fusion"):
         call(fusion="median")
     with pytest.raises(ValueError, match="Use sampler='ddim'"):
-        call(sample_steps=50)
-    with pytest.raises(ValueError, match="member_conds leaves"):
+        call(chain=SamplerConfig(sample_steps=50))
+    with pytest.raises(ValueError, match="members.conds leaves"):
         call(shape=(32, 4))
     with pytest.raises(ValueError, match="shape must be"):
         sample(gaussian_expert, members[0], conds[0], SCHEDULE, jax.random.key(0), shape=(0, 4))

@@ -45,24 +45,24 @@ def inputs(n):
 
 # 10 rows: padded to 12 inside the call (candidates x patients: 30 -> 32, 20 -> 20);
 # 12 rows: outputs split 3 per device.
-for fusion, n, extra in (("mean", 10, dict(sampler="ddim", sample_steps=20, eta=1.0,
-                                           num_candidates=3, corrector_steps=1, threshold=0.5)),
-                         ("mean", 12, dict(sampler="ddim", sample_steps=20, eta=1.0,
-                                           num_candidates=2)),
-                         ("product", 10, dict(sampler="ddim", sample_steps=10, eta=1.0,
-                                              num_candidates=2))):
+ddim = lambda steps, **kw: engine.SamplerConfig("ddim", steps, eta=1.0, **kw)
+for fusion, n, config in (
+        ("mean", 10, engine.CoherentConfig(ddim(20, corrector_steps=1), num_candidates=3,
+                                           threshold=0.5)),
+        ("mean", 12, engine.CoherentConfig(ddim(20), num_candidates=2)),
+        ("product", 10, engine.CoherentConfig(ddim(10), fusion="product", num_candidates=2))):
     conds, weights, key = inputs(n)
-    call = lambda mesh: engine.coherent_sample(apply, params, conds, weights, schedule, key,
-                                           shape=(n, 4), fusion=fusion,
-                                           uncond_conds=conds.dropped(), mesh=mesh, **extra)
+    members = engine.Members(params, conds, weights, conds.dropped())
+    call = lambda mesh: engine.coherent_sample(apply, members, schedule, key, shape=(n, 4),
+                                               config=config, mesh=mesh)
     sharded = call(mesh)
     compare(f"coherent_{fusion}_{n}", call(None), sharded, split_rows(sharded))
 for n in (10, 12):
     conds, _, key = inputs(n)
     one = jax.tree.map(lambda a: a[0], params)
     cond = jax.tree.map(lambda a: a[0], conds)
-    call = lambda mesh: engine.sample(apply, one, cond, schedule, key, shape=(n, 4), sampler="ddim",
-                                  sample_steps=10, eta=1.0, corrector_steps=1, mesh=mesh)
+    call = lambda mesh: engine.sample(apply, one, cond, schedule, key, shape=(n, 4),
+                                      config=ddim(10, corrector_steps=1), mesh=mesh)
     sharded = call(mesh)
     compare(f"sample_{n}", call(None), sharded, split_rows(sharded))
 
@@ -78,7 +78,8 @@ models, _ = cj.train_model_set(cohort, config, seed=0, features=cohort)
 train = cohort.split("train")
 for method in ("coherent", "multi"):
     run = lambda mesh: cj.impute(train, models, method=method, num_samples=3, seed=0,
-                                 sampler="ddim", sample_steps=10, bucket=6, mesh=mesh)
+                                 sampler="ddim", sample_steps=10,
+                                 calls=cj.SamplerCalls(bucket=6, mesh=mesh))
     compare(f"impute_{method}", {m: d.to_numpy() for m, d in run(None).draws.items()},
             {m: d.to_numpy() for m, d in run(mesh).draws.items()}, None)
 print(json.dumps(out))

@@ -16,7 +16,7 @@ import reference_torch as ref  # noqa: E402
 
 from coherent_jax.ensemble import stack_members  # noqa: E402
 from coherent_jax.models.denoiser import Condition, DenoiserApply  # noqa: E402
-from coherent_jax.sampling import coherent_sample  # noqa: E402
+from coherent_jax.sampling import Members, coherent_sample  # noqa: E402
 from coherent_jax.torch_import import import_state_dict, load_checkpoint  # noqa: E402
 
 SMALL = dict(hidden_dim=32, num_layers=4, time_embed_dim=16, cond_embed_dim=8)
@@ -96,9 +96,10 @@ def test_coherent_sampler_matches_the_eager_reference():
     expected, expected_dis = ref.coherent_sample(models, [torch.from_numpy(c) for c in conds],
                                                  weights, n, d, x_T=x_T, step_noise=z)
     got = coherent_sample(DenoiserApply(imported[0].model),
-                          stack_members([i.variables for i in imported]),
-                          stack_members([Condition.of(jnp.asarray(c)) for c in conds]),
-                          weights.numpy(), imported[0].schedule, key, shape=(n, d))
+                          Members(stack_members([i.variables for i in imported]),
+                                  stack_members([Condition.of(jnp.asarray(c)) for c in conds]),
+                                  weights.numpy()),
+                          imported[0].schedule, key, shape=(n, d))
     np.testing.assert_allclose(np.asarray(got.samples), expected.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.asarray(got.disagreement), expected_dis.numpy(), atol=1e-4)
 

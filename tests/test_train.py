@@ -8,7 +8,7 @@ import pytest
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.evaluate.reconstruction import energy_score
 from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply
-from coherent_jax.sampling import sample
+from coherent_jax.sampling import SamplerConfig, sample
 from coherent_jax.schedules import linear_schedule
 from coherent_jax.train import (CRITERIA, EarlyStop, TrainConfig, _augment_mask,
                                 create_train_state, draw_batch, fair_energy_score, fit,
@@ -179,7 +179,8 @@ def test_trained_specialist_matches_analytic_conditional_mean():
     variables = jax.tree.map(lambda a: a[0], result.best["noise_mse"])  # the x | a specialist
     cond = Condition.of(jnp.asarray(val_raw["a"], jnp.float32))
     draws = np.stack([sample(DenoiserApply(model), variables, cond, SCHEDULE, jax.random.key(i),
-                             shape=(200, 4), sampler="ddim", sample_steps=50) for i in range(32)])
+                             shape=(200, 4), config=SamplerConfig("ddim", 50))
+                      for i in range(32)])
     true_mean, _ = GAUSS.conditional("x", {"a": val_raw["a"]})
     err = np.sqrt(np.mean((draws.mean(0) - true_mean) ** 2))
     baseline = np.sqrt(np.mean((GAUSS.marginal("x")[0] - true_mean) ** 2))  # ignore the condition
