@@ -32,6 +32,7 @@ import numpy as np
 
 from coherent_jax import fusion as fusion_lib
 from coherent_jax import parallel
+from coherent_jax.deprecation import old_call_form, pop_fields
 from coherent_jax.ensemble import num_members
 from coherent_jax.schedules import Schedule
 
@@ -362,6 +363,41 @@ def _check_common(shape, config: SamplerConfig, schedule):
     timesteps(schedule.diffusion_steps, config.sampler, config.sample_steps)
 
 
+_CHAIN_FIELDS = ("sampler", "sample_steps", "eta", "corrector_steps", "corrector_snr", "unroll")
+_FUSION_FIELDS = ("fusion", "sharpness", "num_candidates", "threshold", "max_bad_fraction")
+
+
+def _old_sample_call(args: tuple, kwargs: dict):
+    """sample(..., sampler=, sample_steps=, ...) as sample(..., config=SamplerConfig(...))."""
+    kwargs = dict(kwargs)
+    chain = pop_fields(kwargs, _CHAIN_FIELDS)
+    if not chain:
+        return None
+    return args, {**kwargs, "config": kwargs.get("config", SamplerConfig()).replace(**chain)}
+
+
+def _old_coherent_call(args: tuple, kwargs: dict):
+    """coherent_sample(apply_fn, member_params, member_conds, weights, schedule, key, *,
+    sampler=, fusion=, uncond_conds=, ...) as coherent_sample(apply_fn, Members(...),
+    schedule, key, config=CoherentConfig(...))."""
+    kwargs = dict(kwargs)
+    chain, fused = pop_fields(kwargs, _CHAIN_FIELDS), pop_fields(kwargs, _FUSION_FIELDS)
+    uncond = pop_fields(kwargs, ("uncond_conds",))
+    if len(args) != 6 and not (chain or fused or uncond):
+        return None
+    if len(args) == 6:
+        apply_fn, params, conds, weights, schedule, key = args
+        args = (apply_fn, Members(params, conds, weights, uncond.get("uncond_conds")), schedule,
+                key)
+    elif uncond:
+        raise TypeError("uncond_conds belongs to Members(params, conds, weights, uncond_conds).")
+    config = kwargs.get("config", CoherentConfig())
+    config = config.replace(chain=config.chain.replace(**chain), **fused)
+    return args, {**kwargs, "config": config}
+
+
+@old_call_form("sample(apply_fn, params, cond, schedule, key, shape=, config=SamplerConfig(...))",
+               _old_sample_call)
 def sample(apply_fn: ApplyFn, params: Any, cond: Any, schedule: Schedule, key: jax.Array, *,
            shape: tuple[int, int], config: SamplerConfig = SamplerConfig(),
            mesh: Any = None) -> jax.Array:
@@ -420,6 +456,9 @@ def _normalised_weights(weights, num_samples: int, k: int):
     return weights / jnp.sum(weights, axis=1, keepdims=True)
 
 
+@old_call_form("coherent_sample(apply_fn, Members(params, conds, weights), schedule, key, "
+               "shape=, config=CoherentConfig(chain=SamplerConfig(...), ...))",
+               _old_coherent_call)
 def coherent_sample(apply_fn: ApplyFn, members: Members, schedule: Schedule, key: jax.Array, *,
                     shape: tuple[int, int], config: CoherentConfig = CoherentConfig(),
                     mesh: Any = None) -> CoherentSamples:

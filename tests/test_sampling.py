@@ -85,6 +85,28 @@ def test_same_key_same_samples_other_key_other():
     assert np.abs(np.asarray(a) - np.asarray(c)).mean() > 0.1
 
 
+def test_the_old_keyword_calls_still_draw_the_same_with_a_warning():
+    members, conds, _ = _experts()
+    params, stacked = stack_members(members), stack_members(conds)
+    weights = jnp.array([0.3, 0.7])
+    new = coherent_sample(gaussian_expert, Members(params, stacked, weights), SCHEDULE,
+                          jax.random.key(2), shape=(64, 4),
+                          config=CoherentConfig(SamplerConfig("ddim", 10), fusion="mean",
+                                                num_candidates=2, threshold=0.5))
+    with pytest.warns(DeprecationWarning, match="Members"):
+        old = coherent_sample(gaussian_expert, params, stacked, weights, SCHEDULE,
+                              jax.random.key(2), shape=(64, 4), sampler="ddim", sample_steps=10,
+                              fusion="mean", num_candidates=2, threshold=0.5)
+    np.testing.assert_array_equal(old.samples, new.samples)
+    np.testing.assert_array_equal(old.accepted, new.accepted)
+    single = sample(gaussian_expert, members[0], conds[0], SCHEDULE, jax.random.key(5),
+                    shape=(64, 4), config=SamplerConfig("ddim", 12, eta=1.0))
+    with pytest.warns(DeprecationWarning, match="SamplerConfig"):
+        old_single = sample(gaussian_expert, members[0], conds[0], SCHEDULE, jax.random.key(5),
+                            shape=(64, 4), sampler="ddim", sample_steps=12, eta=1.0)
+    np.testing.assert_array_equal(old_single, single)
+
+
 def test_no_retrace_over_repeated_calls():
     traces = []
 
