@@ -27,11 +27,13 @@ import numpy as np
 import pandas as pd
 
 from coherent_jax import progress
+from coherent_jax import workdir as layout
 from coherent_jax.errors import UnknownModalityError, UserError
 from coherent_jax.fill import Conditions, Filled, SamplerCalls, Work, fill_target
 from coherent_jax.model_set import ModelSet
 from coherent_jax.models.denoiser import Condition
 from coherent_jax.sampling import SAMPLERS, SamplerConfig, sample
+from coherent_jax.settings import from_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -90,19 +92,16 @@ class ImputeConfig:
 
     @classmethod
     def from_settings(cls, values) -> "ImputeConfig":
-        """From a flat mapping of settings (a config section or a saved run's config.json):
-        keys that are not fields (the pipeline's split, calibrate_quantile) are ignored and
-        sample_steps 0 (what a command-line flag can say) means None, all T steps. Runs saved
-        before the step names were split call sample_steps 'num_steps'."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = dict(values)
-        if "num_steps" in values and "sample_steps" not in values:
-            values["sample_steps"] = values.pop("num_steps")
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()
-                  if k in fields}
-        if values.get("sample_steps") == 0:
-            values["sample_steps"] = None
-        return cls(**values)
+        """Deprecated: `settings.from_mapping(ImputeConfig, section,
+        besides=workdir.STAGES.impute.own_settings)`, after `workdir.upgrade_config` for a
+        saved run. Reads a run's impute section (old names upgraded, the pipeline stage's own
+        keys skipped); other unknown keys are refused."""
+        warnings.warn("ImputeConfig.from_settings is deprecated: use settings.from_mapping("
+                      "ImputeConfig, section, besides=workdir.STAGES.impute.own_settings) "
+                      "(a saved run's section through workdir.upgrade_config first).",
+                      DeprecationWarning, stacklevel=2)
+        section = layout.upgrade_config({"impute": dict(values)})["impute"]
+        return from_mapping(cls, section, besides=layout.STAGES.impute.own_settings)
 
 
 @dataclasses.dataclass

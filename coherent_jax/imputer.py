@@ -19,7 +19,6 @@ inverse of the preprocessing (`units='input'`), or left as the preprocessing's z
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -33,6 +32,7 @@ from coherent_jax.errors import UnknownModalityError
 from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet
+from coherent_jax.settings import from_mapping
 
 UNITS = ("input", "zscore")
 
@@ -102,7 +102,6 @@ class Imputer:
             DataError: the folder is not a trained work directory, or predates saved
                 preprocessing (rerun the pipeline on it: it adds the missing part).
         """
-        info_path = layout.part(workdir, layout.CONFIG)
         parts = [layout.part(workdir, name) for name in layout.IMPUTER_PARTS]
         missing = [p for p in parts if not os.path.exists(p)]
         if missing:
@@ -110,12 +109,12 @@ class Imputer:
                             f"{', '.join(missing)} missing. Train it with "
                             "experiments/run_pipeline.py (a rerun on the same work directory "
                             "adds what is missing without retraining).")
-        with open(info_path) as f:
-            info = json.load(f)
-        settings = ImputeConfig.from_settings(info["config"].get("impute", {}))
+        run = layout.read_run(workdir)  # in today's names, whichever version saved it
+        settings = from_mapping(ImputeConfig, run["config"].get("impute", {}),
+                                besides=layout.STAGES.impute.own_settings)
         return cls(Preprocessor.load(parts[1]), LatentSpace.restore(parts[2]),
-                   ModelSet.load(parts[3]), settings, int(info["seed"]),
-                   info.get("data_fingerprint", ""), os.path.abspath(workdir))
+                   ModelSet.load(parts[3]), settings, int(run["seed"]),
+                   run.get("data_fingerprint", ""), os.path.abspath(workdir))
 
     @property
     def modalities(self) -> tuple[str, ...]:

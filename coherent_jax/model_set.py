@@ -40,14 +40,8 @@ DENOISER_FIELDS = ("data_dim", "hidden_dim", "num_layers", "time_embed_dim", "co
 
 
 def _denoiser(config: dict | None) -> Denoiser | None:
-    """The Denoiser of a saved architecture (model sets saved before the step names were
-    split carry the diffusion T as 'num_train_steps')."""
-    if not config:
-        return None
-    config = dict(config)
-    if "num_train_steps" in config:
-        config["diffusion_steps"] = config.pop("num_train_steps")
-    return Denoiser(**config)
+    """The Denoiser of a saved architecture, in today's names (`ModelSet.load`)."""
+    return Denoiser(**config) if config else None
 
 
 def denoiser_config(model: Denoiser) -> dict:
@@ -161,28 +155,29 @@ class ModelSet:
 
     @classmethod
     def load(cls, directory: str) -> "ModelSet":
-        """Reads what `save` wrote."""
+        """Reads what `save` wrote (of any version: `workdir.upgrade_models_metadata`)."""
         tree, meta = checkpointing.restore_tree(directory)
+        meta = layout.upgrade_models_metadata(meta)
         targets = {}
-        for name in meta.get("target_order", sorted(meta["targets"])):
+        for name in meta["target_order"]:
             info, arrays = meta["targets"][name], tree.get(name, {})
             targets[name] = TargetModels(
                 target=name, sources=tuple(info["sources"]),
-                specialist_model=_denoiser(info.get("specialist_model", info.get("model"))),
+                specialist_model=_denoiser(info["specialist_model"]),
                 specialists=_with_anchor_basis(arrays.get("specialists")),
                 val_mse=None if info["val_mse"] is None else np.asarray(info["val_mse"]),
                 multi_model=_denoiser(info["multi_model"]),
                 multi=_with_anchor_basis(arrays.get("multi")), unconditional=info["unconditional"],
                 thresholds=info["thresholds"],
-                fusion_sharpness=float(info.get("fusion_sharpness", 0.0)),
+                fusion_sharpness=float(info["fusion_sharpness"]),
                 condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
                                  for src, m in arrays["condition_maps"].items()}
                                 if "condition_maps" in arrays else None))
-        covariate = Covariate.from_metadata(meta.get("covariate"))
+        covariate = Covariate.from_metadata(meta["covariate"])
         closed_form = (ClosedForm.from_saved(meta[CLOSED_FORM], tree.get(CLOSED_FORM, {}),
                                              covariate)
                        if CLOSED_FORM in meta else None)
-        return cls(meta["schedule"], meta.get("diffusion_steps", meta.get("num_train_steps")),
+        return cls(meta["schedule"], meta["diffusion_steps"],
                    targets, closed_form, covariate)
 
 

@@ -9,7 +9,8 @@ and library versions) and a later run with a different configuration is refused.
 outputs exist are loaded instead of recomputed, and denoiser training resumes from its latest
 checkpoint, so an interrupted pipeline is simply run again.
 
-The work directory's layout and names: `coherent_jax.workdir`.
+The work directory's layout, the order of its stages and the upgrade of runs saved by earlier
+versions: `coherent_jax.workdir`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import dataclasses
 import json
 import logging
 import os
-import typing
 import warnings
 from typing import Any, Mapping
 
@@ -40,49 +40,17 @@ from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.latent import (LatentConfig, LatentSpace, cross_fitted_latents, quality_table,
                                  save_quality_table)
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
+from coherent_jax.settings import from_mapping  # noqa: F401 - its old home
 
 logger = logging.getLogger(__name__)
-
-# Config sections that change no trained artefact: a work directory accepts new values.
-RERUNNABLE = ("impute", "evaluate")
-
-
-def from_mapping(cls, values: Mapping[str, Any]):
-    """Builds a frozen config dataclass from a ConfigDict / dict; unknown fields and values the
-    dataclass refuses are `UserError`s (one line from the scripts).
-    A field typed as a config dataclass (EvalConfig.imputation) is built from its mapping
-    (with its `from_settings` when it has one)."""
-    values = dict(values)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise UserError(f"{cls.__name__} has no field(s) {unknown}; known: {sorted(fields)}.")
-    hints = typing.get_type_hints(cls)
-    for name, value in list(values.items()):
-        if hasattr(value, "to_dict"):
-            value = value.to_dict()
-        if isinstance(value, list):
-            value = tuple(value)
-        nested = hints[name]
-        if dataclasses.is_dataclass(nested) and isinstance(value, Mapping):
-            value = (nested.from_settings(value) if hasattr(nested, "from_settings")
-                     else from_mapping(nested, value))
-        values[name] = value
-    try:
-        return cls(**values)
-    except UserError:
-        raise
-    except ValueError as error:  # a bad setting (e.g. --config.denoisers.patience=-1)
-        raise UserError(f"{cls.__name__}: {error}") from error
-
 
 def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
     """Saves the fitted preprocessing once (workdir/preprocessing/), so the work directory
     imputes new patients without the training data (`coherent_jax.Imputer`). One saved by an
     earlier version with the KNN fill's donors (training rows) is rewritten without them,
     its statistics unchanged (the models were trained on them)."""
-    folder = layout.part(workdir, layout.PREPROCESSING)
-    if os.path.isdir(folder):
+    folder = layout.part(workdir, layout.STAGES.data.part)
+    if layout.done(workdir, layout.STAGES.data):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             saved = Preprocessor.load(folder)
@@ -96,26 +64,11 @@ def stage_preprocessing(workdir: str, prep: Preprocessor) -> None:
         prep.save(tmp)
 
 
-# Settings renamed when the three step counts got their own names: section -> old -> new.
-RENAMED = {"denoisers": {"num_steps": "train_steps", "num_train_steps": "diffusion_steps",
-                         "val_num_steps": "val_sample_steps"}}
-ADDED = {"denoisers": {"distill_conditions": False, "covariate": "", "ema_decay": 0.0,
-                         "patience": 0, "anchor_components": 1},
-         "data": {"mixture_link": "sinh"}}
-"""Settings added since a run could have been saved, with the value that run trained with."""
-
-
-def _trained_part(config: dict | None) -> dict:
-    """The sections that trained a run, with settings saved under their old names renamed and
-    settings added since filled in."""
-    out = {k: v for k, v in (config or {}).items() if k not in RERUNNABLE}
-    for section, names in RENAMED.items():
-        if isinstance(out.get(section), dict):
-            out[section] = {names.get(k, k): v for k, v in out[section].items()}
-    for section, added in ADDED.items():
-        if isinstance(out.get(section), dict):
-            out[section] = {**added, **out[section]}
-    return out
+def _trained_part(config: Mapping[str, Any] | None) -> dict:
+    """The sections that trained a run (`workdir.TRAINING`), in today's names
+    (`workdir.upgrade_config`)."""
+    return {k: v for k, v in layout.upgrade_config(config).items()
+            if k not in layout.RERUNNABLE}
 
 
 def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> None:
@@ -127,17 +80,17 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
         seed: the run's seed.
         fingerprint: `cohort_fingerprint` of the preprocessed data.
 
-    Sections in RERUNNABLE (imputation and evaluation settings) do not make a different run:
-    they change no trained artefact, so `--config.evaluate.imputation.num_samples=...` on a trained work
-    directory is allowed (the report records the settings it ran with).
+    Sections in `workdir.RERUNNABLE` (imputation and evaluation settings) do not make a
+    different run: they change no trained artefact, so
+    `--config.evaluate.imputation.num_samples=...` on a trained work directory is allowed (the
+    report records the settings it ran with). A run saved under old setting names is read in
+    today's (`workdir.upgrade_config`).
 
     Raises:
         ValueError: the work directory holds a run of a different configuration, seed or data.
     """
-    path = layout.part(workdir, layout.CONFIG)
-    if os.path.exists(path):
-        with open(path) as f:
-            existing = json.load(f)
+    if os.path.exists(layout.part(workdir, layout.CONFIG)):
+        existing = layout.read_run(workdir)
         if existing.get("data_fingerprint") != fingerprint:
             raise UserError(f"work directory {workdir!r} was made from different data "
                              f"(fingerprint {existing.get('data_fingerprint')} vs {fingerprint}):"
@@ -157,8 +110,8 @@ def claim_workdir(workdir: str, config: dict, seed: int, fingerprint: str) -> No
 
 def stage_latents(workdir: str, cohort, config: LatentConfig, log_fn=None) -> LatentSpace:
     """Fits (or reloads) the latent space and writes its quality table on val and test."""
-    folder = layout.part(workdir, layout.LATENT_SPACE)
-    if os.path.isdir(folder):
+    folder = layout.part(workdir, layout.STAGES.latent.part)
+    if layout.done(workdir, layout.STAGES.latent):
         return LatentSpace.restore(folder)
     space = LatentSpace.fit(cohort, config, log_fn=log_fn)
     table = quality_table(space, cohort)
@@ -182,8 +135,8 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
     """Trains (resuming from checkpoints) or reloads the ModelSet of a latent cohort; with the
     feature cohort and its latent `space`, the spreads are fitted on the training rows'
     latents as new patients would have them (`latent.cross_fitted_latents`)."""
-    folder = layout.part(workdir, layout.MODELS)
-    if os.path.isdir(folder):
+    folder = layout.part(workdir, layout.STAGES.denoisers.part)
+    if layout.done(workdir, layout.STAGES.denoisers):
         return ModelSet.load(folder)
     residual_latents = (cross_fitted_latents(space, features)
                         if space is not None and features is not None else None)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging as py_logging
 import os
 import sys
 import time
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from coherent_jax import encoders, parallel, pipeline, progress  # noqa: E402
 from coherent_jax import workdir as layout  # noqa: E402
+from coherent_jax.workdir import STAGES  # noqa: E402
 from coherent_jax.data.config import DataConfig, load_cohort  # noqa: E402
 from coherent_jax.errors import UserError  # noqa: E402
 from coherent_jax.evaluate.suite import EvalConfig, TrainedRun  # noqa: E402
@@ -26,6 +27,7 @@ from coherent_jax.impute import ImputeConfig  # noqa: E402
 from coherent_jax.latent import LatentConfig, LatentSpace  # noqa: E402
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint  # noqa: E402
 from coherent_jax.models.autoencoder import default_config  # noqa: E402
+from coherent_jax.settings import from_mapping  # noqa: E402
 
 FLAGS = flags.FLAGS
 logger = py_logging.getLogger("coherent_jax.experiments")  # governed with the library's
@@ -68,13 +70,13 @@ def cli(main):
 
 
 def read_run_config(workdir: str) -> dict:
-    """workdir/config.json (config, seed, versions, data fingerprint) of a trained run."""
+    """workdir/config.json (config, seed, versions, data fingerprint) of a trained run, its
+    config in today's names (`workdir.read_run`)."""
     path = layout.part(workdir, layout.CONFIG)
     if not os.path.exists(path):
         raise UserError(f"{path} not found: --workdir must be a trained run "
                         "(experiments/run_pipeline.py or train_denoisers.py).")
-    with open(path) as f:
-        return json.load(f)
+    return layout.read_run(workdir)
 
 
 def define_flags(config_required: bool = True) -> None:
@@ -87,24 +89,31 @@ def define_flags(config_required: bool = True) -> None:
 
 
 def data_config(c) -> DataConfig:
-    return pipeline.from_mapping(DataConfig, c.data)
+    return from_mapping(DataConfig, c.data, besides=STAGES.data.own_settings)
 
 
 def model_config(c) -> ModelSetConfig:
-    values = dict(c.denoisers)
-    values.pop("targets", None)
-    values["val_sample_steps"] = values.get("val_sample_steps") or None
-    return pipeline.from_mapping(ModelSetConfig, values)
+    """The denoisers' settings of c.denoisers (its targets are the stage's; val_sample_steps
+    0 means all T steps)."""
+    return from_mapping(ModelSetConfig, c.denoisers, besides=STAGES.denoisers.own_settings)
 
 
 def impute_config(c) -> ImputeConfig:
-    """The imputation settings of c.impute (its split and calibrate_quantile are the
+    """The imputation settings of c.impute (its split, calibrate_quantile and bucket are the
     pipeline stage's; sample_steps 0 means all T steps)."""
-    return ImputeConfig.from_settings(c.impute)
+    return from_mapping(ImputeConfig, c.impute, besides=STAGES.impute.own_settings)
 
 
 def eval_config(c) -> EvalConfig:
-    return pipeline.from_mapping(EvalConfig, c.evaluate)
+    return from_mapping(EvalConfig, c.evaluate, besides=STAGES.evaluate.own_settings)
+
+
+def check_settings(c) -> None:
+    """Parses every section the library takes whole, so that a bad setting (e.g.
+    --config.impute.num_samples=0) stops a script as one line before any work, and never
+    reaches a work directory's config.json."""
+    for parse in (data_config, model_config, impute_config, eval_config):
+        parse(c)
 
 
 def targets(c) -> tuple[str, ...] | None:
@@ -180,6 +189,7 @@ def setup(c, workdir: str):
         (feature cohort, its fingerprint).
     """
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
+    check_settings(c)
     cohort, prep = load_cohort(data_config(c))
     fingerprint = cohort_fingerprint(cohort)
     pipeline.claim_workdir(workdir, pipeline.as_jsonable(c), c.seed, fingerprint)
@@ -196,21 +206,51 @@ def latent_cohort(c, workdir: str, cohort):
     return space, space.encode(cohort)
 
 
-def trained(c, workdir: str):
-    """Every training stage the work directory still lacks; reloads what it has.
+class Trained(NamedTuple):
+    """What the training stages give the scripts (None: a stage not run)."""
+
+    cohort: Any = None  # the feature cohort
+    space: Any = None  # LatentSpace
+    latents: Any = None  # the latent cohort
+    models: Any = None  # ModelSet
+
+
+def trained(c, workdir: str, through: str = STAGES.denoisers.name) -> Trained:
+    """The training stages up to `through`, in their order (`workdir.STAGES`): each reloads
+    what the work directory has and computes what it lacks.
 
     Returns:
-        (feature cohort, latent space, latent cohort, ModelSet).
+        (feature cohort, latent space, latent cohort, ModelSet), None for stages not run.
     """
+    stages = layout.stages_through(through)
+    if len(stages) > len(layout.TRAINING):
+        raise ValueError(f"{through!r} is not a training stage ({layout.TRAINING}).")
     start = time.perf_counter()
-    cohort, _ = setup(c, workdir)
-    space, latents = latent_cohort(c, workdir, cohort)
-    logger.info(f"[{time.perf_counter() - start:.0f} s] latent space ready")
-    models = pipeline.stage_denoisers(workdir, latents, model_config(c), c.seed,
-                                      targets=targets(c), batch_sharding=batch_sharding(c),
-                                      features=cohort, space=space)
-    logger.info(f"[{time.perf_counter() - start:.0f} s] denoisers ready")
-    return cohort, space, latents, models
+    run = Trained()
+    for stage in stages:
+        run = _TRAINING_STAGES[stage.name](c, workdir, run)
+        logger.info(f"[{time.perf_counter() - start:.0f} s] {stage.label} ready")
+    return run
+
+
+def _data_stage(c, workdir: str, run: Trained) -> Trained:
+    return run._replace(cohort=setup(c, workdir)[0])
+
+
+def _latent_stage(c, workdir: str, run: Trained) -> Trained:
+    space, latents = latent_cohort(c, workdir, run.cohort)
+    return run._replace(space=space, latents=latents)
+
+
+def _denoisers_stage(c, workdir: str, run: Trained) -> Trained:
+    return run._replace(models=pipeline.stage_denoisers(
+        workdir, run.latents, model_config(c), c.seed, targets=targets(c),
+        batch_sharding=batch_sharding(c), features=run.cohort, space=run.space))
+
+
+_TRAINING_STAGES = {STAGES.data.name: _data_stage, STAGES.latent.name: _latent_stage,
+                    STAGES.denoisers.name: _denoisers_stage}
+"""Each training stage of `workdir.TRAINING` as the scripts run it."""
 
 
 def evaluate(c, workdir: str, cohort, latents, space, models):

@@ -23,11 +23,12 @@ import sys
 from absl import app, flags, logging
 
 import _common
-from coherent_jax import audit, pipeline
+from coherent_jax import audit
 from coherent_jax.data.config import OWN_FILES, DataConfig, load_cohort, load_raw_cohort
 from coherent_jax.errors import UserError
 from coherent_jax.impute import METHODS
 from coherent_jax.model_set import cohort_fingerprint
+from coherent_jax.settings import from_mapping
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained work directory.", required=True)
@@ -46,7 +47,7 @@ flags.DEFINE_integer("seed", 0, "Sampling and bootstrap seed.")
 
 def training_data(run: dict, path: str):
     """The run's raw cohort with its split, checked against the run's data fingerprint."""
-    data = pipeline.from_mapping(DataConfig, run["config"]["data"])
+    data = from_mapping(DataConfig, run["config"]["data"])
     if not path and data.source in OWN_FILES and not os.path.exists(data.path):
         raise UserError(f"the run's training data {data.path!r} is not there (moved?): pass "
                         "--data=<where the training data is now>.")

@@ -33,6 +33,7 @@ from coherent_jax.errors import UserError
 from coherent_jax.formats_out import check_formats, write_imputation
 from coherent_jax.imputer import UNITS, Imputer, RangeCheck
 from coherent_jax.safe_io import check_output_folder
+from coherent_jax.settings import from_mapping
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A trained work directory.", required=True)
@@ -84,7 +85,7 @@ def main(argv):
         originals = imputer.originals(FLAGS.input, patients)
     else:  # the run's own split: reads the training data the run was configured with
         run = _common.read_run_config(FLAGS.workdir)
-        data = pipeline.from_mapping(DataConfig, run["config"]["data"])
+        data = from_mapping(DataConfig, run["config"]["data"])
         split = run["config"].get("impute", {}).get("split", "test")
         patients = load_raw_cohort(data).split(split)
     _common.logger.info(pipeline.describe_patterns(patients))

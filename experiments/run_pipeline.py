@@ -37,10 +37,11 @@ def main(argv):
     out = FLAGS.out or layout.imputation_folder(FLAGS.workdir)
     check_output_folder(out, overwrite=True, protected=(FLAGS.workdir,), flag="--out")  # early
     cohort, space, latents, models = _common.trained(c, FLAGS.workdir)
-    if os.path.isdir(os.path.join(FLAGS.workdir, "imputation")):
+    earlier = layout.part(FLAGS.workdir, layout.EARLIER_IMPUTATION)
+    if os.path.isdir(earlier):
         _common.logger.warning(
-            f"{FLAGS.workdir}/imputation (written there by an earlier version) holds patients' "
-            f"rows: move it out before sharing the work directory; imputations now go to {out}")
+            f"{earlier} (written there by an earlier version) holds patients' rows: move it "
+            f"out before sharing the work directory; imputations now go to {out}")
     stage = pipeline.ImputeStage(
         _common.impute_config(c), split=c.impute.split,
         calibrate_quantile=c.impute.calibrate_quantile,

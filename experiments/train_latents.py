@@ -15,8 +15,7 @@ _common.define_flags()
 
 def main(argv):
     del argv
-    cohort, _ = _common.setup(FLAGS.config, FLAGS.workdir)
-    _common.latent_cohort(FLAGS.config, FLAGS.workdir, cohort)
+    _common.trained(FLAGS.config, FLAGS.workdir, through=_common.STAGES.latent.name)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,20 @@ import sys
 
 import pytest
 
-from coherent_jax import pipeline
+from coherent_jax import pipeline, workdir
 from coherent_jax.errors import UserError
 from coherent_jax.evaluate import EvalConfig
 from coherent_jax.impute import ImputeConfig
 from coherent_jax.latent import LatentConfig
 from coherent_jax.model_set import ModelSetConfig
 from coherent_jax.pipeline import DataConfig
+from coherent_jax.settings import from_mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))  # as the scripts run: configs, _common
 SECTIONS = {"data": (DataConfig, ()), "latent": (LatentConfig, ("max_epochs", "patience")),
-            "denoisers": (ModelSetConfig, ("targets",)), "impute": (ImputeConfig, ("split", "calibrate_quantile", "bucket")),
+            "denoisers": (ModelSetConfig, workdir.STAGES.denoisers.own_settings),
+            "impute": (ImputeConfig, workdir.STAGES.impute.own_settings),
             "evaluate": (EvalConfig, ())}
 
 
@@ -76,16 +78,40 @@ def test_a_bad_setting_from_the_command_line_is_a_user_error():
         _common.model_config(c)
 
 
-def test_impute_settings_from_a_saved_section():
-    # a flag's 0 means all T steps; an absent key keeps the default; pipeline keys are ignored
-    assert ImputeConfig.from_settings({"sampler": "ddpm", "sample_steps": 0}).sample_steps is None
-    # a run saved before the step names were split
-    assert ImputeConfig.from_settings({"sampler": "ddim", "num_steps": 7}).sample_steps == 7
-    assert ImputeConfig.from_settings({"method": "multi"}) == ImputeConfig(method="multi")
-    assert ImputeConfig.from_settings({"split": "test", "calibrate_quantile": 0.5}) == (
-        ImputeConfig())
+def test_impute_settings_from_a_config_section():
+    # a flag's 0 means all T steps; an absent key keeps the default; the stage's keys skipped
+    own = workdir.STAGES.impute.own_settings
+    assert from_mapping(ImputeConfig, {"sampler": "ddpm", "sample_steps": 0}).sample_steps is None
+    assert from_mapping(ImputeConfig, {"method": "multi"}) == ImputeConfig(method="multi")
+    assert from_mapping(ImputeConfig, {"split": "test", "calibrate_quantile": 0.5, "bucket": 8},
+                        besides=own) == ImputeConfig()
+    with pytest.raises(UserError, match="ImputeConfig has no field\\(s\\) \\['split'\\]"):
+        from_mapping(ImputeConfig, {"split": "test"})  # unknown keys are refused, not dropped
+    with pytest.raises(UserError, match="ImputeConfig: num_samples must be >= 1, got -3"):
+        from_mapping(ImputeConfig, {"num_samples": -3})
     with pytest.raises(ValueError, match="unknown sampler"):
         ImputeConfig(sampler="euler")
+
+
+def test_from_settings_is_a_deprecated_door_to_the_one_parser():
+    with pytest.warns(DeprecationWarning, match="settings.from_mapping"):
+        # a run saved before the step names were split, with the stage's own keys
+        assert ImputeConfig.from_settings({"sampler": "ddim", "num_steps": 7, "split": "test"}
+                                          ) == ImputeConfig(sampler="ddim", sample_steps=7)
+    with pytest.warns(DeprecationWarning), pytest.raises(UserError, match="num_sample"):
+        ImputeConfig.from_settings({"num_sample": 3})
+
+
+def test_a_bad_impute_setting_stops_a_script_before_any_work():
+    import _common  # noqa: PLC0415
+
+    for field, value, message in (("num_samples", 0, "num_samples must be >= 1"),
+                                  ("method", "bogus", "unknown method 'bogus'")):
+        c = _config("test")
+        c.impute[field] = value  # what --config.impute.<field>=<value> does
+        with pytest.raises(UserError, match=message):
+            _common.check_settings(c)
+    _common.check_settings(_config("test"))
 
 
 def test_a_work_directory_saved_with_the_old_step_names_is_the_same_run(tmp_path):

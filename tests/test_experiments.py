@@ -104,6 +104,27 @@ def test_unknown_config_field_is_an_error(tmp_path):
     assert out.returncode != 0 and "hiden_dim" in out.stderr
 
 
+@pytest.mark.parametrize("setting", ["--config.impute.num_samples=0",
+                                     "--config.impute.method=bogus"])
+def test_a_bad_setting_stops_the_pipeline_in_one_line_before_any_work(tmp_path, setting):
+    out = _run("run_pipeline.py", f"--config={CONFIG}", f"--workdir={tmp_path / 'run'}", setting)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("error: ImputeConfig: ")
+    assert not (tmp_path / "run").exists()  # nothing recorded, nothing trained
+
+
+@pytest.mark.parametrize("flag, message", [("--num_samples=0", "num_samples must be >= 1"),
+                                           ("--num_samples=-3", "num_samples must be >= 1"),
+                                           ("--method=bogus", "unknown method 'bogus'")])
+def test_a_bad_impute_flag_is_one_line_and_status_2(workdir, tmp_path, flag, message):
+    folder = tmp_path / "mine"
+    _write_new_patients(folder)
+    out = _run("impute.py", f"--workdir={workdir}", f"--input={folder}",
+               f"--out={tmp_path / 'out'}", flag)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert message in out.stderr and not (tmp_path / "out").exists()
+
+
 def _write_holed_patients(folder):
     """6 new patients as a CSV folder, two lacking each modality; returns their cohort."""
     # Same generator as the 'gaussian' data source: same feature names.
