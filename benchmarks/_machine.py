@@ -215,9 +215,9 @@ def make_specialists(num_members: int, diffusion_steps: int, seed: int = 0,
     """Random paper-size specialists (non-trivial BatchNorm statistics) built in torch and
     imported with `coherent_jax.torch_import`, so both sides hold the same weights."""
     import reference_torch  # pylint: disable=import-outside-toplevel  (needs torch)
-    from coherent_jax.ensemble import stack_members  # pylint: disable=import-outside-toplevel
+    from coherent_jax.engine.ensemble import stack_members  # pylint: disable=import-outside-toplevel
     from coherent_jax.torch_import import import_state_dict  # pylint: disable=import-outside-toplevel
-    from coherent_jax.models.folded import fold_members  # pylint: disable=import-outside-toplevel
+    from coherent_jax.engine.folded import fold_members  # pylint: disable=import-outside-toplevel
 
     arch = {k: v for k, v in PAPER_ARCH.items() if k != "data_dim"}
     torch_models = [reference_torch.random_norm_mlp(seed + k, PAPER_ARCH["data_dim"],
@@ -236,8 +236,8 @@ def check_same_predictions(spec: Specialists, num_rows: int = 8, seed: int = 0) 
     """Max |eps difference| between torch, ours and the folded form on random rows; raises
     if above 1e-4 (a benchmark of different functions would be meaningless)."""
     import torch  # pylint: disable=import-outside-toplevel
-    from coherent_jax.ensemble import unstack_members  # pylint: disable=import-outside-toplevel
-    from coherent_jax.models.denoiser import Condition, DenoiserApply  # pylint: disable=import-outside-toplevel
+    from coherent_jax.engine.ensemble import unstack_members  # pylint: disable=import-outside-toplevel
+    from coherent_jax.engine.denoiser import Condition, DenoiserApply  # pylint: disable=import-outside-toplevel
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((num_rows, PAPER_ARCH["data_dim"])).astype(np.float32)

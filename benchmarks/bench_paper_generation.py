@@ -49,11 +49,11 @@ import torch
 import reference_torch
 from _machine import (COND_DIM, PAPER_ARCH, ForeignLoad, check_same_predictions,
                       describe_machine, fmt_table, make_specialists, time_it)
-from coherent_jax.ensemble import select_members, unstack_members
-from coherent_jax.fusion import availability_weights, inverse_mse_weights
-from coherent_jax.models.denoiser import Condition, DenoiserApply
-from coherent_jax.sampling import (SAMPLERS, CoherentConfig, Members, SamplerConfig,
-                                   coherent_sample, sample)
+from coherent_jax.engine.ensemble import select_members, unstack_members
+from coherent_jax.engine.fusion import availability_weights, inverse_mse_weights
+from coherent_jax.engine.denoiser import Condition, DenoiserApply
+from coherent_jax.engine.sampling import (SAMPLERS, CoherentConfig, Members, SamplerConfig,
+                                          coherent_sample, sample)
 
 # SDE-DPM-Solver++(3M), 20 steps: the fastest sampler within noise of DDPM-1000 on KIPAN
 # (benchmarks/RESULTS.md, "Few-step sampling at equal quality").

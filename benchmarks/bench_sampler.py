@@ -3,7 +3,7 @@
 K random paper-size specialists (norm_mlp, hidden 512, 5 layers, E 128: 1.13M parameters each)
 are built in torch and imported into ours, and every implementation is checked to predict
 the same eps before it is timed. Three implementations:
-  ours    coherent_jax.sampling.coherent_sample with the library Denoiser (DenoiserApply)
+  ours    coherent_jax.engine.sampling.coherent_sample with the library Denoiser (DenoiserApply)
   folded  the same sampler with the folded sampling form (coherent_jax/models/folded.py),
           what `impute` uses
   torch   benchmarks/reference_torch.coherent_sample (Python loop over steps and members)
@@ -31,8 +31,8 @@ import torch
 import reference_torch
 from _machine import (COND_DIM, PAPER_ARCH, check_same_predictions, denoiser_flops,
                       describe_machine, fmt_table, make_specialists, peak_gflops, time_it)
-from coherent_jax.models.denoiser import Condition, DenoiserApply
-from coherent_jax.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
+from coherent_jax.engine.denoiser import Condition, DenoiserApply
+from coherent_jax.engine.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
 
 DDIM_STEPS = 50
 VAL_LOSSES = (0.30, 0.40, 0.50, 0.35)  # specialists' validation losses -> paper weights

@@ -1,6 +1,6 @@
 """Specialist training throughput: our vmapped K-member step vs the paper's one-model loop.
 
-  ours   coherent_jax.train.scan_train_steps: K members in ONE jitted, vmapped Adam step, `--steps`
+  ours   coherent_jax.engine.train.scan_train_steps: K members in ONE jitted, vmapped Adam step, `--steps`
          steps per call in one lax.scan (batch drawing included), as `fit` runs them.
   torch  benchmarks/reference_torch.train_steps: the paper's loop, one model after another,
          one eager step (forward in train mode, backward, Adam) at a time.
@@ -24,9 +24,10 @@ import torch
 import reference_torch
 from _machine import (COND_DIM, PAPER_ARCH, denoiser_flops, describe_machine, fmt_table,
                       time_it)
-from coherent_jax.models.denoiser import Condition, Denoiser
-from coherent_jax.schedules import linear_schedule
-from coherent_jax.train import TrainConfig, create_train_state, make_member_data, scan_train_steps
+from coherent_jax.engine.denoiser import Condition, Denoiser
+from coherent_jax.engine.schedules import linear_schedule
+from coherent_jax.engine.train import (TrainConfig, create_train_state, make_member_data,
+                                       scan_train_steps)
 
 TRAIN_ROWS = 8305
 LEARNING_RATE = 1e-3

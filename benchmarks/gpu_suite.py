@@ -15,7 +15,7 @@ the paper workload's batched layout after the training and the grouped layout.
   peak      the device's matmul throughput from a chain of [S, S] @ [S, S] jnp.dot products:
             fp32 with default precision (TF32 tensor cores on Ampere/Hopper GPUs: the suite
             says which from the measured ratio), fp32 with precision=HIGHEST, and bf16.
-  sampling  coherent_jax.sampling.coherent_sample with the folded sampling form `impute` uses
+  sampling  coherent_jax.engine.sampling.coherent_sample with the folded sampling form `impute` uses
             (models/folded.py), per-sample availability weights as `impute` builds them, over
             N (patients) at K = 3 and over K (specialists) at N = 10,000, for DDPM with the
             full T-step chain and a few-step sampler (DDIM 50). samples/s, model TFLOP/s and %
@@ -25,8 +25,8 @@ the paper workload's batched layout after the training and the grouped layout.
   torch     benchmarks/reference_torch.py (the paper's eager loop) on the same device, when
             torch can use it: coherent sampling at N = 1,350, K = 3, T = 1,000, and the
             one-model-per-process training loop (one model, one eager Adam step at a time).
-  training  coherent_jax.train.scan_train_steps on a population of P members (specialists x seeds x
-            learning rates, as coherent_jax.population builds them) in ONE vmapped step,
+  training  coherent_jax.engine.train.scan_train_steps on a population of P members (specialists x seeds x
+            learning rates, as coherent_jax.engine.population builds them) in ONE vmapped step,
             P = 1 ... 64; model-steps/s = P x steps / s.
   paper     the paper's whole test-set generation (4 targets x 14 source subsets x 10 draws x
             1,350 patients, DDPM-1000: 756,000 patient generations) with
@@ -102,14 +102,14 @@ import numpy as np  # noqa: E402
 
 from _machine import (COND_DIM, PAPER_ARCH, ForeignLoad, Specialists, Timing,  # noqa: E402
                       denoiser_flops, describe_machine, fmt_table)
-from coherent_jax.fusion import availability_weights  # noqa: E402
-from coherent_jax.models.denoiser import Condition, Denoiser, init_denoiser  # noqa: E402
-from coherent_jax.models.folded import fold_members  # noqa: E402
-from coherent_jax.population import Population, init_population, population_data  # noqa: E402
-from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig,  # noqa: E402
+from coherent_jax.engine.fusion import availability_weights  # noqa: E402
+from coherent_jax.engine.denoiser import Condition, Denoiser, init_denoiser  # noqa: E402
+from coherent_jax.engine.folded import fold_members  # noqa: E402
+from coherent_jax.engine.population import Population, init_population, population_data  # noqa: E402
+from coherent_jax.engine.sampling import (CoherentConfig, Members, SamplerConfig,  # noqa: E402
                                    coherent_sample)
-from coherent_jax.schedules import linear_schedule  # noqa: E402
-from coherent_jax.train import TrainConfig, make_member_data, scan_train_steps  # noqa: E402
+from coherent_jax.engine.schedules import linear_schedule  # noqa: E402
+from coherent_jax.engine.train import TrainConfig, make_member_data, scan_train_steps  # noqa: E402
 
 TRAIN_ROWS = 8305  # the paper's training split size, as benchmarks/bench_train.py
 LEARNING_RATES = (1e-3, 1e-4)  # the paper's random-search learning rates
@@ -253,7 +253,7 @@ class Results:
                                                    "JAX_PLATFORMS")},
             "jax_default_matmul_precision": getattr(jax.config, "jax_default_matmul_precision",
                                                     None),
-            "coherent_jax": os.path.dirname(sys.modules["coherent_jax.sampling"].__file__),
+            "coherent_jax": os.path.dirname(sys.modules["coherent_jax.engine.sampling"].__file__),
             "coherent_jax_init_skipped_for": _MISSING_FOR_INIT,
             "model": {"arch": args.arch, "cond_dim": COND_DIM,
                       "mflop_per_row_member_step": denoiser_flops(**args.arch) / 1e6,

@@ -5,6 +5,10 @@ evaluate, and reload a trained work directory as an imputer of new patients. The
 (denoisers, schedules, training steps, samplers, fusion) is `coherent_jax.engine`.
 """
 
+from coherent_jax import _moved
+
+_moved.install()  # old module paths (coherent_jax.sampling, ...) keep importing
+
 from coherent_jax.calibrate import calibrate_fusion, calibrate_thresholds
 from coherent_jax.data import Cohort
 from coherent_jax.errors import UnknownModalityError, UserError
@@ -14,7 +18,7 @@ from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.imputer import Imputer, RangeCheck
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table
 from coherent_jax.model_set import ModelSet, ModelSetConfig, TargetModels, train_model_set
-from coherent_jax.models.autoencoder import AutoencoderConfig
+from coherent_jax.autoencoder import AutoencoderConfig
 from coherent_jax.pipeline import DataConfig, load_cohort
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 An anchored Denoiser whose learned correction is exactly zero (not trained, `train_steps=0`,
 or the anchor kept by selection) predicts the exact eps of the Gaussian N(m_S, Sigma_S) of its
-anchor (`models/denoiser.py`), so a reverse chain can only approximate, with solver error, a
+anchor (`engine/denoiser.py`), so a reverse chain can only approximate, with solver error, a
 draw that is made exactly and in one step here.
 
 Fused specialists. A fusion rule combines the members' eps linearly (`fusion.py`); at t -> 0

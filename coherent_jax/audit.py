@@ -39,7 +39,9 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from coherent_jax import checkpointing, metrics_io, safe_io
+from coherent_jax import metrics_io, safe_io
+
+from coherent_jax.engine import checkpointing
 from coherent_jax.data import Cohort
 from coherent_jax.errors import UserError
 from coherent_jax.evaluate import privacy, stats

@@ -25,12 +25,12 @@ import numpy as np
 from coherent_jax import anchor_draws, scoring_rules
 from coherent_jax.anchor import apply_condition_map
 from coherent_jax.covariates import inputs
-from coherent_jax.ensemble import stack_members
-from coherent_jax.fusion import availability_weights, inverse_mse_weights
-from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
-                                   timesteps)
-from coherent_jax.schedules import Schedule
+from coherent_jax.engine.ensemble import stack_members
+from coherent_jax.engine.fusion import availability_weights, inverse_mse_weights
+from coherent_jax.engine.denoiser import Condition
+from coherent_jax.engine.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                          timesteps)
+from coherent_jax.engine.schedules import Schedule
 
 SHARPNESS_GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0)
 # steps of 1/8 up to 0.75: on KIPAN the validation CRPS is flat within 0.002 between

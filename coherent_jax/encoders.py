@@ -3,7 +3,7 @@
 Every encoder maps rows [N, D] -> [N, k] and back, and splits into JSON-able settings
 (`spec`) and arrays (`arrays`) so a LatentSpace can save and restore it:
 
-    autoencoder  the paper's MLP autoencoder (models/autoencoder.py), early-stopped on a
+    autoencoder  the paper's MLP autoencoder (autoencoder.py), early-stopped on a
                  held-out set of rows
     pca          standardise each feature, then project on the top-k principal axes (the
                  paper's choice for the 768-d slide-image embedding); decoding maps back
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coherent_jax.models import autoencoder as ae_lib
+from coherent_jax import autoencoder as ae_lib
 
 ENCODER_KINDS = ("auto", "autoencoder", "pca", "identity")  # 'auto': chosen by LatentSpace
 EMBEDDING_NAMES = ("wsi", "slide", "titan", "image")  # default to PCA, as the paper's WSI

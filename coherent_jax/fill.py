@@ -23,11 +23,11 @@ import numpy as np
 from coherent_jax import anchor_draws
 from coherent_jax.anchor import apply_condition_map
 from coherent_jax.calibrate import PAPER_THRESHOLD, threshold_key
-from coherent_jax.ensemble import stack_members
-from coherent_jax.fusion import availability_weights, inverse_mse_weights
-from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
-                                   sample, timesteps)
+from coherent_jax.engine.ensemble import stack_members
+from coherent_jax.engine.fusion import availability_weights, inverse_mse_weights
+from coherent_jax.engine.denoiser import Condition
+from coherent_jax.engine.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                          sample, timesteps)
 
 
 @dataclasses.dataclass

@@ -26,13 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from coherent_jax import progress
+from coherent_jax.engine import progress
 from coherent_jax import workdir as layout
 from coherent_jax.errors import UnknownModalityError, UserError
 from coherent_jax.fill import Conditions, Filled, SamplerCalls, Work, fill_target
 from coherent_jax.model_set import ModelSet
-from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import SAMPLERS, SamplerConfig, sample
+from coherent_jax.engine.denoiser import Condition
+from coherent_jax.engine.sampling import SAMPLERS, SamplerConfig, sample
 from coherent_jax.settings import from_mapping
 
 logger = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from coherent_jax import checkpointing
+from coherent_jax.engine import checkpointing
 from coherent_jax import encoders as enc_lib
 from coherent_jax.data import Cohort, DataError
 from coherent_jax.data.lowrank_fill import LowRankFill
 from coherent_jax.errors import UnknownModalityError
-from coherent_jax.models import autoencoder as ae_lib
+from coherent_jax import autoencoder as ae_lib
 
 FORMAT = "coherent_jax.LatentSpace/1"
 AUTO_MIN_ROWS = 200  # 'auto' tries the autoencoder from this many train rows

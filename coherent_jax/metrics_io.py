@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coherent_jax import progress
+from coherent_jax.engine import progress
 
 logger = logging.getLogger(__name__)
 

@@ -16,20 +16,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coherent_jax import checkpointing
+from coherent_jax.engine import checkpointing
 from coherent_jax import workdir as layout
 from coherent_jax.calibrate import SHARPNESS_GRID, calibrate_fusion
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
-from coherent_jax.anchor import (apply_condition_map, fit_anchors, fit_condition_map,
-                                 set_anchors)
+from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
 from coherent_jax.mixture_anchor import fit_mixture_anchors
-from coherent_jax.models.denoiser import Condition, Denoiser
-from coherent_jax.models.folded import fold_denoiser, fold_members
-from coherent_jax.population import init_population, make_population, population_data, select
-from coherent_jax.schedules import Schedule, make_schedule
-from coherent_jax.train import (CRITERIA, EarlyStop, MemberData, TrainConfig, fit,
-                                make_member_data)
+from coherent_jax.engine.denoiser import Condition, Denoiser
+from coherent_jax.engine.folded import fold_denoiser, fold_members
+from coherent_jax.engine.population import init_population, make_population, population_data, select
+from coherent_jax.engine.schedules import Schedule, make_schedule
+from coherent_jax.engine.train import (CRITERIA, EarlyStop, MemberData, TrainConfig, fit,
+                                       make_member_data)
 
 TRAIN_ROW_BUCKET = 128
 """Training row tables padded to a multiple of this: the targets' families share compiled
@@ -217,7 +216,7 @@ class ModelSetConfig:
             (draws scored as a distribution; the untrained anchor stays a candidate), or one
             of the paper's ('sample_mse': single-draw MSE, which rewards narrow draws).
         specialists, multi: which model families to train.
-        anchored: linear-Gaussian anchored denoisers (`models/denoiser.py`): each model is
+        anchored: linear-Gaussian anchored denoisers (`engine/denoiser.py`): each model is
             the ridge posterior of its conditions plus a learned correction.
         anchor_components: the most components of a Gaussian-mixture anchor
             (`mixture_anchor`), fitted to the joint rows [target, conditions] with the count

@@ -36,8 +36,8 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from coherent_jax.models.denoiser import Denoiser
-from coherent_jax.schedules import Schedule, linear_schedule
+from coherent_jax.engine.denoiser import Denoiser
+from coherent_jax.engine.schedules import Schedule, linear_schedule
 
 CRITERIA = ("mse", "cosine", "timestep")
 _SCHEDULE_KEYS = ("diffusion.betas", "diffusion.alphas_cumprod")

@@ -17,7 +17,9 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from coherent_jax import encoders, parallel, pipeline, progress  # noqa: E402
+from coherent_jax import encoders, pipeline
+
+from coherent_jax.engine import parallel, progress  # noqa: E402
 from coherent_jax import workdir as layout  # noqa: E402
 from coherent_jax.workdir import STAGES  # noqa: E402
 from coherent_jax.data.config import DataConfig, load_cohort  # noqa: E402
@@ -26,7 +28,7 @@ from coherent_jax.evaluate.suite import EvalConfig, TrainedRun  # noqa: E402
 from coherent_jax.impute import ImputeConfig  # noqa: E402
 from coherent_jax.latent import LatentConfig, LatentSpace  # noqa: E402
 from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint  # noqa: E402
-from coherent_jax.models.autoencoder import default_config  # noqa: E402
+from coherent_jax.autoencoder import default_config  # noqa: E402
 from coherent_jax.settings import from_mapping  # noqa: E402
 
 FLAGS = flags.FLAGS

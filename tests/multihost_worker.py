@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import engine as cj
-from coherent_jax import parallel
-from coherent_jax.checkpointing import TrainCheckpoints
+from coherent_jax.engine import parallel
+from coherent_jax.engine.checkpointing import TrainCheckpoints
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 
 ROWS = 256  # training rows

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import engine as cj
-from coherent_jax.checkpointing import TrainCheckpoints
+from coherent_jax.engine.checkpointing import TrainCheckpoints
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 
 NUM_STEPS = 400

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from coherent_jax.anchor import covariance, fit_anchors, set_anchors
-from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
-from coherent_jax.models.folded import fold_denoiser
-from coherent_jax.schedules import make_schedule
+from coherent_jax.engine.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
+from coherent_jax.engine.folded import fold_denoiser
+from coherent_jax.engine.schedules import make_schedule
 
 T = 50
 

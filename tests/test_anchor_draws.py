@@ -8,10 +8,10 @@ import numpy as np
 
 from coherent_jax import anchor_draws
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
-from coherent_jax.ensemble import stack_members
-from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
-from coherent_jax.sampling import CoherentConfig, Members, coherent_sample, sample
-from coherent_jax.schedules import make_schedule
+from coherent_jax.engine.ensemble import stack_members
+from coherent_jax.engine.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
+from coherent_jax.engine.sampling import CoherentConfig, Members, coherent_sample, sample
+from coherent_jax.engine.schedules import make_schedule
 
 T = 1000
 D = 3

@@ -9,16 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coherent_jax import fusion
+from coherent_jax.engine import fusion
 from coherent_jax.anchor import apply_condition_map
 from coherent_jax.calibrate import calibrate_fusion
 from coherent_jax.scoring_rules import crps as crps_entries
 from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split
-from coherent_jax.ensemble import stack_members
-from coherent_jax.fusion import availability_weights
+from coherent_jax.engine.ensemble import stack_members
+from coherent_jax.engine.fusion import availability_weights
 from coherent_jax.model_set import ModelSetConfig, train_model_set
-from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
+from coherent_jax.engine.denoiser import Condition
+from coherent_jax.engine.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
 
 
 def test_sharpened_fusion_is_the_mean_at_zero_and_the_product_at_one():

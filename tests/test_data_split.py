@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax.data import (Cohort, encode_stage, induce_missingness, paper_split,
-                               tcga_like, tcga_like_rates)
+from coherent_jax.data import (Cohort, encode_stage, induce_missingness, paper_split, tcga_like,
+                               tcga_like_rates)
 
 
 @pytest.fixture(scope="module")

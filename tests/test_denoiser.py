@@ -3,8 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coherent_jax.ensemble import stack_members, unstack_members
-from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser, num_params
+from coherent_jax.engine.ensemble import stack_members, unstack_members
+from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
+                                          num_params)
 
 
 def _inputs(n=6, d=8, dc=5, seed=0):

@@ -13,11 +13,11 @@ import pytest
 
 from analytic import expert_params, gaussian_expert
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
-from coherent_jax.ensemble import stack_members
-from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
-                                   dpmpp_step, sample, timesteps)
-from coherent_jax.schedules import linear_schedule
+from coherent_jax.engine.ensemble import stack_members
+from coherent_jax.engine.denoiser import Condition
+from coherent_jax.engine.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                          dpmpp_step, sample, timesteps)
+from coherent_jax.engine.schedules import linear_schedule
 
 SCHEDULE = linear_schedule()
 MODEL = LinearGaussianModel.random({"x": 4, "a": 3, "b": 3}, num_factors=4, seed=1)
@@ -130,11 +130,11 @@ def test_ddpm_only_takes_all_steps_and_names_the_few_step_samplers():
 SHARDED = r"""
 import json
 import jax, jax.numpy as jnp, numpy as np
-from coherent_jax import parallel
-from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply
-from coherent_jax.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
-from coherent_jax.schedules import linear_schedule
-from coherent_jax.train import create_train_state
+from coherent_jax.engine import parallel
+from coherent_jax.engine.denoiser import Condition, Denoiser, DenoiserApply
+from coherent_jax.engine.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
+from coherent_jax.engine.schedules import linear_schedule
+from coherent_jax.engine.train import create_train_state
 
 assert len(jax.devices()) == 4, jax.devices()
 schedule = linear_schedule(100)

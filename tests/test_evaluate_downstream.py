@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax.evaluate import (PrioritisationConfig, RescueConfig, bootstrap_indices,
-                                   c_index, feature_table, fit_forest, prioritisation_curve,
-                                   removed_subsets, rescue, train_real_test_synthetic)
+from coherent_jax.evaluate import (PrioritisationConfig, RescueConfig, bootstrap_indices, c_index,
+                                   feature_table, fit_forest, prioritisation_curve, removed_subsets,
+                                   rescue, train_real_test_synthetic)
 from coherent_jax.evaluate.downstream import _classification_scores, c_index_resampled
 
 TREES = 30

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from coherent_jax.evaluate import (closest_distance, copy_audit, energy_distance,
-                                   membership_audit, prdc, prdc_per_sample, unconditional_check)
+from coherent_jax.evaluate import (closest_distance, copy_audit, energy_distance, membership_audit,
+                                   prdc, prdc_per_sample, unconditional_check)
 
 
 def _gauss(n, d=4, shift=0.0, seed=0):

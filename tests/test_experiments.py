@@ -251,7 +251,7 @@ def test_pipeline_killed_anywhere_resumes_to_the_same_result(workdir, tmp_path):
     script = os.path.join(ROOT, "experiments", "run_pipeline.py")
     kills = [
         ("coherent_jax.latent:LatentSpace.save:after:1", "latent_space.partial"),
-        ("coherent_jax.checkpointing:TrainCheckpoints.save:after:2", "checkpoints"),
+        ("coherent_jax.engine.checkpointing:TrainCheckpoints.save:after:2", "checkpoints"),
         ("coherent_jax.model_set:ModelSet.save:after:1", "models.partial"),
         ("coherent_jax.safe_io:commit:before:2", "../killed_imputed.partial"),  # 1: models
         ("coherent_jax.safe_io:commit:before:2", "report.partial"),  # 1: imputation again

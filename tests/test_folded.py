@@ -6,12 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coherent_jax.ensemble import stack_members
+from coherent_jax.engine.ensemble import stack_members
 from coherent_jax.model_set import TargetModels
-from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
-from coherent_jax.models.folded import fold_denoiser, fold_members
-from coherent_jax.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
-from coherent_jax.schedules import linear_schedule
+from coherent_jax.engine.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
+from coherent_jax.engine.folded import fold_denoiser, fold_members
+from coherent_jax.engine.sampling import CoherentConfig, Members, SamplerConfig, coherent_sample
+from coherent_jax.engine.schedules import linear_schedule
 
 T = 50
 

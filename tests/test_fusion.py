@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coherent_jax import fusion
+from coherent_jax.engine import fusion
 
 
 def test_inverse_mse_weights_is_softmax_of_inverse():

@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax import checkpointing, encoders
+from coherent_jax import encoders
+
+from coherent_jax.engine import checkpointing
 from coherent_jax.data import Cohort, DataError
 from coherent_jax.latent import (LatentConfig, LatentSpace, quality_table, reconstruction_scores,
                                  save_quality_table)
-from coherent_jax.models import autoencoder as ae
+from coherent_jax import autoencoder as ae
 
 K = 4  # latent width of the tiny spaces
 # Small, fast autoencoder training for the tiny cohort.

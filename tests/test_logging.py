@@ -9,13 +9,15 @@ import sys
 
 import pytest
 
-from coherent_jax import pipeline, progress
+from coherent_jax import pipeline
+
+from coherent_jax.engine import progress
 from coherent_jax.data import (LinearGaussianModel, induce_missingness, linear_gaussian_cohort,
                                paper_split)
 from coherent_jax.impute import impute
 from coherent_jax.latent import LatentConfig
 from coherent_jax.model_set import ModelSetConfig
-from coherent_jax.models.autoencoder import AutoencoderConfig
+from coherent_jax.autoencoder import AutoencoderConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "experiments", "configs", "test.py")
@@ -120,7 +122,7 @@ def test_library_prints_nothing_and_logs_through_logging(tmp_path, capsys, caplo
         by_logger.setdefault(record.name, []).append(record)
     quality = by_logger["coherent_jax.pipeline"][0]  # the latent space's quality table
     assert quality.levelno == logging.INFO and "r2_overall" in quality.getMessage()
-    epochs = by_logger["coherent_jax.models.autoencoder"]
+    epochs = by_logger["coherent_jax.autoencoder"]
     assert len(epochs) == 3 and all(r.levelno == logging.DEBUG for r in epochs)
     assert "autoencoder a epoch 1" in epochs[0].getMessage()
     steps = by_logger["coherent_jax.metrics_io"]  # the training progress line, at INFO

@@ -12,10 +12,10 @@ from jax.scipy.stats import multivariate_normal
 
 from coherent_jax import anchor_draws
 from coherent_jax.mixture_anchor import conditional_mixtures, fit_mixture_anchors
-from coherent_jax.models.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
+from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
                                           mixture_anchor_eps)
-from coherent_jax.sampling import SamplerConfig, sample
-from coherent_jax.schedules import make_schedule
+from coherent_jax.engine.sampling import SamplerConfig, sample
+from coherent_jax.engine.schedules import make_schedule
 
 D, W1, W2, M = 2, 2, 1, 3
 

@@ -6,14 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from coherent_jax import parallel
+from coherent_jax.engine import parallel
 from fake_devices import run_script
 
 SCRIPT = r"""
 import json
 import jax, jax.numpy as jnp, numpy as np
 from coherent_jax import engine as cj
-from coherent_jax import parallel
+from coherent_jax.engine import parallel
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 
 assert len(jax.devices()) == 4, jax.devices()

@@ -7,10 +7,10 @@ from fake_devices import run_script
 SCRIPT = r"""
 import dataclasses, json
 import jax, jax.numpy as jnp, numpy as np, pandas as pd
-from coherent_jax import parallel
+from coherent_jax.engine import parallel
 from coherent_jax.data import Cohort
 from coherent_jax.latent import LatentConfig, LatentSpace
-from coherent_jax.models import autoencoder as ae
+from coherent_jax import autoencoder as ae
 
 assert len(jax.devices()) == 4, jax.devices()
 rng = np.random.default_rng(0)

@@ -5,8 +5,8 @@ import pytest
 
 from coherent_jax import engine as cj
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
-from coherent_jax.population import (init_population, make_population, population_data, search,
-                                     select)
+from coherent_jax.engine.population import (init_population, make_population, population_data,
+                                            search, select)
 
 GAUSS = LinearGaussianModel.random({"x": 4, "a": 4, "b": 4}, num_factors=3, seed=1)
 

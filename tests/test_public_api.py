@@ -58,3 +58,34 @@ def test_impute_takes_its_call_settings_the_old_way_with_a_warning():
     with pytest.warns(DeprecationWarning, match=r"calls=SamplerCalls\(bucket=...\)"):
         with pytest.raises(ValueError, match="bucket must be >= 1"):
             coherent_jax.impute(None, None, bucket=0)
+
+
+def test_the_engine_imports_nothing_of_the_application():
+    import ast
+    import pathlib
+
+    folder = pathlib.Path(engine.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.startswith("coherent_jax"):
+                    assert name.startswith("coherent_jax.engine"), (path.name, name)
+
+
+def test_modules_that_moved_still_import_from_their_old_paths():
+    import importlib
+    import sys
+
+    from coherent_jax import _moved
+
+    for old, new in _moved.MOVED.items():
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+    sys.modules.pop("coherent_jax.models", None)
+    with pytest.warns(DeprecationWarning):
+        from coherent_jax.models import denoiser
+    assert denoiser is importlib.import_module("coherent_jax.engine.denoiser")

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from analytic import conditional_gain, expert_params, gaussian_expert
-from coherent_jax import fusion
+from coherent_jax.engine import fusion
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
-from coherent_jax.ensemble import stack_members
-from coherent_jax.models.denoiser import Condition
-from coherent_jax.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
-                                   ddpm_step, sample, select_candidates, timesteps)
-from coherent_jax.schedules import linear_schedule
+from coherent_jax.engine.ensemble import stack_members
+from coherent_jax.engine.denoiser import Condition
+from coherent_jax.engine.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
+                                          ddpm_step, sample, select_candidates, timesteps)
+from coherent_jax.engine.schedules import linear_schedule
 
 SCHEDULE = linear_schedule()
 MODEL = LinearGaussianModel.random({"x": 4, "a": 3, "b": 3}, num_factors=4, seed=1)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from coherent_jax.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule
+from coherent_jax.engine.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule
 
 
 def test_linear_schedule_matches_paper():

@@ -9,7 +9,8 @@ SCRIPT = r"""
 import json
 import jax, jax.numpy as jnp, numpy as np
 import coherent_jax as cj
-from coherent_jax import engine, parallel
+from coherent_jax import engine
+from coherent_jax.engine import parallel
 from coherent_jax.data import (LinearGaussianModel, induce_missingness, linear_gaussian_cohort,
                                paper_split)
 

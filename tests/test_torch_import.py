@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
 import reference_torch as ref  # noqa: E402
 
-from coherent_jax.ensemble import stack_members  # noqa: E402
-from coherent_jax.models.denoiser import Condition, DenoiserApply  # noqa: E402
-from coherent_jax.sampling import Members, coherent_sample  # noqa: E402
+from coherent_jax.engine.ensemble import stack_members  # noqa: E402
+from coherent_jax.engine.denoiser import Condition, DenoiserApply  # noqa: E402
+from coherent_jax.engine.sampling import Members, coherent_sample  # noqa: E402
 from coherent_jax.torch_import import import_state_dict, load_checkpoint  # noqa: E402
 
 SMALL = dict(hidden_dim=32, num_layers=4, time_embed_dim=16, cond_embed_dim=8)
@@ -77,7 +77,7 @@ def test_load_checkpoint_file_picks_the_criterion(tmp_path):
 
 
 def _engine_noise(key, shape, num_steps):
-    """x_T and per-step z exactly as coherent_jax.sampling draws them from `key`."""
+    """x_T and per-step z exactly as coherent_jax.engine.sampling draws them from `key`."""
     init_key, step_key = jax.random.split(key)
     x_T = jax.random.normal(init_key, shape, jnp.float32)
     z = [jax.random.normal(k, shape, jnp.float32) for k in jax.random.split(step_key, num_steps)]

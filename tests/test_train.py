@@ -7,12 +7,12 @@ import pytest
 
 from coherent_jax.data.linear_gaussian import LinearGaussianModel
 from coherent_jax.evaluate.reconstruction import energy_score
-from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply
-from coherent_jax.sampling import SamplerConfig, sample
-from coherent_jax.schedules import linear_schedule
-from coherent_jax.train import (CRITERIA, EarlyStop, TrainConfig, _augment_mask,
-                                create_train_state, draw_batch, fair_energy_score, fit,
-                                make_member_data, scan_train_steps, train_step)
+from coherent_jax.engine.denoiser import Condition, Denoiser, DenoiserApply
+from coherent_jax.engine.sampling import SamplerConfig, sample
+from coherent_jax.engine.schedules import linear_schedule
+from coherent_jax.engine.train import (CRITERIA, EarlyStop, TrainConfig, _augment_mask,
+                                       create_train_state, draw_batch, fair_energy_score, fit,
+                                       make_member_data, scan_train_steps, train_step)
 
 SCHEDULE = linear_schedule()
 TINY = Denoiser(4, hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8)

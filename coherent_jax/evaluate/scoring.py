@@ -23,9 +23,8 @@ from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.align import paired
 from coherent_jax.evaluate.baselines import predict_missing
 from coherent_jax.evaluate.patterns import HeldOut, PatternCopies, tag
-from coherent_jax.evaluate.reconstruction import (comparison_table, ideal_coverage,
-                                                  patient_errors, r2_bootstrap,
-                                                  reconstruction_metrics)
+from coherent_jax.evaluate.reconstruction import (comparison_table, ideal_coverage, patient_errors,
+                                                  r2_bootstrap, reconstruction_metrics)
 from coherent_jax.latent import latent_names
 
 

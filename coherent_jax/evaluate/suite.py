@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from coherent_jax import progress
+from coherent_jax.engine import progress
 from coherent_jax.data import Cohort
 from coherent_jax.evaluate import analyses, stats
 from coherent_jax.evaluate.baselines import BASELINES
@@ -47,9 +47,9 @@ from coherent_jax.evaluate.joint import joint_table
 from coherent_jax.evaluate.patterns import HeldOut, pattern_copies, tag
 from coherent_jax.evaluate.report import write_report
 from coherent_jax.evaluate.results import EvalResults
-from coherent_jax.evaluate.scoring import (FEATURE_BASELINES, BaselineTraining,
-                                           calibration_table, distribution_table,
-                                           headline_intervals, headline_table, reconstruction)
+from coherent_jax.evaluate.scoring import (FEATURE_BASELINES, BaselineTraining, calibration_table,
+                                           distribution_table, headline_intervals, headline_table,
+                                           reconstruction)
 from coherent_jax.impute import METHODS, ImputeConfig
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet

@@ -10,7 +10,7 @@ import ml_collections
 from coherent_jax.evaluate import EvalConfig
 from coherent_jax.latent import LatentConfig
 from coherent_jax.model_set import ModelSetConfig
-from coherent_jax.models.autoencoder import AutoencoderConfig
+from coherent_jax.autoencoder import AutoencoderConfig
 from coherent_jax.impute import ImputeConfig
 from coherent_jax.pipeline import DataConfig
 

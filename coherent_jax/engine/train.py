@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from coherent_jax import progress
-from coherent_jax.ensemble import stack_members
-from coherent_jax.models.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
-from coherent_jax.sampling import SamplerConfig, sample
-from coherent_jax.schedules import Schedule
+from coherent_jax.engine import progress
+from coherent_jax.engine.ensemble import stack_members
+from coherent_jax.engine.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
+from coherent_jax.engine.sampling import SamplerConfig, sample
+from coherent_jax.engine.schedules import Schedule
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from coherent_jax.ensemble import select_members
-from coherent_jax.models.denoiser import Denoiser
-from coherent_jax.schedules import Schedule
-from coherent_jax.train import (CRITERIA, FitResult, MemberData, TrainConfig, TrainState, fit,
-                                init_members)
+from coherent_jax.engine.ensemble import select_members
+from coherent_jax.engine.denoiser import Denoiser
+from coherent_jax.engine.schedules import Schedule
+from coherent_jax.engine.train import (CRITERIA, FitResult, MemberData, TrainConfig, TrainState,
+                                       fit, init_members)
 
 
 @dataclasses.dataclass(frozen=True)

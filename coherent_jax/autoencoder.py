@@ -33,7 +33,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from coherent_jax import parallel, progress
+from coherent_jax.engine import parallel, progress
 
 logger = logging.getLogger(__name__)
 

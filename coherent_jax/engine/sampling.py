@@ -30,11 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coherent_jax import fusion as fusion_lib
-from coherent_jax import parallel
-from coherent_jax.deprecation import old_call_form, pop_fields
-from coherent_jax.ensemble import num_members
-from coherent_jax.schedules import Schedule
+from coherent_jax.engine import fusion as fusion_lib
+from coherent_jax.engine import parallel
+from coherent_jax.engine.deprecation import old_call_form, pop_fields
+from coherent_jax.engine.ensemble import num_members
+from coherent_jax.engine.schedules import Schedule
 
 ApplyFn = Callable[[Any, jax.Array, jax.Array, Any], jax.Array]
 SAMPLERS = ("ddpm", "ddim", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde")

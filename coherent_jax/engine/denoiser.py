@@ -42,7 +42,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from coherent_jax.schedules import make_schedule
+from coherent_jax.engine.schedules import make_schedule
 
 NORMS = ("batch", "layer")
 

@@ -24,8 +24,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from coherent_jax.models.denoiser import Condition, Denoiser, anchor_eps, sinusoidal_embedding
-from coherent_jax.schedules import make_schedule
+from coherent_jax.engine.denoiser import Condition, Denoiser, anchor_eps, sinusoidal_embedding
+from coherent_jax.engine.schedules import make_schedule
 
 _BN_EPS = 1e-5  # the Denoiser's BatchNorm and LayerNorm epsilon
 _LN_EPS = 1e-5

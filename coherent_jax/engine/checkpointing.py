@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from coherent_jax.parallel import is_primary
+from coherent_jax.engine.parallel import is_primary
 
 METADATA_FILE = "metadata.json"
 TREE_DIR = "tree"
