@@ -39,8 +39,9 @@ class _TorchOn:
 
     reference_torch allocates with factory calls that take no device (it was written for the
     CPU). `with torch.device(...)` would place them too, but through a TorchFunctionMode that
-    intercepts every op: measured 1.75x slower on this Python-overhead-bound loop, which would
-    flatter ours. This wrapper costs nothing measurable.
+    intercepts every op, which slows this Python-overhead-bound loop and would flatter ours
+    (benchmarks/RESULTS.md, "Measurements behind comments in the code"). This wrapper costs
+    nothing measurable.
     """
 
     FACTORIES = ("arange", "empty", "full", "ones", "rand", "randint", "randn", "zeros")

@@ -58,7 +58,7 @@ import warnings
 
 _T0 = time.perf_counter()
 if "--dry_run" in sys.argv[1:]:  # before jax is imported: the dry run is CPU only, and
-    os.environ["JAX_PLATFORMS"] = "cpu"  # compiles without LLVM optimisation (2-3x faster)
+    os.environ["JAX_PLATFORMS"] = "cpu"  # compiles faster without LLVM optimisation
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_backend_optimization_level=0").strip()
 # JAX takes 75% of the GPU's memory at start by default; leave room for torch's reference.

@@ -63,7 +63,7 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             out-of-fold ridge predictions of `fit_condition_map`), use it as the mean (identity
             kernel) with its residual variance, instead of regressing on it again (a second
             ridge on out-of-fold predictions shrinks the less noisy full-fit predictions
-            that new patients get: KIPAN, 0.589 vs 0.598 R^2 for rna).
+            that new patients get: README, Ablation, "single-source anchors as identity").
         residual_target: [N, D] the same rows' target as new patients' would be encoded
             (`latent.cross_fitted_latents`); the covariances are fitted to its residuals
             (default: `target`'s).
@@ -181,7 +181,7 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
 
     A specialist conditioned on this k-dim prediction instead of the source's own latents sees
     everything a ridge on the raw features sees (compressing the sources to their latents cost
-    0.02-0.05 of R^2 on KIPAN, compressing the target almost nothing).
+    R^2, compressing the target almost nothing: README, "Sources seen through their features").
 
     With thousands of source features and a few hundred patients the ridge fits its own
     training patients far better than new ones, and that gap is what a membership attack
