@@ -37,10 +37,12 @@ Writes results.json (config, seed, versions, every number) to --workdir.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,62 +87,82 @@ def config_for(steps: int, num_samples: int, seed: int, ema_decay: float | None 
     return c
 
 
-def score(model, raw, prep, test, space, models, c, draws: int, seed: int,
-          candidates: int) -> dict:
-    """{method or 'exact'} -> {source set -> numbers} on the complete test patients.
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """What `score` reads of one trained work directory.
 
-    raw: the cohort in its own units (the model's scale); prep: the fitted Preprocessor;
-    test: the complete test patients, preprocessed; candidates: of 'coherent+rejection'
-    (given every source; its threshold already calibrated in `models`)."""
-    ids = test.sample_ids
-    transform = prep.transforms[TARGET]
-    if list(transform.features) != list(raw.tables[TARGET].columns):
+    Attributes:
+        config: the ConfigDict it was trained with.
+        raw: the cohort in its own units (the model's scale).
+        prep: the fitted Preprocessor.
+        test: the complete test patients, preprocessed.
+        space: the latent space.
+        models: the trained model set (thresholds of 'coherent+rejection' calibrated).
+    """
+
+    config: Any
+    raw: Any
+    prep: Any
+    test: Any
+    space: Any
+    models: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class DrawSettings:
+    """`draws` per patient and method, their `seed`, and the `candidates` per draw of
+    'coherent+rejection' (given every source)."""
+
+    draws: int
+    seed: int
+    candidates: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SubtypeModes:
+    """The 2 directions [2, D] that separate the subtypes' target means (in z-scores), and
+    those means projected onto them [K, 2]."""
+
+    directions: np.ndarray
+    centres: np.ndarray
+
+    @classmethod
+    def of(cls, model, zscore) -> "SubtypeModes":
+        centres = zscore(LINKS["sinh"][0](model.means[TARGET]))  # [K, D] subtype centres
+        directions = np.linalg.svd(centres - centres.mean(axis=0), full_matrices=False)[2][:2]
+        return cls(directions=directions, centres=centres @ directions.T)
+
+    def nearest(self, draws: np.ndarray) -> np.ndarray:
+        """[K draws, N] the subtype whose centre is nearest each draw [K, N, D] along the
+        directions."""
+        return np.argmin(np.square((draws @ self.directions.T)[:, :, None, :]
+                                   - self.centres).sum(-1), axis=-1)
+
+
+def score(model, run: TrainedRun, how: DrawSettings) -> dict:
+    """{method or 'exact'} -> {source set -> numbers} on the complete test patients."""
+    ids = run.test.sample_ids
+    transform = run.prep.transforms[TARGET]
+    if list(transform.features) != list(run.raw.tables[TARGET].columns):
         raise ValueError("the preprocessing dropped target features; the exact draws cannot "
                          "be compared feature by feature.")
     zscore = lambda x: (x - transform.mean) / transform.std
-    real = test.tables[TARGET].loc[ids].to_numpy(np.float64)  # [N, D] z-scores
-    raw = {m: raw.tables[m].loc[ids].to_numpy(np.float64) for m in raw.modalities}
-    centres = zscore(LINKS["sinh"][0](model.means[TARGET]))  # [K, D] subtype centres
-    directions = np.linalg.svd(centres - centres.mean(axis=0), full_matrices=False)[2][:2]
-    projected_centres = centres @ directions.T  # [K, 2]
-    indices = stats.bootstrap_indices(len(ids), 1000, seed)
+    real = run.test.tables[TARGET].loc[ids].to_numpy(np.float64)  # [N, D] z-scores
+    raw = {m: run.raw.tables[m].loc[ids].to_numpy(np.float64) for m in run.raw.modalities}
+    modes = SubtypeModes.of(model, zscore)
+    indices = stats.bootstrap_indices(len(ids), 1000, how.seed)
     out = {}
     for sources in SOURCES:
         key = "+".join(sources)
-        exact = zscore(model.conditional_draws([TARGET], {m: raw[m] for m in sources}, draws,
-                                               seed)[TARGET])  # [K, N, D]
-        hidden = test.replace(tables={m: v if m in sources else v * np.nan
-                                      for m, v in test.tables.items()})
-        latent = space.encode(hidden)
+        exact = zscore(model.conditional_draws([TARGET], {m: raw[m] for m in sources},
+                                               how.draws, how.seed)[TARGET])  # [K, N, D]
+        drawn, acceptance = _imputed_draws(run, how, sources)
+        drawn = {"exact": exact, **drawn}
         posterior = model.subtype_posterior({m: raw[m] for m in sources})  # [N, K]
-        drawn, acceptance = {"exact": exact}, {}
-        runs = [(m, m, 1) for m in METHODS]
-        if len(sources) > 1 and candidates > 1:
-            runs.append(("coherent+rejection", "coherent", candidates))
-        for name, method, tries in runs:
-            result = impute(latent, models, _common.impute_config(c), method=method,
-                            num_samples=draws, seed=seed, latent_space=space,
-                            feature_cohort=hidden, num_candidates=tries,
-                            calls=SamplerCalls(order=(TARGET,) + tuple(
-                                m for m in models.targets if m != TARGET)))
-            table = result.features[TARGET]
-            acceptance[name] = float(np.nanmean(result.acceptance[TARGET].loc[ids]))
-            drawn[name] = np.stack([table.xs(j, level="draw").loc[ids].to_numpy(np.float64)
-                                    for j in range(draws)])
         for name, d in drawn.items():
-            es = energy_score(real, d)
-            low, high = stats.percentile_interval(stats.resample(np.mean, indices, es))
-            lo, hi = np.quantile(d, [0.05, 0.95], axis=0)
-            w1 = np.mean([wasserstein_1d(d @ v, exact @ v) for v in directions])
-            nearest = np.argmin(np.square((d @ directions.T)[:, :, None, :]
-                                          - projected_centres).sum(-1), axis=-1)  # [K, N]
-            wrong = np.take_along_axis(posterior, nearest.T, axis=1) < 0.05  # [N, K]
-            out.setdefault(name, {})[key] = {
-                "energy_score": float(es.mean()), "interval": [float(low), float(high)],
-                "coverage90": float(((real >= lo) & (real <= hi)).mean()),
-                "wasserstein_subtype_directions": float(w1),
-                "wrong_mode_share": float(wrong.mean()), "acceptance": acceptance.get(name),
-                "per_patient": es.tolist()}
+            numbers, es = _draw_numbers(d, real, exact, modes, posterior, indices)
+            out.setdefault(name, {})[key] = {**numbers, "acceptance": acceptance.get(name),
+                                             "per_patient": es.tolist()}
         floor, closed = out["exact"][key]["energy_score"], out["gaussian"][key]["energy_score"]
         for name in drawn:
             out[name][key]["gap_closed"] = float(
@@ -148,7 +170,48 @@ def score(model, raw, prep, test, space, models, c, draws: int, seed: int,
     return out
 
 
-def main() -> None:
+def _imputed_draws(run: TrainedRun, how: DrawSettings, sources) -> tuple[dict, dict]:
+    """({method: [K, N, D] draws in z-scores}, {method: acceptance rate}) of the test patients
+    given only `sources`."""
+    ids = run.test.sample_ids
+    hidden = run.test.replace(tables={m: v if m in sources else v * np.nan
+                                      for m, v in run.test.tables.items()})
+    latent = run.space.encode(hidden)
+    drawn, acceptance = {}, {}
+    runs = [(m, m, 1) for m in METHODS]
+    if len(sources) > 1 and how.candidates > 1:
+        runs.append(("coherent+rejection", "coherent", how.candidates))
+    for name, method, tries in runs:
+        result = impute(latent, run.models, _common.impute_config(run.config), method=method,
+                        num_samples=how.draws, seed=how.seed, latent_space=run.space,
+                        feature_cohort=hidden, num_candidates=tries,
+                        calls=SamplerCalls(order=(TARGET,) + tuple(
+                            m for m in run.models.targets if m != TARGET)))
+        table = result.features[TARGET]
+        acceptance[name] = float(np.nanmean(result.acceptance[TARGET].loc[ids]))
+        drawn[name] = np.stack([table.xs(j, level="draw").loc[ids].to_numpy(np.float64)
+                                for j in range(how.draws)])
+    return drawn, acceptance
+
+
+def _draw_numbers(d, real, exact, modes: SubtypeModes, posterior, indices
+                  ) -> tuple[dict, np.ndarray]:
+    """({energy score (mean, bootstrap interval), 90% coverage, W1 along the subtype
+    directions, wrong-mode share}, [N] energy score per patient) of draws d [K, N, D] of the
+    patients real [N, D]; exact [K, N, D]: the exact conditional's draws, posterior [N, K]:
+    the subtypes' exact posterior, indices [B, N]: the bootstrap resamples."""
+    es = energy_score(real, d)
+    low, high = stats.percentile_interval(stats.resample(np.mean, indices, es))
+    lo, hi = np.quantile(d, [0.05, 0.95], axis=0)
+    w1 = np.mean([wasserstein_1d(d @ v, exact @ v) for v in modes.directions])
+    wrong = np.take_along_axis(posterior, modes.nearest(d).T, axis=1) < 0.05  # [N, K]
+    return {"energy_score": float(es.mean()), "interval": [float(low), float(high)],
+            "coverage90": float(((real >= lo) & (real <= hi)).mean()),
+            "wasserstein_subtype_directions": float(w1),
+            "wrong_mode_share": float(wrong.mean())}, es
+
+
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="/tmp/bench_mixture")
     parser.add_argument("--train_steps", default="0,3000")
@@ -177,52 +240,72 @@ def main() -> None:
     parser.add_argument("--anchor_components", type=int, default=None,
                         help="the most mixture components of the anchors, chosen by BIC "
                              "(1: linear-Gaussian anchors; default: the demo's)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _config(args: argparse.Namespace, steps: int):
+    """The demo's settings on the mixture cohort with the flags' overrides."""
+    c = config_for(steps, args.num_samples, args.seed, args.ema_decay)
+    if args.learning_rates:
+        c.denoisers.learning_rates = tuple(float(r) for r in args.learning_rates.split(","))
+    c.denoisers.feature_conditions = args.conditions == "features"
+    if args.norm is not None:
+        c.denoisers.norm = args.norm
+    if args.hidden_dim is not None:
+        c.denoisers.hidden_dim = args.hidden_dim
+    c.data.mixture_link = args.target_link
+    if args.anchor_components is not None:
+        c.denoisers.anchor_components = args.anchor_components
+    if args.sample_steps is not None:  # imputation only: the trained models are reused
+        c.impute.sample_steps = c.evaluate.imputation.sample_steps = args.sample_steps
+    return c
+
+
+def _train_and_score(args: argparse.Namespace, steps: int, model) -> dict:
+    """Trains (or reuses) the work directory of `steps`, scores it, prints and returns its
+    report entry."""
+    c = _config(args, steps)
+    workdir = os.path.join(args.workdir, f"steps{steps}")
+    start = time.perf_counter()
+    cohort, space, _, models = _common.trained(c, workdir)
+    raw = load_raw_cohort(_common.data_config(c))
+    prep = load_cohort(_common.data_config(c))[1]
+    seconds = time.perf_counter() - start
+    test = cohort.split("test")
+    test = test.subset(test.sample_ids[test.complete])
+    test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
+    imp = _common.impute_config(c)
+    thresholds = calibrate_thresholds(
+        space.encode(cohort.split("val")), models, sampler=imp.sampler,
+        sample_steps=imp.sample_steps, quantile=args.reject_quantile, seed=args.seed,
+        feature_cohort=cohort.split("val"))
+    results = score(model, TrainedRun(config=c, raw=raw, prep=prep, test=test, space=space,
+                                      models=models),
+                    DrawSettings(draws=args.draws, seed=args.seed, candidates=args.candidates))
+    _print_results(steps, seconds, int(test.num_samples), args.draws, results)
+    return {"config": as_jsonable(c), "train_seconds": seconds, "thresholds": thresholds,
+            "patients": int(test.num_samples), "results": results}
+
+
+def _print_results(steps: int, seconds: float, patients: int, draws: int, results: dict):
+    print(f"\ntrain_steps={steps} ({seconds:.0f} s), {patients} complete test "
+          f"patients, K={draws}; energy score [95% CI] / gap closed / cov90 / W1 / "
+          "wrong-mode share:")
+    for name, cells in results.items():
+        print(f"  {name:9s} " + "  ".join(
+            f"{k}: {v['energy_score']:.3f} [{v['interval'][0]:.3f}, {v['interval'][1]:.3f}]"
+            f" / {v['gap_closed']:+.2f} / {v['coverage90']:.2f} / "
+            f"{v['wasserstein_subtype_directions']:.3f} / {v['wrong_mode_share']:.3f}"
+            for k, v in cells.items()))
+
+
+def main() -> None:
+    args = _parse_args()
     print(describe_machine())
     model = hidden_subtype_model(seed=42, target_link=args.target_link)  # data.split_seed
     report = {"command": " ".join(sys.argv), "machine": describe_machine(), "runs": {}}
     for steps in (int(s) for s in args.train_steps.split(",")):
-        c = config_for(steps, args.num_samples, args.seed, args.ema_decay)
-        if args.learning_rates:
-            c.denoisers.learning_rates = tuple(float(r) for r in args.learning_rates.split(","))
-        c.denoisers.feature_conditions = args.conditions == "features"
-        if args.norm is not None:
-            c.denoisers.norm = args.norm
-        if args.hidden_dim is not None:
-            c.denoisers.hidden_dim = args.hidden_dim
-        c.data.mixture_link = args.target_link
-        if args.anchor_components is not None:
-            c.denoisers.anchor_components = args.anchor_components
-        if args.sample_steps is not None:  # imputation only: the trained models are reused
-            c.impute.sample_steps = c.evaluate.imputation.sample_steps = args.sample_steps
-        workdir = os.path.join(args.workdir, f"steps{steps}")
-        start = time.perf_counter()
-        cohort, space, _, models = _common.trained(c, workdir)
-        raw = load_raw_cohort(_common.data_config(c))
-        prep = load_cohort(_common.data_config(c))[1]
-        seconds = time.perf_counter() - start
-        test = cohort.split("test")
-        test = test.subset(test.sample_ids[test.complete])
-        test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
-        imp = _common.impute_config(c)
-        thresholds = calibrate_thresholds(
-            space.encode(cohort.split("val")), models, sampler=imp.sampler,
-            sample_steps=imp.sample_steps, quantile=args.reject_quantile, seed=args.seed,
-            feature_cohort=cohort.split("val"))
-        results = score(model, raw, prep, test, space, models, c, args.draws, args.seed,
-                        args.candidates)
-        report["runs"][steps] = {"config": as_jsonable(c), "train_seconds": seconds,
-                                 "thresholds": thresholds,
-                                 "patients": int(test.num_samples), "results": results}
-        print(f"\ntrain_steps={steps} ({seconds:.0f} s), {test.num_samples} complete test "
-              f"patients, K={args.draws}; energy score [95% CI] / gap closed / cov90 / W1 / "
-              "wrong-mode share:")
-        for name, cells in results.items():
-            print(f"  {name:9s} " + "  ".join(
-                f"{k}: {v['energy_score']:.3f} [{v['interval'][0]:.3f}, {v['interval'][1]:.3f}]"
-                f" / {v['gap_closed']:+.2f} / {v['coverage90']:.2f} / "
-                f"{v['wasserstein_subtype_directions']:.3f} / {v['wrong_mode_share']:.3f}"
-                for k, v in cells.items()))
+        report["runs"][steps] = _train_and_score(args, steps, model)
     report["versions"] = versions()
     os.makedirs(args.workdir, exist_ok=True)
     with open(os.path.join(args.workdir, "results.json"), "w") as f:

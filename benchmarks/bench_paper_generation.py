@@ -166,7 +166,8 @@ def run_grouped(targets, draws: int, folded: bool, chain: SamplerConfig = Sample
     return out
 
 
-def main():
+def _parse_args() -> argparse.Namespace:
+    """The flags, with --steps defaulted per sampler and --quick applied."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", type=int, default=4, help="target modalities (paper: 4)")
     parser.add_argument("--patients", type=int, default=1350, help="test patients (paper: 1350)")
@@ -192,6 +193,49 @@ def main():
     if args.quick:
         args.draws = 1
         args.steps = args.steps if few_step else 20
+    return args
+
+
+def _time_ours(impl: str, targets, args, chain: dict, scale: float) -> list:
+    """One implementation's table row: first call, seconds, patient-generations/s, the full
+    workload's hours and the largest foreign load."""
+    mode, form = impl.split("_")
+    runner = {"batched": run_batched, "grouped": run_grouped}[mode]
+    fn = lambda: runner(targets, args.draws, form == "folded", chain)
+    with ForeignLoad() as load:
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        first = time.perf_counter() - start
+    if args.first_only:
+        seconds, foreign = first, load.cores
+    else:
+        timing = time_it(fn, repeats=1, warmup=0)
+        seconds, foreign = timing.seconds, timing.foreign
+    print(f"  done {impl}: {seconds:.1f} s, foreign load {foreign:.2f} cores", flush=True)
+    return [f"{mode} {form}", first, seconds, _generations(args) / seconds,
+            seconds * scale / 3600, foreign]
+
+
+def _time_torch(rows: list, targets, args, scale: float) -> list:
+    """`rows` with the paper's loop appended and every row's speedup against it."""
+    timing = time_it(lambda: run_torch(targets, args.draws, args.patients), repeats=1, warmup=0)
+    rows = rows + [["torch (paper loop)", "-", timing.seconds,
+                    _generations(args) / timing.seconds, timing.seconds * scale / 3600,
+                    timing.foreign]]
+    for row in rows[:-1]:
+        row.append(timing.seconds / row[2])
+    rows[-1].append(1.0)
+    return rows
+
+
+def _generations(args) -> int:
+    """Patient generations in the workload run: targets x 14 subsets x draws x patients."""
+    return args.targets * 14 * args.draws * args.patients
+
+
+def main():
+    args = _parse_args()
+    few_step = args.sampler != "ddpm"
     full_steps = args.steps if few_step else 1000  # the full workload's chain
     chain = SamplerConfig(args.sampler, args.steps) if few_step else SamplerConfig()
     with_torch = not args.no_torch and not few_step  # the reference loop is DDPM only
@@ -204,32 +248,9 @@ def main():
           f"{full_steps} steps) = this x {scale:.0f}\n", flush=True)
     targets = [Target(i, 1000 if few_step else args.steps, args.patients)
                for i in range(args.targets)]
-    generations = args.targets * 14 * args.draws * args.patients
-    rows = []
-    runners = {"batched": run_batched, "grouped": run_grouped}
-    for impl in args.impl:
-        mode, form = impl.split("_")
-        fn = lambda: runners[mode](targets, args.draws, form == "folded", chain)
-        with ForeignLoad() as load:
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            first = time.perf_counter() - start
-        if args.first_only:
-            seconds, foreign = first, load.cores
-        else:
-            timing = time_it(fn, repeats=1, warmup=0)
-            seconds, foreign = timing.seconds, timing.foreign
-        rows.append([f"{mode} {form}", first, seconds, generations / seconds,
-                     seconds * scale / 3600, foreign])
-        print(f"  done {impl}: {seconds:.1f} s, foreign load {foreign:.2f} cores", flush=True)
+    rows = [_time_ours(impl, targets, args, chain, scale) for impl in args.impl]
     if with_torch:
-        timing = time_it(lambda: run_torch(targets, args.draws, args.patients), repeats=1,
-                         warmup=0)
-        rows.append(["torch (paper loop)", "-", timing.seconds, generations / timing.seconds,
-                     timing.seconds * scale / 3600, timing.foreign])
-        for row in rows[:-1]:
-            row.append(timing.seconds / row[2])
-        rows[-1].append(1.0)
+        rows = _time_torch(rows, targets, args, scale)
     header = ["implementation", "first call s (incl. compile)",
               "s (first call)" if args.first_only else "s", "patient-generations/s",
               "full workload h" + ("" if scale == 1 else " (extrapolated)"), "max foreign cores"]

@@ -63,7 +63,7 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             out-of-fold ridge predictions of `fit_condition_map`), use it as the mean (identity
             kernel) with its residual variance, instead of regressing on it again (a second
             ridge on out-of-fold predictions shrinks the less noisy full-fit predictions
-            that new patients get: KIPAN, 0.589 vs 0.598 R^2 for rna).
+            that new patients get: README, Ablation, "single-source anchors as identity").
         residual_target: [N, D] the same rows' target as new patients' would be encoded
             (`latent.cross_fitted_latents`); the covariances are fitted to its residuals
             (default: `target`'s).
@@ -95,20 +95,28 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             bias[index], log_var[index], basis[index] = bias[0], log_var[0], basis[0]
             continue
         x = np.concatenate([conditions[j][0][rows] for j in members], axis=1).astype(np.float64)
-        y = target[rows].astype(np.float64)
-        y_spread = spread[rows].astype(np.float64)
-        if identity_singles and len(members) == 1:
-            j = members[0]
-            kernel[index][offsets[j]:offsets[j + 1]] = np.eye(d, dtype=np.float32)
-            log_var[index], basis[index] = eigh_floored(robust_covariance(y_spread - x))
-            continue
-        (coef, intercept), oof = fit_out_of_fold(
-            x, y, folds, seed, lambda a, b: distilled_ridge(a, b, alphas, 0.0))
+        coef, intercept, predicted = _subset_fit(
+            x, target[rows].astype(np.float64), folds, alphas, seed,
+            identity=identity_singles and len(members) == 1)
         columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
         kernel[index][columns] = coef
         bias[index] = intercept
-        log_var[index], basis[index] = eigh_floored(robust_covariance(y_spread - oof))
+        log_var[index], basis[index] = eigh_floored(
+            robust_covariance(spread[rows].astype(np.float64) - predicted))
     return {"kernel": kernel, "bias": bias, "log_var": log_var, "basis": basis}
+
+
+def _subset_fit(x: np.ndarray, y: np.ndarray, folds: int, alphas, seed: int, identity: bool
+                ) -> tuple[np.ndarray, np.ndarray | float, np.ndarray]:
+    """(kernel [D_s, D], bias, predictions [n, D] whose residuals set the spread) of one
+    subset's anchor: x [n, D_s] itself (identity kernel, no bias) for a single condition that
+    already predicts the target, else the ridge of y [n, D] on x with its out-of-fold
+    predictions (folds, alphas, seed as `fit_anchors`)."""
+    if identity:
+        return np.eye(y.shape[1], dtype=np.float32), 0.0, x
+    (coef, intercept), oof = fit_out_of_fold(
+        x, y, folds, seed, lambda a, b: distilled_ridge(a, b, alphas, 0.0))
+    return coef, intercept, oof
 
 
 def eigh_floored(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +181,7 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
 
     A specialist conditioned on this k-dim prediction instead of the source's own latents sees
     everything a ridge on the raw features sees (compressing the sources to their latents cost
-    0.02-0.05 of R^2 on KIPAN, compressing the target almost nothing).
+    R^2, compressing the target almost nothing: README, "Sources seen through their features").
 
     With thousands of source features and a few hundred patients the ridge fits its own
     training patients far better than new ones, and that gap is what a membership attack

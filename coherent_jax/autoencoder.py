@@ -287,16 +287,7 @@ def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: Autoencoder
             row, or a minibatch that does not split over the mesh.
         FloatingPointError: the training loss became NaN or inf.
     """
-    train_x, stop_x = np.asarray(train_x, np.float32), np.asarray(stop_x, np.float32)
-    if train_x.ndim != 2 or stop_x.ndim != 2 or stop_x.shape[1] != train_x.shape[1]:
-        raise ValueError(f"train_x and stop_x must be [N, D] and [V, D] with the same D; got "
-                         f"{train_x.shape} and {stop_x.shape}.")
-    if train_x.shape[0] < 2 or stop_x.shape[0] < 1:
-        raise ValueError(f"need >= 2 training rows and >= 1 held-out row, got "
-                         f"{train_x.shape[0]} and {stop_x.shape[0]}.")
-    if not (np.isfinite(train_x).all() and np.isfinite(stop_x).all()):
-        raise ValueError("autoencoder inputs hold NaN or inf; fill or drop them first "
-                         "(Preprocessor fills missing features).")
+    train_x, stop_x = _checked_rows(train_x, stop_x)
     model = Autoencoder.from_config(train_x.shape[1], config)
     state = create_state(model, config, train_x.shape[0])
     key = jax.random.fold_in(jax.random.key(config.seed), 1)
@@ -310,12 +301,7 @@ def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: Autoencoder
     with progress.bar(label, total=config.max_epochs) as epochs:
         for epoch in range(1, config.max_epochs + 1):
             state, metrics = train_epoch(state, train_dev, stop_dev, key, jnp.int32(epoch), mesh)
-            record = {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}
-            if not (math.isfinite(record["train_loss"]) and math.isfinite(record["stop_mse"])):
-                raise FloatingPointError(f"autoencoder training loss {record['train_loss']}, "
-                                         f"held-out MSE {record['stop_mse']} at epoch {epoch}; "
-                                         "lower learning_rate or check the inputs for extreme "
-                                         "values.")
+            record = _epoch_record(epoch, metrics)
             history.append(record)
             if log_fn is not None:
                 log_fn(record)
@@ -330,6 +316,40 @@ def fit_autoencoder(train_x: np.ndarray, stop_x: np.ndarray, config: Autoencoder
     return AutoencoderFit(model=model, variables=best, best_epoch=best_epoch, best_mse=best_mse,
                           epochs=len(history), seconds=time.perf_counter() - start,
                           history=history)
+
+
+def _checked_rows(train_x, stop_x) -> tuple[np.ndarray, np.ndarray]:
+    """train_x [N, D] and stop_x [V, D] as float32, checked: same D, N >= 2, V >= 1, finite.
+
+    Raises:
+        ValueError: naming the first check that fails.
+    """
+    train_x, stop_x = np.asarray(train_x, np.float32), np.asarray(stop_x, np.float32)
+    if train_x.ndim != 2 or stop_x.ndim != 2 or stop_x.shape[1] != train_x.shape[1]:
+        raise ValueError(f"train_x and stop_x must be [N, D] and [V, D] with the same D; got "
+                         f"{train_x.shape} and {stop_x.shape}.")
+    if train_x.shape[0] < 2 or stop_x.shape[0] < 1:
+        raise ValueError(f"need >= 2 training rows and >= 1 held-out row, got "
+                         f"{train_x.shape[0]} and {stop_x.shape[0]}.")
+    if not (np.isfinite(train_x).all() and np.isfinite(stop_x).all()):
+        raise ValueError("autoencoder inputs hold NaN or inf; fill or drop them first "
+                         "(Preprocessor fills missing features).")
+    return train_x, stop_x
+
+
+def _epoch_record(epoch: int, metrics: dict) -> dict:
+    """{'epoch', 'train_loss', 'stop_mse'} of one epoch, pulled to the host.
+
+    Raises:
+        FloatingPointError: the training loss or the held-out MSE is NaN or inf.
+    """
+    record = {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}
+    if not (math.isfinite(record["train_loss"]) and math.isfinite(record["stop_mse"])):
+        raise FloatingPointError(f"autoencoder training loss {record['train_loss']}, "
+                                 f"held-out MSE {record['stop_mse']} at epoch {epoch}; "
+                                 "lower learning_rate or check the inputs for extreme "
+                                 "values.")
+    return record
 
 
 @functools.partial(jax.jit, static_argnames=("model",))

@@ -124,8 +124,9 @@ def write_h5mu(result, folder: str, interval: float = 0.9, summary: dict | None 
 def write_csv(table: pd.DataFrame, path: str) -> None:
     """Writes a numeric table with its index as CSV (gzip level 1 for a '.gz' path).
 
-    pyarrow's writer when installed (the 'formats' extra): 3-4x faster than pandas' on wide
-    float tables, the same shortest round-trip digits (strings are quoted); pandas' otherwise.
+    pyarrow's writer when installed (the 'formats' extra): faster than pandas' on wide float
+    tables (benchmarks/RESULTS.md, "Measurements behind comments in the code"), the same
+    shortest round-trip digits (strings are quoted); pandas' otherwise.
     Either reads back with `pd.read_csv(path, index_col=...)` to the same values.
     """
     try:
@@ -171,7 +172,7 @@ def write_imputation(result, folder: str, metadata: dict | None = None,
             for m, draws in tables.items():
                 stats = result.summary(m, "latent" if space == "latent" else "features",
                                        interval)
-                if "csv" in formats and space == "features":  # gzip level 1: 3x faster than 9
+                if "csv" in formats and space == "features":  # the largest: gzip, level 1 for speed
                     write_csv(draws, os.path.join(tmp, f"{m}_{space}_draws.csv.gz"))
                 elif "csv" in formats:
                     write_csv(draws, os.path.join(tmp, f"{m}_{space}_draws.csv"))

@@ -459,10 +459,10 @@ def cross_fitted_latents(space: "LatentSpace", cohort: Cohort, folds: int = 5) -
     new patient's would be: by a PCA fitted on the other folds' training rows, its axes
     rotated onto the space's (orthogonal Procrustes), centred and scaled as the space's.
 
-    A PCA fitted on a row captures more of that row's variance than of a new patient's: on
-    KIPAN (128-d) the held-out patients' latent variance beyond the 8 leading dimensions is
-    0.26-0.75 of the training rows'. Residual spreads fitted on in-sample latents are
-    therefore too wide for new patients in those dimensions; fitted on these they are not.
+    A PCA fitted on a row captures more of that row's variance than of a new patient's, in
+    all but its leading dimensions (README, KIPAN: "spreads fitted on cross-fitted latents").
+    Residual spreads fitted on in-sample latents are therefore too wide for new patients in
+    those dimensions; fitted on these they are not.
     Other encoders (identity: no fit; autoencoder: not refitted per fold) keep their latents.
     """
     latents = space.encode(cohort)

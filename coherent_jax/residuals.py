@@ -1,12 +1,11 @@
 """Residual spread per dimension, robust to a few outlying patients.
 
-Held-out residuals of real cohorts are heavy-tailed: on KIPAN's training rows the out-of-fold
-residuals of a ridge from one modality to another have kurtosis 8-11, and a handful of
-patients with up to 10x the median squared error set the root-mean-square. A Gaussian with that
-RMS is too wide for the other patients: the central 90% interval covered 0.93-0.96 of held-out
-test values. The normal-consistent median absolute deviation describes the bulk instead (the
-same interval covered 0.89-0.92), so it is the spread that anchored denoisers and decoded draws
-carry.
+Held-out residuals of real cohorts are heavy-tailed: a handful of patients with many times the
+median squared error set the root-mean-square, so a Gaussian with that RMS is too wide for the
+other patients (its central 90% interval over-covers held-out test values). The
+normal-consistent median absolute deviation describes the bulk instead, so it is the spread
+that anchored denoisers and decoded draws carry (KIPAN: benchmarks/RESULTS.md, "Measurements
+behind comments in the code").
 """
 
 from __future__ import annotations
@@ -33,9 +32,9 @@ def robust_covariance(residual: np.ndarray) -> np.ndarray:
     Ledoit-Wolf on the raw residuals shrinks towards a multiple of the identity: latent
     dimensions whose variances span two orders of magnitude (PCA scores) all get pulled up
     to the average, and the few heavy-tailed patients set every scale. Shrinking the
-    correlation keeps each dimension's own spread and takes that spread from the bulk
-    (KIPAN, 128-d PCA latents, each target from the other two: energy score of the decoded
-    draws rna 20.25 -> 20.12, mirna 11.82 -> 11.80, meth 20.23 -> 19.89).
+    correlation keeps each dimension's own spread and takes that spread from the bulk, which
+    scored the decoded draws better on every KIPAN target (benchmarks/RESULTS.md,
+    "Measurements behind comments in the code").
     """
     residual = np.asarray(residual, np.float64)
     if residual.ndim != 2 or residual.shape[0] < 2:

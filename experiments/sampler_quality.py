@@ -73,7 +73,6 @@ def main(argv):
     cohort, space, models, test = _common.trained_demo_run(FLAGS.workdir, FLAGS.name)
     val = cohort.split("val")
     latents, val_latents = space.encode(test), space.encode(val)
-    k = FLAGS.num_samples
     n = len(test.sample_ids)
     indices = stats.bootstrap_indices(n, FLAGS.num_bootstrap, FLAGS.seed)  # [B, N], shared
     counts = stats.bootstrap_counts(indices, n)
@@ -87,33 +86,57 @@ def main(argv):
                                  quantile=FLAGS.quantile, seed=seed, feature_cohort=val)
         for target in test.modalities:
             result = impute(_common.without(latents, target), models, method="coherent",
-                            num_samples=k, seed=seed, sampler=sampler, sample_steps=sample_steps,
-                            num_candidates=FLAGS.num_candidates, latent_space=space,
-                            feature_cohort=_common.without(test, target))
-            real = test.tables[target].to_numpy(np.float64)  # [N, D features]
-            real_latent = latents.tables[target].to_numpy(np.float64)  # [N, d latents]
-            point = result.feature_means[target].reindex(test.sample_ids).to_numpy(np.float64)
-            draws = result.features[target].to_numpy(np.float64).reshape(k, n, -1)
-            latent_draws = result.draws[target].to_numpy(np.float64).reshape(k, n, -1)
-            features = patient_errors(real, draws, point)
-            fidelity = prdc_per_sample(real_latent, latent_draws[0])
-            per = {"r2_mean": r2_bootstrap(real, features["sse_mean"], counts),
-                   "r2_single": r2_bootstrap(real, features["sse_single"], counts),
-                   "precision": fidelity["precision"], "recall": fidelity["recall"],
-                   "density": fidelity["density"], "coverage_prdc": fidelity["coverage"],
-                   "coverage90_latent": patient_errors(real_latent, latent_draws)["covered"],
-                   "coverage90_features": features["covered"]}
-            ss_tot = np.sum((real - real.mean(0)) ** 2)
-            point_values = {"r2_mean": 1 - features["sse_mean"].sum() / ss_tot,
-                            "r2_single": 1 - features["sse_single"].sum() / ss_tot}
-            parts[(label, steps, target)] = (per, point_values)
-            diag = result.diagnostics.set_index("target").loc[target]
-            rows.append({"sampler": label, "steps": steps, "target": target,
-                         **{m: point_values.get(m, np.mean(per[m])) for m in METRICS},
-                         "ideal90": ideal_coverage(k), "threshold": diag["threshold"],
-                         "acceptance": diag["acceptance"], "seconds": diag["seconds"]})
-    table = pd.DataFrame(rows)
-    print(f"{FLAGS.name}: {n} complete test patients, K = {k} draws, "
+                            num_samples=FLAGS.num_samples, seed=seed, sampler=sampler,
+                            sample_steps=sample_steps, num_candidates=FLAGS.num_candidates,
+                            latent_space=space, feature_cohort=_common.without(test, target))
+            key = (label, steps, target)
+            parts[key] = _patient_metrics(result, test, latents, target, counts)
+            rows.append(_summary_row(key, *parts[key], result.diagnostics))
+    _print_summary(pd.DataFrame(rows), n)
+    diffs = _differences(parts, indices)
+    print("\nDifference from DDPM-1000 (sampler - DDPM-1000) [95% paired patient bootstrap]\n")
+    print(diffs[["sampler", "steps", "target", *METRICS]].to_string(index=False))
+    print("\nPer sampler and step count, its family of targets x metrics: how many 95% intervals "
+          "exclude 0, and the smallest Benjamini-Hochberg q of the bootstrap p-values:\n")
+    print(_verdict(diffs).round(3).to_string(index=False))
+
+
+def _patient_metrics(result, test, latents, target: str, counts) -> tuple[dict, dict]:
+    """({metric: [N] per-patient values, or [B] bootstrap values of a pooled R^2}, {R^2
+    metric: its point value}) of one imputation of `target` for the test patients."""
+    k, n = FLAGS.num_samples, len(test.sample_ids)
+    real = test.tables[target].to_numpy(np.float64)  # [N, D features]
+    real_latent = latents.tables[target].to_numpy(np.float64)  # [N, d latents]
+    point = result.feature_means[target].reindex(test.sample_ids).to_numpy(np.float64)
+    draws = result.features[target].to_numpy(np.float64).reshape(k, n, -1)
+    latent_draws = result.draws[target].to_numpy(np.float64).reshape(k, n, -1)
+    features = patient_errors(real, draws, point)
+    fidelity = prdc_per_sample(real_latent, latent_draws[0])
+    per = {"r2_mean": r2_bootstrap(real, features["sse_mean"], counts),
+           "r2_single": r2_bootstrap(real, features["sse_single"], counts),
+           "precision": fidelity["precision"], "recall": fidelity["recall"],
+           "density": fidelity["density"], "coverage_prdc": fidelity["coverage"],
+           "coverage90_latent": patient_errors(real_latent, latent_draws)["covered"],
+           "coverage90_features": features["covered"]}
+    ss_tot = np.sum((real - real.mean(0)) ** 2)
+    point_values = {"r2_mean": 1 - features["sse_mean"].sum() / ss_tot,
+                    "r2_single": 1 - features["sse_single"].sum() / ss_tot}
+    return per, point_values
+
+
+def _summary_row(key: tuple, per: dict, point_values: dict, diagnostics: pd.DataFrame) -> dict:
+    """One (sampler, steps, target) row of the printed table: each metric's value, the ideal
+    coverage and the imputation's threshold, acceptance and seconds."""
+    label, steps, target = key
+    diag = diagnostics.set_index("target").loc[target]
+    return {"sampler": label, "steps": steps, "target": target,
+            **{m: point_values.get(m, np.mean(per[m])) for m in METRICS},
+            "ideal90": ideal_coverage(FLAGS.num_samples), "threshold": diag["threshold"],
+            "acceptance": diag["acceptance"], "seconds": diag["seconds"]}
+
+
+def _print_summary(table: pd.DataFrame, n: int) -> None:
+    print(f"{FLAGS.name}: {n} complete test patients, K = {FLAGS.num_samples} draws, "
           f"{FLAGS.num_candidates} candidates, thresholds at the {FLAGS.quantile} quantile of "
           "the validation disagreement\n")
     print(table.round(3).to_string(index=False))
@@ -121,6 +144,10 @@ def main(argv):
     print(table.groupby(["sampler", "steps"], sort=False)[[*METRICS, "acceptance", "seconds"]]
           .mean().round(3).reset_index().to_string(index=False))
 
+
+def _differences(parts: dict, indices: np.ndarray) -> pd.DataFrame:
+    """Per run other than DDPM-1000 and target: each metric's paired difference from
+    DDPM-1000 (cell text, whether its interval holds 0, its p-value); indices [B, N]."""
     diffs = []
     for (label, steps, target), (per, point_values) in parts.items():
         if (label, steps) == REFERENCE:
@@ -138,9 +165,12 @@ def main(argv):
             row[f"{m}_holds0"] = d["low"] <= 0 <= d["high"]
             row[f"{m}_p"] = d["p"]
         diffs.append(row)
-    diffs = pd.DataFrame(diffs)
-    print("\nDifference from DDPM-1000 (sampler - DDPM-1000) [95% paired patient bootstrap]\n")
-    print(diffs[["sampler", "steps", "target", *METRICS]].to_string(index=False))
+    return pd.DataFrame(diffs)
+
+
+def _verdict(diffs: pd.DataFrame) -> pd.DataFrame:
+    """Per sampler and step count: intervals excluding 0 among its targets x metrics and the
+    smallest Benjamini-Hochberg q of their p-values."""
     verdict = []
     for (label, steps), family in diffs.groupby(["sampler", "steps"], sort=False):
         p = family[[f"{m}_p" for m in METRICS]].to_numpy().ravel()  # targets x metrics
@@ -153,9 +183,7 @@ def main(argv):
                         "at": f"{family['target'].iloc[worst // len(METRICS)]} "
                               f"{METRICS[worst % len(METRICS)]}",
                         "within noise (no q <= 0.05)": bool(np.nanmin(q) > 0.05)})
-    print("\nPer sampler and step count, its family of targets x metrics: how many 95% intervals "
-          "exclude 0, and the smallest Benjamini-Hochberg q of the bootstrap p-values:\n")
-    print(pd.DataFrame(verdict).round(3).to_string(index=False))
+    return pd.DataFrame(verdict)
 
 
 if __name__ == "__main__":

@@ -109,18 +109,7 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise validate.DataError(f"{folder} is not a folder.")
-    files = {}
-    for path in sorted(folder.iterdir()):
-        stem = csv_stem(path)
-        if stem is not None and path.is_file():
-            if stem in files:
-                raise validate.DataError(f"two files for modality {stem!r} in {folder}: "
-                                         f"{files[stem].name} and {path.name}. Keep one.")
-            files[stem] = path
-    label_names = [s for s in LABEL_FILES if s in files]
-    if len(label_names) > 1:
-        raise validate.DataError(f"{folder} has both clinical and labels files; keep one.")
-    labels_path = files.pop(label_names[0]) if label_names else None
+    files, labels_path = _table_files(folder)
     chosen = list(modalities) if modalities else sorted(files)
     if not chosen:
         raise validate.DataError(f"no modality table (.csv/.tsv/.parquet/.h5ad) found in "
@@ -136,7 +125,42 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
         if not tables:
             raise validate.DataError(f"every modality table in {folder} is empty: give at "
                                      "least one patient with at least one modality.")
-    labels, splits = None, None
+    labels = _folder_labels(labels_path, read, tables, files)
+    splits = None
+    if labels is not None and "split" in labels.columns:
+        splits = labels.pop("split").dropna()
+    return Cohort.from_tables(tables, labels, splits, name=name or folder.name,
+                              sources={m: str(files[m]) for m in tables},
+                              labels_source=str(labels_path) if labels_path else None,
+                              distinct_ids=distinct_ids)
+
+
+def _table_files(folder: pathlib.Path) -> tuple[dict[str, pathlib.Path], pathlib.Path | None]:
+    """({modality: its table file}, the labels file or None) of a folder.
+
+    Raises:
+        DataError: two files for one modality, or both a clinical and a labels file.
+    """
+    files = {}
+    for path in sorted(folder.iterdir()):
+        stem = csv_stem(path)
+        if stem is not None and path.is_file():
+            if stem in files:
+                raise validate.DataError(f"two files for modality {stem!r} in {folder}: "
+                                         f"{files[stem].name} and {path.name}. Keep one.")
+            files[stem] = path
+    label_names = [s for s in LABEL_FILES if s in files]
+    if len(label_names) > 1:
+        raise validate.DataError(f"{folder} has both clinical and labels files; keep one.")
+    labels_path = files.pop(label_names[0]) if label_names else None
+    return files, labels_path
+
+
+def _folder_labels(labels_path: pathlib.Path | None, read: dict, tables: dict,
+                   files: dict) -> pd.DataFrame | None:
+    """The labels file's table merged with the obs columns of the .h5ad tables kept (`read`:
+    modality -> (table, obs or None); `tables`: the tables kept), or None without either."""
+    labels = None
     if labels_path is not None:
         labels = read_table(labels_path).rename(columns=_ALIASES)
     obs = [(str(files[m]), o) for m, (_, o) in read.items() if m in tables and o is not None
@@ -146,9 +170,4 @@ def load_csv_folder(folder: pathlib.Path | str, modalities: Sequence[str] | None
         labels = formats.merge_labels(([(str(labels_path), labels)] if labels is not None
                                        else []) + [(f, o.loc[o.index.isin(ids)])
                                                    for f, o in obs])
-    if labels is not None and "split" in labels.columns:
-        splits = labels.pop("split").dropna()
-    return Cohort.from_tables(tables, labels, splits, name=name or folder.name,
-                              sources={m: str(files[m]) for m in tables},
-                              labels_source=str(labels_path) if labels_path else None,
-                              distinct_ids=distinct_ids)
+    return labels

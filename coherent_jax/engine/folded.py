@@ -12,8 +12,9 @@ Exact algebra, for inference only (integer t in [0, T)):
     apply_fn, params = fold_members(model, stacked_variables, schedule.diffusion_steps)
     coherent_sample(apply_fn, Members(params, member_conds, weights), schedule, key, shape=...)
 
-`dtype=jnp.bfloat16` gives bf16 matmul inputs with float32 accumulation (opt-in; ~1.5x faster
-on a CPU with AVX512-BF16, eps relative error ~2.5e-3).
+`dtype=jnp.bfloat16` gives bf16 matmul inputs with float32 accumulation (opt-in: faster on a
+CPU with AVX512-BF16, at a small relative error of eps; benchmarks/RESULTS.md, "Coherent
+sampling throughput").
 """
 
 from __future__ import annotations
