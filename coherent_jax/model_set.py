@@ -519,19 +519,19 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             kind = {} if m == 1 else {"anchor_components": m}
             folder = family if m == 1 else f"{family}_mixture{m}"
 
-            def fit_candidate(cfg_steps, checkpoint_dir, candidate=candidate, anchors=anchors,
-                              kind=kind):
+            def fit_candidate(cfg_steps, checkpoint_dir, logged=True, candidate=candidate,
+                              anchors=anchors, kind=kind):
                 return (candidate, *_fit_family(
                     candidate, schedule, *args, cfg_steps, cfg, jax.random.fold_in(key, index),
                     checkpoint_dir, {**identity, "family": family, **kind},
-                    tag and (lambda rec, extra=kind: tag({**rec, **extra})),  # records: kind
-                    batch_sharding, anchors))
+                    (lambda rec, extra=kind: tag({**rec, **extra})) if logged and tag else None,
+                    batch_sharding, anchors))  # records name the anchor kind
 
             if fits and config.train_steps > 0:
                 # A mixture anchor that validates no better than the Gaussian one untrained
                 # (same validation noise) describes these patients no better: training it
                 # would cost a second family's steps for a candidate that starts behind.
-                probe = fit_candidate(dataclasses.replace(config, train_steps=0), None)
+                probe = fit_candidate(dataclasses.replace(config, train_steps=0), None, False)
                 untrained[str(m)] = probe[-1]
                 untrained["1"] = _untrained_score(fits[0][3], config.criterion)
                 if probe[-1] >= untrained["1"]:

@@ -145,7 +145,9 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
 
     def log(record):
         writer.write(record)
-        tag = f"{record['target']}/{record['family']}"
+        tag = f"{record['target']}/{record['family']}" + (
+            f" (mixture anchors, {record['anchor_components']})"
+            if "anchor_components" in record else "")
         progress.setdefault(tag, metrics_io.Progress(config.train_steps, label=tag)).update(
             record["step"])
 

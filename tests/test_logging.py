@@ -125,9 +125,11 @@ def test_library_prints_nothing_and_logs_through_logging(tmp_path, capsys, caplo
     epochs = by_logger["coherent_jax.autoencoder"]
     assert len(epochs) == 3 and all(r.levelno == logging.DEBUG for r in epochs)
     assert "autoencoder a epoch 1" in epochs[0].getMessage()
-    steps = by_logger["coherent_jax.metrics_io"]  # the training progress line, at INFO
-    assert [r.levelno for r in steps] == [logging.INFO]
+    steps = by_logger["coherent_jax.metrics_io"]  # a training progress line per anchor kind
+    assert steps and all(r.levelno == logging.INFO for r in steps)
     assert steps[0].getMessage().startswith("a/specialists: step 4/4 (100%)")
+    assert all(r.getMessage().startswith("a/specialists") for r in steps)
+    assert not any("step 0/" in r.getMessage() for r in steps)  # no line for a probe
     assert "imputed a:" in by_logger["coherent_jax.impute"][0].getMessage()
 
 
