@@ -73,9 +73,11 @@ def _train(schedule, key, splits):
         state = cj.create_train_state(model, schedule, init_key, cond_dims=cond_dims,
                                       num_members=num_members, config=cfg)
         start = time.perf_counter()
-        fits[name] = cj.fit(state, train, val, fit_key, train_steps=FLAGS.train_steps,
-                            eval_every=FLAGS.train_steps // 3, log_every=FLAGS.train_steps // 3,
-                            val_sampler="ddim", val_sample_steps=50)
+        fits[name] = cj.fit(state, train, val, fit_key,
+                            loop=cj.LoopConfig(train_steps=FLAGS.train_steps,
+                                               eval_every=FLAGS.train_steps // 3,
+                                               log_every=FLAGS.train_steps // 3,
+                                               val_sampler="ddim", val_sample_steps=50))
         print(f"trained {name} ({num_members} member(s)) for {FLAGS.train_steps} steps in "
               f"{time.perf_counter() - start:.1f} s; best validation sample MSE "
               f"{np.round(fits[name].best_scores['sample_mse'], 3).tolist()}")

@@ -28,9 +28,10 @@ def main(checkpoint_dir, out_path):
     state = cj.create_train_state(model, cj.linear_schedule(), jax.random.key(0), cond_dims=[4],
                                   num_members=2, config=cj.TrainConfig(batch_size=32))
     checkpoints = TrainCheckpoints(checkpoint_dir, {"config": {"steps": NUM_STEPS}})
-    result = cj.fit(state, data(256, 0), data(32, 1), jax.random.key(1), train_steps=NUM_STEPS,
-                    eval_every=10, log_every=10, val_sampler="ddim", val_sample_steps=3,
-                    checkpoints=checkpoints)
+    result = cj.fit(state, data(256, 0), data(32, 1), jax.random.key(1),
+                    loop=cj.LoopConfig(train_steps=NUM_STEPS, eval_every=10, log_every=10,
+                                       val_sampler="ddim", val_sample_steps=3),
+                    runtime=cj.LoopRuntime(checkpoints=checkpoints))
     checkpoints.close()
     leaves = jax.tree.leaves({"params": result.state.params, "best": result.best})
     np.savez(out_path, *[np.asarray(leaf) for leaf in leaves])

@@ -40,8 +40,8 @@ def test_search_and_select_pick_the_best_trial_per_member():
     models = [cj.Denoiser(4, hidden_dim=h, num_layers=2, time_embed_dim=8) for h in (16, 32)]
     results = search(models, cj.linear_schedule(), pop, _data(200, 0), _data(40, 1),
                      jax.random.key(0), config=cj.TrainConfig(batch_size=32),
-                     train_steps=20, eval_every=10, log_every=10, val_sampler="ddim",
-                     val_sample_steps=3)
+                     loop=cj.LoopConfig(train_steps=20, eval_every=10, log_every=10,
+                                        val_sampler="ddim", val_sample_steps=3))
     assert [m.hidden_dim for m, _ in results] == [16, 32]
     for _, result in results:
         assert len(result.history[-1]["loss"]) == 4  # every trial's curve is kept

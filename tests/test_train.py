@@ -10,9 +10,10 @@ from coherent_jax.evaluate.reconstruction import energy_score
 from coherent_jax.engine.denoiser import Condition, Denoiser, DenoiserApply
 from coherent_jax.engine.sampling import SamplerConfig, sample
 from coherent_jax.engine.schedules import linear_schedule
-from coherent_jax.engine.train import (CRITERIA, EarlyStop, TrainConfig, _augment_mask,
-                                       create_train_state, draw_batch, fair_energy_score, fit,
-                                       make_member_data, scan_train_steps, train_step)
+from coherent_jax.engine.train import (CRITERIA, EarlyStop, LoopConfig, LoopRuntime, TrainConfig,
+                                       _augment_mask, _old_fit_call, create_train_state,
+                                       draw_batch, fair_energy_score, fit, make_member_data,
+                                       scan_train_steps, train_step)
 
 SCHEDULE = linear_schedule()
 TINY = Denoiser(4, hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8)
@@ -107,8 +108,9 @@ def _fit(seed, steps=20, lr=1e-3, early_stop=None):
     _, val = _specialist_data(GAUSS, 32, 1)
     state = create_train_state(TINY, SCHEDULE, jax.random.key(seed), cond_dims=[4], num_members=2,
                                learning_rate=lr, config=TrainConfig(batch_size=32))
-    return fit(state, train, val, jax.random.key(seed + 1), train_steps=steps, eval_every=10,
-               log_every=5, val_sampler="ddim", val_sample_steps=5, early_stop=early_stop)
+    return fit(state, train, val, jax.random.key(seed + 1),
+               loop=LoopConfig(train_steps=steps, eval_every=10, log_every=5, val_sampler="ddim",
+                               val_sample_steps=5, early_stop=early_stop))
 
 
 def test_early_stopping_ends_where_every_best_is_stale_and_changes_nothing_before():
@@ -150,6 +152,24 @@ def test_fit_is_reproducible_and_keeps_best_by_each_criterion():
         np.testing.assert_array_equal(a.best_steps[crit], np.array([0, 10, 20])[scores.argmin(0)])
 
 
+def test_fit_takes_its_old_keywords_with_a_warning():
+    log = []
+    assert _old_fit_call(("state",), {"train_steps": 0, "eval_every": 10, "val_sampler": "ddim",
+                                      "log_fn": log.append}) == (
+        ("state",), {"loop": LoopConfig(0, 10, val_sampler="ddim"),
+                     "runtime": LoopRuntime(log_fn=log.append)})
+    assert _old_fit_call(("state",), {"loop": LoopConfig(5, 5)}) is None  # the new form
+    _, data = _specialist_data(GAUSS, 32, 0)
+    state = create_train_state(TINY, SCHEDULE, jax.random.key(0), cond_dims=[4], num_members=2,
+                               config=TrainConfig(batch_size=32))
+    with pytest.warns(DeprecationWarning, match=r"loop=LoopConfig\(train_steps="):
+        result = fit(state, data, data, jax.random.key(1), train_steps=0, eval_every=10,
+                     val_sampler="ddim", val_sample_steps=2, log_fn=log.append)
+    assert [r["step"] for r in log] == [0] and result.history == log
+    with pytest.raises(ValueError, match="eval_every and log_every >= 1"):
+        LoopConfig(train_steps=10, eval_every=0)
+
+
 def test_non_finite_loss_stops_with_clear_error():
     with pytest.raises(FloatingPointError, match="non-finite training loss"):
         _fit(0, steps=10, lr=1e12)
@@ -174,8 +194,9 @@ def test_trained_specialist_matches_analytic_conditional_mean():
     val_raw, val = _specialist_data(GAUSS, 200, 1, missing_a=0.0)
     state = create_train_state(model, SCHEDULE, jax.random.key(0), cond_dims=[4], num_members=2,
                                config=TrainConfig(batch_size=128))
-    result = fit(state, train, val, jax.random.key(1), train_steps=1500, eval_every=1500,
-                 log_every=500, val_sampler="ddim", val_sample_steps=20)
+    result = fit(state, train, val, jax.random.key(1),
+                 loop=LoopConfig(train_steps=1500, eval_every=1500, log_every=500,
+                                 val_sampler="ddim", val_sample_steps=20))
     variables = jax.tree.map(lambda a: a[0], result.best["noise_mse"])  # the x | a specialist
     cond = Condition.of(jnp.asarray(val_raw["a"], jnp.float32))
     draws = np.stack([sample(DenoiserApply(model), variables, cond, SCHEDULE, jax.random.key(i),

@@ -14,13 +14,15 @@ from coherent_jax.engine.population import (Population, init_population, make_po
 from coherent_jax.engine.sampling import (CoherentConfig, CoherentSamples, Members, SamplerConfig,
                                           coherent_sample, sample, select_candidates)
 from coherent_jax.engine.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule
-from coherent_jax.engine.train import (FitResult, MemberData, TrainConfig, TrainState,
-                                       create_train_state, evaluate_members, fit, make_member_data,
-                                       scan_train_steps, train_step)
+from coherent_jax.engine.train import (EarlyStop, FitResult, LoopConfig, LoopRuntime, MemberData,
+                                       TrainConfig, TrainState, create_train_state,
+                                       evaluate_members, fit, make_member_data, scan_train_steps,
+                                       train_step)
 
 __all__ = [
-    "CoherentConfig", "CoherentSamples", "Condition", "Denoiser", "DenoiserApply", "FitResult",
-    "MemberData", "Members", "Population", "SamplerConfig", "Schedule", "TrainConfig", "TrainState", "availability_weights",
+    "CoherentConfig", "CoherentSamples", "Condition", "Denoiser", "DenoiserApply", "EarlyStop",
+    "FitResult", "LoopConfig", "LoopRuntime", "MemberData", "Members", "Population",
+    "SamplerConfig", "Schedule", "TrainConfig", "TrainState", "availability_weights",
     "coherent_sample", "cosine_schedule", "create_train_state", "disagreement", "evaluate_members",
     "fit", "fuse_mean", "fuse_product", "fuse_sharpened", "init_denoiser", "init_population",
     "inverse_mse_weights", "linear_schedule", "make_member_data", "make_population",

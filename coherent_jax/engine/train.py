@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from coherent_jax.engine import progress
+from coherent_jax.engine.deprecation import old_call_form, pop_fields
 from coherent_jax.engine.ensemble import stack_members
 from coherent_jax.engine.denoiser import Condition, Denoiser, DenoiserApply, init_denoiser
 from coherent_jax.engine.sampling import SamplerConfig, sample
@@ -388,14 +389,164 @@ class FitResult:
     history: list
 
 
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """The settings of `fit`'s loop: how long it trains, when it validates and logs, with which
+    sampler it validates and whether it stops early.
+
+    Attributes:
+        train_steps: optimiser steps; 0 trains nothing and returns the initial models
+            (meaningful for anchored models: their anchors).
+        eval_every: steps between validations (and checkpoints).
+        log_every: steps between history records.
+        val_sampler, val_sample_steps: the sampler used for validation ('ddpm' is the paper).
+        early_stop: stops before `train_steps` once every member's best checkpoint is stale
+            (`EarlyStop`); the last record then carries 'stopped_early'. None: all steps.
+    """
+
+    train_steps: int
+    eval_every: int
+    log_every: int = 100
+    val_sampler: str = "ddpm"
+    val_sample_steps: int | None = None
+    early_stop: EarlyStop | None = None
+
+    def __post_init__(self):
+        if self.train_steps < 0 or self.eval_every < 1 or self.log_every < 1:
+            raise ValueError("train_steps must be >= 0 (0: validate the initial models only, "
+                             "e.g. anchored models as their anchors), eval_every and log_every "
+                             ">= 1.")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopRuntime:
+    """What `fit`'s loop reports to and runs on; none of it changes the numbers (a sharded
+    batch only the order of float reductions).
+
+    Attributes:
+        label: the text of the steps' progress bar (`progress.bar`) and of the DEBUG log lines.
+        log_fn: called with each history record (a dict of JSON-able values; None: logged at
+            DEBUG).
+        checkpoints: optional `checkpointing.TrainCheckpoints`; the run saves at every
+            validation and, when the folder holds a checkpoint, resumes from it.
+        batch_sharding: optional `parallel.member_batch_sharding(mesh)` for data parallelism.
+    """
+
+    label: str = "denoisers"
+    log_fn: Callable[[dict], None] | None = None
+    checkpoints: Any = None
+    batch_sharding: Any = None
+
+    def emit(self, record: dict) -> None:
+        """Hands a history record to `log_fn` (None: logs it at DEBUG)."""
+        if self.log_fn is not None:
+            self.log_fn(record)
+        else:
+            logger.debug("%s %s", self.label, record)
+
+
+@dataclasses.dataclass
+class _Tally:
+    """Each member's best variables, scores and steps by every criterion, updated in place at
+    each validation (the part of a run's checkpoint besides the state)."""
+
+    best: dict
+    best_scores: dict
+    best_steps: dict
+
+    @classmethod
+    def start(cls, state: TrainState) -> "_Tally":
+        k = state.num_members
+        return cls(best={c: jax.tree.map(jnp.array, state.variables) for c in CRITERIA},
+                   best_scores={c: np.full(k, np.inf) for c in CRITERIA},
+                   best_steps={c: np.full(k, -1) for c in CRITERIA})
+
+    def tree(self, state: TrainState) -> dict:
+        """The checkpointed tree: the state and the tally."""
+        return {"state": state, "best": self.best, "best_scores": self.best_scores,
+                "best_steps": self.best_steps}
+
+    def update(self, state: TrainState, scores: dict, done: int, record: dict) -> None:
+        """Keeps each member's variables where its score `scores[c]` [K] beats its best; writes
+        the scores into `record`."""
+        for c in CRITERIA:
+            score = np.asarray(scores[c])
+            better = score < self.best_scores[c]
+            self.best_scores[c] = np.where(better, score, self.best_scores[c])
+            self.best_steps[c] = np.where(better, done, self.best_steps[c])
+            sel = jnp.asarray(better)
+            self.best[c] = jax.tree.map(
+                lambda new, old: jnp.where(sel.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+                state.variables, self.best[c])
+            record[c] = score.tolist()
+
+
+def _resume(state: TrainState, checkpoints) -> tuple[TrainState, _Tally, list, float]:
+    """(state, tally, history, seconds) of the latest checkpoint, or the start of a run."""
+    tally = _Tally.start(state)
+    if checkpoints is None or checkpoints.latest_step() is None:
+        return state, tally, [], 0.0
+    tree, extra = checkpoints.restore(tally.tree(state))
+    tally = _Tally(best=tree["best"],
+                   best_scores={c: np.asarray(v) for c, v in tree["best_scores"].items()},
+                   best_steps={c: np.asarray(v) for c, v in tree["best_steps"].items()})
+    return tree["state"], tally, extra["history"], extra["seconds"]
+
+
+def _train_chunk(state: TrainState, data: MemberData, key: jax.Array, count: int,
+                 batch_sharding: Any, start: float) -> tuple[TrainState, dict]:
+    """`count` steps, and their history record (mean loss per member); raises
+    FloatingPointError on a non-finite loss."""
+    state, metrics = scan_train_steps(state, data, key, count, batch_sharding)
+    done = int(state.step)
+    losses = np.asarray(metrics["loss"])  # [count, K]
+    if not np.all(np.isfinite(losses)):
+        bad = sorted(set(np.nonzero(~np.isfinite(losses))[1].tolist()))
+        raise FloatingPointError(f"non-finite training loss at step <= {done} for member(s) "
+                                 f"{bad}; lower the learning rate or check the inputs for "
+                                 "extreme values.")
+    return state, {"step": done, "loss": losses.mean(axis=0).tolist(),
+                   "seconds": time.perf_counter() - start}
+
+
+def _stops_early(loop: LoopConfig, done: int, tally: _Tally, history: list, label: str) -> bool:
+    """Whether early stopping ends the run at `done` (then marks its last record)."""
+    stop = loop.early_stop
+    if stop is None or not stop.stale(done, tally.best_steps, loop.eval_every):
+        return False
+    history[-1]["stopped_early"] = True
+    logger.info("%s: stopped at step %d of %d, no member's validation %s improved in %d "
+                "validations", label, done, loop.train_steps, stop.criterion, stop.patience)
+    return True
+
+
+_LOOP_FIELDS = tuple(f.name for f in dataclasses.fields(LoopConfig))
+_RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(LoopRuntime))
+
+
+def _old_fit_call(args: tuple, kwargs: dict):
+    """fit(..., train_steps=, eval_every=, log_fn=, ...) as fit(..., loop=LoopConfig(...),
+    runtime=LoopRuntime(...))."""
+    kwargs = dict(kwargs)
+    loop, runtime = pop_fields(kwargs, _LOOP_FIELDS), pop_fields(kwargs, _RUNTIME_FIELDS)
+    if not (loop or runtime):
+        return None
+    if loop:
+        kwargs["loop"] = (dataclasses.replace(kwargs["loop"], **loop) if "loop" in kwargs
+                          else LoopConfig(**loop))
+    if runtime:
+        kwargs["runtime"] = dataclasses.replace(kwargs.get("runtime", LoopRuntime()), **runtime)
+    return args, kwargs
+
+
+@old_call_form("fit(state, train_data, val_data, key, loop=LoopConfig(train_steps=, "
+               "eval_every=, ...), runtime=LoopRuntime(log_fn=, checkpoints=, ...))",
+               _old_fit_call)
 def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: jax.Array, *,
-        train_steps: int, eval_every: int, log_every: int = 100, val_sampler: str = "ddpm",
-        val_sample_steps: int | None = None, log_fn: Callable[[dict], None] | None = None,
-        checkpoints: Any = None, batch_sharding: Any = None,
-        label: str = "denoisers", early_stop: EarlyStop | None = None) -> FitResult:
-    """Trains all members for `train_steps`, validating by full sampling every `eval_every` steps
-    and once before the first step (the initial models are candidates: an anchored model
-    starts as its linear-Gaussian anchor).
+        loop: LoopConfig, runtime: LoopRuntime = LoopRuntime()) -> FitResult:
+    """Trains all members for `loop.train_steps`, validating by full sampling every
+    `loop.eval_every` steps and once before the first step (the initial models are candidates:
+    an anchored model starts as its linear-Gaussian anchor).
 
     Keeps each member's best variables by each validation criterion (`CRITERIA`: the paper's
     sample MSE, sample cosine distance and one-step noise MSE, and the energy score of several
@@ -405,91 +556,45 @@ def fit(state: TrainState, train_data: MemberData, val_data: MemberData, key: ja
     Args:
         state, train_data, val_data: from `create_train_state` and `make_member_data`.
         key: the run's key; with the same key a run (resumed or not) gives the same numbers.
-        train_steps, eval_every, log_every: step counts; train_steps = 0 trains nothing and
-            returns the initial models (meaningful for anchored models: their anchors).
-        val_sampler, val_sample_steps: the sampler used for validation ('ddpm' is the paper).
-        log_fn: called with each history record (a dict of JSON-able values; None: logged
-            at DEBUG).
-        checkpoints: optional `checkpointing.TrainCheckpoints`; the run saves at every
-            validation and, when the folder holds a checkpoint, resumes from it.
-        batch_sharding: optional `parallel.member_batch_sharding(mesh)` for data parallelism.
-        label: the text of the steps' progress bar (`progress.bar`), moved on per record.
-        early_stop: stops before `train_steps` once every member's best checkpoint is stale
-            (`EarlyStop`); the last record then carries 'stopped_early'. None: all steps.
+        loop: steps, validation and early stopping (`LoopConfig`).
+        runtime: the progress label, log function, checkpoints and batch sharding
+            (`LoopRuntime`).
     """
-    if train_steps < 0 or eval_every < 1 or log_every < 1:
-        raise ValueError("train_steps must be >= 0 (0: validate the initial models only, e.g. "
-                         "anchored models as their anchors), eval_every and log_every >= 1.")
     train_key, val_key = jax.random.split(key)
-    k = state.num_members
-    best = {c: jax.tree.map(jnp.array, state.variables) for c in CRITERIA}
-    best_scores = {c: np.full(k, np.inf) for c in CRITERIA}
-    best_steps = {c: np.full(k, -1) for c in CRITERIA}
-    history, elapsed = [], 0.0
-    if checkpoints is not None and checkpoints.latest_step() is not None:
-        like = {"state": state, "best": best, "best_scores": best_scores, "best_steps": best_steps}
-        tree, extra = checkpoints.restore(like)
-        state, best = tree["state"], tree["best"]
-        best_scores = {c: np.asarray(v) for c, v in tree["best_scores"].items()}
-        best_steps = {c: np.asarray(v) for c, v in tree["best_steps"].items()}
-        history, elapsed = extra["history"], extra["seconds"]
+    state, tally, history, elapsed = _resume(state, runtime.checkpoints)
     start = time.perf_counter() - elapsed
 
-    def validate(done: int, record: dict) -> None:
+    def validate(state: TrainState, done: int, record: dict) -> None:
         # one key for every validation: each checkpoint is scored on the same noise (common
         # random numbers), so the differences between checkpoints, against the initial model
         # above all, are the models' and not the draws'
-        scores = evaluate_members(state, val_data, val_key, sampler=val_sampler,
-                                  sample_steps=val_sample_steps)
-        for c in CRITERIA:
-            score = np.asarray(scores[c])
-            better = score < best_scores[c]
-            best_scores[c] = np.where(better, score, best_scores[c])
-            best_steps[c] = np.where(better, done, best_steps[c])
-            sel = jnp.asarray(better)
-            best[c] = jax.tree.map(
-                lambda new, old: jnp.where(sel.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-                state.variables, best[c])
-            record[c] = score.tolist()
+        scores = evaluate_members(state, val_data, val_key, sampler=loop.val_sampler,
+                                  sample_steps=loop.val_sample_steps)
+        tally.update(state, scores, done, record)
 
-    chunk = math.gcd(log_every, eval_every)
+    chunk = math.gcd(loop.log_every, loop.eval_every)
     done = int(state.step)
-    emit = log_fn if log_fn is not None else (
-        lambda record: logger.debug("%s %s", label, record))
-    with progress.bar(label, total=train_steps) as steps:
+    with progress.bar(runtime.label, total=loop.train_steps) as steps:
         steps.update(completed=done)
         if done == 0 and not history:  # the initial models are candidates too: an anchored
             record = {"step": 0, "seconds": time.perf_counter() - start}  # model is its anchor
-            validate(0, record)
+            validate(state, 0, record)
             history.append(record)
-            emit(record)
-        while done < train_steps:
-            if early_stop is not None and early_stop.stale(done, best_steps, eval_every):
-                history[-1]["stopped_early"] = True
-                logger.info("%s: stopped at step %d of %d, no member's validation %s improved "
-                            "in %d validations", label, done, train_steps, early_stop.criterion,
-                            early_stop.patience)
-                break
-            n = min(chunk, train_steps - done)
-            state, metrics = scan_train_steps(state, train_data, train_key, n, batch_sharding)
-            done = int(state.step)
-            losses = np.asarray(metrics["loss"])  # [n, K]
-            if not np.all(np.isfinite(losses)):
-                bad = sorted(set(np.nonzero(~np.isfinite(losses))[1].tolist()))
-                raise FloatingPointError(f"non-finite training loss at step <= {done} for "
-                                         f"member(s) {bad}; lower the learning rate or check "
-                                         "the inputs for extreme values.")
-            record = {"step": done, "loss": losses.mean(axis=0).tolist(),
-                      "seconds": time.perf_counter() - start}
-            evaluated = done % eval_every == 0 or done == train_steps
+            runtime.emit(record)
+        while (done < loop.train_steps
+               and not _stops_early(loop, done, tally, history, runtime.label)):
+            state, record = _train_chunk(state, train_data, train_key,
+                                         min(chunk, loop.train_steps - done),
+                                         runtime.batch_sharding, start)
+            done = record["step"]
+            evaluated = done % loop.eval_every == 0 or done == loop.train_steps
             if evaluated:
-                validate(done, record)
+                validate(state, done, record)
             history.append(record)
-            emit(record)
+            runtime.emit(record)
             steps.update(completed=done)
-            if evaluated and checkpoints is not None:
-                checkpoints.save(done, {"state": state, "best": best, "best_scores": best_scores,
-                                        "best_steps": best_steps},
-                                 {"history": history, "seconds": record["seconds"]})
-    return FitResult(state=state, best=best, best_scores=best_scores, best_steps=best_steps,
-                     history=history)
+            if evaluated and runtime.checkpoints is not None:
+                runtime.checkpoints.save(done, tally.tree(state),
+                                         {"history": history, "seconds": record["seconds"]})
+    return FitResult(state=state, best=tally.best, best_scores=tally.best_scores,
+                     best_steps=tally.best_steps, history=history)
