@@ -54,7 +54,7 @@ import _common  # noqa: E402
 from _machine import describe_machine  # noqa: E402
 from coherent_jax.data.config import load_cohort, load_raw_cohort  # noqa: E402
 from coherent_jax.data.mixture import LINKS, hidden_subtype_model  # noqa: E402
-from coherent_jax.calibrate import calibrate_thresholds  # noqa: E402
+from coherent_jax.calibrate import rejection_thresholds  # noqa: E402
 from coherent_jax.evaluate import stats  # noqa: E402
 from coherent_jax.evaluate.reconstruction import energy_score  # noqa: E402
 from coherent_jax.impute import SamplerCalls, impute  # noqa: E402
@@ -275,10 +275,12 @@ def _train_and_score(args: argparse.Namespace, steps: int, model) -> dict:
     test = test.subset(test.sample_ids[test.complete])
     test = test.replace(splits=pd.Series(pd.NA, index=test.sample_ids, dtype="string"))
     imp = _common.impute_config(c)
-    thresholds = calibrate_thresholds(
+    found = rejection_thresholds(
         space.encode(cohort.split("val")), models, sampler=imp.sampler,
         sample_steps=imp.sample_steps, quantile=args.reject_quantile, seed=args.seed,
         feature_cohort=cohort.split("val"))
+    models.store_thresholds(found)
+    thresholds = found.by_target
     results = score(model, TrainedRun(config=c, raw=raw, prep=prep, test=test, space=space,
                                       models=models),
                     DrawSettings(draws=args.draws, seed=args.seed, candidates=args.candidates))

@@ -9,7 +9,8 @@ from coherent_jax import _moved
 
 _moved.install()  # old module paths (coherent_jax.sampling, ...) keep importing
 
-from coherent_jax.calibrate import calibrate_fusion, calibrate_thresholds
+from coherent_jax.calibrate import (FusionCalibration, calibrate_fusion, calibrate_thresholds,
+                                    choose_fusion_sharpness, rejection_thresholds)
 from coherent_jax.data import Cohort
 from coherent_jax.errors import UnknownModalityError, UserError
 from coherent_jax.evaluate import EvalConfig, TrainedRun, evaluate_suite
@@ -22,11 +23,12 @@ from coherent_jax.autoencoder import AutoencoderConfig
 from coherent_jax.pipeline import DataConfig, load_cohort
 
 __all__ = [
-    "AutoencoderConfig", "Cohort", "DataConfig", "EvalConfig", "Imputation", "ImputeConfig",
-    "Imputer", "LatentConfig", "LatentSpace", "ModelSet", "ModelSetConfig", "RangeCheck",
-    "SamplerCalls", "TargetModels", "TrainedRun", "UnknownModalityError", "UserError",
-    "calibrate_fusion", "calibrate_thresholds", "evaluate_suite", "impute", "load_cohort",
-    "quality_table", "train_model_set", "write_imputation",
+    "AutoencoderConfig", "Cohort", "DataConfig", "EvalConfig", "FusionCalibration", "Imputation",
+    "ImputeConfig", "Imputer", "LatentConfig", "LatentSpace", "ModelSet", "ModelSetConfig",
+    "RangeCheck", "SamplerCalls", "TargetModels", "TrainedRun", "UnknownModalityError",
+    "UserError", "calibrate_fusion", "calibrate_thresholds", "choose_fusion_sharpness",
+    "evaluate_suite", "impute", "load_cohort", "quality_table", "rejection_thresholds",
+    "train_model_set", "write_imputation",
 ]
 
 __version__ = "0.1.0"

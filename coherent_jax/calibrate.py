@@ -4,18 +4,23 @@ The paper's weighted mean of the specialists' eps keeps the spread of a single s
 mean improves with every source, so draws of patients with several sources are too wide (on
 KIPAN the central 90% of 50 coherent draws covered 0.93-0.95 of the held-out latents where a
 calibrated sampler covers 0.87). `fusion.fuse_sharpened` interpolates between that weighted
-mean (gamma = 0) and a product of experts (gamma = 1); `calibrate_fusion` picks gamma per target
-by the fair CRPS of K draws on validation patients that have two or more sources, a proper
-scoring rule: it rewards the right spread and the right mean together, so a gamma that only
-narrows the draws does not win.
+mean (gamma = 0) and a product of experts (gamma = 1); `choose_fusion_sharpness` picks gamma per
+target by the fair CRPS of K draws on validation patients that have two or more sources, a
+proper scoring rule: it rewards the right spread and the right mean together, so a gamma that
+only narrows the draws does not win.
 
-`calibrate_thresholds` sets each target's disagreement threshold of candidate rejection to a
+`rejection_thresholds` finds each target's disagreement threshold of candidate rejection, a
 quantile of the per-step disagreements of patients with every source, for one sampler and step
 count (`threshold_key`); without one, sampling uses the paper's 1.0.
+
+Calibration returns values and changes no model: whoever owns the models stores them
+(`model_set.train_target` the sharpness, `ModelSet.store_thresholds` the thresholds).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import Sequence
 
 import jax
@@ -45,11 +50,72 @@ def threshold_key(sampler: str, sample_steps: int) -> str:
     return f"{sampler}:{sample_steps}"
 
 
-def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
-                     present: np.ndarray, real: np.ndarray, key: jax.Array, *,
-                     sampler: str = "ddim", sample_steps: int | None = 50, num_samples: int = 20,
-                     grid: Sequence[float] = SHARPNESS_GRID) -> dict:
-    """Sets `tm.fusion_sharpness` to the gamma of `grid` with the lowest validation CRPS.
+@dataclasses.dataclass(frozen=True)
+class FusionCalibration:
+    """How `choose_fusion_sharpness` scores the candidate gammas.
+
+    Attributes:
+        grid: candidate gammas in [0, 1].
+        num_samples: K draws per patient.
+        sampler, sample_steps: the sampler of the calibration draws (specialists with no
+            learned correction are drawn without a chain, as imputation draws them).
+    """
+
+    grid: tuple[float, ...] = SHARPNESS_GRID
+    num_samples: int = 20
+    sampler: str = "ddim"
+    sample_steps: int | None = 50
+
+
+def _not_calibrated(tm, rows: np.ndarray) -> str | None:
+    """Why the paper's weighted mean (gamma 0) is kept without scoring any gamma; None when
+    the gammas can be scored."""
+    if len(tm.sources) < 2 or tm.specialists is None or not tm.unconditional:
+        return "needs >= 2 specialists trained for unconditional use (condition dropout or anchors)"
+    if rows.size < MIN_ROWS:
+        return f"fewer than {MIN_ROWS} validation patients with >= 2 sources"
+    return None
+
+
+def _crps_by_gamma(tm, schedule: Schedule, conditions: Sequence[np.ndarray], present: np.ndarray,
+                   real: np.ndarray, key: jax.Array, config: FusionCalibration) -> list[float]:
+    """[G] the fair CRPS of config.num_samples draws per patient for each gamma of config.grid
+    (inf where a gamma has no Gaussian), for the n patients of `conditions` [n, D_s],
+    `present` [n, S] and `real` [n, D]."""
+    k, n = int(config.num_samples), present.shape[0]
+    avail = np.tile(present, (k, 1))  # [K*n, S], draw-major
+    tiled = [np.tile(c, (k, 1)) for c in conditions]  # [K*n, D_s]
+    conds = stack_members([Condition.of(jnp.asarray(c), mask=avail[:, [j]])
+                           for j, c in enumerate(tiled)])
+    weights = availability_weights(tm.val_mse, avail)
+    apply_fn, params = tm.sampling_specialists(schedule.diffusion_steps)
+    # imputation draws these without a chain (mixture anchors: with one)
+    direct = anchor_draws.untrained(tm.specialists) and not anchor_draws.is_mixture(tm.specialists)
+    crps = []
+    for gamma in config.grid:
+        if direct:
+            out = anchor_draws.fused_draws(tm.specialists["params"], tiled, avail, weights, key,
+                                           sharpness=float(gamma))
+            if out is None:  # no Gaussian for this gamma (fused precision not positive)
+                crps.append(float("inf"))
+                continue
+        else:
+            out = coherent_sample(apply_fn, Members(params, conds, weights, conds.dropped()),
+                                  schedule, key, shape=(k * n, tm.specialist_model.data_dim),
+                                  config=CoherentConfig(SamplerConfig(config.sampler,
+                                                                      config.sample_steps),
+                                                        sharpness=float(gamma))).samples
+        draws = np.asarray(out).reshape(k, n, -1)  # [K, n, D]
+        crps.append(float(np.mean(scoring_rules.crps(real, draws, fair=True))))
+    return crps
+
+
+def choose_fusion_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
+                            present: np.ndarray, real: np.ndarray, key: jax.Array,
+                            config: FusionCalibration = FusionCalibration()) -> dict:
+    """The gamma of `config.grid` with the lowest validation CRPS, and how it was found.
+
+    Leaves `tm` as it is: its owner stores record['chosen'] as `tm.fusion_sharpness`.
 
     Args:
         tm: a trained `model_set.TargetModels` with specialists trained for unconditional use
@@ -60,54 +126,39 @@ def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
         present: [N, S] bool, source s observed for patient n.
         real: [N, D] the patients' target latents (all observed).
         key: PRNG key; every gamma is scored on the same noise (common random numbers).
-        sampler, sample_steps: the sampler of the calibration draws (specialists with no
-            learned correction are drawn without a chain, as imputation draws them).
-        num_samples: K draws per patient.
-        grid: candidate gammas in [0, 1].
+        config: the grid, the draws per patient and their sampler (`FusionCalibration`).
 
     Returns:
-        A record: rows used, grid, CRPS per gamma, the chosen gamma (0 with
-        a reason when too few patients have two or more sources).
+        A record: rows used, grid, CRPS per gamma, the chosen gamma (0 with a reason when
+        too few patients have two or more sources).
     """
     present = np.asarray(present, bool)
     rows = np.flatnonzero(present.sum(axis=1) >= 2)
-    record = {"rows": int(rows.size), "grid": [float(g) for g in grid], "num_samples": num_samples,
-              "sampler": f"{sampler}:{sample_steps}"}
-    if len(tm.sources) < 2 or tm.specialists is None or not tm.unconditional:
-        tm.fusion_sharpness = 0.0
-        return {**record, "chosen": 0.0, "reason": "needs >= 2 specialists trained for "
-                "unconditional use (condition dropout or anchors)"}
-    if rows.size < MIN_ROWS:
-        tm.fusion_sharpness = 0.0
-        return {**record, "chosen": 0.0,
-                "reason": f"fewer than {MIN_ROWS} validation patients with >= 2 sources"}
-    k, n = int(num_samples), rows.size
-    avail = np.tile(present[rows], (k, 1))  # [K*n, S], draw-major
-    conds = stack_members([Condition.of(jnp.asarray(np.tile(c[rows], (k, 1))),
-                                        mask=avail[:, [j]]) for j, c in enumerate(conditions)])
-    weights = availability_weights(tm.val_mse, avail)
-    apply_fn, params = tm.sampling_specialists(schedule.diffusion_steps)
-    # imputation draws these without a chain (mixture anchors: with one)
-    direct = anchor_draws.untrained(tm.specialists) and not anchor_draws.is_mixture(tm.specialists)
-    crps = []
-    for gamma in grid:
-        if direct:
-            out = anchor_draws.fused_draws(tm.specialists["params"],
-                                           [np.tile(c[rows], (k, 1)) for c in conditions],
-                                           avail, weights, key, sharpness=float(gamma))
-            if out is None:  # no Gaussian for this gamma (fused precision not positive)
-                crps.append(float("inf"))
-                continue
-        else:
-            out = coherent_sample(apply_fn, Members(params, conds, weights, conds.dropped()),
-                                  schedule, key, shape=(k * n, tm.specialist_model.data_dim),
-                                  config=CoherentConfig(SamplerConfig(sampler, sample_steps),
-                                                        sharpness=float(gamma))).samples
-        draws = np.asarray(out).reshape(k, n, -1)  # [K, n, D]
-        crps.append(float(np.mean(scoring_rules.crps(real[rows], draws, fair=True))))
-    best = int(np.argmin(crps))
-    tm.fusion_sharpness = float(grid[best])
-    return {**record, "crps": crps, "chosen": tm.fusion_sharpness}
+    record = {"rows": int(rows.size), "grid": [float(g) for g in config.grid],
+              "num_samples": config.num_samples,
+              "sampler": f"{config.sampler}:{config.sample_steps}"}
+    reason = _not_calibrated(tm, rows)
+    if reason is not None:
+        return {**record, "chosen": 0.0, "reason": reason}
+    crps = _crps_by_gamma(tm, schedule, [c[rows] for c in conditions], present[rows], real[rows],
+                          key, config)
+    return {**record, "crps": crps, "chosen": float(config.grid[int(np.argmin(crps))])}
+
+
+def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
+                     present: np.ndarray, real: np.ndarray, key: jax.Array, **options) -> dict:
+    """Deprecated: `choose_fusion_sharpness` returns the record and leaves `tm` alone.
+
+    Sets `tm.fusion_sharpness` to the gamma `choose_fusion_sharpness` chooses and returns its
+    record; `options` (sampler, sample_steps, num_samples, grid) are `FusionCalibration`'s.
+    """
+    warnings.warn("calibrate_fusion is deprecated: call choose_fusion_sharpness(tm, ..., "
+                  "FusionCalibration(...)) and store record['chosen'] as tm.fusion_sharpness.",
+                  DeprecationWarning, stacklevel=2)
+    record = choose_fusion_sharpness(tm, schedule, conditions, present, real, key,
+                                     FusionCalibration(**options))
+    tm.fusion_sharpness = record["chosen"]
+    return record
 
 
 def full_source_disagreement(cohort, models, *, sampler: str = "ddpm",
@@ -156,22 +207,47 @@ def full_source_disagreement(cohort, models, *, sampler: str = "ddpm",
     return found
 
 
-def calibrate_thresholds(cohort, models, *, sampler: str = "ddpm",
+@dataclasses.dataclass(frozen=True)
+class RejectionThresholds:
+    """Calibrated disagreement thresholds of candidate rejection for one sampler and step count.
+
+    Attributes:
+        key: where they are filed in `TargetModels.thresholds` (`threshold_key`).
+        by_target: {target: threshold}.
+    """
+
+    key: str
+    by_target: dict[str, float]
+
+
+def rejection_thresholds(cohort, models, *, sampler: str = "ddpm",
                          sample_steps: int | None = None, quantile: float = 0.99,
-                         seed: int = 0, feature_cohort=None) -> dict:
-    """Recalibrates each target's rejection threshold for a sampler and step count.
+                         seed: int = 0, feature_cohort=None) -> RejectionThresholds:
+    """Each target's rejection threshold for a sampler and step count.
 
     Runs coherent sampling on the cohort's patients that have every source of a target (e.g.
-    the complete validation split), and sets the threshold to the `quantile` of all their
-    per-step disagreements. Stores it in the model set; returns {target: threshold}.
+    the complete validation split) and takes the `quantile` of all their per-step
+    disagreements. Leaves `models` as they are: their owner stores the result
+    (`ModelSet.store_thresholds`).
     """
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}.")
     steps = len(timesteps(models.schedule.diffusion_steps, sampler, sample_steps))
-    found = {}
-    for target, values in full_source_disagreement(cohort, models, sampler=sampler,
-                                                   sample_steps=sample_steps, seed=seed,
-                                                   feature_cohort=feature_cohort).items():
-        found[target] = float(np.quantile(values, quantile))
-        models.targets[target].thresholds[threshold_key(sampler, steps)] = found[target]
-    return found
+    found = full_source_disagreement(cohort, models, sampler=sampler, sample_steps=sample_steps,
+                                     seed=seed, feature_cohort=feature_cohort)
+    return RejectionThresholds(threshold_key(sampler, steps),
+                               {t: float(np.quantile(v, quantile)) for t, v in found.items()})
+
+
+def calibrate_thresholds(cohort, models, **options) -> dict:
+    """Deprecated: `rejection_thresholds` returns the thresholds and leaves `models` alone.
+
+    Stores `rejection_thresholds(cohort, models, **options)` in the model set
+    (`ModelSet.store_thresholds`) and returns {target: threshold}.
+    """
+    warnings.warn("calibrate_thresholds is deprecated: call rejection_thresholds(cohort, models, "
+                  "...) and store the result with models.store_thresholds(found).",
+                  DeprecationWarning, stacklevel=2)
+    found = rejection_thresholds(cohort, models, **options)
+    models.store_thresholds(found)
+    return dict(found.by_target)

@@ -68,8 +68,8 @@ class TargetModels:
             (`anchor.fit_condition_map`) instead of the source's latents; imputation then
             needs the sources' features (observed) or the latent space (imputed sources).
         fusion_sharpness: gamma of the specialists' fusion (`fusion.fuse_sharpened`; 0 is the
-            paper's weighted mean), calibrated on validation patients by
-            `calibrate.calibrate_fusion`.
+            paper's weighted mean), chosen on validation patients by
+            `calibrate.choose_fusion_sharpness` (`train_target` stores it).
     """
 
     target: str
@@ -151,6 +151,12 @@ class ModelSet:
             tree[CLOSED_FORM] = self.closed_form.tree()
             meta[CLOSED_FORM] = self.closed_form.metadata()
         checkpointing.save_tree(directory, tree, meta)
+
+    def store_thresholds(self, found) -> None:
+        """Files calibrated rejection thresholds (`calibrate.rejection_thresholds`) in each
+        target's `thresholds` under their sampler and step count."""
+        for target, value in found.by_target.items():
+            self.targets[target].thresholds[found.key] = value
 
     @classmethod
     def load(cls, directory: str) -> "ModelSet":

@@ -27,7 +27,7 @@ import numpy as np
 from coherent_jax import metrics_io, safe_io
 from coherent_jax import workdir as layout
 from coherent_jax.workdir import imputation_folder  # noqa: F401 - its old home
-from coherent_jax.calibrate import calibrate_thresholds
+from coherent_jax.calibrate import rejection_thresholds
 from coherent_jax.data import Preprocessor
 # the data configuration's home is data/config.py; these names stay importable from here
 from coherent_jax.data.config import (OWN_FILES, SOURCES, DataConfig,  # noqa: F401
@@ -191,11 +191,12 @@ def stage_impute(out: str, latent_cohort, feature_cohort, space: LatentSpace,
     """
     config, split = stage.config, stage.split
     if stage.calibrate_quantile > 0:
-        found = calibrate_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
+        found = rejection_thresholds(latent_cohort.split("val"), models, sampler=config.sampler,
                                      sample_steps=config.sample_steps,
                                      quantile=stage.calibrate_quantile, seed=seed,
                                      feature_cohort=feature_cohort.split("val"))
-        logger.info("calibrated rejection thresholds: %s", found)
+        models.store_thresholds(found)
+        logger.info("calibrated rejection thresholds: %s", found.by_target)
     result = impute(latent_cohort.split(split), models, config, seed=seed, latent_space=space,
                     feature_cohort=feature_cohort.split(split), calls=stage.calls)
     write_imputation(result, out,

@@ -30,7 +30,7 @@ import pandas as pd
 from absl import app, flags
 
 import _common
-from coherent_jax.calibrate import calibrate_thresholds
+from coherent_jax.calibrate import rejection_thresholds
 from coherent_jax.evaluate import stats
 from coherent_jax.evaluate.fidelity import prdc_per_sample
 from coherent_jax.evaluate.reconstruction import ideal_coverage, patient_errors, r2_bootstrap
@@ -82,8 +82,9 @@ def main(argv):
     for label, sampler, steps, seed in _runs():
         sample_steps = None if sampler == "ddpm" else steps
         if FLAGS.quantile > 0:
-            calibrate_thresholds(val_latents, models, sampler=sampler, sample_steps=sample_steps,
-                                 quantile=FLAGS.quantile, seed=seed, feature_cohort=val)
+            models.store_thresholds(rejection_thresholds(
+                val_latents, models, sampler=sampler, sample_steps=sample_steps,
+                quantile=FLAGS.quantile, seed=seed, feature_cohort=val))
         for target in test.modalities:
             result = impute(_common.without(latents, target), models, method="coherent",
                             num_samples=FLAGS.num_samples, seed=seed, sampler=sampler,

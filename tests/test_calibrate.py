@@ -11,7 +11,7 @@ import pytest
 
 from coherent_jax.engine import fusion
 from coherent_jax.anchor import apply_condition_map
-from coherent_jax.calibrate import calibrate_fusion
+from coherent_jax.calibrate import calibrate_fusion, choose_fusion_sharpness
 from coherent_jax.scoring_rules import crps as crps_entries
 from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split
 from coherent_jax.engine.ensemble import stack_members
@@ -100,12 +100,18 @@ def test_calibrated_sharpness_moves_draws_towards_the_exact_posterior(gaussian_m
 
 @pytest.mark.slow  # trains models
 def test_calibration_keeps_the_mean_with_too_few_patients_or_one_source(gaussian_models):
-    _, cohort, models, _ = gaussian_models
-    tm = dataclasses.replace(models.targets["a"])
+    _, cohort, models, reports = gaussian_models
+    tm = models.targets["a"]
     val = cohort.split("val")
     conds = [val.matrix(s)[0] for s in tm.sources]
     few = np.zeros((len(conds[0]), 2), bool)
     few[:5] = True
-    record = calibrate_fusion(tm, models.schedule, conds, few, val.matrix("a")[0],
-                              jax.random.key(0))
-    assert record["chosen"] == 0.0 == tm.fusion_sharpness and "fewer than" in record["reason"]
+    record = choose_fusion_sharpness(tm, models.schedule, conds, few, val.matrix("a")[0],
+                                     jax.random.key(0))
+    assert record["chosen"] == 0.0 and "fewer than" in record["reason"]
+    assert tm.fusion_sharpness == reports["a"]["fusion"]["chosen"] > 0.0  # returned, not stored
+    old = dataclasses.replace(tm)
+    with pytest.warns(DeprecationWarning, match="choose_fusion_sharpness"):
+        assert calibrate_fusion(old, models.schedule, conds, few, val.matrix("a")[0],
+                                jax.random.key(0)) == record
+    assert old.fusion_sharpness == 0.0  # the old call stores the gamma

@@ -2,6 +2,7 @@
 thresholds, saving and loading, decoded draws and per-patient diagnostics, on the shared tiny
 model set (`tiny_run`: models conditioned on the sources' features)."""
 
+import copy
 import dataclasses
 import json
 import os
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coherent_jax.calibrate import calibrate_thresholds
+from coherent_jax.calibrate import calibrate_thresholds, rejection_thresholds
 from coherent_jax.data import linear_gaussian_cohort
 from coherent_jax.impute import SamplerCalls, impute
 from coherent_jax.model_set import ModelSet
@@ -102,10 +103,19 @@ def test_privacy_guard_and_opt_in(tiny_run):
 
 
 def test_save_load_round_trip_and_calibration(tiny_run, tmp_path):
-    models = with_a_correction(tiny_run.models)  # a copy (calibration changes it) with a chain
-    found = calibrate_thresholds(tiny_run.latents.split("val"), models, sampler="ddim",
-                                 sample_steps=8, feature_cohort=tiny_run.cohort.split("val"))
-    assert set(found) == {"a", "b", "c"} and all(v > 0 for v in found.values())
+    models = with_a_correction(tiny_run.models)  # a copy (storing changes it) with a chain
+    settings = dict(sampler="ddim", sample_steps=8, feature_cohort=tiny_run.cohort.split("val"))
+    before = copy.deepcopy(models.targets["a"].thresholds)
+    found = rejection_thresholds(tiny_run.latents.split("val"), models, **settings)
+    assert found.key == "ddim:8" and set(found.by_target) == {"a", "b", "c"}
+    assert all(v > 0 for v in found.by_target.values())
+    assert models.targets["a"].thresholds == before  # returned, not stored
+    models.store_thresholds(found)
+    assert models.targets["a"].thresholds == {**before, "ddim:8": found.by_target["a"]}
+    old = with_a_correction(tiny_run.models)
+    with pytest.warns(DeprecationWarning, match="rejection_thresholds"):
+        assert calibrate_thresholds(tiny_run.latents.split("val"), old, **settings) == found.by_target
+    assert old.targets["a"].thresholds == models.targets["a"].thresholds  # the old call stores
     models.save(str(tmp_path / "models"))
     loaded = ModelSet.load(str(tmp_path / "models"))
     assert loaded.targets["a"].thresholds == models.targets["a"].thresholds
@@ -113,7 +123,7 @@ def test_save_load_round_trip_and_calibration(tiny_run, tmp_path):
     a = _impute(tiny_run, holed, models=models, seed=1)
     b = _impute(tiny_run, holed, models=loaded, seed=1)
     pd.testing.assert_frame_equal(a.draws["c"], b.draws["c"])
-    assert a.diagnostics["threshold"].iloc[0] == found[a.diagnostics["target"].iloc[0]]
+    assert a.diagnostics["threshold"].iloc[0] == found.by_target[a.diagnostics["target"].iloc[0]]
 
 
 def test_a_model_set_saved_with_the_old_names_loads(tiny_run, tmp_path):

@@ -72,7 +72,7 @@ def fuse_sharpened(eps: jax.Array, eps_uncond: jax.Array, weights: jax.Array,
     is a geometric mixture whose variance is a (weighted harmonic) mean of the single-source
     posterior variances, so adding sources improves the mean but not the spread; the product
     assumes sources independent given the target and over-sharpens when they share factors.
-    gamma is calibrated in between on validation patients (`calibrate.calibrate_fusion`).
+    gamma is calibrated in between on validation patients (`calibrate.choose_fusion_sharpness`).
 
     eps, eps_uncond [K, N, D], weights [N, K], sharpness scalar -> [N, D].
     """
