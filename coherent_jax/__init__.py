@@ -18,17 +18,18 @@ from coherent_jax.formats_out import write_imputation
 from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.imputer import Imputer, RangeCheck
 from coherent_jax.latent import LatentConfig, LatentSpace, quality_table
-from coherent_jax.model_set import ModelSet, ModelSetConfig, TargetModels, train_model_set
+from coherent_jax.model_set import (ModelSet, ModelSetConfig, TargetModels, TrainingRuntime,
+                                    train_model_set)
 from coherent_jax.autoencoder import AutoencoderConfig
 from coherent_jax.pipeline import DataConfig, load_cohort
 
 __all__ = [
     "AutoencoderConfig", "Cohort", "DataConfig", "EvalConfig", "FusionCalibration", "Imputation",
     "ImputeConfig", "Imputer", "LatentConfig", "LatentSpace", "ModelSet", "ModelSetConfig",
-    "RangeCheck", "SamplerCalls", "TargetModels", "TrainedRun", "UnknownModalityError",
-    "UserError", "calibrate_fusion", "calibrate_thresholds", "choose_fusion_sharpness",
-    "evaluate_suite", "impute", "load_cohort", "quality_table", "rejection_thresholds",
-    "train_model_set", "write_imputation",
+    "RangeCheck", "SamplerCalls", "TargetModels", "TrainedRun", "TrainingRuntime",
+    "UnknownModalityError", "UserError", "calibrate_fusion", "calibrate_thresholds",
+    "choose_fusion_sharpness", "evaluate_suite", "impute", "load_cohort", "quality_table",
+    "rejection_thresholds", "train_model_set", "write_imputation",
 ]
 
 __version__ = "0.1.0"

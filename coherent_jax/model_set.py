@@ -9,6 +9,7 @@ criterion; the multi-condition model likewise.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, Sequence
 
@@ -18,17 +19,19 @@ import numpy as np
 
 from coherent_jax.engine import checkpointing
 from coherent_jax import workdir as layout
-from coherent_jax.calibrate import SHARPNESS_GRID, calibrate_fusion
+from coherent_jax.calibrate import SHARPNESS_GRID, FusionCalibration, choose_fusion_sharpness
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
 from coherent_jax.mixture_anchor import fit_mixture_anchors
 from coherent_jax.engine.denoiser import Condition, Denoiser
 from coherent_jax.engine.folded import fold_denoiser, fold_members
-from coherent_jax.engine.population import init_population, make_population, population_data, select
+from coherent_jax.engine.deprecation import old_call_form, pop_fields
+from coherent_jax.engine.population import (Population, init_population, make_population,
+                                            population_data, select)
 from coherent_jax.engine.schedules import Schedule, make_schedule
-from coherent_jax.engine.train import (CRITERIA, EarlyStop, MemberData, TrainConfig, fit,
-                                       make_member_data)
+from coherent_jax.engine.train import (CRITERIA, EarlyStop, LoopConfig, LoopRuntime, MemberData,
+                                       TrainConfig, TrainState, fit, make_member_data)
 
 TRAIN_ROW_BUCKET = 128
 """Training row tables padded to a multiple of this: the targets' families share compiled
@@ -199,8 +202,97 @@ def _with_anchor_basis(variables: dict | None) -> dict | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class Architecture:
+    """The denoisers' architecture, noise schedule and anchors (`ModelSetConfig.architecture`;
+    the fields are ModelSetConfig's, documented there)."""
+
+    hidden_dim: int
+    num_layers: int
+    time_embed_dim: int
+    cond_embed_dim: int
+    norm: str
+    schedule: str
+    diffusion_steps: int
+    anchored: bool
+    anchor_components: int
+
+    def denoiser(self, data_dim: int) -> Denoiser:
+        """The Denoiser of a target of width `data_dim` (a Gaussian anchor when anchored; the
+        mixture candidate's component count is chosen per family)."""
+        return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
+                        self.cond_embed_dim, self.norm, anchored=self.anchored,
+                        schedule=self.schedule, diffusion_steps=self.diffusion_steps)
+
+    def noise_schedule(self) -> Schedule:
+        return make_schedule(self.schedule, self.diffusion_steps)
+
+
+FAMILIES = ("specialists", "multi")
+"""The model families of a target, in training order (a family's index seeds its key)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyTraining:
+    """Which families are trained and how each is optimised, validated and selected
+    (`ModelSetConfig.training`; the fields are ModelSetConfig's, documented there)."""
+
+    specialists: bool
+    multi: bool
+    batch_size: int
+    train_steps: int
+    eval_every: int
+    log_every: int
+    patience: int
+    val_sampler: str
+    val_sample_steps: int | None
+    seeds: tuple[int, ...]
+    learning_rates: tuple[float, ...]
+    ema_decay: float
+    uncond_prob: float
+    mask_drop_prob: float
+    criterion: str
+
+    def step_config(self, family: str) -> TrainConfig:
+        """The training step's options of a family: condition dropout for the specialists,
+        extra condition masking for the multi-condition model."""
+        if family == "specialists":
+            return TrainConfig(batch_size=self.batch_size, uncond_prob=self.uncond_prob,
+                               ema_decay=self.ema_decay)
+        return TrainConfig(batch_size=self.batch_size, mask_drop_prob=self.mask_drop_prob,
+                           ema_decay=self.ema_decay)
+
+    @property
+    def loop(self) -> LoopConfig:
+        """`train.fit`'s loop: steps, validation, and early stopping when patience > 0."""
+        return LoopConfig(train_steps=self.train_steps, eval_every=self.eval_every,
+                          log_every=self.log_every, val_sampler=self.val_sampler,
+                          val_sample_steps=self.val_sample_steps,
+                          early_stop=(EarlyStop(self.criterion, self.patience)
+                                      if self.patience else None))
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditioning:
+    """What the models condition on (`ModelSetConfig.conditioning`; the fields are
+    ModelSetConfig's, documented there)."""
+
+    feature_conditions: bool
+    distill_conditions: bool
+    covariate: str
+
+
+def _view(group: type, config: ModelSetConfig):
+    """The `group` dataclass of the same-named fields of `config`."""
+    return group(**{f.name: getattr(config, f.name) for f in dataclasses.fields(group)})
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSetConfig:
     """How the denoisers of every target are trained (defaults: the paper's architecture).
+
+    The fields stay flat, as users set them (`--config.denoisers.hidden_dim=...`, a saved
+    run's config.json); the training code takes them grouped by concern: `architecture`,
+    `training`, `conditioning` and `fusion_calibration` (frozen views of the same values).
 
     Attributes:
         hidden_dim, num_layers, time_embed_dim, cond_embed_dim, norm: the Denoiser.
@@ -288,10 +380,31 @@ class ModelSetConfig:
             raise ValueError(f"anchor_components must be >= 1 (1: Gaussian anchors), got "
                              f"{self.anchor_components}.")
 
+    @property
+    def architecture(self) -> Architecture:
+        """The denoisers' architecture, schedule and anchors."""
+        return _view(Architecture, self)
+
+    @property
+    def training(self) -> FamilyTraining:
+        """Which families are trained, and their optimisation, validation and selection."""
+        return _view(FamilyTraining, self)
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """What the models condition on: features or latents, distilled or not, a covariate."""
+        return _view(Conditioning, self)
+
+    @property
+    def fusion_calibration(self) -> FusionCalibration:
+        """How the specialists' fusion sharpness is chosen: the grid, K draws per patient and
+        the validation sampler."""
+        return FusionCalibration(grid=self.sharpness_grid, num_samples=self.calibration_draws,
+                                 sampler=self.val_sampler, sample_steps=self.val_sample_steps)
+
     def denoiser(self, data_dim: int) -> Denoiser:
-        return Denoiser(data_dim, self.hidden_dim, self.num_layers, self.time_embed_dim,
-                        self.cond_embed_dim, self.norm, anchored=self.anchored,
-                        schedule=self.schedule, diffusion_steps=self.diffusion_steps)
+        """`architecture.denoiser(data_dim)`."""
+        return self.architecture.denoiser(data_dim)
 
 
 def cohort_fingerprint(cohort) -> str:
@@ -309,7 +422,7 @@ def cohort_fingerprint(cohort) -> str:
     return digest.hexdigest()[:16]
 
 
-def fit_covariate(config: ModelSetConfig, features) -> Covariate | None:
+def fit_covariate(config: Conditioning, features) -> Covariate | None:
     """The `config.covariate` column's levels among the feature cohort's training patients
     (None when unset)."""
     if not config.covariate:
@@ -332,36 +445,8 @@ def _member_data(x, x_present, mats, bucket: int = 1) -> tuple[MemberData, Membe
             make_member_data(x, x_present, [multi], bucket))
 
 
-def _fit_family(model, schedule, num_members, cond_dims, train, val, config, train_config, key,
-                checkpoint_dir, identity, log_fn, batch_sharding, anchors=None):
-    """Trains one model family as a population and selects the best trial per member;
-    `anchors` (one per member, see `anchor.fit_anchors`) fill anchored models' anchors."""
-    population = make_population(num_members, config.seeds, config.learning_rates)
-    state = init_population(model, schedule, population, cond_dims=cond_dims, config=train_config)
-    if anchors is not None:
-        state = state.with_params(set_anchors(state.params, anchors, population.member))
-    checkpoints = (checkpointing.TrainCheckpoints(checkpoint_dir, identity)
-                   if checkpoint_dir is not None else None)
-    try:
-        result = fit(state, population_data(train, population), population_data(val, population),
-                     key, train_steps=config.train_steps, eval_every=config.eval_every,
-                     log_every=config.log_every, val_sampler=config.val_sampler,
-                     val_sample_steps=config.val_sample_steps, log_fn=log_fn, checkpoints=checkpoints,
-                     batch_sharding=batch_sharding,
-                     label=f"denoisers {identity['target']}/{identity['family']}",
-                     early_stop=EarlyStop(config.criterion, config.patience)
-                     if config.patience else None)
-    finally:
-        if checkpoints is not None:
-            checkpoints.close()
-    chosen = select(result, population, config.criterion)
-    val_mse = _kept_sample_mse(result, config.criterion, chosen.trial)
-    return (chosen.variables, val_mse, result, [population.describe(int(p)) for p in chosen.trial],
-            float(np.mean(chosen.scores)))
-
-
 def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: list[dict],
-                       config: ModelSetConfig, spread) -> list[tuple[Denoiser, list[dict]]]:
+                       config: Architecture, spread) -> list[tuple[Denoiser, list[dict]]]:
     """[(Denoiser, its members' anchors)] to train: the `gaussian` anchors, then mixture
     anchors (`mixture_anchor`) when config.anchor_components > 1 and BIC prefers >= 2
     components for some member (every member then gets the largest count, the members being
@@ -430,36 +515,62 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str], distil
     return maps, conds, conds_val
 
 
-def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
-                 workdir: str | None = None, log_fn: Callable[[dict], None] | None = None,
-                 batch_sharding: Any = None, features=None,
-                 residual_latents=None) -> tuple[TargetModels, dict]:
-    """Trains the specialists and/or multi-condition model of one target.
+@dataclasses.dataclass(frozen=True)
+class TrainingRuntime:
+    """Where a model set's training keeps checkpoints, reports and splits its batches; none of
+    it changes the trained models (a sharded batch only the order of float reductions).
 
-    Args:
-        cohort: a latent Cohort with 'train' and 'val' splits; all other modalities are sources.
-        target: the modality to generate.
-        config: the training configuration.
-        key: the target's key.
+    Attributes:
         workdir: optional folder for resumable checkpoints (checkpoints/<target>/<family>).
-        log_fn: receives each history record, tagged with target and family.
+        log_fn: receives each history record, tagged with target and family (and the anchor
+            kind of a mixture-anchored candidate).
         batch_sharding: optional `parallel.member_batch_sharding(mesh)`.
-        features: the feature-space cohort (same samples and splits), needed when
-            config.feature_conditions.
-        residual_latents: the latent cohort as new patients would be encoded
-            (`latent.cross_fitted_latents`); the anchors' covariances are fitted to its
-            residuals (default: `cohort`'s).
-
-    Returns:
-        (TargetModels, report) where report has each family's chosen trials and history.
     """
-    if config.criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {config.criterion!r}; choose one of {CRITERIA}.")
-    if config.train_steps == 0 and not config.anchored:
-        raise ValueError("train_steps=0 trains nothing: only anchored models (anchored=True) are "
-                         "usable untrained, as their linear-Gaussian anchors.")
-    if target not in cohort.modalities:
-        raise ValueError(f"unknown target {target!r}; the cohort has {list(cohort.modalities)}.")
+
+    workdir: str | None = None
+    log_fn: Callable[[dict], None] | None = None
+    batch_sharding: Any = None
+
+
+def _old_training_call(args: tuple, kwargs: dict):
+    """train_model_set / train_target(..., workdir=, log_fn=, batch_sharding=) as
+    (..., runtime=TrainingRuntime(...))."""
+    kwargs = dict(kwargs)
+    loose = pop_fields(kwargs, tuple(f.name for f in dataclasses.fields(TrainingRuntime)))
+    if not loose:
+        return None
+    return args, {**kwargs, "runtime": dataclasses.replace(
+        kwargs.get("runtime", TrainingRuntime()), **loose)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _TargetInputs:
+    """One target's training and validation rows and its models' conditions.
+
+    Attributes:
+        sources: the other modalities, in the cohort's order.
+        x, x_val: the target's (values [N, D], present [N]) on the train and val splits.
+        spread: the training rows' target latents as new patients would be encoded (the
+            anchors' residual covariances are fitted to them; None: x's values).
+        widths: modality -> width of what the models take (a source's condition width).
+        maps: the condition maps (feature conditions; else None).
+        conds, conds_val: per source, its condition (values [N, D_c], present [N]) on the
+            train and val splits.
+    """
+
+    sources: tuple[str, ...]
+    x: tuple
+    x_val: tuple
+    spread: np.ndarray | None
+    widths: dict
+    maps: dict | None
+    conds: list
+    conds_val: list
+
+
+def _target_inputs(cohort, target: str, conditioning: Conditioning, features,
+                   residual_latents) -> _TargetInputs:
+    """The rows and conditions `train_target` trains and validates a target's models on."""
     sources = tuple(m for m in cohort.modalities if m != target)
     if not sources:
         raise ValueError("a target needs at least one other modality to condition on.")
@@ -473,123 +584,290 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         spread = residual_latents.split("train").matrix(target)[0]
     widths = cohort.widths()
     maps = None
-    if config.feature_conditions:
+    if conditioning.feature_conditions:
         if features is None:
             raise ValueError("feature_conditions=True needs the feature cohort (features=...); "
                              "pass it or set feature_conditions=False.")
         maps, conds, conds_val = _feature_conditions(x, features, target, sources,
-                                                      config.distill_conditions,
-                                                      fit_covariate(config, features))
+                                                      conditioning.distill_conditions,
+                                                      fit_covariate(conditioning, features))
         widths = {**widths, **{s: widths[target] for s in sources}}
     else:
         conds = [train_cohort.matrix(s) for s in sources]
         conds_val = [val_cohort.matrix(s) for s in sources]
+    return _TargetInputs(sources, x, x_val, spread, widths, maps, conds, conds_val)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Family:
+    """One model family of a target as trained: its members' data and conditions.
+
+    Attributes:
+        name: 'specialists' or 'multi'; index: its place in FAMILIES (seeds its key).
+        num_members, cond_dims: members (one per source, or one) and their condition widths.
+        train, val: the members' MemberData.
+        member_conds: per member, its conditions [(values [N, D_c], present [N])].
+    """
+
+    name: str
+    index: int
+    num_members: int
+    cond_dims: list
+    train: MemberData
+    val: MemberData
+    member_conds: list
+
+
+def _families(target: str, inputs: _TargetInputs, training: FamilyTraining) -> list[_Family]:
+    """The families `training` asks for (specialists first)."""
     (spec_train, multi_train), (spec_val, multi_val) = (
-        _member_data(*x, conds, bucket=TRAIN_ROW_BUCKET), _member_data(*x_val, conds_val))
-    model = config.denoiser(widths[target])
-    schedule = make_schedule(config.schedule, config.diffusion_steps)
-    identity = {"config": dataclasses.asdict(config), "data_fingerprint": cohort_fingerprint(cohort),
-                "target": target}
-    out = TargetModels(target=target, sources=sources, unconditional=config.uncond_prob > 0,
-                       condition_maps=maps)
+        _member_data(*inputs.x, inputs.conds, bucket=TRAIN_ROW_BUCKET),
+        _member_data(*inputs.x_val, inputs.conds_val))
+    widths, sources = inputs.widths, inputs.sources
+    families = []
+    if training.specialists:
+        if len({widths[s] for s in sources}) != 1:
+            raise ValueError(f"specialists of {target!r} need sources of one width, got "
+                             f"{ {s: widths[s] for s in sources} }; encode every modality "
+                             "to the same latent width.")
+        families.append(_Family("specialists", FAMILIES.index("specialists"), len(sources),
+                                [widths[sources[0]]], spec_train, spec_val,
+                                [[c] for c in inputs.conds]))
+    if training.multi:
+        families.append(_Family("multi", FAMILIES.index("multi"), 1,
+                                [widths[s] for s in sources], multi_train, multi_val,
+                                [inputs.conds]))
+    return families
+
+
+@dataclasses.dataclass(frozen=True)
+class _TargetRun:
+    """What every family of one target's training shares."""
+
+    target: str
+    config: ModelSetConfig
+    inputs: _TargetInputs
+    model: Denoiser  # the Gaussian-anchored (or plain) architecture
+    schedule: Schedule
+    key: jax.Array
+    identity: dict  # the checkpoints' identity: config, data fingerprint, target
+    runtime: TrainingRuntime
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fitted:
+    """A family trained with one kind of anchor, its best trial per member kept.
+
+    Attributes:
+        model: the architecture (its anchor kind); variables: kept [K, ...].
+        val_mse: [K] validation sample MSE of the kept checkpoints; result: the `FitResult`.
+        trials: the kept trials described; score: their mean validation criterion.
+    """
+
+    model: Denoiser
+    variables: Any
+    val_mse: np.ndarray
+    result: Any
+    trials: list
+    score: float
+
+
+@contextlib.contextmanager
+def _checkpoints(folder: str | None, identity: dict):
+    """Resumable checkpoints in `folder` (None: none), closed on leaving."""
+    if folder is None:
+        yield None
+        return
+    checkpoints = checkpointing.TrainCheckpoints(folder, identity)
+    try:
+        yield checkpoints
+    finally:
+        checkpoints.close()
+
+
+def _initial_population(candidate: Denoiser, anchors, family: _Family, training: FamilyTraining,
+                        schedule: Schedule) -> tuple[Population, TrainState]:
+    """The family's population (members x seeds x learning rates) and its initial state;
+    `anchors` (one per member, see `anchor.fit_anchors`) fill anchored models' anchors."""
+    population = make_population(family.num_members, training.seeds, training.learning_rates)
+    state = init_population(candidate, schedule, population, cond_dims=family.cond_dims,
+                            config=training.step_config(family.name))
+    if anchors is not None:
+        state = state.with_params(set_anchors(state.params, anchors, population.member))
+    return population, state
+
+
+def _candidate_runtime(run: _TargetRun, family: _Family, kind: dict, checkpoints,
+                       logged: bool) -> LoopRuntime:
+    """The fit's progress label, its records (when `logged`) tagged with target, family and
+    anchor kind, its checkpoints and the run's batch sharding."""
+    log_fn = run.runtime.log_fn if logged else None
+    return LoopRuntime(
+        label=f"denoisers {run.target}/{family.name}",
+        log_fn=None if log_fn is None else (
+            lambda record: log_fn({"target": run.target, "family": family.name, **record,
+                                   **kind})),
+        checkpoints=checkpoints, batch_sharding=run.runtime.batch_sharding)
+
+
+def _fit_candidate(run: _TargetRun, family: _Family, candidate: Denoiser, anchors,
+                   probe: bool = False) -> _Fitted:
+    """Trains `family` with one kind of anchor as a population, checkpointed and logged, and
+    keeps the best trial per member; a `probe` only validates the untrained models, silently
+    and without checkpoints."""
+    m = candidate.anchor_components
+    kind = {} if m == 1 else {"anchor_components": m}  # a mixture's records and folder say so
+    training = run.config.training
+    if probe:
+        training = dataclasses.replace(training, train_steps=0)
+    population, state = _initial_population(candidate, anchors, family, training, run.schedule)
+    folder = None if probe or run.runtime.workdir is None else layout.part(
+        run.runtime.workdir, layout.CHECKPOINTS, run.target,
+        family.name if m == 1 else f"{family.name}_mixture{m}")
+    with _checkpoints(folder, {**run.identity, "family": family.name, **kind}) as checkpoints:
+        result = fit(state, population_data(family.train, population),
+                     population_data(family.val, population),
+                     jax.random.fold_in(run.key, family.index), loop=training.loop,
+                     runtime=_candidate_runtime(run, family, kind, checkpoints, not probe))
+    chosen = select(result, population, training.criterion)
+    return _Fitted(candidate, chosen.variables,
+                   _kept_sample_mse(result, training.criterion, chosen.trial), result,
+                   [population.describe(int(p)) for p in chosen.trial],
+                   float(np.mean(chosen.scores)))
+
+
+def _candidates(run: _TargetRun, family: _Family) -> list[tuple[Denoiser, list[dict] | None]]:
+    """[(Denoiser, its members' anchors)] of a family: the plain model unanchored, else the
+    Gaussian anchors and the mixture anchors BIC finds (`_anchor_candidates`)."""
+    if not run.config.anchored:
+        return [(run.model, None)]
+    x, spread = run.inputs.x, run.inputs.spread
+    gaussian = [fit_anchors(*x, c, identity_singles=run.config.feature_conditions,
+                            residual_target=spread) for c in family.member_conds]
+    return _anchor_candidates(run.model, x, family.member_conds, gaussian,
+                              run.config.architecture, spread)
+
+
+def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
+    """(the kept fit, the family's report): each anchor candidate trained, where validation
+    decides; the one with the lower validation criterion is kept."""
+    criterion = run.config.criterion
+    fits, untrained = [], {}
+    for candidate, anchors in _candidates(run, family):
+        if fits and run.config.train_steps > 0:
+            # A mixture anchor that validates no better than the Gaussian one untrained
+            # (same validation noise) describes these patients no better: training it
+            # would cost a second family's steps for a candidate that starts behind.
+            probe = _fit_candidate(run, family, candidate, anchors, probe=True)
+            untrained[str(candidate.anchor_components)] = probe.score
+            untrained["1"] = _untrained_score(fits[0].result, criterion)
+            if probe.score >= untrained["1"]:
+                continue
+        fits.append(_fit_candidate(run, family, candidate, anchors))
+    kept = min(fits, key=lambda f: f.score)
+    report = {"chosen": kept.trials, "val_mse": np.asarray(kept.val_mse).tolist(),
+              "anchor_components": kept.model.anchor_components,
+              "validation_by_anchor_components": {
+                  str(f.model.anchor_components): f.score for f in fits},
+              "history": kept.result.history}
+    if untrained:
+        report["untrained_validation_by_anchor_components"] = untrained
+    return kept, report
+
+
+def _fusion_sharpness(run: _TargetRun, tm: TargetModels) -> dict:
+    """`calibrate.choose_fusion_sharpness` of the target's specialists on the validation
+    patients that have the target."""
+    has = run.inputs.x_val[1]
+    conds_val = run.inputs.conds_val
+    return choose_fusion_sharpness(tm, run.schedule, [v[has] for v, _ in conds_val],
+                                   np.stack([p[has] for _, p in conds_val], axis=1),
+                                   run.inputs.x_val[0][has],
+                                   jax.random.fold_in(run.key, len(FAMILIES)),
+                                   run.config.fusion_calibration)
+
+
+def _check_training(cohort, target: str, config: ModelSetConfig) -> None:
+    """Refuses a criterion, a target or an untrained unanchored model that cannot be trained."""
+    if config.criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {config.criterion!r}; choose one of {CRITERIA}.")
+    if config.train_steps == 0 and not config.anchored:
+        raise ValueError("train_steps=0 trains nothing: only anchored models (anchored=True) are "
+                         "usable untrained, as their linear-Gaussian anchors.")
+    if target not in cohort.modalities:
+        raise ValueError(f"unknown target {target!r}; the cohort has {list(cohort.modalities)}.")
+
+
+@old_call_form("train_target(cohort, target, config, key, runtime=TrainingRuntime(workdir=, "
+               "log_fn=, batch_sharding=), features=, residual_latents=)", _old_training_call)
+def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
+                 runtime: TrainingRuntime = TrainingRuntime(), features=None,
+                 residual_latents=None) -> tuple[TargetModels, dict]:
+    """Trains the specialists and/or multi-condition model of one target.
+
+    Args:
+        cohort: a latent Cohort with 'train' and 'val' splits; all other modalities are sources.
+        target: the modality to generate.
+        config: the training configuration.
+        key: the target's key.
+        runtime: checkpoint folder, log function and batch sharding (`TrainingRuntime`).
+        features: the feature-space cohort (same samples and splits), needed when
+            config.feature_conditions.
+        residual_latents: the latent cohort as new patients would be encoded
+            (`latent.cross_fitted_latents`); the anchors' covariances are fitted to its
+            residuals (default: `cohort`'s).
+
+    Returns:
+        (TargetModels, report) where report has each family's chosen trials and history, and
+        the fusion calibration's record.
+    """
+    _check_training(cohort, target, config)
+    inputs = _target_inputs(cohort, target, config.conditioning, features, residual_latents)
+    families = _families(target, inputs, config.training)
+    run = _TargetRun(target, config, inputs, config.architecture.denoiser(inputs.widths[target]),
+                     config.architecture.noise_schedule(), key,
+                     {"config": dataclasses.asdict(config),
+                      "data_fingerprint": cohort_fingerprint(cohort), "target": target}, runtime)
+    out = TargetModels(target=target, sources=inputs.sources,
+                       unconditional=config.uncond_prob > 0, condition_maps=inputs.maps)
     report = {}
-    families = [("specialists", config.specialists), ("multi", config.multi)]
-    for index, (family, wanted) in enumerate(families):
-        if not wanted:
-            continue
-        tag = (lambda rec, fam=family: log_fn({"target": target, "family": fam, **rec})
-               ) if log_fn else None
-        if family == "specialists":
-            cfg = TrainConfig(batch_size=config.batch_size, uncond_prob=config.uncond_prob,
-                              ema_decay=config.ema_decay)
-            args = (len(sources), [widths[sources[0]]], spec_train, spec_val)
-            member_conds = [[c] for c in conds]
-            if len({widths[s] for s in sources}) != 1:
-                raise ValueError(f"specialists of {target!r} need sources of one width, got "
-                                 f"{ {s: widths[s] for s in sources} }; encode every modality "
-                                 "to the same latent width.")
-        else:
-            cfg = TrainConfig(batch_size=config.batch_size, mask_drop_prob=config.mask_drop_prob,
-                              ema_decay=config.ema_decay)
-            args = (1, [widths[s] for s in sources], multi_train, multi_val)
-            member_conds = [conds]
-        candidates = [(model, None)]
-        if config.anchored:
-            candidates = _anchor_candidates(
-                model, x, member_conds,
-                [fit_anchors(*x, c, identity_singles=config.feature_conditions,
-                             residual_target=spread) for c in member_conds], config, spread)
-        fits, untrained = [], {}
-        for candidate, anchors in candidates:  # with mixture anchors too: validation decides
-            m = candidate.anchor_components
-            kind = {} if m == 1 else {"anchor_components": m}
-            folder = family if m == 1 else f"{family}_mixture{m}"
-
-            def fit_candidate(cfg_steps, checkpoint_dir, logged=True, candidate=candidate,
-                              anchors=anchors, kind=kind):
-                return (candidate, *_fit_family(
-                    candidate, schedule, *args, cfg_steps, cfg, jax.random.fold_in(key, index),
-                    checkpoint_dir, {**identity, "family": family, **kind},
-                    (lambda rec, extra=kind: tag({**rec, **extra})) if logged and tag else None,
-                    batch_sharding, anchors))  # records name the anchor kind
-
-            if fits and config.train_steps > 0:
-                # A mixture anchor that validates no better than the Gaussian one untrained
-                # (same validation noise) describes these patients no better: training it
-                # would cost a second family's steps for a candidate that starts behind.
-                probe = fit_candidate(dataclasses.replace(config, train_steps=0), None, False)
-                untrained[str(m)] = probe[-1]
-                untrained["1"] = _untrained_score(fits[0][3], config.criterion)
-                if probe[-1] >= untrained["1"]:
-                    continue
-            fits.append(fit_candidate(config, None if workdir is None else layout.part(
-                workdir, layout.CHECKPOINTS, target, folder)))
-        family_model, variables, val_mse, result, trials, _ = min(fits, key=lambda f: f[-1])
-        report[family] = {"chosen": trials, "val_mse": np.asarray(val_mse).tolist(),
-                          "anchor_components": family_model.anchor_components,
-                          "validation_by_anchor_components": {
-                              str(f[0].anchor_components): f[-1] for f in fits},
-                          "history": result.history}
-        if untrained:
-            report[family]["untrained_validation_by_anchor_components"] = untrained
-        if family == "specialists":
-            out.specialist_model, out.specialists = family_model, variables
-            out.val_mse = np.asarray(val_mse)
+    for family in families:
+        kept, report[family.name] = _train_family(run, family)
+        if family.name == "specialists":
+            out.specialist_model, out.specialists = kept.model, kept.variables
+            out.val_mse = np.asarray(kept.val_mse)
             if tuple(config.sharpness_grid) != (0.0,):
-                has = x_val[1]  # validation patients with the target
-                report["fusion"] = calibrate_fusion(
-                    out, schedule, [v[has] for v, _ in conds_val],
-                    np.stack([p[has] for _, p in conds_val], axis=1), x_val[0][has],
-                    jax.random.fold_in(key, len(families)), sampler=config.val_sampler,
-                    sample_steps=config.val_sample_steps, num_samples=config.calibration_draws,
-                    grid=config.sharpness_grid)
+                report["fusion"] = _fusion_sharpness(run, out)
+                out.fusion_sharpness = report["fusion"]["chosen"]  # the models' owner stores it
         else:
-            out.multi_model = family_model
-            out.multi = jax.tree.map(lambda a: a[0], variables)
+            out.multi_model = kept.model
+            out.multi = jax.tree.map(lambda a: a[0], kept.variables)
     return out, report
 
 
+@old_call_form("train_model_set(cohort, config, seed, targets=, runtime=TrainingRuntime("
+               "workdir=, log_fn=, batch_sharding=), features=, residual_latents=)",
+               _old_training_call)
 def train_model_set(cohort, config: ModelSetConfig, seed: int, *,
-                    targets: Sequence[str] | None = None, workdir: str | None = None,
-                    log_fn: Callable[[dict], None] | None = None,
-                    batch_sharding: Any = None, features=None,
+                    targets: Sequence[str] | None = None,
+                    runtime: TrainingRuntime = TrainingRuntime(), features=None,
                     residual_latents=None) -> tuple[ModelSet, dict]:
     """Trains the models of every target (default: every modality) of a latent cohort;
-    `features` is the feature-space cohort (needed with config.feature_conditions);
-    `residual_latents` the latents as new patients would be encoded, for the spreads
+    `runtime` says where checkpoints and records go (`TrainingRuntime`); `features` is the
+    feature-space cohort (needed with config.feature_conditions); `residual_latents` the
+    latents as new patients would be encoded, for the spreads
     (`latent.cross_fitted_latents`; see `train_target`)."""
     targets = tuple(targets or cohort.modalities)
     unknown = [t for t in targets if t not in cohort.modalities]
     if unknown:
         raise ValueError(f"unknown target(s) {unknown}; the cohort has {list(cohort.modalities)}.")
-    covariate = fit_covariate(config, features)
+    covariate = fit_covariate(config.conditioning, features)
     key = jax.random.key(seed)
     models, reports = {}, {}
     for target in targets:  # a target's key depends on its modality, not on the targets asked
         models[target], reports[target] = train_target(
             cohort, target, config, jax.random.fold_in(key, cohort.modalities.index(target)),
-            workdir=workdir, log_fn=log_fn, batch_sharding=batch_sharding, features=features,
-            residual_latents=residual_latents)
+            runtime=runtime, features=features, residual_latents=residual_latents)
     closed_form = None
     if features is not None and len(cohort.modalities) > 1:
         closed_form = ClosedForm.fit(

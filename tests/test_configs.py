@@ -60,6 +60,30 @@ def test_shipped_configs_build_library_configs(name):
     assert isinstance(_common.impute_config(c), ImputeConfig)
 
 
+def test_model_set_config_stays_flat_and_groups_its_fields_by_concern():
+    from coherent_jax.model_set import TrainingRuntime, _old_training_call  # noqa: PLC0415
+
+    config = ModelSetConfig(hidden_dim=16, train_steps=7, patience=2, covariate="kind",
+                            sharpness_grid=(0.0, 0.5), calibration_draws=4, val_sampler="ddim")
+    groups = (config.architecture, config.training, config.conditioning)
+    grouped = [f.name for g in groups for f in dataclasses.fields(g)]
+    flat = {f.name for f in dataclasses.fields(ModelSetConfig)}
+    assert len(grouped) == len(set(grouped)) and set(grouped) <= flat  # each field one home
+    assert set(dataclasses.asdict(config)) == flat  # what config.json and checkpoints hold
+    for group in groups:
+        assert all(getattr(group, f.name) == getattr(config, f.name)
+                   for f in dataclasses.fields(group))
+    assert config.denoiser(4) == config.architecture.denoiser(4)
+    assert config.training.loop.train_steps == 7 and config.training.loop.early_stop.patience == 2
+    assert config.training.step_config("specialists").uncond_prob == config.uncond_prob
+    assert config.training.step_config("multi").mask_drop_prob == config.mask_drop_prob
+    fusion = config.fusion_calibration
+    assert (fusion.grid, fusion.num_samples, fusion.sampler) == ((0.0, 0.5), 4, "ddim")
+    assert _old_training_call(("c",), {"workdir": "w", "features": None}) == (
+        ("c",), {"features": None, "runtime": TrainingRuntime(workdir="w")})
+    assert _old_training_call(("c",), {"runtime": TrainingRuntime()}) is None
+
+
 def test_a_none_default_can_still_be_overridden_from_the_command_line():
     c = _config("base")
     assert c.denoisers.val_sample_steps is None
