@@ -39,7 +39,8 @@ from coherent_jax.formats_out import write_imputation
 from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.latent import (LatentConfig, LatentSpace, cross_fitted_latents, quality_table,
                                  save_quality_table)
-from coherent_jax.model_set import ModelSet, ModelSetConfig, cohort_fingerprint, train_model_set
+from coherent_jax.model_set import (ModelSet, ModelSetConfig, TrainingRuntime, cohort_fingerprint,
+                                   train_model_set)
 from coherent_jax.settings import from_mapping  # noqa: F401 - its old home
 
 logger = logging.getLogger(__name__)
@@ -151,9 +152,10 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
         progress.setdefault(tag, metrics_io.Progress(config.train_steps, label=tag)).update(
             record["step"])
 
+    runtime = TrainingRuntime(workdir=workdir, log_fn=log, batch_sharding=batch_sharding)
     models, reports = train_model_set(latent_cohort, config, seed, targets=targets,
-                                      workdir=workdir, log_fn=log, batch_sharding=batch_sharding,
-                                      features=features, residual_latents=residual_latents)
+                                      runtime=runtime, features=features,
+                                      residual_latents=residual_latents)
     with safe_io.output_folder(folder, kind="model set") as tmp:
         models.save(tmp, {"fingerprint": cohort_fingerprint(latent_cohort)})
         metrics_io.write_json(os.path.join(tmp, "reports.json"), reports)
