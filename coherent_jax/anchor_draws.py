@@ -14,11 +14,12 @@ Gaussian scores -P (x - m), and the fusion defines the Gaussian with precision a
 
 with (m_i, P_i) member i's conditional anchor, (m0_i, P0_i) its prior (the unconditional
 anchor), w the sample's member weights, and a_i = lambda w_i for the sharpened mean
-(lambda = 1 + gamma (n - 1), n available members; gamma = 0 is the paper's weighted mean) or
+(lambda = 1 + s (n - 1), s the sharpness, n available members; s = 0 is the paper's weighted
+mean) or
 a_i = 1 for every available member (product of experts, which for sources independent given
 the target is the exact posterior p(x | c_1..c_n) = prod p(x | c_i) / p(x)^(n-1)). A chain
 run on the fused eps reaches this Gaussian exactly when the members share one covariance (and,
-for gamma > 0 or the product, their prior shares it too); otherwise the fused eps is not that
+for s > 0 or the product, their prior shares it too); otherwise the fused eps is not that
 of any one diffused Gaussian and the chain lands near it. Where the fused precision is not positive definite (sharpening far past the
 product) there is no such Gaussian and `fused_draws` returns None (the chain runs).
 

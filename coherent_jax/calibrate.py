@@ -4,9 +4,9 @@ The paper's weighted mean of the specialists' eps keeps the spread of a single s
 mean improves with every source, so draws of patients with several sources are too wide (on
 KIPAN the central 90% of 50 coherent draws covered 0.93-0.95 of the held-out latents where a
 calibrated sampler covers 0.87). `fusion.fuse_sharpened` interpolates between that weighted
-mean (gamma = 0) and a product of experts (gamma = 1); `choose_fusion_sharpness` picks gamma per
-target by the fair CRPS of K draws on validation patients that have two or more sources, a
-proper scoring rule: it rewards the right spread and the right mean together, so a gamma that
+mean (sharpness 0) and a product of experts (sharpness 1); `choose_fusion_sharpness` picks the
+sharpness per target by the fair CRPS of K draws on validation patients that have two or more sources, a
+proper scoring rule: it rewards the right spread and the right mean together, so a sharpness that
 only narrows the draws does not win.
 
 `rejection_thresholds` finds each target's disagreement threshold of candidate rejection, a
@@ -52,10 +52,10 @@ def threshold_key(sampler: str, sample_steps: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class FusionCalibration:
-    """How `choose_fusion_sharpness` scores the candidate gammas.
+    """How `choose_fusion_sharpness` scores the candidate sharpnesses.
 
     Attributes:
-        grid: candidate gammas in [0, 1].
+        grid: candidate sharpnesses in [0, 1].
         num_samples: K draws per patient.
         sampler, sample_steps: the sampler of the calibration draws (specialists with no
             learned correction are drawn without a chain, as imputation draws them).
@@ -68,8 +68,8 @@ class FusionCalibration:
 
 
 def _not_calibrated(tm, rows: np.ndarray) -> str | None:
-    """Why the paper's weighted mean (gamma 0) is kept without scoring any gamma; None when
-    the gammas can be scored."""
+    """Why the paper's weighted mean (sharpness 0) is kept without scoring any; None when
+    the sharpnesses can be scored."""
     if len(tm.sources) < 2 or tm.specialists is None or not tm.unconditional:
         return "needs >= 2 specialists trained for unconditional use (condition dropout or anchors)"
     if rows.size < MIN_ROWS:
@@ -77,10 +77,10 @@ def _not_calibrated(tm, rows: np.ndarray) -> str | None:
     return None
 
 
-def _crps_by_gamma(tm, schedule: Schedule, conditions: Sequence[np.ndarray], present: np.ndarray,
+def _crps_by_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndarray], present: np.ndarray,
                    real: np.ndarray, key: jax.Array, config: FusionCalibration) -> list[float]:
-    """[G] the fair CRPS of config.num_samples draws per patient for each gamma of config.grid
-    (inf where a gamma has no Gaussian), for the n patients of `conditions` [n, D_s],
+    """[G] the fair CRPS of config.num_samples draws per patient for each sharpness of config.grid
+    (inf where one has no Gaussian), for the n patients of `conditions` [n, D_s],
     `present` [n, S] and `real` [n, D]."""
     k, n = int(config.num_samples), present.shape[0]
     avail = np.tile(present, (k, 1))  # [K*n, S], draw-major
@@ -92,11 +92,11 @@ def _crps_by_gamma(tm, schedule: Schedule, conditions: Sequence[np.ndarray], pre
     # imputation draws these without a chain (mixture anchors: with one)
     direct = anchor_draws.untrained(tm.specialists) and not anchor_draws.is_mixture(tm.specialists)
     crps = []
-    for gamma in config.grid:
+    for sharpness in config.grid:
         if direct:
             out = anchor_draws.fused_draws(tm.specialists["params"], tiled, avail, weights, key,
-                                           sharpness=float(gamma))
-            if out is None:  # no Gaussian for this gamma (fused precision not positive)
+                                           sharpness=float(sharpness))
+            if out is None:  # no Gaussian at this sharpness (fused precision not positive)
                 crps.append(float("inf"))
                 continue
         else:
@@ -104,7 +104,7 @@ def _crps_by_gamma(tm, schedule: Schedule, conditions: Sequence[np.ndarray], pre
                                   schedule, key, shape=(k * n, tm.specialist_model.data_dim),
                                   config=CoherentConfig(SamplerConfig(config.sampler,
                                                                       config.sample_steps),
-                                                        sharpness=float(gamma))).samples
+                                                        sharpness=float(sharpness))).samples
         draws = np.asarray(out).reshape(k, n, -1)  # [K, n, D]
         crps.append(float(np.mean(scoring_rules.crps(real, draws, fair=True))))
     return crps
@@ -113,9 +113,9 @@ def _crps_by_gamma(tm, schedule: Schedule, conditions: Sequence[np.ndarray], pre
 def choose_fusion_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
                             present: np.ndarray, real: np.ndarray, key: jax.Array,
                             config: FusionCalibration = FusionCalibration()) -> dict:
-    """The gamma of `config.grid` with the lowest validation CRPS, and how it was found.
+    """The sharpness of `config.grid` with the lowest validation CRPS, and how it was found.
 
-    Leaves `tm` as it is: its owner stores record['chosen'] as `tm.fusion_sharpness`.
+    Leaves `tm` as it is: its owner stores record['chosen'] as `tm.sharpness`.
 
     Args:
         tm: a trained `model_set.TargetModels` with specialists trained for unconditional use
@@ -125,11 +125,11 @@ def choose_fusion_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndar
             (latents, or the condition maps' predictions from the sources' features).
         present: [N, S] bool, source s observed for patient n.
         real: [N, D] the patients' target latents (all observed).
-        key: PRNG key; every gamma is scored on the same noise (common random numbers).
+        key: PRNG key; every sharpness is scored on the same noise (common random numbers).
         config: the grid, the draws per patient and their sampler (`FusionCalibration`).
 
     Returns:
-        A record: rows used, grid, CRPS per gamma, the chosen gamma (0 with a reason when
+        A record: rows used, grid, CRPS per sharpness, the chosen sharpness (0 with a reason when
         too few patients have two or more sources).
     """
     present = np.asarray(present, bool)
@@ -140,7 +140,7 @@ def choose_fusion_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndar
     reason = _not_calibrated(tm, rows)
     if reason is not None:
         return {**record, "chosen": 0.0, "reason": reason}
-    crps = _crps_by_gamma(tm, schedule, [c[rows] for c in conditions], present[rows], real[rows],
+    crps = _crps_by_sharpness(tm, schedule, [c[rows] for c in conditions], present[rows], real[rows],
                           key, config)
     return {**record, "crps": crps, "chosen": float(config.grid[int(np.argmin(crps))])}
 
@@ -149,15 +149,15 @@ def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
                      present: np.ndarray, real: np.ndarray, key: jax.Array, **options) -> dict:
     """Deprecated: `choose_fusion_sharpness` returns the record and leaves `tm` alone.
 
-    Sets `tm.fusion_sharpness` to the gamma `choose_fusion_sharpness` chooses and returns its
+    Sets `tm.sharpness` to the sharpness `choose_fusion_sharpness` chooses and returns its
     record; `options` (sampler, sample_steps, num_samples, grid) are `FusionCalibration`'s.
     """
     warnings.warn("calibrate_fusion is deprecated: call choose_fusion_sharpness(tm, ..., "
-                  "FusionCalibration(...)) and store record['chosen'] as tm.fusion_sharpness.",
+                  "FusionCalibration(...)) and store record['chosen'] as tm.sharpness.",
                   DeprecationWarning, stacklevel=2)
     record = choose_fusion_sharpness(tm, schedule, conditions, present, real, key,
                                      FusionCalibration(**options))
-    tm.fusion_sharpness = record["chosen"]
+    tm.sharpness = record["chosen"]
     return record
 
 
@@ -202,7 +202,7 @@ def full_source_disagreement(cohort, models, *, sampler: str = "ddpm",
                               models.schedule, jax.random.fold_in(jax.random.key(seed), index),
                               shape=(rows.size, tm.specialist_model.data_dim),
                               config=CoherentConfig(SamplerConfig(sampler, sample_steps),
-                                                    sharpness=tm.fusion_sharpness))
+                                                    sharpness=tm.sharpness))
         found[target] = np.asarray(res.disagreement)
     return found
 

@@ -242,7 +242,7 @@ def _fused_config(tm, config, chain: SamplerConfig, threshold: float) -> Coheren
     """The fusion and rejection of `config.method` ('coherent': the calibrated sharpness;
     'single': one weighted member, fused as a mean) for the specialists of `tm`."""
     return CoherentConfig(chain, fusion="product" if config.method == "product" else "mean",
-                          sharpness=tm.fusion_sharpness if config.method == "coherent" else 0.0,
+                          sharpness=tm.sharpness if config.method == "coherent" else 0.0,
                           num_candidates=config.num_candidates, threshold=threshold,
                           max_bad_fraction=config.max_bad_fraction)
 
@@ -273,7 +273,7 @@ def _without_chain(tm, method: str, values: list, avail: np.ndarray,
     return anchor_draws.fused_draws(
         tm.specialists["params"], values, avail, _member_weights(tm, method, avail), key,
         product=method == "product",
-        sharpness=tm.fusion_sharpness if method == "coherent" else 0.0)
+        sharpness=tm.sharpness if method == "coherent" else 0.0)
 
 
 def _member_weights(tm, method: str, avail: np.ndarray) -> np.ndarray:

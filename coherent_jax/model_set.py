@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from typing import Any, Callable, Sequence
 
 import jax
@@ -70,9 +71,10 @@ class TargetModels:
             conditions on ridge predictions of the target from each source's FEATURES
             (`anchor.fit_condition_map`) instead of the source's latents; imputation then
             needs the sources' features (observed) or the latent space (imputed sources).
-        fusion_sharpness: gamma of the specialists' fusion (`fusion.fuse_sharpened`; 0 is the
+        sharpness: the specialists' fusion sharpness (`fusion.fuse_sharpened`; 0 is the
             paper's weighted mean), chosen on validation patients by
-            `calibrate.choose_fusion_sharpness` (`train_target` stores it).
+            `calibrate.choose_fusion_sharpness` (`train_target` stores it). Saved as
+            'sharpness' (runs before 2026-12-05: 'fusion_sharpness', read by the upgrade).
     """
 
     target: str
@@ -85,10 +87,23 @@ class TargetModels:
     unconditional: bool = False
     thresholds: dict = dataclasses.field(default_factory=dict)
     condition_maps: dict | None = None
-    fusion_sharpness: float = 0.0
+    sharpness: float = 0.0
     # (which, T) -> (the variables folded, (apply_fn, folded params)); see `_folded`.
     _folded_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                             compare=False)
+
+    @property
+    def fusion_sharpness(self) -> float:
+        """Deprecated name of `sharpness`."""
+        warnings.warn("TargetModels.fusion_sharpness is deprecated: use TargetModels.sharpness.",
+                      DeprecationWarning, stacklevel=2)
+        return self.sharpness
+
+    @fusion_sharpness.setter
+    def fusion_sharpness(self, value: float) -> None:
+        warnings.warn("TargetModels.fusion_sharpness is deprecated: use TargetModels.sharpness.",
+                      DeprecationWarning, stacklevel=2)
+        self.sharpness = value
 
     def sampling_specialists(self, diffusion_steps: int) -> tuple[Callable, Any]:
         """(apply_fn, stacked params) of the specialists in their folded sampling form
@@ -145,7 +160,7 @@ class ModelSet:
                           if v is not None}
             meta["targets"][name] = {
                 "sources": list(tm.sources), "unconditional": tm.unconditional,
-                "thresholds": tm.thresholds, "fusion_sharpness": tm.fusion_sharpness,
+                "thresholds": tm.thresholds, "sharpness": tm.sharpness,
                 "val_mse": None if tm.val_mse is None else np.asarray(tm.val_mse).tolist(),
                 "specialist_model": (None if tm.specialist_model is None
                                      else denoiser_config(tm.specialist_model)),
@@ -177,7 +192,7 @@ class ModelSet:
                 multi_model=_denoiser(info["multi_model"]),
                 multi=_with_anchor_basis(arrays.get("multi")), unconditional=info["unconditional"],
                 thresholds=info["thresholds"],
-                fusion_sharpness=float(info["fusion_sharpness"]),
+                sharpness=float(info["sharpness"]),
                 condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
                                  for src, m in arrays["condition_maps"].items()}
                                 if "condition_maps" in arrays else None))
@@ -336,7 +351,7 @@ class ModelSetConfig:
             closed form take with the sources' features, as a slope deviation and an
             intercept per level (`covariates.Covariate`); new patients must carry it. Needs
             feature_conditions. '' (default): none.
-        sharpness_grid: candidate gammas of the specialists' fusion (`fusion.fuse_sharpened`),
+        sharpness_grid: candidate sharpnesses of the specialists' fusion (`fusion.fuse_sharpened`),
             chosen per target on validation patients with >= 2 sources
             (`calibrate.calibrate_fusion`, K = calibration_draws, the validation sampler);
             (0.0,) keeps the paper's weighted mean.
@@ -838,7 +853,7 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             out.val_mse = np.asarray(kept.val_mse)
             if tuple(config.sharpness_grid) != (0.0,):
                 report["fusion"] = _fusion_sharpness(run, out)
-                out.fusion_sharpness = report["fusion"]["chosen"]  # the models' owner stores it
+                out.sharpness = report["fusion"]["chosen"]  # the models' owner stores it
         else:
             out.multi_model = kept.model
             out.multi = jax.tree.map(lambda a: a[0], kept.variables)

@@ -159,8 +159,9 @@ def read_run(workdir: str) -> dict:
 def upgrade_models_metadata(meta: Mapping[str, Any]) -> dict:
     """A saved model set's metadata (models/metadata.json) as written by any version, in
     today's names: the diffusion T saved as 'num_train_steps' (in the set and in every
-    architecture), the specialists' architecture as 'model'; the target order (sorted), the
-    fusion sharpness (0, off) and the covariate (none) added."""
+    architecture), the specialists' architecture as 'model', the fusion sharpness as
+    'fusion_sharpness'; the target order (sorted), the sharpness (0, off) and the covariate
+    (none) added."""
     meta = dict(meta)
     if "num_train_steps" in meta and "diffusion_steps" not in meta:
         meta["diffusion_steps"] = meta.pop("num_train_steps")
@@ -172,7 +173,8 @@ def upgrade_models_metadata(meta: Mapping[str, Any]) -> dict:
 
 def _upgraded_target(info: Mapping[str, Any]) -> dict:
     """One target's saved metadata in today's names (`upgrade_models_metadata`)."""
-    info = {"fusion_sharpness": 0.0, **info}
+    info = dict(info)
+    info["sharpness"] = info.pop("fusion_sharpness", info.get("sharpness", 0.0))
     if "specialist_model" not in info:
         info["specialist_model"] = info.pop("model", None)
     for key in ("specialist_model", "multi_model"):

@@ -67,7 +67,7 @@ def test_one_untrained_specialist_chain_and_direct_draws_agree():
 
 def test_fused_specialists_sharing_a_covariance_chain_and_direct_agree():
     """Coherent fusion (sharpened weighted mean) of two Gaussian specialists with one
-    covariance (gamma > 0: their prior's too): the fused eps is exactly that of one diffused
+    covariance (sharpness > 0: their prior's too): the fused eps is exactly that of one diffused
     Gaussian, so the chain and the direct draws have the same law."""
     rng = np.random.default_rng(3)
     cov, prior = _random_cov(rng, 0.5), _random_cov(rng, 2.0)
@@ -77,7 +77,7 @@ def test_fused_specialists_sharing_a_covariance_chain_and_direct_agree():
     conds = stack_members([Condition.of(jnp.asarray(v)) for v in values])
     kernels = [rng.standard_normal((2, D)) for _ in range(2)]
     biases = [rng.standard_normal(D) for _ in range(2)]
-    for gamma, prior_cov in ((0.0, prior), (0.5, cov)):
+    for sharpness, prior_cov in ((0.0, prior), (0.5, cov)):
         stacked = jax.tree.map(lambda *v: jnp.stack(v), *[
             _variables(_anchor(k, b, cov, np.zeros(D), prior_cov), i)
             for i, (k, b) in enumerate(zip(kernels, biases))])
@@ -85,9 +85,9 @@ def test_fused_specialists_sharing_a_covariance_chain_and_direct_agree():
             DenoiserApply(_model()),
             Members(stacked, conds, jnp.asarray(weights), conds.dropped()),
             make_schedule("linear", T), jax.random.key(4), shape=(n, D),
-            config=CoherentConfig(sharpness=gamma)).samples)
+            config=CoherentConfig(sharpness=sharpness)).samples)
         direct = anchor_draws.fused_draws(stacked["params"], values, np.ones((n, 2), bool),
-                                          weights, jax.random.key(5), sharpness=gamma)
+                                          weights, jax.random.key(5), sharpness=sharpness)
         (mean_c, cov_c), (mean_d, cov_d) = _moments(chain), _moments(direct)
         np.testing.assert_allclose(mean_c, mean_d, atol=0.06)
         np.testing.assert_allclose(cov_c, cov_d, atol=0.06)

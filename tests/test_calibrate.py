@@ -1,4 +1,4 @@
-"""Sharpened fusion spans the paper's weighted mean and the product of experts, and its gamma,
+"""Sharpened fusion spans the paper's weighted mean and the product of experts, and its sharpness,
 calibrated on validation patients, brings multi-source coherent draws closer to the exact
 posterior on a linear-Gaussian cohort with two noisy sources."""
 
@@ -29,7 +29,7 @@ def test_sharpened_fusion_is_the_mean_at_zero_and_the_product_at_one():
                                fusion.fuse_mean(eps, w), atol=1e-5)
     np.testing.assert_allclose(fusion.fuse_sharpened(eps, eps_u, w, 1.0),
                                fusion.fuse_product(eps, eps_u, w), atol=1e-5)
-    one = jnp.asarray([[0.0, 1.0, 0.0]] * 5, jnp.float32)  # one source: gamma changes nothing
+    one = jnp.asarray([[0.0, 1.0, 0.0]] * 5, jnp.float32)  # one source: sharpness changes nothing
     np.testing.assert_allclose(fusion.fuse_sharpened(eps, eps_u, one, 0.7), eps[1], atol=1e-6)
 
 
@@ -63,7 +63,7 @@ def gaussian_models():
     return gauss, cohort, models, reports
 
 
-def _draws(tm, schedule, test, gamma, k=30):
+def _draws(tm, schedule, test, sharpness, k=30):
     """K coherent draws [K, N, D] of 'a' for the patients of `test`, both sources given."""
     conds = [apply_condition_map(tm.condition_maps[s], test.matrix(s)[0]) for s in tm.sources]
     n = len(test.sample_ids)
@@ -73,7 +73,8 @@ def _draws(tm, schedule, test, gamma, k=30):
     apply_fn, params = tm.sampling_specialists(schedule.diffusion_steps)
     out = coherent_sample(apply_fn, Members(params, member, weights, member.dropped()), schedule,
                           jax.random.key(5), shape=(k * n, tm.specialist_model.data_dim),
-                          config=CoherentConfig(SamplerConfig("ddim", 20), sharpness=gamma))
+                          config=CoherentConfig(SamplerConfig("ddim", 20),
+                                                sharpness=sharpness))
     return np.asarray(out.samples).reshape(k, n, -1)
 
 
@@ -82,20 +83,20 @@ def test_calibrated_sharpness_moves_draws_towards_the_exact_posterior(gaussian_m
     gauss, cohort, models, reports = gaussian_models
     tm, record = models.targets["a"], reports["a"]["fusion"]
     assert record["rows"] >= 10 and len(record["crps"]) == 5
-    assert tm.fusion_sharpness == record["chosen"] > 0.0
+    assert tm.sharpness == record["chosen"] > 0.0
     test = cohort.split("test")
     real = test.matrix("a")[0]
     exact_mean, _ = gauss.conditional("a", {s: test.matrix(s)[0].astype(np.float64)
                                             for s in ("b", "c")})
     crps, off = {}, {}
-    for gamma in (0.0, tm.fusion_sharpness):
-        draws = _draws(tm, models.schedule, test, gamma)
-        crps[gamma] = fair_crps(real, draws)
-        off[gamma] = float(np.mean((draws.mean(axis=0) - exact_mean) ** 2))
+    for sharpness in (0.0, tm.sharpness):
+        draws = _draws(tm, models.schedule, test, sharpness)
+        crps[sharpness] = fair_crps(real, draws)
+        off[sharpness] = float(np.mean((draws.mean(axis=0) - exact_mean) ** 2))
     # measured (held-out patients, 30 draws): CRPS 0.281 -> 0.268, squared distance of the
-    # draws' mean to the exact posterior mean 0.042 -> 0.018 (gamma 0.5)
-    assert crps[tm.fusion_sharpness] < crps[0.0] - 0.005
-    assert off[tm.fusion_sharpness] < 0.7 * off[0.0]
+    # draws' mean to the exact posterior mean 0.042 -> 0.018 (sharpness 0.5)
+    assert crps[tm.sharpness] < crps[0.0] - 0.005
+    assert off[tm.sharpness] < 0.7 * off[0.0]
 
 
 @pytest.mark.slow  # trains models
@@ -109,9 +110,11 @@ def test_calibration_keeps_the_mean_with_too_few_patients_or_one_source(gaussian
     record = choose_fusion_sharpness(tm, models.schedule, conds, few, val.matrix("a")[0],
                                      jax.random.key(0))
     assert record["chosen"] == 0.0 and "fewer than" in record["reason"]
-    assert tm.fusion_sharpness == reports["a"]["fusion"]["chosen"] > 0.0  # returned, not stored
+    assert tm.sharpness == reports["a"]["fusion"]["chosen"] > 0.0  # returned, not stored
     old = dataclasses.replace(tm)
     with pytest.warns(DeprecationWarning, match="choose_fusion_sharpness"):
         assert calibrate_fusion(old, models.schedule, conds, few, val.matrix("a")[0],
                                 jax.random.key(0)) == record
-    assert old.fusion_sharpness == 0.0  # the old call stores the gamma
+    assert old.sharpness == 0.0  # the old call stores the sharpness
+    with pytest.warns(DeprecationWarning, match="use TargetModels.sharpness"):
+        assert old.fusion_sharpness == 0.0  # the old attribute name still reads it

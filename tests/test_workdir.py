@@ -66,7 +66,11 @@ def test_a_model_sets_old_metadata_is_read_in_todays_names():
     assert meta["diffusion_steps"] == 100 and "num_train_steps" not in meta
     assert meta["target_order"] == ["a", "b"] and meta["covariate"] is None
     assert meta["targets"]["b"] == {"specialist_model": {"data_dim": 4, "diffusion_steps": 100},
-                                    "multi_model": None, "fusion_sharpness": 0.0}
+                                    "multi_model": None, "sharpness": 0.0}
     assert meta["targets"]["a"]["multi_model"] == {"data_dim": 4, "diffusion_steps": 100}
+    renamed = workdir.upgrade_models_metadata(
+        {**old, "targets": {"b": {"model": arch, "multi_model": None, "fusion_sharpness": 0.5}}})
+    assert renamed["targets"]["b"]["sharpness"] == 0.5
+    assert "fusion_sharpness" not in renamed["targets"]["b"]
     assert old["targets"]["b"]["model"] is arch and "num_train_steps" in arch  # left alone
     assert workdir.upgrade_models_metadata(meta) == meta

@@ -63,16 +63,16 @@ def fuse_product(eps: jax.Array, eps_uncond: jax.Array, weights: jax.Array) -> j
 
 def fuse_sharpened(eps: jax.Array, eps_uncond: jax.Array, weights: jax.Array,
                    sharpness: jax.Array) -> jax.Array:
-    """Weighted mean sharpened towards a product of experts by `sharpness` (gamma).
+    """Weighted mean sharpened towards a product of experts by `sharpness` s.
 
-    eps_u + lambda_n * sum_i w_i (eps_i - eps_u,i) with lambda_n = 1 + gamma (n - 1), n the
-    sample's available members and eps_u = sum_i w_i eps_u,i. gamma = 0 is the paper's weighted
-    mean (the same function, written around the members' unconditional predictions); gamma = 1
+    eps_u + lambda_n * sum_i w_i (eps_i - eps_u,i) with lambda_n = 1 + s (n - 1), n the
+    sample's available members and eps_u = sum_i w_i eps_u,i. s = 0 is the paper's weighted
+    mean (the same function, written around the members' unconditional predictions); s = 1
     with equal weights is `fuse_product`. Why: for Gaussian experts the weighted mean of eps
     is a geometric mixture whose variance is a (weighted harmonic) mean of the single-source
     posterior variances, so adding sources improves the mean but not the spread; the product
     assumes sources independent given the target and over-sharpens when they share factors.
-    gamma is calibrated in between on validation patients (`calibrate.choose_fusion_sharpness`).
+    s is calibrated in between on validation patients (`calibrate.choose_fusion_sharpness`).
 
     eps, eps_uncond [K, N, D], weights [N, K], sharpness scalar -> [N, D].
     """

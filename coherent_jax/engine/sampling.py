@@ -102,9 +102,9 @@ class CoherentConfig:
     Attributes:
         chain: the reverse chain (`SamplerConfig`).
         fusion: 'mean' (the paper: weighted mean) or 'product' (eps_u + sum_i (eps_i - eps_u)).
-        sharpness: 'mean' only: gamma of `fusion.fuse_sharpened` (0: the paper's weighted
-            mean; up to 1: a weighted product of experts); calibrated per target by
-            `calibrate.calibrate_fusion`.
+        sharpness: 'mean' only: the sharpness of `fusion.fuse_sharpened` (0: the paper's
+            weighted mean; up to 1: a weighted product of experts); calibrated per target by
+            `calibrate.choose_fusion_sharpness`.
         num_candidates: R, candidates drawn per patient.
         threshold: disagreement above which a step counts as bad (the paper: 1.0).
         max_bad_fraction: a candidate fails with more bad steps than this share (paper: 0.1).
