@@ -4,10 +4,10 @@ The paper's weighted mean of the specialists' eps keeps the spread of a single s
 mean improves with every source, so draws of patients with several sources are too wide (on
 KIPAN the central 90% of 50 coherent draws covered 0.93-0.95 of the held-out latents where a
 calibrated sampler covers 0.87). `fusion.fuse_sharpened` interpolates between that weighted
-mean (sharpness 0) and a product of experts (sharpness 1); `choose_fusion_sharpness` picks the
-sharpness per target by the fair CRPS of K draws on validation patients that have two or more sources, a
-proper scoring rule: it rewards the right spread and the right mean together, so a sharpness that
-only narrows the draws does not win.
+mean (sharpness 0) and a product of experts (sharpness 1); `choose_fusion_sharpness` picks
+the sharpness per target by the fair CRPS of K draws on validation patients that have two or
+more sources, a proper scoring rule: it rewards the right spread and the right mean together,
+so a sharpness that only narrows the draws does not win.
 
 `rejection_thresholds` finds each target's disagreement threshold of candidate rejection, a
 quantile of the per-step disagreements of patients with every source, for one sampler and step
@@ -77,8 +77,9 @@ def _not_calibrated(tm, rows: np.ndarray) -> str | None:
     return None
 
 
-def _crps_by_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndarray], present: np.ndarray,
-                   real: np.ndarray, key: jax.Array, config: FusionCalibration) -> list[float]:
+def _crps_by_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
+                       present: np.ndarray, real: np.ndarray, key: jax.Array,
+                       config: FusionCalibration) -> list[float]:
     """[G] the fair CRPS of config.num_samples draws per patient for each sharpness of config.grid
     (inf where one has no Gaussian), for the n patients of `conditions` [n, D_s],
     `present` [n, S] and `real` [n, D]."""
@@ -140,8 +141,8 @@ def choose_fusion_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndar
     reason = _not_calibrated(tm, rows)
     if reason is not None:
         return {**record, "chosen": 0.0, "reason": reason}
-    crps = _crps_by_sharpness(tm, schedule, [c[rows] for c in conditions], present[rows], real[rows],
-                          key, config)
+    crps = _crps_by_sharpness(tm, schedule, [c[rows] for c in conditions], present[rows],
+                              real[rows], key, config)
     return {**record, "crps": crps, "chosen": float(config.grid[int(np.argmin(crps))])}
 
 
