@@ -28,8 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import anchor_draws, scoring_rules
-from coherent_jax.anchor import apply_condition_map
-from coherent_jax.covariates import inputs
+from coherent_jax.conditions import Conditions, Work
 from coherent_jax.engine.ensemble import stack_members
 from coherent_jax.engine.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.engine.denoiser import Condition
@@ -174,28 +173,19 @@ def full_source_disagreement(cohort, models, *, sampler: str = "ddpm",
     Raises:
         ValueError: no patient has every source of some target.
     """
+    mats = {m: cohort.matrix(m) for m in cohort.modalities}  # m -> ([N, D], [N] present)
+    present = {m: p for m, (_, p) in mats.items()}
+    conditions = Conditions(models, present, cohort.sample_ids, None, feature_cohort)
+    work = Work({m: v for m, (v, _) in mats.items()}, present)
     found = {}
     for index, (target, tm) in enumerate(models.targets.items()):
         if tm.specialists is None or len(tm.sources) < 2:
             continue
-        mats = [cohort.matrix(s) for s in tm.sources]
-        rows = np.flatnonzero(np.all([p for _, p in mats], axis=0))
+        rows = np.flatnonzero(np.all([present[s] for s in tm.sources], axis=0))
         if rows.size == 0:
             raise ValueError(f"no patient has every source of {target!r} "
                              f"({list(tm.sources)}); use a complete split.")
-        if tm.condition_maps is None:
-            values = [v[rows] for v, _ in mats]
-        elif feature_cohort is None:
-            raise ValueError("these models condition on the sources' features: pass "
-                             "feature_cohort.")
-        else:
-            labels = feature_cohort.labels.reindex(cohort.sample_ids[rows])
-            features = [inputs(models.covariate,
-                               feature_cohort.tables[s].reindex(cohort.sample_ids).to_numpy()[rows],
-                               labels)
-                        for s in tm.sources]
-            values = [apply_condition_map(tm.condition_maps[s], f)
-                      for s, f in zip(tm.sources, features)]
+        values = [conditions.values(tm, s, rows, work) for s in tm.sources]  # S x [R, D_c]
         conds = stack_members([Condition.of(jnp.asarray(v)) for v in values])
         apply_fn, params = tm.sampling_specialists(models.schedule.diffusion_steps)
         res = coherent_sample(apply_fn, Members(params, conds, inverse_mse_weights(tm.val_mse),

@@ -29,7 +29,8 @@ import pandas as pd
 from coherent_jax.engine import progress
 from coherent_jax import workdir as layout
 from coherent_jax.errors import UnknownModalityError, UserError
-from coherent_jax.fill import Conditions, Filled, SamplerCalls, Work, fill_target
+from coherent_jax.conditions import Conditions, Work
+from coherent_jax.fill import Filled, SamplerCalls, fill_target
 from coherent_jax.model_set import ModelSet
 from coherent_jax.engine.denoiser import Condition
 from coherent_jax.engine.sampling import SAMPLERS, SamplerConfig, sample
