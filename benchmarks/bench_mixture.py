@@ -25,6 +25,10 @@ draws per method, and scored in the preprocessing's z-scores of the target:
 - the wrong-mode share: draws whose nearest subtype centre (along those directions) has an
   exact posterior probability below 5% given the sources.
 
+'exact_redraw' is a second, independent set of K exact draws scored the same way: the floor
+of every number at this K (its W1 to the first set is Monte Carlo error alone, e.g. ~0.35 given
+'hide' at K = 50, where the subtypes' modes lie far apart; its gap closed ~1 within the noise).
+
 Rejection, the case it exists for: given 'hide' and 'reveal', the 'hide' specialist's draws
 spread over every subtype and the 'reveal' specialist's sit in one. 'coherent+rejection'
 draws --candidates candidates per draw and keeps the first whose specialists agreed (per-step
@@ -128,7 +132,8 @@ class SubtypeModes:
 
     @classmethod
     def of(cls, model, zscore) -> "SubtypeModes":
-        centres = zscore(LINKS["sinh"][0](model.means[TARGET]))  # [K, D] subtype centres
+        link = LINKS[model.links[TARGET]][0]
+        centres = zscore(link(model.means[TARGET]))  # [K, D] subtype centres
         directions = np.linalg.svd(centres - centres.mean(axis=0), full_matrices=False)[2][:2]
         return cls(directions=directions, centres=centres @ directions.T)
 
@@ -157,7 +162,9 @@ def score(model, run: TrainedRun, how: DrawSettings) -> dict:
         exact = zscore(model.conditional_draws([TARGET], {m: raw[m] for m in sources},
                                                how.draws, how.seed)[TARGET])  # [K, N, D]
         drawn, acceptance = _imputed_draws(run, how, sources)
-        drawn = {"exact": exact, **drawn}
+        redraw = zscore(model.conditional_draws([TARGET], {m: raw[m] for m in sources},
+                                                how.draws, how.seed + 1)[TARGET])
+        drawn = {"exact": exact, "exact_redraw": redraw, **drawn}
         posterior = model.subtype_posterior({m: raw[m] for m in sources})  # [N, K]
         for name, d in drawn.items():
             numbers, es = _draw_numbers(d, real, exact, modes, posterior, indices)
