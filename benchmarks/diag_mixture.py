@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -159,8 +160,29 @@ def _draw_anchor(anchor: dict, inputs: np.ndarray, draws: int, seed: int) -> np.
     return out.reshape(draws, n, -1)
 
 
-def main() -> None:
-    args = _args()
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What every source set's decomposition reads: the run, the exact model and scales, the
+    training rows the anchors were fitted on and the test patients' conditions."""
+
+    args: Any
+    run: Any
+    space: Any
+    model: Any
+    zscore: Callable
+    real: np.ndarray
+    raw_t: dict
+    modes: Any
+    indices: np.ndarray
+    tm: Any
+    inputs: Any
+    train_subtype: np.ndarray
+    source_latents: list
+    test_latents: dict
+    test_conds: dict
+
+
+def _setup(args) -> _Setup:
     c = _config(args)
     cohort, space, latents, models = _common.trained(c, args.workdir)
     raw = load_raw_cohort(_common.data_config(c))
@@ -173,77 +195,79 @@ def main() -> None:
     ids = test.sample_ids
     transform = prep.transforms[TARGET]
     zscore = lambda v: (v - transform.mean) / transform.std
-    real = test.tables[TARGET].loc[ids].to_numpy(np.float64)
-    raw_t = {m: raw.tables[m].loc[ids].to_numpy(np.float64) for m in raw.modalities}
-    modes = SubtypeModes.of(model, zscore)
-    indices = stats.bootstrap_indices(len(ids), 1000, args.seed)
+    tm = models.targets[TARGET]
     print("latent kinds:", space.kinds(), " residual sd of the target (max):",
           float(np.max(space.residual_std[TARGET])))
-
-    # (d): the training rows the anchors were fitted on
-    conditioning = _common.model_config(c).conditioning
-    inputs = _target_inputs(latents, TARGET, conditioning, cohort,
-                            cross_fitted_latents(space, cohort))
-    tm = models.targets[TARGET]
-    train_subtype = cohort.split("train").labels["cancer_type"].str[1:].astype(int).to_numpy()
-    source_latents = [latents.split("train").matrix(s) for s in tm.sources]
-    test_latents = {s: space.encode_values(s, test.tables[s].loc[ids].to_numpy(np.float32))
-                    for s in tm.sources}
-    test_conds = {s: apply_condition_map(tm.condition_maps[s],
-                                         test.tables[s].loc[ids].to_numpy(np.float32))
-                  for s in tm.sources}
     print("stored specialists' anchor components:",
           tm.specialists["params"]["anchor_gate_const"].shape
           if anchor_draws.is_mixture(tm.specialists) else 1,
           " multi:", tm.multi["params"]["anchor_gate_const"].shape
           if anchor_draws.is_mixture(tm.multi) else 1)
+    return _Setup(
+        args=args, run=run, space=space, model=model, zscore=zscore,
+        real=test.tables[TARGET].loc[ids].to_numpy(np.float64),
+        raw_t={m: raw.tables[m].loc[ids].to_numpy(np.float64) for m in raw.modalities},
+        modes=SubtypeModes.of(model, zscore),
+        indices=stats.bootstrap_indices(len(ids), 1000, args.seed), tm=tm,
+        inputs=_target_inputs(latents, TARGET, _common.model_config(c).conditioning, cohort,
+                              cross_fitted_latents(space, cohort)),
+        train_subtype=cohort.split("train").labels["cancer_type"].str[1:].astype(int).to_numpy(),
+        source_latents=[latents.split("train").matrix(s) for s in tm.sources],
+        test_latents={s: space.encode_values(s, test.tables[s].loc[ids].to_numpy(np.float32))
+                      for s in tm.sources},
+        test_conds={s: apply_condition_map(tm.condition_maps[s],
+                                           test.tables[s].loc[ids].to_numpy(np.float32))
+                    for s in tm.sources})
 
-    rows = []
-    for sources in SOURCES:
-        key = "+".join(sources)
-        given = {m: raw_t[m] for m in sources}
-        exact = zscore(model.conditional_draws([TARGET], given, args.draws, args.seed)[TARGET])
-        posterior = model.subtype_posterior(given)
-        drawn = {"exact": exact, "exact_redraw": zscore(model.conditional_draws(
-            [TARGET], given, args.draws, args.seed + 1)[TARGET])}
-        for method in ("gaussian", "coherent", "multi"):
-            drawn[method] = _pipeline(run, sources, method, args.draws, args.seed)
-        if len(sources) == 1:
-            fill._without_chain = _single_exact
-            try:
-                drawn["(a) spec exact"] = _pipeline(run, sources, "coherent", args.draws,
-                                                    args.seed)
-            finally:
-                fill._without_chain = _ORIGINAL_WITHOUT_CHAIN
-        for spec in filter(None, args.samplers.split(",")):
-            name, steps = spec.split(":")
-            drawn[f"(b) coherent {name}:{steps}"] = _pipeline(
-                run, sources, "coherent", args.draws, args.seed, sampler=name,
-                sample_steps=int(steps) or None)
-        flat = exact.reshape(-1, exact.shape[-1]).astype(np.float32)
-        drawn["(c) exact->latent->decoded"] = space.decode(
-            TARGET, space.encode_values(TARGET, flat)).to_numpy(np.float64).reshape(exact.shape)
-        members = [tm.sources.index(s) for s in sources]
-        conds = [inputs.conds[j] for j in members]
-        x = (inputs.spread if inputs.spread is not None else inputs.x[0], inputs.x[1])
-        print(f"  given {key}:")
-        fits = _fits(x, conds, train_subtype, args.seed)
-        cond_inputs = np.concatenate([test_conds[s] for s in sources], axis=1)
-        lat_fits = _fits(x, [source_latents[j] for j in members], train_subtype, args.seed)
-        lat_inputs = np.concatenate([test_latents[s] for s in sources], axis=1)
-        for name, anchor in fits.items():
-            z = _draw_anchor(anchor, cond_inputs, args.draws, args.seed)
-            drawn[name] = space.decode(TARGET, z.reshape(-1, z.shape[-1])).to_numpy(
-                np.float64).reshape(exact.shape)
-        for name in ("(d) BIC tied+full", "(d) oracle subtypes"):
-            found = next(k for k in lat_fits if k.startswith(name))
-            z = _draw_anchor(lat_fits[found], lat_inputs, args.draws, args.seed)
-            drawn[found.replace("(d)", "(d) on latents:")] = space.decode(
-                TARGET, z.reshape(-1, z.shape[-1])).to_numpy(np.float64).reshape(exact.shape)
-        for name, d in drawn.items():
-            numbers, _ = bm._draw_numbers(d, real, exact, modes, posterior, indices)
-            rows.append((key, name, numbers["energy_score"], numbers["coverage90"],
-                         numbers["wasserstein_subtype_directions"]))
+
+def _pipeline_draws(st: _Setup, sources, exact: np.ndarray) -> dict:
+    """(a)-(c): the pipeline's methods, the specialist's mixture drawn exactly, other
+    samplers, and the exact draws' round trip through the latent space."""
+    args, drawn = st.args, {}
+    for method in ("gaussian", "coherent", "multi"):
+        drawn[method] = _pipeline(st.run, sources, method, args.draws, args.seed)
+    if len(sources) == 1:
+        fill._without_chain = _single_exact
+        try:
+            drawn["(a) spec exact"] = _pipeline(st.run, sources, "coherent", args.draws,
+                                                args.seed)
+        finally:
+            fill._without_chain = _ORIGINAL_WITHOUT_CHAIN
+    for spec in filter(None, args.samplers.split(",")):
+        name, steps = spec.split(":")
+        drawn[f"(b) coherent {name}:{steps}"] = _pipeline(
+            st.run, sources, "coherent", args.draws, args.seed, sampler=name,
+            sample_steps=int(steps) or None)
+    flat = exact.reshape(-1, exact.shape[-1]).astype(np.float32)
+    drawn["(c) exact->latent->decoded"] = st.space.decode(
+        TARGET, st.space.encode_values(TARGET, flat)).to_numpy(np.float64).reshape(exact.shape)
+    return drawn
+
+
+def _refit_draws(st: _Setup, sources, shape) -> dict:
+    """(d): mixtures refitted on the training rows (BIC, fixed kinds, oracle subtypes), on the
+    ridge conditions and on the sources' latents, drawn exactly."""
+    args, drawn = st.args, {}
+    members = [st.tm.sources.index(s) for s in sources]
+    x = (st.inputs.spread if st.inputs.spread is not None else st.inputs.x[0], st.inputs.x[1])
+    print(f"  given {'+'.join(sources)}:")
+    fits = _fits(x, [st.inputs.conds[j] for j in members], st.train_subtype, args.seed)
+    cond_inputs = np.concatenate([st.test_conds[s] for s in sources], axis=1)
+    lat_fits = _fits(x, [st.source_latents[j] for j in members], st.train_subtype, args.seed)
+    lat_inputs = np.concatenate([st.test_latents[s] for s in sources], axis=1)
+    for name, anchor in fits.items():
+        z = _draw_anchor(anchor, cond_inputs, args.draws, args.seed)
+        drawn[name] = st.space.decode(TARGET, z.reshape(-1, z.shape[-1])).to_numpy(
+            np.float64).reshape(shape)
+    for name in ("(d) BIC tied+full", "(d) oracle subtypes"):
+        found = next(k for k in lat_fits if k.startswith(name))
+        z = _draw_anchor(lat_fits[found], lat_inputs, args.draws, args.seed)
+        drawn[found.replace("(d)", "(d) on latents:")] = st.space.decode(
+            TARGET, z.reshape(-1, z.shape[-1])).to_numpy(np.float64).reshape(shape)
+    return drawn
+
+
+def _print_table(rows: list) -> None:
     print("\n| given | draws | energy score | gap closed | vs exact | cov90 | W1 |")
     print("|---|---|---|---|---|---|---|")
     for key, name, es, cov, w1 in rows:
@@ -251,6 +275,26 @@ def main() -> None:
         closed = next(r[2] for r in rows if r[0] == key and r[1] == "gaussian")
         print(f"| {key} | {name} | {es:.3f} | {(closed - es) / (closed - floor):+.2f} | "
               f"{100 * (es / floor - 1):+.1f}% | {cov:.2f} | {w1:.3f} |")
+
+
+def main() -> None:
+    args = _args()
+    st = _setup(args)
+    rows = []
+    for sources in SOURCES:
+        given = {m: st.raw_t[m] for m in sources}
+        exact = st.zscore(st.model.conditional_draws([TARGET], given, args.draws,
+                                                     args.seed)[TARGET])
+        posterior = st.model.subtype_posterior(given)
+        drawn = {"exact": exact, "exact_redraw": st.zscore(st.model.conditional_draws(
+            [TARGET], given, args.draws, args.seed + 1)[TARGET])}
+        drawn.update(_pipeline_draws(st, sources, exact))
+        drawn.update(_refit_draws(st, sources, exact.shape))
+        for name, d in drawn.items():
+            numbers, _ = bm._draw_numbers(d, st.real, exact, st.modes, posterior, st.indices)
+            rows.append(("+".join(sources), name, numbers["energy_score"],
+                         numbers["coverage90"], numbers["wasserstein_subtype_directions"]))
+    _print_table(rows)
 
 
 if __name__ == "__main__":
