@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from coherent_jax.anchor import apply_condition_map
+from coherent_jax.data.validate import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,10 @@ class Conditions:
             self.features = {m: feature_cohort.tables[m].reindex(ids).to_numpy(np.float32)
                              for m in feature_cohort.modalities}
             if models.covariate is not None:
+                if feature_cohort.labels is None:
+                    raise DataError(f"these models condition on the covariate "
+                                    f"{models.covariate.column!r}: give the patients' labels "
+                                    "(a clinical.csv with that column).")
                 self.codes = models.covariate.codes(feature_cohort.labels.reindex(ids))  # [N]
 
     def values(self, tm, source: str, rows: np.ndarray, work: Work) -> np.ndarray:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from coherent_jax.conditions import Conditions, Work
+from coherent_jax.data.validate import DataError
 
 
 def _models(maps):
@@ -51,3 +52,12 @@ def test_mapped_models_without_features_are_refused():
     models, _ = _models({"a": {"kernel": np.ones((3, 1)), "bias": np.zeros(1)}})
     with pytest.raises(ValueError, match="pass feature_cohort"):
         Conditions(models, {"a": np.ones(2, bool)}, ["p", "q"], None, None)
+
+
+def test_a_covariate_without_labels_is_refused_in_one_line():
+    models, _ = _models({"a": {"kernel": np.ones((3, 1)), "bias": np.zeros(1)}})
+    models.covariate = types.SimpleNamespace(column="cohort")
+    cohort = types.SimpleNamespace(tables={"a": pd.DataFrame(np.ones((2, 3)), index=["p", "q"])},
+                                   modalities=["a"], labels=None)
+    with pytest.raises(DataError, match="covariate 'cohort'.*clinical.csv"):
+        Conditions(models, {"a": np.ones(2, bool)}, ["p", "q"], None, cohort)
