@@ -57,6 +57,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import _common  # noqa: E402
 from _machine import describe_machine  # noqa: E402
 from coherent_jax.data.config import load_cohort, load_raw_cohort  # noqa: E402
+from coherent_jax.data.marginal import MARGINALS  # noqa: E402
 from coherent_jax.data.mixture import LINKS, hidden_subtype_model  # noqa: E402
 from coherent_jax.calibrate import rejection_thresholds  # noqa: E402
 from coherent_jax.evaluate import stats  # noqa: E402
@@ -151,9 +152,9 @@ def score(model, run: TrainedRun, how: DrawSettings) -> dict:
     if list(transform.features) != list(run.raw.tables[TARGET].columns):
         raise ValueError("the preprocessing dropped target features; the exact draws cannot "
                          "be compared feature by feature.")
-    zscore = lambda x: (x - transform.mean) / transform.std
-    real = run.test.tables[TARGET].loc[ids].to_numpy(np.float64)  # [N, D] z-scores
+    zscore = _raw_zscores(run)
     raw = {m: run.raw.tables[m].loc[ids].to_numpy(np.float64) for m in run.raw.modalities}
+    real = zscore(raw[TARGET])  # [N, D]
     modes = SubtypeModes.of(model, zscore)
     indices = stats.bootstrap_indices(len(ids), 1000, how.seed)
     out = {}
@@ -177,9 +178,20 @@ def score(model, run: TrainedRun, how: DrawSettings) -> dict:
     return out
 
 
+def _raw_zscores(run: TrainedRun):
+    """x [..., D] in the target's units -> z-scores by the training rows' mean and standard
+    deviation in those units (the preprocessing's z-scores unless a shape transform,
+    `DataConfig.marginal`, changed its units: every arm is scored in the same space)."""
+    train = run.raw.split("train").tables[TARGET].to_numpy(np.float64)
+    mean, std = np.nanmean(train, axis=0), np.nanstd(train, axis=0)
+    return lambda x: (x - mean) / std
+
+
 def _imputed_draws(run: TrainedRun, how: DrawSettings, sources) -> tuple[dict, dict]:
-    """({method: [K, N, D] draws in z-scores}, {method: acceptance rate}) of the test patients
-    given only `sources`."""
+    """({method: [K, N, D] draws in the target's units, z-scored by `_raw_zscores`},
+    {method: acceptance rate}) of the test patients given only `sources`."""
+    zscore = _raw_zscores(run)
+    step = run.prep.transforms[TARGET]
     ids = run.test.sample_ids
     hidden = run.test.replace(tables={m: v if m in sources else v * np.nan
                                       for m, v in run.test.tables.items()})
@@ -194,10 +206,10 @@ def _imputed_draws(run: TrainedRun, how: DrawSettings, sources) -> tuple[dict, d
                         feature_cohort=hidden, num_candidates=tries,
                         calls=SamplerCalls(order=(TARGET,) + tuple(
                             m for m in run.models.targets if m != TARGET)))
-        table = result.features[TARGET]
+        table = step.inverse(result.features[TARGET])  # the target's units
         acceptance[name] = float(np.nanmean(result.acceptance[TARGET].loc[ids]))
-        drawn[name] = np.stack([table.xs(j, level="draw").loc[ids].to_numpy(np.float64)
-                                for j in range(how.draws)])
+        drawn[name] = zscore(np.stack([table.xs(j, level="draw").loc[ids].to_numpy(np.float64)
+                                       for j in range(how.draws)]))
     return drawn, acceptance
 
 
@@ -244,6 +256,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--target_link", choices=tuple(LINKS), default="sinh",
                         help="the target's observation link ('identity': a Gaussian mixture "
                              "throughout)")
+    parser.add_argument("--marginal", choices=MARGINALS, default=None,
+                        help="the preprocessing's per-feature shape transform "
+                             "(`DataConfig.marginal`; default: the demo's)")
     parser.add_argument("--anchor_components", type=int, default=None,
                         help="the most mixture components of the anchors, chosen by BIC "
                              "(1: linear-Gaussian anchors; default: the demo's)")
@@ -261,6 +276,8 @@ def _config(args: argparse.Namespace, steps: int):
     if args.hidden_dim is not None:
         c.denoisers.hidden_dim = args.hidden_dim
     c.data.mixture_link = args.target_link
+    if args.marginal is not None:
+        c.data.marginal = args.marginal
     if args.anchor_components is not None:
         c.denoisers.anchor_components = args.anchor_components
     if args.sample_steps is not None:  # imputation only: the trained models are reused

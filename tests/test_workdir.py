@@ -37,7 +37,7 @@ def test_a_config_saved_with_old_names_is_read_in_todays():
                                 "anchor_components": 1}
     assert new["impute"] == {"sample_steps": 20, "split": "test"}
     assert new["evaluate"] == {"imputation": {"sample_steps": 5}}
-    assert new["data"] == {"source": "mixture", "mixture_link": "sinh"}
+    assert new["data"] == {"source": "mixture", "mixture_link": "sinh", "marginal": "none"}
     assert old["impute"] == {"num_steps": 20, "split": "test"}  # the input is left alone
     assert workdir.upgrade_config(new) == new
     assert workdir.upgrade_config(None) == {}

@@ -6,9 +6,12 @@ Per modality, from the TRAIN samples that have the modality:
      low-rank Gaussian model of the training rows given the row's observed entries
      (`lowrank_fill`; the paper's KNN keeps every training row as donors, which a released
      work directory must not hold), the train median for copy number;
-  3. z-score each feature with the train mean and standard deviation (after filling; a
+  3. optionally (`marginal='asinh'`), before 2, take heavy tails and skew out of each feature
+     where the training values call for it (`data.marginal`: s asinh((x - m) / s), chosen by
+     likelihood and BIC per feature; `inverse` puts it back);
+  4. z-score each feature with the train mean and standard deviation (after filling; a
      constant feature gets standard deviation 1);
-  4. record each feature's domain from its training values (`feature_domain`): [0, 1] when
+  5. record each feature's domain from its training values (`feature_domain`): [0, 1] when
      they all lie there (methylation beta values, proportions), [0, inf) when none is
      negative (counts, non-negative expression), else unbounded. `inverse` maps z-scores
      back into it, so decoded draws in the input's units are valid values of the feature.
@@ -35,9 +38,12 @@ import pandas as pd
 from coherent_jax.data import validate
 from coherent_jax.data.cohort import Cohort
 from coherent_jax.data.lowrank_fill import LowRankFill
+from coherent_jax.data.marginal import MARGINALS, AsinhShape
+from coherent_jax.data.marginal_choice import shape_helps
 
 COPY_NUMBER_NAMES = ("cna", "cnv", "copy_number")
-FORMAT = "coherent_jax.Preprocessor/2"
+FORMAT = "coherent_jax.Preprocessor/3"
+READABLE = ("coherent_jax.Preprocessor/2", FORMAT)  # /3 added the shape transform
 OLD_FORMAT = "coherent_jax.Preprocessor/1"  # KNN fill: its donors were training rows
 FILLS = ("lowrank", "median")
 
@@ -82,6 +88,8 @@ class ModalityTransform:
         std: [D_kept] train standard deviations after filling (1 where constant).
         lower, upper: [D_kept] each feature's domain in the input's units (-inf / inf:
             unbounded; `feature_domain`).
+        shape: the per-feature shape transform applied before the fill (`data.marginal`;
+            None: none). `median`, `imputer`, `mean` and `std` are in its units.
     """
 
     features: tuple[str, ...]
@@ -92,6 +100,7 @@ class ModalityTransform:
     std: np.ndarray
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
+    shape: AsinhShape | None = None
 
     def apply(self, table: pd.DataFrame) -> pd.DataFrame:
         """Selects, fills and z-scores rows of one modality: [n, D] -> [n, D_kept] float32.
@@ -101,6 +110,8 @@ class ModalityTransform:
         values = np.array(table.reindex(columns=list(self.features)), dtype=np.float64)
         present = ~np.isnan(values).all(axis=1)  # [n]
         rows = values[present]
+        if self.shape is not None:
+            rows = self.shape.apply(rows)
         if np.isnan(rows).any():
             if self.imputer is not None:
                 rows = self.imputer.transform(rows)
@@ -113,6 +124,8 @@ class ModalityTransform:
         """z-scores [n, D_kept] (columns `features`, any index) -> the input's units, within
         each feature's domain (a value past a bound is set to the bound)."""
         values = table[list(self.features)].to_numpy(np.float64) * self.std + self.mean
+        if self.shape is not None:
+            values = self.shape.inverse(values)
         if self.lower is not None:
             values = np.clip(values, self.lower, self.upper)
         return pd.DataFrame(values, index=table.index, columns=list(self.features))
@@ -132,7 +145,8 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, cohort: Cohort, fill: Mapping[str, str] | None = None,
-            max_missing: float = 0.1, split: str = "train") -> "Preprocessor":
+            max_missing: float = 0.1, split: str = "train", marginal: str = "none"
+            ) -> "Preprocessor":
         """Learns the preprocessing from one split (train) of a cohort.
 
         Args:
@@ -141,10 +155,16 @@ class Preprocessor:
             max_missing: features missing in at least this share of the split's samples that
                 have the modality are dropped (the paper: 0.1).
             split: the split to learn from.
+            marginal: 'none'; 'asinh' to fit `data.marginal.AsinhShape` per modality (each
+                feature transformed only where its training values call for it); 'auto' to
+                keep a modality's shape only where it gives the closed form better validation
+                draws (`data.marginal_choice`; needs a 'val' split).
 
         Raises:
             DataError: the split is empty, or a modality has no sample in it.
         """
+        if marginal not in MARGINALS:
+            raise validate.DataError(f"marginal is {marginal!r}; use one of {MARGINALS}.")
         fill = dict(fill or {})
         if cohort.splits.isna().all():
             raise validate.DataError("the cohort has no split: call paper_split(cohort) first, "
@@ -155,33 +175,16 @@ class Preprocessor:
         transforms, dropped = {}, {}
         for m in cohort.modalities:
             method = check_fill(m, fill.get(m, default_fill(m)))
-            values, present = part.arrays(m)
-            rows = values[present].astype(np.float64)  # [n, D]
-            if rows.shape[0] == 0:
-                raise validate.DataError(f"modality {m!r} has no sample in split {split!r}; "
-                                         "cannot learn its preprocessing.")
-            missing = np.isnan(rows).mean(axis=0)  # [D]
-            keep = missing < max_missing
-            if not keep.any():
-                raise validate.DataError(
-                    f"modality {m!r}: every feature is missing in >= {max_missing:.0%} of the "
-                    f"{split} samples; raise max_missing or drop the modality.")
-            names = cohort.tables[m].columns
+            rows, names, keep = _kept_rows(part, m, split, max_missing)
             dropped[m] = tuple(names[~keep])
-            rows = rows[:, keep]
-            median = np.nanmedian(rows, axis=0)
-            median = np.where(np.isnan(median), 0.0, median)
-            imputer = None
-            if method == "lowrank":
-                imputer = LowRankFill.fit(rows)
-                filled = imputer.transform(rows)
-            else:
-                filled = np.where(np.isnan(rows), median, rows)
-            mean = filled.mean(axis=0)
-            std = filled.std(axis=0)
-            transforms[m] = ModalityTransform(tuple(names[keep]), method, median, imputer,
-                                              mean, np.where(std > 0, std, 1.0),
-                                              *feature_domain(rows))
+            transforms[m] = _fit_transform(rows, tuple(names[keep]), method,
+                                           shaped=marginal == "asinh")
+        if marginal == "auto":  # each shape kept where validation says it helps
+            for m in cohort.modalities:
+                rows, names, keep = _kept_rows(part, m, split, max_missing)
+                shaped = _fit_transform(rows, tuple(names[keep]), transforms[m].fill, True)
+                if shaped.shape is not None and shape_helps(cohort, m, transforms, shaped):
+                    transforms[m] = shaped
         return cls(transforms, dropped)
 
     @property
@@ -194,7 +197,8 @@ class Preprocessor:
         """Writes preprocessing.json (features, fills, dropped, fill ranks) and
         preprocessing.npz (per-feature statistics and the low-rank fills; no patient's row)."""
         os.makedirs(folder, exist_ok=True)
-        meta = {"format": FORMAT, "modalities": {}}
+        shaped = any(t.shape is not None for t in self.transforms.values())
+        meta = {"format": FORMAT if shaped else READABLE[0], "modalities": {}}  # /2 readers
         arrays = {}
         for m, t in self.transforms.items():
             meta["modalities"][m] = {
@@ -205,6 +209,8 @@ class Preprocessor:
                 arrays.update({f"{m}/lower": t.lower, f"{m}/upper": t.upper})
             if t.imputer is not None:
                 arrays.update({f"{m}/fill_{k}": v for k, v in t.imputer.arrays().items()})
+            if t.shape is not None:
+                arrays.update({f"{m}/shape_{k}": v for k, v in t.shape.arrays().items()})
         np.savez(os.path.join(folder, "preprocessing.npz"), **arrays)
         with open(os.path.join(folder, "preprocessing.json"), "w") as f:
             json.dump(meta, f, indent=2)
@@ -219,7 +225,7 @@ class Preprocessor:
             raise validate.DataError(f"no saved preprocessing in {folder!r} (expected {path}).")
         with open(path) as f:
             meta = json.load(f)
-        if meta.get("format") not in (FORMAT, OLD_FORMAT):
+        if meta.get("format") not in READABLE + (OLD_FORMAT,):
             raise validate.DataError(f"{path} is not a saved Preprocessor (format "
                                      f"{meta.get('format')!r}, expected {FORMAT!r}).")
         old = meta["format"] == OLD_FORMAT
@@ -235,10 +241,13 @@ class Preprocessor:
                                             for k in ("mean", "loadings", "noise")))
                 bounds = ((arrays[f"{m}/lower"], arrays[f"{m}/upper"])  # saved without: none
                           if f"{m}/lower" in arrays.files else (None, None))
+                shape = (AsinhShape(*(arrays[f"{m}/shape_{k}"]
+                                      for k in ("loc", "scale", "low", "high")))
+                         if f"{m}/shape_loc" in arrays.files else None)
                 transforms[m] = ModalityTransform(tuple(info["features"]), fill,
                                                   arrays[f"{m}/median"], imputer,
                                                   arrays[f"{m}/mean"], arrays[f"{m}/std"],
-                                                  *bounds)
+                                                  *bounds, shape)
                 dropped[m] = tuple(info["dropped"])
         prep = cls(transforms, dropped)
         if donors:
@@ -272,3 +281,42 @@ class Preprocessor:
             if m in cohort.held_out:
                 held[m] = step.apply(cohort.held_out[m])
         return cohort.replace(tables=tables, held_out=held)
+
+
+def _kept_rows(part: Cohort, modality: str, split: str, max_missing: float):
+    """(rows [n, D_kept] of the split's samples that have the modality, all feature names,
+    keep [D] bool): features missing in >= max_missing of those rows are dropped."""
+    values, present = part.arrays(modality)
+    rows = values[present].astype(np.float64)  # [n, D]
+    if rows.shape[0] == 0:
+        raise validate.DataError(f"modality {modality!r} has no sample in split {split!r}; "
+                                 "cannot learn its preprocessing.")
+    keep = np.isnan(rows).mean(axis=0) < max_missing  # [D]
+    if not keep.any():
+        raise validate.DataError(
+            f"modality {modality!r}: every feature is missing in >= {max_missing:.0%} of the "
+            f"{split} samples; raise max_missing or drop the modality.")
+    return rows[:, keep], part.tables[modality].columns, keep
+
+
+def _fit_transform(rows: np.ndarray, features: tuple[str, ...], method: str,
+                   shaped: bool) -> ModalityTransform:
+    """The ModalityTransform of training rows [n, D_kept] (NaN: holes): the shape transform
+    when `shaped` and it changes some feature, then the fill, the z-scores and the domain."""
+    domain = feature_domain(rows)
+    shape = AsinhShape.fit(rows) if shaped else None
+    if shape is not None and not shape.transformed.any():
+        shape = None
+    if shape is not None:
+        rows = shape.apply(rows)
+    median = np.nanmedian(rows, axis=0)
+    median = np.where(np.isnan(median), 0.0, median)
+    imputer = None
+    if method == "lowrank":
+        imputer = LowRankFill.fit(rows)
+        filled = imputer.transform(rows)
+    else:
+        filled = np.where(np.isnan(rows), median, rows)
+    std = filled.std(axis=0)
+    return ModalityTransform(features, method, median, imputer, filled.mean(axis=0),
+                             np.where(std > 0, std, 1.0), *domain, shape)
