@@ -110,8 +110,9 @@ class _Regressors:
         """[n_j, G] residuals of the candidates of feature j on its rows `present`."""
         own = np.outer(self.z[:, j], self.basis[:, j])  # feature j's share of the scores
         design = np.column_stack([self.scores - own, np.ones(len(self.z))])[present]
-        q = np.linalg.qr(design)[0]  # [n_j, k + 1]
-        return values - q @ (q.T @ values)
+        gram = design.T @ design  # [k + 1, k + 1]; least squares by its normal equations
+        gram[np.diag_indices_from(gram)] += 1e-9 * np.trace(gram)
+        return values - design @ np.linalg.solve(gram, design.T @ values)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
