@@ -7,7 +7,10 @@ draws of a missing modality in its own units, so that is what decides: for each 
 transform changes, the closed form (a ridge from the other modalities' z-scores, Gaussian
 residuals per feature) is fitted on the complete training patients in both units, 20 draws for
 each complete validation patient are mapped back to the input's units, and the transform is
-kept only where their mean CRPS (in the plain z-scores) is lower by at least `MIN_GAIN`.
+kept only where their mean fair CRPS (in the plain z-scores) is lower by at least `MIN_GAIN`.
+Draws, not the Gaussian CRPS in closed form: in the input's units neither arm is Gaussian (the
+shape's inverse, and each feature's domain clipping `inverse` applies to both), and the two
+arms share their noise, so the comparison is paired.
 
     keep = shape_helps(cohort, "rna", plain_transforms, shaped_transforms["rna"])
 """
@@ -56,7 +59,8 @@ def shape_helps(cohort, modality: str, plain: Mapping, shaped) -> bool:
         ridge = RidgeCV(alphas=ALPHAS).fit(x["train"], y)
         spread = np.std(y - ridge.predict(x["train"]), axis=0)  # [D]
         draws = ridge.predict(x["val"])[None] + spread * noise  # [K, n_val, D] its z-scores
-        scores[name] = float(crps(real, _plain_zscores(draws, step, plain[modality])).mean())
+        scores[name] = float(crps(real, _plain_zscores(draws, step, plain[modality]),
+                                  fair=True).mean())
     return scores["shaped"] < (1 - MIN_GAIN) * scores["plain"]
 
 

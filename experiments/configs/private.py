@@ -7,7 +7,7 @@ As `demo.py`, with every condition map fitted to its ridge's leave-one-out predi
 ones. The latents stay 32-d (the demo's are 128-d): 64-d latents gave back a little accuracy on KIPAN but, on the
 smaller LGG and PAAD cohorts, let the encoder's own fit of its training patients show in the
 audit (README). The features keep their own shape (`data.marginal='none'`): the audit's
-numbers were measured so, and on BRCA and LGG validation would otherwise reshape methylation,
+numbers were measured so, and on LGG validation would otherwise reshape methylation,
 which no audit has covered yet. Expected: about 5 minutes on 2 CPU cores.
 """
 
