@@ -175,21 +175,20 @@ class Imputer:
                         feature_cohort=zscores, calls=SamplerCalls(bucket=bucket, mesh=mesh))
         if units == "input":
             given = {m: (originals or {}).get(m, full.tables[m]) for m in full.modalities}
-            result = dataclasses.replace(result, features={
-                m: self._to_input_units(m, table, given[m])
-                for m, table in result.features.items()
-            }, feature_means={m: self._means_in_input_units(m, table, result, given[m])
-                              for m, table in result.feature_means.items()})
+            features = {m: self._to_input_units(m, table, given[m])
+                        for m, table in result.features.items()}
+            result = dataclasses.replace(result, features=features, feature_means={
+                m: self._means_in_input_units(m, table, features[m], given[m])
+                for m, table in result.feature_means.items()})
         return result
 
-    def _means_in_input_units(self, modality: str, means: pd.DataFrame, result,
+    def _means_in_input_units(self, modality: str, means: pd.DataFrame, draws: pd.DataFrame,
                               given: pd.DataFrame) -> pd.DataFrame:
         """The posterior-mean estimate in input units: the z-score mean mapped back, or, where
         a shape transform (`data.marginal`) makes the map nonlinear, the mean of the draws
-        mapped back (the map of a mean is not the mean of the map)."""
+        already in input units (the map of a mean is not the mean of the map)."""
         if self.preprocessor.transforms[modality].shape is None:
             return self._to_input_units(modality, means, given)
-        draws = self._to_input_units(modality, result.features[modality], given)
         return draws.groupby(level="sample_id", sort=False).mean().reindex(means.index)
 
     def _to_input_units(self, modality: str, draws: pd.DataFrame,
