@@ -70,7 +70,8 @@ def _config(args):
     bench = argparse.Namespace(num_samples=args.num_samples, seed=args.seed, ema_decay=None,
                                learning_rates="", conditions="features", norm=None,
                                hidden_dim=None, target_link=args.target_link,
-                               anchor_components=None, sample_steps=None)
+                               anchor_components=None, sample_steps=None,
+                               marginal=None)
     return bm._config(bench, 0)
 
 
