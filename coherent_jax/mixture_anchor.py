@@ -16,6 +16,16 @@ component's posterior given c_S and x_t. The number of components and the covari
 chosen by BIC on the joint rows, one component included; where one wins, the model keeps its
 linear-Gaussian anchor unchanged.
 
+A covariance per component fitted on a few hundred rows makes the gates overconfident (a
+source blind to the subtype then looks as if it told it), while one covariance shared by all
+components cannot carry noise that depends on the subtype. So the component covariances are
+shrunk toward the pooled one (as in regularised discriminant analysis, Friedman 1989), in
+three places with a share each: the gates (the conditions' block), the slopes of each
+component's regression of the target on the conditions and its residual covariance. The
+shares are chosen for every subset of the conditions by the cross-validated log-likelihood of
+the target given that subset (`choose_shrinkage`): BIC picks the count, held-out rows the
+shape.
+
     mixture = fit_mixture_anchors(x, x_present, [(c1, c1_present)], max_components=4)
     # None: one component won (keep fit_anchors); else the mixture's anchor parameters
 """
@@ -23,15 +33,25 @@ linear-Gaussian anchor unchanged.
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Sequence
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 
 from coherent_jax.anchor import eigh_floored
 
+logger = logging.getLogger(__name__)
+
 REG_COVAR = 1e-3
 """Added to the diagonal of every component's covariance, in units of each column's variance."""
+
+SHRINKAGE = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Candidate weights of the pooled covariance in a component's (0: its own, 1: tied)."""
+
+FOLDS = 5
+"""Folds of `choose_shrinkage`'s cross-validation."""
 
 
 def _fit(joint: np.ndarray, m: int, kind: str, seed: int) -> GaussianMixture:
@@ -93,18 +113,119 @@ def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
                            axis=1).astype(np.float64)  # [n, D + W]
     centre, scale = joint.mean(axis=0), joint.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
+    z = (joint - centre) / scale
     if components is None:
-        gm = select_components((joint - centre) / scale, max_components, seed)
+        gm = select_components(z, max_components, seed)
         if gm is None:
             return None
     else:
-        gm = min((_fit((joint - centre) / scale, components, kind, seed) for kind in
-                  ("tied", "full")), key=lambda g: g.bic((joint - centre) / scale))
-    means = centre + gm.means_ * scale  # [M, D + W] back in the data's units
-    covs = np.broadcast_to(gm.covariances_, (gm.n_components,) + gm.means_.shape[1:] * 2)
-    covs = covs * np.outer(scale, scale)  # [M, D + W, D + W]
-    return conditional_mixtures(gm.weights_, means, covs, target.shape[1],
-                                [c.shape[1] for c, _ in conditions])
+        gm = min((_fit(z, components, kind, seed) for kind in ("tied", "full")),
+                 key=lambda g: g.bic(z))
+    resp = gm.predict_proba(z)  # [n, M]
+    weights, means, own = component_moments(resp, z)
+    dim, widths = target.shape[1], [c.shape[1] for c, _ in conditions]
+    shares = choose_shrinkage(z, resp, dim, widths, seed)  # per subset
+    logger.info("mixture anchor: %d components (BIC, %s); shrinkage (gates, slopes, "
+                "residuals) per subset of the conditions %s", gm.n_components,
+                gm.covariance_type, shares)
+    return shrunk_conditional_mixtures(weights, centre + means * scale,
+                                       own * np.outer(scale, scale), dim, widths, shares,
+                                       reg=REG_COVAR * np.square(scale))
+
+
+def component_moments(resp: np.ndarray, z: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights [M], means [M, J], covariances [M, J, J]) of rows z [n, J] weighted by the
+    responsibilities resp [n, M] (one M-step of EM with a covariance per component)."""
+    mass = resp.sum(axis=0) + 10 * np.finfo(np.float64).eps  # [M]
+    means = resp.T @ z / mass[:, None]
+    covs = np.stack([(resp[:, k, None] * (z - means[k])).T @ (z - means[k]) / mass[k]
+                     for k in range(resp.shape[1])])
+    return mass / mass.sum(), means, covs
+
+
+def shrunk(covs: np.ndarray, weights: np.ndarray, share: float,
+           reg: np.ndarray | float = REG_COVAR) -> np.ndarray:
+    """[M, J, J] each component's covariance moved `share` of the way to the pooled one
+    (sum_k w_k covs_k), plus `reg` on the diagonal (a scalar or [J])."""
+    pooled = np.einsum("k,kij->ij", weights, covs)
+    return (1 - share) * covs + share * pooled + np.diag(np.broadcast_to(reg, covs.shape[-1:]))
+
+
+def _regressions(covs: np.ndarray, dim: int, cols: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(slopes [M, |S|, D], residual covariances [M, D, D]) of the target (the first `dim`
+    columns) on the condition columns `cols` (indices after the target's) in each component
+    of covs [M, J, J]."""
+    c = dim + cols
+    if not len(c):
+        return np.zeros((len(covs), 0, dim)), covs[:, :dim, :dim]
+    slopes = np.linalg.solve(covs[:, c][:, :, c], covs[:, c, :dim])
+    return slopes, covs[:, :dim, :dim] - np.einsum("kcd,kce->kde", covs[:, c, :dim], slopes)
+
+
+def _experts(own, weights, dim, cols, slope: float, residual: float, reg=REG_COVAR):
+    """(slopes, residual covariances) of `_regressions` with the slopes moved `slope` of the
+    way from each component's own to those of the pooled covariance, the residual covariances
+    `residual` of the way."""
+    own_slopes, own_res = _regressions(shrunk(own, weights, 0.0, reg), dim, cols)
+    pooled_slopes, pooled_res = _regressions(shrunk(own, weights, 1.0, reg), dim, cols)
+    return ((1 - slope) * own_slopes + slope * pooled_slopes,
+            (1 - residual) * own_res + residual * pooled_res)
+
+
+def _log_normal(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """[n] log N(x_i; mean, cov) of rows x [n, d]."""
+    chol = np.linalg.cholesky(cov)
+    white = np.linalg.solve(chol, (x - mean).T)
+    return (-np.log(np.diag(chol)).sum() - 0.5 * np.square(white).sum(axis=0)
+            - 0.5 * x.shape[1] * np.log(2 * np.pi))
+
+
+def _subsets(widths: Sequence[int]) -> list[np.ndarray]:
+    """Per subset index (sum of 2^j over the conditions j present) its condition columns."""
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    return [np.concatenate([np.arange(offsets[c], offsets[c + 1])
+                            for c in range(len(widths)) if index >> c & 1] or [[]]).astype(int)
+            for index in range(2 ** len(widths))]
+
+
+def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence[int],
+                     seed: int) -> list[tuple[float, float, float]]:
+    """Per subset of the conditions (index = sum of 2^j over the conditions j present), the
+    shares (gates, slopes, residuals) among SHRINKAGE^3 whose mixture, refitted
+    (`component_moments`) on FOLDS - 1 folds of the standardised joint rows
+    z [n, dim + sum widths] with responsibilities resp [n, M], gives the held-out rows the
+    highest log-likelihood of the target given the subset: the gates read covariances moved
+    the first share toward the pooled one, each component's regression of the target on the
+    subset takes slopes and residual covariance moved the second and third. Ties go to the
+    larger shares (the simpler model)."""
+    subsets = _subsets(widths)
+    fold = np.random.default_rng(seed).permutation(len(z)) % FOLDS
+    grid = list(itertools.product(SHRINKAGE, repeat=3))
+    total = np.zeros((len(subsets), len(grid)))
+    for f in range(FOLDS):
+        weights, means, own = component_moments(resp[fold != f], z[fold != f])
+        held = z[fold == f]  # [h, J]
+        for index, cols in enumerate(subsets):
+            c = dim + cols
+            gates = {}
+            for share in SHRINKAGE:
+                cov = shrunk(own, weights, share)
+                log = np.stack([np.log(weights[k]) + (
+                    _log_normal(held[:, c], means[k, c], cov[k][np.ix_(c, c)]) if len(c)
+                    else np.zeros(len(held))) for k in range(len(weights))])
+                gates[share] = log - logsumexp(log, axis=0)  # [M, h]
+            experts = {}
+            for slope, residual in itertools.product(SHRINKAGE, repeat=2):
+                slopes, res = _experts(own, weights, dim, cols, slope, residual)
+                experts[slope, residual] = np.stack([_log_normal(
+                    held[:, :dim] - means[k, :dim] - (held[:, c] - means[k, c]) @ slopes[k],
+                    np.zeros(dim), res[k]) for k in range(len(weights))])  # [M, h]
+            total[index] += [logsumexp(gates[g] + experts[a, b], axis=0).sum()
+                             for g, a, b in grid]
+    best = [np.flatnonzero(row >= row.max() - 1e-9)[-1] for row in total]
+    return [grid[b] for b in best]
 
 
 def conditional_mixtures(weights: np.ndarray, means: np.ndarray, covs: np.ndarray, dim: int,
@@ -112,36 +233,52 @@ def conditional_mixtures(weights: np.ndarray, means: np.ndarray, covs: np.ndarra
     """Every subset's conditional mixture of a joint mixture over [target (dim), conditions
     (widths)]: weights [M], means [M, J], covs [M, J, J] -> the anchor dict of
     `fit_mixture_anchors`."""
-    m, width = len(weights), int(sum(widths))
-    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
-    num = 2 ** len(widths)
-    out = {"kernel": np.zeros((num, m, width, dim)), "bias": np.zeros((num, m, dim)),
-           "log_var": np.zeros((num, m, dim)), "basis": np.zeros((num, m, dim, dim)),
-           "gate_const": np.zeros((num, m)), "gate_mean": np.zeros((num, m, width)),
-           "gate_prec": np.zeros((num, m, width, width))}
-    for index, j in itertools.product(range(num), range(m)):
-        cols = np.concatenate([np.arange(offsets[c], offsets[c + 1])
-                               for c in range(len(widths)) if index >> c & 1] or [[]]).astype(int)
-        mu_x, mu_c = means[j, :dim], means[j, dim + cols]
-        s_xx = covs[j, :dim, :dim]
-        s_xc = covs[j][:dim][:, dim + cols]  # [D, |S|]
-        s_cc = covs[j][np.ix_(dim + cols, dim + cols)]
-        if len(cols):
-            prec = np.linalg.inv(s_cc)
-            gain = prec @ s_xc.T  # [|S|, D]
-            out["kernel"][index, j][cols] = gain
-            out["bias"][index, j] = mu_x - mu_c @ gain
-            cond_cov = s_xx - s_xc @ gain
-            out["gate_mean"][index, j][cols] = mu_c
-            out["gate_prec"][index, j][np.ix_(cols, cols)] = prec
-            out["gate_const"][index, j] = (np.log(weights[j])
-                                           - 0.5 * np.linalg.slogdet(s_cc)[1])
-        else:
-            out["bias"][index, j] = mu_x
-            cond_cov = s_xx
-            out["gate_const"][index, j] = np.log(weights[j])
-        out["log_var"][index, j], out["basis"][index, j] = eigh_floored(cond_cov)
+    out = _empty_anchor(len(weights), dim, widths)
+    for index, cols in enumerate(_subsets(widths)):
+        _fill(out, index, weights, means, covs, *_regressions(covs, dim, cols), dim, cols)
     return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.ndarray,
+                                dim: int, widths: Sequence[int],
+                                shares: Sequence[tuple[float, float, float]],
+                                reg: np.ndarray | float = REG_COVAR) -> dict:
+    """`conditional_mixtures` of the components' own covariances own [M, J, J] (plus `reg` on
+    the diagonal) with each subset's (gates, slopes, residuals) shares toward the pooled one
+    (`choose_shrinkage`)."""
+    out = _empty_anchor(len(weights), dim, widths)
+    for index, cols in enumerate(_subsets(widths)):
+        gate, slope, residual = shares[index]
+        _fill(out, index, weights, means, shrunk(own, weights, gate, reg),
+              *_experts(own, weights, dim, cols, slope, residual, reg), dim, cols)
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def _empty_anchor(m: int, dim: int, widths: Sequence[int]) -> dict:
+    width, num = int(sum(widths)), 2 ** len(widths)
+    return {"kernel": np.zeros((num, m, width, dim)), "bias": np.zeros((num, m, dim)),
+            "log_var": np.zeros((num, m, dim)), "basis": np.zeros((num, m, dim, dim)),
+            "gate_const": np.zeros((num, m)), "gate_mean": np.zeros((num, m, width)),
+            "gate_prec": np.zeros((num, m, width, width))}
+
+
+def _fill(out: dict, index: int, weights, means, gate_covs, slopes, residuals, dim: int,
+          cols: np.ndarray) -> None:
+    """Writes subset `index`'s conditional mixture into `out`: gates from the conditions'
+    block of gate_covs [M, J, J], component j's target mean mu_x + slopes_j^T (c - mu_c)
+    (slopes [M, |S|, D]) and covariance residuals_j [M, D, D]."""
+    c = dim + cols
+    for j in range(len(weights)):
+        mu_x, mu_c = means[j, :dim], means[j, c]
+        out["kernel"][index, j][cols] = slopes[j]
+        out["bias"][index, j] = mu_x - mu_c @ slopes[j]
+        out["gate_const"][index, j] = np.log(weights[j])
+        if len(cols):
+            g_cc = gate_covs[j][np.ix_(c, c)]
+            out["gate_mean"][index, j][cols] = mu_c
+            out["gate_prec"][index, j][np.ix_(cols, cols)] = np.linalg.inv(g_cc)
+            out["gate_const"][index, j] -= 0.5 * np.linalg.slogdet(g_cc)[1]
+        out["log_var"][index, j], out["basis"][index, j] = eigh_floored(residuals[j])
 
 
 def component_logits(anchor: dict, subset: np.ndarray, inputs: np.ndarray) -> np.ndarray:

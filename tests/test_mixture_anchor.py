@@ -1,6 +1,8 @@
 """Gaussian-mixture anchors (`mixture_anchor`): the eps is the exact score of the diffused
 mixture conditional (checked by autodiff of the joint density), the untrained model's direct
-draws land in each mode with the exact weight, the chain agrees, and BIC finds the count."""
+draws land in each mode with the exact weight, the chain agrees, BIC finds the count, and
+cross-validation shrinks the gates of a blind source to the pooled covariance while keeping the
+components' own noise."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,9 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import multivariate_normal
 
 from coherent_jax import anchor_draws
-from coherent_jax.mixture_anchor import conditional_mixtures, fit_mixture_anchors
+from coherent_jax.mixture_anchor import (choose_shrinkage, component_moments,
+                                         conditional_mixtures, fit_mixture_anchors, shrunk,
+                                         shrunk_conditional_mixtures)
 from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
                                           mixture_anchor_eps)
 from coherent_jax.engine.sampling import SamplerConfig, sample
@@ -126,6 +130,61 @@ def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
     assert fit_mixture_anchors(plain, present, [(plain[:, :2] + rng.standard_normal((n, 2))
                                                  .astype(np.float32), present)],
                                max_components=5) is None
+
+
+def _blind_source_rows(n=600, width=10, seed=0):
+    """Standardised joint rows [target (3), source (width)] and the true subtypes: the target's
+    subtype means and noise scales differ (0.3, 0.6, 1.2), the source shares a factor with the
+    target and does not depend on the subtype."""
+    rng = np.random.default_rng(seed)
+    subtype = rng.integers(0, 3, n)
+    factor = rng.standard_normal((n, 1))
+    centres = np.array([[-3.0, 0, 1], [3.0, 0, 1], [0, 3.0, -1]])
+    noise = np.array([0.3, 0.6, 1.2])[subtype, None]
+    target = centres[subtype] + factor + noise * rng.standard_normal((n, 3))
+    source = factor + 0.5 * rng.standard_normal((n, width))
+    joint = np.concatenate([target, source], axis=1)
+    return (joint - joint.mean(0)) / joint.std(0), subtype
+
+
+def test_shrinkage_pools_a_blind_sources_gates_and_keeps_the_subtypes_noise():
+    z, subtype = _blind_source_rows()
+    resp = np.eye(3)[subtype]  # the true components
+    shares = choose_shrinkage(z, resp, 3, [10], seed=0)
+    assert len(shares) == 2  # no condition, the source
+    gate, slope, residual = shares[1]
+    assert gate >= 0.75  # a source blind to the subtype: per-component gates only add noise
+    assert slope >= 0.5  # the slopes on the shared factor are the same in every subtype
+    assert residual <= 0.25  # the target's noise differs by subtype: a pooled one misfits it
+    weights, means, own = component_moments(resp, z)
+    np.testing.assert_allclose(weights, np.bincount(subtype) / len(subtype))
+    pooled = shrunk(own, weights, 1.0)
+    np.testing.assert_allclose(pooled[0], pooled[2])  # share 1: one covariance for all
+    np.testing.assert_allclose(shrunk(own, weights, 0.0)[1] - own[1], 1e-3 * np.eye(13),
+                               atol=1e-12)
+
+
+def test_shares_move_gates_slopes_and_residuals_separately():
+    weights, means, covs = _joint()
+    pooled = shrunk(covs, weights, 1.0, reg=0.0)
+    subsets = 4  # none, c1, c2, both
+
+    def close(a, b, keys):
+        for key in keys:
+            np.testing.assert_allclose(a[key], b[key], rtol=2e-4, atol=2e-5)
+
+    own = conditional_mixtures(weights, means, covs, D, [W1, W2])
+    tied = conditional_mixtures(weights, means, pooled, D, [W1, W2])
+    every = ("kernel", "bias", "log_var", "basis", "gate_const", "gate_mean", "gate_prec")
+    close(shrunk_conditional_mixtures(weights, means, covs, D, [W1, W2],
+                                      [(0.0, 0.0, 0.0)] * subsets, reg=0.0), own, every)
+    close(shrunk_conditional_mixtures(weights, means, covs, D, [W1, W2],
+                                      [(1.0, 1.0, 1.0)] * subsets, reg=0.0), tied, every)
+    mixed = shrunk_conditional_mixtures(weights, means, covs, D, [W1, W2],
+                                        [(1.0, 0.0, 0.0)] * subsets, reg=0.0)
+    close(mixed, tied, ("gate_const", "gate_prec"))  # pooled gates
+    close(mixed, own, ("kernel", "bias", "log_var", "basis"))  # the components' own experts
+    assert not np.allclose(own["gate_prec"], tied["gate_prec"])
 
 
 @pytest.mark.slow
