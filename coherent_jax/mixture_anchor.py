@@ -235,7 +235,7 @@ def conditional_mixtures(weights: np.ndarray, means: np.ndarray, covs: np.ndarra
     `fit_mixture_anchors`."""
     out = _empty_anchor(len(weights), dim, widths)
     for index, cols in enumerate(_subsets(widths)):
-        _fill(out, index, weights, means, covs, *_regressions(covs, dim, cols), dim, cols)
+        _fill(out, index, weights, means, covs, *_regressions(covs, dim, cols), cols)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
@@ -250,7 +250,7 @@ def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.
     for index, cols in enumerate(_subsets(widths)):
         gate, slope, residual = shares[index]
         _fill(out, index, weights, means, shrunk(own, weights, gate, reg),
-              *_experts(own, weights, dim, cols, slope, residual, reg), dim, cols)
+              *_experts(own, weights, dim, cols, slope, residual, reg), cols)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
@@ -262,11 +262,12 @@ def _empty_anchor(m: int, dim: int, widths: Sequence[int]) -> dict:
             "gate_prec": np.zeros((num, m, width, width))}
 
 
-def _fill(out: dict, index: int, weights, means, gate_covs, slopes, residuals, dim: int,
+def _fill(out: dict, index: int, weights, means, gate_covs, slopes, residuals,
           cols: np.ndarray) -> None:
     """Writes subset `index`'s conditional mixture into `out`: gates from the conditions'
     block of gate_covs [M, J, J], component j's target mean mu_x + slopes_j^T (c - mu_c)
     (slopes [M, |S|, D]) and covariance residuals_j [M, D, D]."""
+    dim = slopes.shape[-1]
     c = dim + cols
     for j in range(len(weights)):
         mu_x, mu_c = means[j, :dim], means[j, c]
