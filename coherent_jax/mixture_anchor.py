@@ -164,12 +164,16 @@ def _regressions(covs: np.ndarray, dim: int, cols: np.ndarray
     return slopes, covs[:, :dim, :dim] - np.einsum("kcd,kce->kde", covs[:, c, :dim], slopes)
 
 
-def _experts(own, weights, dim, cols, slope: float, residual: float, reg=REG_COVAR):
-    """(slopes, residual covariances) of `_regressions` with the slopes moved `slope` of the
-    way from each component's own to those of the pooled covariance, the residual covariances
-    `residual` of the way."""
-    own_slopes, own_res = _regressions(shrunk(own, weights, 0.0, reg), dim, cols)
-    pooled_slopes, pooled_res = _regressions(shrunk(own, weights, 1.0, reg), dim, cols)
+def _ends(own, weights, dim, cols, reg=REG_COVAR) -> tuple[tuple, tuple]:
+    """`_regressions` of the components' own covariances and of the pooled one."""
+    return (_regressions(shrunk(own, weights, 0.0, reg), dim, cols),
+            _regressions(shrunk(own, weights, 1.0, reg), dim, cols))
+
+
+def _experts(ends, slope: float, residual: float) -> tuple[np.ndarray, np.ndarray]:
+    """(slopes, residual covariances) moved `slope` and `residual` of the way from each
+    component's own (`_ends`) to the pooled covariance's."""
+    (own_slopes, own_res), (pooled_slopes, pooled_res) = ends
     return ((1 - slope) * own_slopes + slope * pooled_slopes,
             (1 - residual) * own_res + residual * pooled_res)
 
@@ -216,9 +220,9 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
                     _log_normal(held[:, c], means[k, c], cov[k][np.ix_(c, c)]) if len(c)
                     else np.zeros(len(held))) for k in range(len(weights))])
                 gates[share] = log - logsumexp(log, axis=0)  # [M, h]
-            experts = {}
+            experts, ends = {}, _ends(own, weights, dim, cols)
             for slope, residual in itertools.product(SHRINKAGE, repeat=2):
-                slopes, res = _experts(own, weights, dim, cols, slope, residual)
+                slopes, res = _experts(ends, slope, residual)
                 experts[slope, residual] = np.stack([_log_normal(
                     held[:, :dim] - means[k, :dim] - (held[:, c] - means[k, c]) @ slopes[k],
                     np.zeros(dim), res[k]) for k in range(len(weights))])  # [M, h]
@@ -250,7 +254,7 @@ def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.
     for index, cols in enumerate(_subsets(widths)):
         gate, slope, residual = shares[index]
         _fill(out, index, weights, means, shrunk(own, weights, gate, reg),
-              *_experts(own, weights, dim, cols, slope, residual, reg), cols)
+              *_experts(_ends(own, weights, dim, cols, reg), slope, residual), cols)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
