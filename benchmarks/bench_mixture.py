@@ -5,7 +5,8 @@ closed form, the default (anchors alone), trained corrections and the exact cond
         [--train_steps 0,3000] [--num_samples 2000] [--draws 50] [--seed 0] \
         [--candidates 4] [--reject_quantile 0.9] [--ema_decay 0] [--sample_steps 20] \
         [--learning_rates 1e-3,3e-4] [--conditions latents] [--norm layer] \
-        [--hidden_dim 128] [--anchor_components 4] [--target_link identity]
+        [--hidden_dim 128] [--anchor_components 4] [--target_link identity] \
+        [--score_link sinh]
 
 Cohort: `data.mixture.hidden_subtype_model` (16 features per modality: 'hide' is blind to the
 three subtypes, 'reveal' and 'target' are shifted by them, 'target' is observed through a sinh
@@ -34,6 +35,11 @@ spread over every subtype and the 'reveal' specialist's sit in one. 'coherent+re
 draws --candidates candidates per draw and keeps the first whose specialists agreed (per-step
 disagreement under a threshold calibrated on the validation patients at --reject_quantile),
 against 'coherent' (one candidate): do the rejected draws sit in the wrong mode?
+
+--score_link maps the target through a link before scoring (every arm, the exact draws and
+the patients alike). The identity cohort is exactly arcsinh of the sinh cohort (same seed), so
+`--target_link identity --score_link sinh` scores, in the sinh cohort's units, draws made with
+the true link as the shape transform: the floor of what a fitted shape can reach.
 
 Writes results.json (config, seed, versions, every number) to --workdir.
 """
@@ -121,6 +127,7 @@ class DrawSettings:
     draws: int
     seed: int
     candidates: int
+    score_link: str = "identity"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +159,7 @@ def score(model, run: TrainedRun, how: DrawSettings) -> dict:
     if list(transform.features) != list(run.raw.tables[TARGET].columns):
         raise ValueError("the preprocessing dropped target features; the exact draws cannot "
                          "be compared feature by feature.")
-    zscore = _raw_zscores(run)
+    zscore = _raw_zscores(run, how.score_link)
     raw = {m: run.raw.tables[m].loc[ids].to_numpy(np.float64) for m in run.raw.modalities}
     real = zscore(raw[TARGET])  # [N, D]
     modes = SubtypeModes.of(model, zscore)
@@ -178,19 +185,21 @@ def score(model, run: TrainedRun, how: DrawSettings) -> dict:
     return out
 
 
-def _raw_zscores(run: TrainedRun):
-    """x [..., D] in the target's units -> z-scores by the training rows' mean and standard
-    deviation in those units (the preprocessing's z-scores unless a shape transform,
-    `DataConfig.marginal`, changed its units: every arm is scored in the same space)."""
-    train = run.raw.split("train").tables[TARGET].to_numpy(np.float64)
+def _raw_zscores(run: TrainedRun, link: str = "identity"):
+    """x [..., D] in the target's units -> `link` (`LINKS`) of them z-scored by the training
+    rows' mean and standard deviation in those units (the preprocessing's z-scores unless a
+    shape transform, `DataConfig.marginal`, changed its units: every arm is scored in the
+    same space)."""
+    forward = LINKS[link][0]
+    train = forward(run.raw.split("train").tables[TARGET].to_numpy(np.float64))
     mean, std = np.nanmean(train, axis=0), np.nanstd(train, axis=0)
-    return lambda x: (x - mean) / std
+    return lambda x: (forward(x) - mean) / std
 
 
 def _imputed_draws(run: TrainedRun, how: DrawSettings, sources) -> tuple[dict, dict]:
     """({method: [K, N, D] draws in the target's units, z-scored by `_raw_zscores`},
     {method: acceptance rate}) of the test patients given only `sources`."""
-    zscore = _raw_zscores(run)
+    zscore = _raw_zscores(run, how.score_link)
     step = run.prep.transforms[TARGET]
     ids = run.test.sample_ids
     hidden = run.test.replace(tables={m: v if m in sources else v * np.nan
@@ -256,6 +265,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--target_link", choices=tuple(LINKS), default="sinh",
                         help="the target's observation link ('identity': a Gaussian mixture "
                              "throughout)")
+    parser.add_argument("--score_link", choices=tuple(LINKS), default="identity",
+                        help="score the target through this link (module docstring)")
     parser.add_argument("--marginal", choices=MARGINALS, default=None,
                         help="the preprocessing's per-feature shape transform "
                              "(`DataConfig.marginal`; default: the demo's)")
@@ -307,7 +318,8 @@ def _train_and_score(args: argparse.Namespace, steps: int, model) -> dict:
     thresholds = found.by_target
     results = score(model, TrainedRun(config=c, raw=raw, prep=prep, test=test, space=space,
                                       models=models),
-                    DrawSettings(draws=args.draws, seed=args.seed, candidates=args.candidates))
+                    DrawSettings(draws=args.draws, seed=args.seed, candidates=args.candidates,
+                                 score_link=args.score_link))
     _print_results(steps, seconds, int(test.num_samples), args.draws, results)
     return {"config": as_jsonable(c), "train_seconds": seconds, "thresholds": thresholds,
             "patients": int(test.num_samples), "results": results}
