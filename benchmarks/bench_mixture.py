@@ -273,7 +273,12 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--anchor_components", type=int, default=None,
                         help="the most mixture components of the anchors, chosen by BIC "
                              "(1: linear-Gaussian anchors; default: the demo's)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.score_link != "identity" and args.target_link != "identity":
+        parser.error(f"--score_link {args.score_link} maps the identity cohort's draws into "
+                     f"another link's units; it needs --target_link identity, not "
+                     f"{args.target_link}.")
+    return args
 
 
 def _config(args: argparse.Namespace, steps: int):

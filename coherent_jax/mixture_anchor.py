@@ -164,10 +164,10 @@ def _regressions(covs: np.ndarray, dim: int, cols: np.ndarray
     return slopes, covs[:, :dim, :dim] - np.einsum("kcd,kce->kde", covs[:, c, :dim], slopes)
 
 
-def _ends(own, weights, dim, cols, reg=REG_COVAR) -> tuple[tuple, tuple]:
-    """`_regressions` of the components' own covariances and of the pooled one."""
-    return (_regressions(shrunk(own, weights, 0.0, reg), dim, cols),
-            _regressions(shrunk(own, weights, 1.0, reg), dim, cols))
+def _ends(covs: dict, dim: int, cols: np.ndarray) -> tuple[tuple, tuple]:
+    """`_regressions` of the components' own covariances (covs[0.0]) and of the pooled one
+    (covs[1.0]); covs: share -> `shrunk` covariances."""
+    return _regressions(covs[0.0], dim, cols), _regressions(covs[1.0], dim, cols)
 
 
 def _experts(ends, slope: float, residual: float) -> tuple[np.ndarray, np.ndarray]:
@@ -210,17 +210,17 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
     total = np.zeros((len(subsets), len(grid)))
     for f in range(FOLDS):
         weights, means, own = component_moments(resp[fold != f], z[fold != f])
+        covs = {share: shrunk(own, weights, share) for share in SHRINKAGE}
         held = z[fold == f]  # [h, J]
         for index, cols in enumerate(subsets):
             c = dim + cols
             gates = {}
-            for share in SHRINKAGE:
-                cov = shrunk(own, weights, share)
+            for share, cov in covs.items():
                 log = np.stack([np.log(weights[k]) + (
                     _log_normal(held[:, c], means[k, c], cov[k][np.ix_(c, c)]) if len(c)
                     else np.zeros(len(held))) for k in range(len(weights))])
                 gates[share] = log - logsumexp(log, axis=0)  # [M, h]
-            experts, ends = {}, _ends(own, weights, dim, cols)
+            experts, ends = {}, _ends(covs, dim, cols)
             for slope, residual in itertools.product(SHRINKAGE, repeat=2):
                 slopes, res = _experts(ends, slope, residual)
                 experts[slope, residual] = np.stack([_log_normal(
@@ -251,10 +251,12 @@ def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.
     the diagonal) with each subset's (gates, slopes, residuals) shares toward the pooled one
     (`choose_shrinkage`)."""
     out = _empty_anchor(len(weights), dim, widths)
+    covs = {share: shrunk(own, weights, share, reg)
+            for share in {0.0, 1.0, *(gate for gate, _, _ in shares)}}
     for index, cols in enumerate(_subsets(widths)):
         gate, slope, residual = shares[index]
-        _fill(out, index, weights, means, shrunk(own, weights, gate, reg),
-              *_experts(_ends(own, weights, dim, cols, reg), slope, residual), cols)
+        _fill(out, index, weights, means, covs[gate],
+              *_experts(_ends(covs, dim, cols), slope, residual), cols)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
