@@ -56,7 +56,8 @@ KIPAN miRNA: R^2 0.39 -> -0.29 through the files)."""
 COMPONENTS = 16
 """Principal components of the other features that the conditional pass regresses on."""
 REFINE_STEP = (0.1, 0.2)
-"""The first steps of the refinement off the grid: of m in standard deviations, of log s."""
+"""The first steps of the refinement off the grid: of m in units of the spread (`_spread`),
+of log s."""
 MAX_GROUPS = 4
 """The most subgroups (mixture components of the modality) the third pass gives a residual
 variance each."""
@@ -142,9 +143,10 @@ def _refined(x: np.ndarray, loc: float, scale: float, residuals, groups: np.ndar
         return -float(_loglik(x, centre + unit * p[:1], unit * np.exp(p[1:]), residuals,
                               groups)[0])
 
-    start = np.array([(loc - centre) / unit, np.log(scale / unit)])
     bounds = np.array([(np.quantile(x, LOCATIONS[[0, -1]]) - centre) / unit,
                        np.log(np.asarray(SCALES)[[0, -1]])])  # [2 (m, s), 2 (low, high)]
+    start = np.clip([(loc - centre) / unit, np.log(scale / unit)], bounds[:, 0],
+                    bounds[:, 1])  # the grid's edges, within rounding
     inward = np.where(start < bounds.mean(axis=1), 1.0, -1.0) * REFINE_STEP  # [2]
     fit = optimize.minimize(loss, start, method="Nelder-Mead", bounds=bounds,
                             options={"xatol": 1e-3, "fatol": 1e-3, "initial_simplex":
