@@ -43,6 +43,7 @@ import dataclasses
 import numpy as np
 from scipy import optimize
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 
 LOCATIONS = np.linspace(0.1, 0.9, 9)
 """Candidate m_j: these quantiles of the feature's training values, and `OUTSIDE`."""
@@ -125,20 +126,21 @@ def _choose(rows: np.ndarray, residuals, groups: np.ndarray | None = None,
             likelihood's local maximum (Nelder-Mead within the grid's range).
     """
     loc, scale = np.zeros(rows.shape[1]), np.full(rows.shape[1], np.inf)
-    for j in range(rows.shape[1]):
-        present = ~np.isnan(rows[:, j])
-        x = rows[present, j]
-        if len(x) < 3 or _point_mass(x) >= POINT_MASS:  # constant, or a spike: as it is
-            continue
-        of = residuals(j, present)
-        w = np.ones((len(x), 1)) if groups is None else groups[present]  # [n_j, C]
-        m, s = _candidates(x)
-        score = _loglik(x, m, s, of, w)
-        score[1:] -= np.log(len(x))  # BIC: two parameters
-        best = int(np.argmax(score))
-        loc[j], scale[j] = m[best], s[best]
-        if refine and best > 0:
-            loc[j], scale[j] = _refined(x, loc[j], scale[j], of, w)
+    with threadpool_limits(1, user_api="blas"):  # small products: threads only cost here
+        for j in range(rows.shape[1]):
+            present = ~np.isnan(rows[:, j])
+            x = rows[present, j]
+            if len(x) < 3 or _point_mass(x) >= POINT_MASS:  # constant, or a spike: as it is
+                continue
+            of = residuals(j, present)
+            w = np.ones((len(x), 1)) if groups is None else groups[present]  # [n_j, C]
+            m, s = _candidates(x)
+            score = _loglik(x, m, s, of, w)
+            score[1:] -= np.log(len(x))  # BIC: two parameters
+            best = int(np.argmax(score))
+            loc[j], scale[j] = m[best], s[best]
+            if refine and best > 0:
+                loc[j], scale[j] = _refined(x, loc[j], scale[j], of, w)
     return loc, scale
 
 
