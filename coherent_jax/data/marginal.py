@@ -10,7 +10,8 @@ inverse puts it back on every draw. The family, per feature j,
     T_j(x) = s_j asinh((x - m_j) / s_j),         T_j^-1(t) = m_j + s_j sinh(t / s_j),
 
 is the identity near m_j and logarithmic in both tails (s_j = inf: no transform). (m_j, s_j)
-come from a grid of locations (the 10th-90th percentiles of the training values) and scales
+come from a grid of locations (the 10th-90th percentiles of the training values, and some
+beyond the 1st and 99th: a shifted log for a skewed feature, `OUTSIDE`) and scales
 (0.05-4 times the feature's spread, its interquartile range over 1.349: the standard deviation
 of a heavy-tailed feature is its tail's, and below 0.05 the inverse would blow small errors
 up), in three passes:
@@ -27,7 +28,7 @@ up), in three passes:
    the grid to the likelihood's local maximum. Noise whose spread depends on the subtype
    otherwise pulls the one-variance likelihood towards transforms that even it out, and the
    grid is coarse where it matters: on the sinh cohort the true link (m = 0, s = 1) came out
-   with s up to 2.4 before, 0.8-1.3 after (benchmarks/RESULTS.md).
+   with s up to 2.4 before, 0.96-1.28 after (benchmarks/RESULTS.md).
 
 Each pass transforms a feature only where that gains more than log(n) (BIC, two parameters),
 and none touches a constant feature or one with a point mass (`POINT_MASS`).
