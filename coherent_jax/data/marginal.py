@@ -85,15 +85,15 @@ MARGINALS = ("none", "asinh", "auto")
 """The preprocessing's choices (`Preprocessor.fit`): none, always, or where validation says."""
 
 
-def _candidates(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(loc [G], scale [G]) of one feature's grid (x [n], no holes); candidate 0 is the
-    identity (scale inf)."""
+def _candidates(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(loc [G], scale [G], the feature's spread) of one feature's grid (x [n], no holes);
+    candidate 0 is the identity (scale inf)."""
     unit, (q01, q99) = _spread(x), np.quantile(x, [0.01, 0.99])
     outside = unit * np.asarray(OUTSIDE)
     loc = np.repeat(np.concatenate([np.quantile(x, LOCATIONS), q01 - outside, q99 + outside]),
                     len(SCALES))
     scale = np.tile(np.asarray(SCALES) * unit, len(loc) // len(SCALES))
-    return np.concatenate([[0.0], loc]), np.concatenate([[np.inf], scale])
+    return np.concatenate([[0.0], loc]), np.concatenate([[np.inf], scale]), unit
 
 
 def _loglik(x: np.ndarray, loc: np.ndarray, scale: np.ndarray, residuals,
@@ -135,27 +135,29 @@ def _choose(rows: np.ndarray, residuals, groups: np.ndarray | None = None,
                 continue
             of = residuals(j, present)
             w = np.ones((len(x), 1)) if groups is None else groups[present]  # [n_j, C]
-            m, s = _candidates(x)
+            m, s, unit = _candidates(x)
             score = _loglik(x, m, s, of, w)
             score[1:] -= np.log(len(x))  # BIC: two parameters
             best = int(np.argmax(score))
             loc[j], scale[j] = m[best], s[best]
             if refine and best > 0:
-                loc[j], scale[j] = _refined(x, loc[j], scale[j], of, w)
+                loc[j], scale[j] = _refined(x, (loc[j], scale[j]), of, w, unit,
+                                            (m[1:].min(), m[1:].max()))
     return loc, scale
 
 
-def _refined(x: np.ndarray, loc: float, scale: float, residuals, groups: np.ndarray
-             ) -> tuple[float, float]:
+def _refined(x: np.ndarray, best: tuple[float, float], residuals, groups: np.ndarray,
+             unit: float, locations: tuple[float, float]) -> tuple[float, float]:
     """(m, s) of the likelihood's local maximum (`_loglik`) near the grid's best (loc,
-    scale), within the grid's range of locations and scales."""
-    unit, centre = _spread(x), np.median(x)
+    scale), within the grid's range: of locations (lowest, highest) and of scales (`SCALES`
+    times the feature's spread `unit`)."""
+    (loc, scale), centre = best, np.median(x)
 
     def loss(p: np.ndarray) -> float:  # p: ((m - median) / unit, log(s / unit))
         return -float(_loglik(x, centre + unit * p[:1], unit * np.exp(p[1:]), residuals,
                               groups)[0])
 
-    bounds = np.array([(np.array(_location_range(x)) - centre) / unit,
+    bounds = np.array([(np.array(locations) - centre) / unit,
                        np.log(np.asarray(SCALES)[[0, -1]])])  # [2 (m, s), 2 (low, high)]
     start = np.clip([(loc - centre) / unit, np.log(scale / unit)], bounds[:, 0],
                     bounds[:, 1])  # the grid's edges, within rounding
@@ -166,12 +168,6 @@ def _refined(x: np.ndarray, loc: float, scale: float, residuals, groups: np.ndar
     if fit.fun >= loss(start):
         return loc, scale
     return float(centre + unit * fit.x[0]), float(unit * np.exp(fit.x[1]))
-
-
-def _location_range(x: np.ndarray) -> tuple[float, float]:
-    """(low, high): the outermost candidate locations (`OUTSIDE`) of the values x [n]."""
-    q01, q99 = np.quantile(x, [0.01, 0.99])
-    return q01 - OUTSIDE[-1] * _spread(x), q99 + OUTSIDE[-1] * _spread(x)
 
 
 def _spread(x: np.ndarray) -> float:
