@@ -1,7 +1,10 @@
-r"""What the private configuration's two levers can buy: encoder width and distillation share.
+r"""What the private configuration's levers can buy: encoder width, distillation share, output
+noise and a narrow latent space with a feature-space complement.
 
     python experiments/privacy_frontier.py --name=KIPAN     # about 2 minutes on 2 CPU cores
     python experiments/privacy_frontier.py --name=BRCA --widths=16,32,48,64 --shares=0.5,0.7,1
+    python experiments/privacy_frontier.py --name=LGG --output_noise=0.1,0.2 \
+        --complement_widths=16,24,32
 
 No denoiser is trained: each lever is measured on its own, on the demo's preprocessing and
 split, with the audit's members (complete training patients) and non-members (complete test
@@ -20,6 +23,13 @@ patients), every error in feature z-scores, every AUC an attacker calling low er
   prediction minus the raw-feature ridge's, and the conditional attack on that prediction.
   In the pipeline the denoisers sit on top of such maps (one per source); on BRCA the full
   pipeline's coherent R^2 lay 0.005-0.008 above this map's, its conditional AUC within 0.01.
+  `--output_noise` adds Gaussian noise of that many feature SDs to the share-1 map's
+  prediction, as an imputer that perturbs what it releases would.
+- **A narrow latent space with a feature-space complement** (`--complement_widths`): the
+  share-1 map into a k-d PCA space, plus a share-1 distilled ridge from the same sources to
+  what that space leaves out of the target (x - decode(encode(x)), in features), so that k can
+  be small (the encoder attack) without giving up what the sources predict outside it; R^2
+  minus the ridge's and the conditional AUC, without and with the complement.
 """
 
 import numpy as np
@@ -43,6 +53,10 @@ flags.DEFINE_list("input_noise", [], "Input-noise SDs (in feature SDs) tried at 
 flags.DEFINE_list("shares", ["0", "0.5", "0.7", "0.8", "0.9", "1"],
                   "Leave-one-out shares of the condition maps' targets.")
 flags.DEFINE_integer("map_width", 32, "Latent width of the condition maps' targets.")
+flags.DEFINE_list("output_noise", [], "Noise SDs (in feature SDs) added to the share-1 map's "
+                  "released prediction.")
+flags.DEFINE_list("complement_widths", [], "Widths k of a narrow latent space tried with a "
+                  "feature-space complement.")
 flags.DEFINE_integer("resamples", 1000, "Bootstrap resamples of the patients.")
 
 
@@ -65,7 +79,7 @@ def main(argv):
     test = test.subset(test.sample_ids[test.complete])
     members = train.subset(train.sample_ids[train.complete])
     values = lambda part, m: part.tables[m].to_numpy(np.float64)
-    encoder_rows, map_rows = [], []
+    encoder_rows, map_rows, complement_rows = [], [], []
     rng = np.random.default_rng(0)
     for target in cohort.modalities:
         sources = [m for m in cohort.modalities if m != target]
@@ -96,17 +110,41 @@ def main(argv):
         x_in = np.concatenate([values(members, m) for m in sources], axis=1)
         x_out = np.concatenate([values(test, m) for m in sources], axis=1)
         latents = encoder.encode(inside).astype(np.float64)
+        score = lambda pred_in, pred_out: {
+            "R^2 - ridge": round(r2(real, pred_out)[0] - ridge_r2, 3),
+            "conditional AUC": _auc(_error(pred_in, inside), _error(pred_out, real))}
         for share in FLAGS.shares:
-            coef, bias = distilled_ridge(x_in, latents, ALPHAS, float(share))
-            pred_in = encoder.decode(x_in @ coef + bias).astype(np.float64)
-            pred_out = encoder.decode(x_out @ coef + bias).astype(np.float64)
-            map_rows.append({
-                "target": target, "share": float(share),
-                "R^2 - ridge": round(r2(real, pred_out)[0] - ridge_r2, 3),
-                "conditional AUC": _auc(_error(pred_in, inside), _error(pred_out, real))})
+            pred_in, pred_out = _map_predictions(encoder, x_in, x_out, latents, float(share))
+            map_rows.append({"target": target, "share": float(share), "output noise": 0.0,
+                             **score(pred_in, pred_out)})
+        pred_in, pred_out = _map_predictions(encoder, x_in, x_out, latents, 1.0)
+        for sd in FLAGS.output_noise:
+            noise = lambda n: (float(sd) * inside.std(axis=0)
+                               * rng.standard_normal((n, real.shape[1])))
+            map_rows.append({"target": target, "share": 1.0, "output noise": float(sd),
+                             **score(pred_in + noise(len(inside)), pred_out + noise(len(real)))})
+        for k in FLAGS.complement_widths:
+            narrow = PCAEncoder.fit(rows, int(k))
+            pred_in, pred_out = _map_predictions(narrow, x_in, x_out,
+                                                 narrow.encode(inside).astype(np.float64), 1.0)
+            left_out = inside - narrow.decode(narrow.encode(inside)).astype(np.float64)
+            coef, bias = distilled_ridge(x_in, left_out, ALPHAS, 1.0)  # [D_s, D], [D]
+            complement_rows.append({
+                "target": target, "k": int(k),
+                **{f"{key}, latent only": v for key, v in score(pred_in, pred_out).items()},
+                **{f"{key}, with complement": v for key, v in score(
+                    pred_in + x_in @ coef + bias, pred_out + x_out @ coef + bias).items()}})
     print(f"{FLAGS.name}: {members.num_samples} members, {test.num_samples} test patients\n")
-    print(pd.DataFrame(encoder_rows).to_string(index=False), "\n")
-    print(pd.DataFrame(map_rows).to_string(index=False))
+    for table in (encoder_rows, map_rows, complement_rows):
+        if table:
+            print(pd.DataFrame(table).to_string(index=False), "\n")
+
+
+def _map_predictions(encoder, x_in, x_out, latents, share: float):
+    """(members', test patients') decoded predictions [n, D] of the map from the sources'
+    features x [n, D_s] to the encoder's latents, distilled at `share`."""
+    coef, bias = distilled_ridge(x_in, latents, ALPHAS, share)
+    return tuple(encoder.decode(x @ coef + bias).astype(np.float64) for x in (x_in, x_out))
 
 
 if __name__ == "__main__":
