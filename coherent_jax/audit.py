@@ -325,7 +325,7 @@ def membership_attacks(imputer: Imputer, members: Cohort, non_members: Cohort,
         recon = space.decode(target, space.encode_values(target, truth.astype(np.float32)))
         error = np.mean((recon.to_numpy(np.float64) - truth) ** 2, axis=1)
         rows.append(_attack_row("encoder", "", target, -error[:n_in], -error[n_in:], config))
-    latent_widths = {m: space.latent_dim for m in imputer.modalities}
+    latent_widths = {m: space.width(m) for m in imputer.modalities}
     draws = unconditional_draws(imputer.models, latent_widths, config.num_unconditional,
                                 ImputeConfig(method="multi", sampler=imputer.settings.sampler,
                                              sample_steps=imputer.settings.sample_steps),

@@ -42,7 +42,9 @@ class LatentConfig:
     """How to build the latent space.
 
     Attributes:
-        latent_dim: latent width k of every modality (the paper: 32).
+        latent_dim: latent width k of every modality not named in `widths` (the paper: 32).
+        widths: modality -> its own latent width, for modalities that need another (e.g. a
+            small table that cannot fill `latent_dim`, while the others keep it).
         kinds: modality -> 'auto', 'autoencoder', 'pca' or 'identity'; modalities not named
             get `encoders.default_kind` (identity at width k, PCA for slide embeddings such as
             'wsi', else `default_kind`).
@@ -50,7 +52,8 @@ class LatentConfig:
             autoencoder, whichever reconstructs held-out training rows better; PCA alone
             below AUTO_MIN_ROWS rows), 'autoencoder' (the paper) or 'pca'.
         autoencoders: modality -> AutoencoderConfig replacing the per-modality default
-            (`models.autoencoder.default_config`); its latent_dim must equal `latent_dim`.
+            (`models.autoencoder.default_config`); its latent_dim must equal the modality's
+            width (`width`).
         stop_on: rows that early-stop the autoencoders: 'holdout' (a seeded share of the
             train rows, never trained on) or 'val' (the validation split, as the paper).
         holdout_fraction: share of each modality's train rows held out when stop_on='holdout'.
@@ -66,6 +69,7 @@ class LatentConfig:
     """
 
     latent_dim: int = 32
+    widths: Mapping[str, int] = dataclasses.field(default_factory=dict)
     kinds: Mapping[str, str] = dataclasses.field(default_factory=dict)
     default_kind: str = "auto"
     autoencoders: Mapping[str, ae_lib.AutoencoderConfig] = dataclasses.field(default_factory=dict)
@@ -79,6 +83,10 @@ class LatentConfig:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}.")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}.")
+        for m, width in self.widths.items():
+            if int(width) != width or width < 1:
+                raise ValueError(f"the latent width of {m!r} must be an integer >= 1, got "
+                                 f"{width!r}.")
         if self.stop_on not in STOP_ON:
             raise ValueError(f"stop_on must be one of {STOP_ON}, got {self.stop_on!r}.")
         if not 0 < self.holdout_fraction < 1:
@@ -88,10 +96,14 @@ class LatentConfig:
                 raise ValueError(f"encoder kind for {m!r} is {kind!r}; use one of "
                                  f"{enc_lib.ENCODER_KINDS}.")
         for m, config in self.autoencoders.items():
-            if config.latent_dim != self.latent_dim:
+            if config.latent_dim != self.width(m):
                 raise ValueError(f"autoencoder config of {m!r} has latent_dim "
-                                 f"{config.latent_dim}, the space {self.latent_dim}; make them "
-                                 "equal.")
+                                 f"{config.latent_dim}, the space gives {m!r} {self.width(m)}; "
+                                 "make them equal.")
+
+    def width(self, modality: str) -> int:
+        """The latent width of `modality`: its entry in `widths`, else `latent_dim`."""
+        return int(self.widths.get(modality, self.latent_dim))
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -175,13 +187,12 @@ class LatentSpace:
         if cohort.splits.isna().all():
             raise DataError("the cohort has no split: call paper_split(cohort) first, so the "
                             "latent space is learned from training samples only.")
-        unknown = set(config.kinds) | set(config.autoencoders)
+        unknown = set(config.kinds) | set(config.autoencoders) | set(config.widths)
         unknown -= set(cohort.modalities)
         if unknown:
             raise KeyError(f"config names modalities {sorted(unknown)} the cohort lacks; it has "
                            f"{list(cohort.modalities)}.")
         train = cohort.split("train")
-        k = config.latent_dim
         encoders, z_mean, z_std, residual_std, selection = {}, {}, {}, {}, {}
         loadings = {}
         for m in cohort.modalities:
@@ -190,13 +201,13 @@ class LatentSpace:
             if rows.shape[0] < 2:
                 raise DataError(f"modality {m!r} has {rows.shape[0]} train sample(s); at least 2 "
                                 "are needed to learn its encoder.")
-            width = rows.shape[1]
+            width, k = rows.shape[1], config.width(m)
             kind = config.kinds.get(m, enc_lib.default_kind(m, width, k, config.default_kind))
             if width < k or (kind != "identity" and rows.shape[0] <= k + 1):
                 raise DataError(f"modality {m!r} has {width} features and {rows.shape[0]} "
                                 f"training rows; a {k}-d latent space needs more of both. "
-                                "Lower --config.latent.latent_dim (LatentConfig.latent_dim) "
-                                f"below {min(width, rows.shape[0] - 1)}.")
+                                "Lower its width (LatentConfig.widths, or latent_dim for "
+                                f"every modality) below {min(width, rows.shape[0] - 1)}.")
             if kind == "auto":
                 kind, selection[m] = _select_kind(m, rows, cohort, config, mesh)
             encoder, residual = _fit_encoder(kind, m, rows, cohort, config, log_fn, mesh)
@@ -220,7 +231,12 @@ class LatentSpace:
 
     @property
     def latent_dim(self) -> int:
+        """The configured width: that of every modality not given its own (`width`)."""
         return self.config.latent_dim
+
+    def width(self, modality: str) -> int:
+        """The latent width k of one fitted modality."""
+        return self._encoder(modality).latent_dim
 
     def kinds(self) -> dict[str, str]:
         """modality -> encoder kind."""
@@ -252,7 +268,7 @@ class LatentSpace:
             raise ValueError(f"feature rows of {modality!r} hold NaN or inf; encode only "
                              "present rows of a preprocessed cohort.")
         if values.shape[0] == 0:
-            return np.zeros((0, self.latent_dim), np.float32)
+            return np.zeros((0, self.width(modality)), np.float32)
         return ((encoder.encode(values) - self.z_mean[modality])
                 / self.z_std[modality]).astype(np.float32)
 
@@ -270,14 +286,14 @@ class LatentSpace:
         for m in cohort.modalities:
             order = self._column_order(m, cohort.tables[m].columns)
             values, present = cohort.matrix(m)
-            latent = np.full((cohort.num_samples, self.latent_dim), np.nan, np.float32)
+            names = latent_names(m, self.width(m))
+            latent = np.full((cohort.num_samples, len(names)), np.nan, np.float32)
             latent[present] = self.encode_values(m, values[present][:, order])
-            tables[m] = pd.DataFrame(latent, index=cohort.sample_ids,
-                                     columns=latent_names(m, self.latent_dim))
+            tables[m] = pd.DataFrame(latent, index=cohort.sample_ids, columns=names)
             if m in cohort.held_out:
                 rows = cohort.held_out[m]
                 held[m] = pd.DataFrame(self.encode_values(m, rows.to_numpy()[:, order]),
-                                       index=rows.index, columns=latent_names(m, self.latent_dim))
+                                       index=rows.index, columns=names)
         return cohort.replace(tables=tables, held_out=held)
 
     def decode(self, modality: str, latents: pd.DataFrame | np.ndarray,
@@ -300,12 +316,12 @@ class LatentSpace:
             ValueError: wrong width, another modality's latents, NaN or inf.
         """
         encoder = self._encoder(modality)
-        k = self.latent_dim
+        k = self.width(modality)
         if isinstance(latents, pd.DataFrame):
             index, columns = latents.index, list(latents.columns)
             values = latents.to_numpy(np.float32)
             for other in self.modalities:
-                if set(columns) == set(latent_names(other, k)):
+                if set(columns) == set(latent_names(other, self.width(other))):
                     if other != modality:
                         raise ValueError(f"these are latents of {other!r}, not of "
                                          f"{modality!r}; call decode({other!r}, ...).")
@@ -421,11 +437,11 @@ def _fit_encoder(kind: str, m: str, rows: np.ndarray, cohort: Cohort, config: La
     """(encoder of `kind` fitted on the train rows [n, D], residuals x - decode(encode(x)) of
     rows it was not fitted on [n_held, D]: PCA's out-of-fold over every train row, an
     autoencoder's early-stopping rows; zeros for the identity)."""
-    width, k = rows.shape[1], config.latent_dim
+    width, k = rows.shape[1], config.width(m)
     if kind == "identity":
         if width != k:
             raise ValueError(f"modality {m!r} has {width} features; the identity encoder needs "
-                             f"exactly latent_dim={k}. Use 'pca' or 'autoencoder'.")
+                             f"exactly its latent width {k}. Use 'pca' or 'autoencoder'.")
         return enc_lib.IdentityEncoder(width), np.zeros((1, width), np.float32)
     if kind == "pca":
         return enc_lib.PCAEncoder.fit(rows, k), _pca_out_of_fold_residuals(rows, k, config)
@@ -496,7 +512,7 @@ def _select_kind(m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
     """'pca' or 'autoencoder' for one modality, whichever reconstructs held-out training rows
     better (pooled R^2); the autoencoder is tried only with at least `AUTO_MIN_ROWS` rows."""
     fit_rows, held_rows = _holdout_rows(m, rows, config)
-    k = config.latent_dim
+    k = config.width(m)
     scores = {}
     if fit_rows.shape[0] > k:
         pca = enc_lib.PCAEncoder.fit(fit_rows, k)
@@ -511,7 +527,7 @@ def _select_kind(m: str, rows: np.ndarray, cohort: Cohort, config: LatentConfig,
             held_rows, ae.decode(ae.encode(held_rows)))["r2_overall"]
     if not scores:
         raise DataError(f"modality {m!r} has {rows.shape[0]} train rows: too few for a "
-                        f"{k}-d latent space; lower latent_dim below the number of rows.")
+                        f"{k}-d latent space; lower its width below the number of rows.")
     chosen = max(scores, key=scores.get)
     return chosen, {"held_out_r2": scores, "chosen": chosen}
 

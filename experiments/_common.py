@@ -123,40 +123,50 @@ def targets(c) -> tuple[str, ...] | None:
     return names or None
 
 
-def latent_width(c, cohort) -> int:
-    """`c.latent.latent_dim`, lowered where the cohort cannot fill it: every modality shares
-    one width, which can exceed neither a modality's feature count nor its training rows less
-    two (a cohort with a 40-feature modality gets a 40-d space from a config asking 128; the
-    lowered width is printed and saved with the latent space)."""
+def latent_widths(c, cohort) -> dict[str, int]:
+    """modality -> its latent width: `c.latent.latent_dim`, lowered where the cohort cannot
+    fill it (a width exceeds neither a modality's feature count nor its training rows less
+    two), each modality on its own: a 12-feature table gets 12-d latents while the others keep
+    128. Conditions read as the sources' latents (`c.denoisers.feature_conditions=False`, the
+    paper) need one width for every modality: the smallest. Each lowered width is printed and
+    saved with the latent space."""
     train = cohort.split("train")
     rows = {m: int(train.matrix(m)[1].sum()) for m in cohort.modalities}
     limits = {m: min(width, rows[m] - 2) for m, width in cohort.widths().items()}
-    m, limit = min(limits.items(), key=lambda item: item[1])
-    if limit >= c.latent.latent_dim:
-        return c.latent.latent_dim
-    if limit < 1:
-        raise UserError(f"modality {m!r} has {cohort.widths()[m]} features and {rows[m]} "
-                        "training rows: too few for any latent space.")
-    print(f"latent width {c.latent.latent_dim} lowered to {limit}: modality {m!r} has "
-          f"{cohort.widths()[m]} features and {rows[m]} training rows (one width for every "
-          "modality)", flush=True)
-    return limit
+    for m, limit in limits.items():
+        if limit < 1:
+            raise UserError(f"modality {m!r} has {cohort.widths()[m]} features and {rows[m]} "
+                            "training rows: too few for any latent space.")
+    asked = c.latent.latent_dim
+    if not c.denoisers.feature_conditions:
+        smallest = min(limits.values())
+        limits = {m: smallest for m in limits}
+    widths = {m: min(asked, limit) for m, limit in limits.items()}
+    for m, width in widths.items():
+        if width < asked:
+            why = ("" if width == min(cohort.widths()[m], rows[m] - 2) else
+                   ", the smallest modality's (conditions on the sources' latents need one "
+                   "width)")
+            print(f"latent width {asked} lowered to {width} for {m!r}{why}: it has "
+                  f"{cohort.widths()[m]} features and {rows[m]} training rows", flush=True)
+    return widths
 
 
 def latent_config(c, cohort) -> LatentConfig:
-    """The latent space config (width: `latent_width`); autoencoder epochs and patience apply
-    to every modality."""
+    """The latent space config (widths: `latent_widths`); autoencoder epochs and patience
+    apply to every modality."""
     lc = c.latent
-    k = latent_width(c, cohort)
+    widths = latent_widths(c, cohort)
     kinds = dict(lc.kinds)
     autoencoders = {}
     for m, width in cohort.widths().items():
-        kind = kinds.get(m, encoders.default_kind(m, width, k, lc.default_kind))
+        kind = kinds.get(m, encoders.default_kind(m, width, widths[m], lc.default_kind))
         if kind in ("autoencoder", "auto"):
-            autoencoders[m] = default_config(m, width, latent_dim=k, seed=lc.seed,
+            autoencoders[m] = default_config(m, width, latent_dim=widths[m], seed=lc.seed,
                                              max_epochs=lc.max_epochs, patience=lc.patience)
-    return LatentConfig(latent_dim=k, kinds=kinds, default_kind=lc.default_kind,
-                        autoencoders=autoencoders,
+    return LatentConfig(latent_dim=lc.latent_dim,
+                        widths={m: k for m, k in widths.items() if k != lc.latent_dim},
+                        kinds=kinds, default_kind=lc.default_kind, autoencoders=autoencoders,
                         stop_on=lc.stop_on, holdout_fraction=lc.holdout_fraction, seed=lc.seed)
 
 

@@ -162,8 +162,9 @@ def test_a_work_directory_saved_before_distill_conditions_is_the_plain_ridge_run
 
 
 def test_the_scripts_lower_the_latent_width_to_what_the_cohort_can_fill(capsys):
-    """configs/demo.py asks 128-d latents; a cohort whose smallest modality has 12 features
-    gets 12-d (printed), one with too few training rows a clear error."""
+    """configs/demo.py asks 128-d latents; in a cohort with a 12-feature modality that one
+    gets 12-d (printed) and the 200-feature one keeps 128; conditions read as the sources'
+    latents give both the smallest width; too few training rows get a clear error."""
     import _common  # noqa: PLC0415
 
     from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split  # noqa: PLC0415
@@ -171,10 +172,17 @@ def test_the_scripts_lower_the_latent_width_to_what_the_cohort_can_fill(capsys):
     c = _config("demo")
     model = LinearGaussianModel.random({"a": 12, "b": 200}, num_factors=2, noise_std=0.5, seed=0)
     cohort = paper_split(linear_gaussian_cohort(model, 300, seed=0), seed=0)
-    assert _common.latent_config(c, cohort).latent_dim == 12
-    assert "lowered to 12: modality 'a' has 12 features" in capsys.readouterr().out
+    lc = _common.latent_config(c, cohort)
+    assert (lc.width("a"), lc.width("b")) == (12, 128)
+    assert "lowered to 12 for 'a': it has 12 features" in capsys.readouterr().out
+    c.denoisers.feature_conditions = False
+    lc = _common.latent_config(c, cohort)
+    assert (lc.width("a"), lc.width("b")) == (12, 12)
+    assert "lowered to 12 for 'b', the smallest modality's" in capsys.readouterr().out
+    c.denoisers.feature_conditions = True
     c.latent.latent_dim = 8
-    assert _common.latent_config(c, cohort).latent_dim == 8  # fits: unchanged
+    lc = _common.latent_config(c, cohort)
+    assert (lc.width("a"), lc.width("b"), dict(lc.widths)) == (8, 8, {})  # fits: unchanged
     tiny = paper_split(linear_gaussian_cohort(model, 2, seed=0), seed=0, val_fraction=0,
                        test_fraction=0)
     with pytest.raises(UserError, match="too few for any latent space"):

@@ -245,15 +245,39 @@ def test_bad_inputs(cohort, space):
                                splits=cohort.splits)
     with pytest.raises(KeyError, match="unknown modality 'rppa'"):
         space.encode(extra)
-    with pytest.raises(ValueError, match="identity encoder needs exactly latent_dim=4"):
+    with pytest.raises(ValueError, match="identity encoder needs exactly its latent width 4"):
         LatentSpace.fit(cohort, LatentConfig(latent_dim=K, kinds={"rna": "identity"}))
     with pytest.raises(ValueError, match="encoder kind for 'rna' is 'vae'"):
         LatentConfig(kinds={"rna": "vae"})
-    with pytest.raises(ValueError, match="latent_dim 4, the space 32"):
+    with pytest.raises(ValueError, match="latent_dim 4, the space gives 'rna' 32"):
         LatentConfig(autoencoders={"rna": TINY_AE})
+    with pytest.raises(ValueError, match="latent width of 'rna' must be an integer >= 1"):
+        LatentConfig(widths={"rna": 0})
+    with pytest.raises(KeyError, match=r"modalities \['rppa'\] the cohort lacks"):
+        LatentSpace.fit(cohort, dataclasses.replace(CONFIG, widths={"rppa": 2}))
     with pytest.raises(DataError, match="paper_split"):
         LatentSpace.fit(Cohort.from_tables(cohort.tables), CONFIG)
 
+
+
+def test_each_modality_gets_its_own_width(cohort, tmp_path):
+    """LatentConfig.widths: mirna 2-d beside rna's 4 (the other modalities keep latent_dim);
+    tables, decoding and a saved space follow each modality's width."""
+    config = dataclasses.replace(CONFIG, widths={"mirna": 2})
+    space = LatentSpace.fit(cohort, config)
+    latents = space.encode(cohort)
+    assert {m: latents.tables[m].shape[1] for m in cohort.modalities} == {
+        "rna": K, "mirna": 2, "idf": K}
+    assert (space.width("mirna"), space.width("rna")) == (2, K)
+    rows = latents.tables["mirna"].dropna()
+    assert space.decode("mirna", rows).shape == (len(rows), 12)
+    with pytest.raises(ValueError, match=r"latents of 'mirna' must be \[N, 2\]"):
+        space.decode("mirna", np.zeros((3, K)))
+    space.save(str(tmp_path / "latent"))
+    back = LatentSpace.restore(str(tmp_path / "latent"))
+    assert back.config == config and back.width("mirna") == 2
+    pd.testing.assert_frame_equal(back.encode(cohort).tables["mirna"], latents.tables["mirna"],
+                                  check_exact=True)
 
 
 def test_restore_rejects_other_trees(tmp_path):

@@ -94,7 +94,7 @@ def feature_gaussian_draws(point: pd.DataFrame, train: dict, subset, target: str
     features = pd.DataFrame(draws.reshape(-1, d), index=index, columns=point.columns)
     names = list(space.feature_names[target])
     latent = pd.DataFrame(space.encode_values(target, features[names].to_numpy(np.float32)),
-                          index=index, columns=latent_names(target, space.latent_dim))
+                          index=index, columns=latent_names(target, space.width(target)))
     return latent, features, "features", point
 
 
