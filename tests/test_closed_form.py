@@ -81,8 +81,11 @@ def test_round_trip_and_refusals(form, tmp_path):
 class _IdentitySpace:
     """A latent space whose latents are the features (names 'c_z<j>')."""
 
-    latent_dim = 3
     feature_names = {"c": tuple(f"c_{j}" for j in range(3))}
+
+    @staticmethod
+    def width(modality):
+        return 3
 
     @staticmethod
     def encode_values(modality, values):
