@@ -126,10 +126,12 @@ def targets(c) -> tuple[str, ...] | None:
 def latent_widths(c, cohort) -> dict[str, int]:
     """modality -> its latent width: `c.latent.latent_dim`, lowered where the cohort cannot
     fill it (a width exceeds neither a modality's feature count nor its training rows less
-    two), each modality on its own: a 12-feature table gets 12-d latents while the others keep
-    128. Conditions read as the sources' latents (`c.denoisers.feature_conditions=False`, the
-    paper) need one width for every modality: the smallest. Each lowered width is printed and
-    saved with the latent space."""
+    two). By default every modality gets the smallest modality's width; with
+    `c.latent.per_modality_widths` each gets its own (a 12-feature table 12-d latents while the
+    others keep 128), except where conditions are the sources' latents
+    (`c.denoisers.feature_conditions=False`, the paper), which need one width. Which is better
+    depends on the cohort (README, "Your own data"). Each lowered width is printed and saved
+    with the latent space."""
     train = cohort.split("train")
     rows = {m: int(train.matrix(m)[1].sum()) for m in cohort.modalities}
     limits = {m: min(width, rows[m] - 2) for m, width in cohort.widths().items()}
@@ -138,16 +140,18 @@ def latent_widths(c, cohort) -> dict[str, int]:
             raise UserError(f"modality {m!r} has {cohort.widths()[m]} features and {rows[m]} "
                             "training rows: too few for any latent space.")
     asked = c.latent.latent_dim
-    if not c.denoisers.feature_conditions:
-        smallest = min(limits.values())
-        limits = {m: smallest for m in limits}
+    if not (c.latent.per_modality_widths and c.denoisers.feature_conditions):
+        m, limit = min(limits.items(), key=lambda item: item[1])
+        if limit < asked:
+            print(f"latent width {asked} lowered to {limit}: modality {m!r} has "
+                  f"{cohort.widths()[m]} features and {rows[m]} training rows (one width for "
+                  "every modality; --config.latent.per_modality_widths=True gives each its "
+                  "own)", flush=True)
+        return {name: min(asked, limit) for name in limits}
     widths = {m: min(asked, limit) for m, limit in limits.items()}
     for m, width in widths.items():
         if width < asked:
-            why = ("" if width == min(cohort.widths()[m], rows[m] - 2) else
-                   ", the smallest modality's (conditions on the sources' latents need one "
-                   "width)")
-            print(f"latent width {asked} lowered to {width} for {m!r}{why}: it has "
+            print(f"latent width {asked} lowered to {width} for {m!r}: it has "
                   f"{cohort.widths()[m]} features and {rows[m]} training rows", flush=True)
     return widths
 
@@ -164,10 +168,12 @@ def latent_config(c, cohort) -> LatentConfig:
         if kind in ("autoencoder", "auto"):
             autoencoders[m] = default_config(m, width, latent_dim=widths[m], seed=lc.seed,
                                              max_epochs=lc.max_epochs, patience=lc.patience)
-    return LatentConfig(latent_dim=lc.latent_dim,
-                        widths={m: k for m, k in widths.items() if k != lc.latent_dim},
+    common = min(widths.values()) if len(set(widths.values())) == 1 else lc.latent_dim
+    return LatentConfig(latent_dim=common,
+                        widths={m: k for m, k in widths.items() if k != common},
                         kinds=kinds, default_kind=lc.default_kind, autoencoders=autoencoders,
-                        stop_on=lc.stop_on, holdout_fraction=lc.holdout_fraction, seed=lc.seed)
+                        stop_on=lc.stop_on, holdout_fraction=lc.holdout_fraction, seed=lc.seed,
+                        scaling=lc.scaling)
 
 
 def batch_sharding(c):

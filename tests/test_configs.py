@@ -20,7 +20,8 @@ from coherent_jax.settings import from_mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))  # as the scripts run: configs, _common
-SECTIONS = {"data": (DataConfig, ()), "latent": (LatentConfig, ("max_epochs", "patience")),
+SECTIONS = {"data": (DataConfig, ()),
+            "latent": (LatentConfig, ("max_epochs", "patience", "per_modality_widths")),
             "denoisers": (ModelSetConfig, workdir.STAGES.denoisers.own_settings),
             "impute": (ImputeConfig, workdir.STAGES.impute.own_settings),
             "evaluate": (EvalConfig, ())}
@@ -43,7 +44,7 @@ def _plain(value):
 def test_base_sections_are_the_dataclass_defaults():
     base = _config("base")
     for section, (cls, extra) in SECTIONS.items():
-        fields = {f.name for f in dataclasses.fields(cls)} - {"autoencoders"}
+        fields = {f.name for f in dataclasses.fields(cls)} - {"autoencoders", "widths"}
         assert set(base[section]) == fields | set(extra), section
         defaults = dataclasses.asdict(cls())
         for name in fields:
@@ -162,9 +163,10 @@ def test_a_work_directory_saved_before_distill_conditions_is_the_plain_ridge_run
 
 
 def test_the_scripts_lower_the_latent_width_to_what_the_cohort_can_fill(capsys):
-    """configs/demo.py asks 128-d latents; in a cohort with a 12-feature modality that one
-    gets 12-d (printed) and the 200-feature one keeps 128; conditions read as the sources'
-    latents give both the smallest width; too few training rows get a clear error."""
+    """configs/demo.py asks 128-d latents; in a cohort with a 12-feature modality both get
+    12-d (printed); with per_modality_widths the 200-feature one keeps 128, unless conditions
+    are the sources' latents; too few training rows get a clear error. The config's scaling
+    reaches the space."""
     import _common  # noqa: PLC0415
 
     from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split  # noqa: PLC0415
@@ -173,12 +175,16 @@ def test_the_scripts_lower_the_latent_width_to_what_the_cohort_can_fill(capsys):
     model = LinearGaussianModel.random({"a": 12, "b": 200}, num_factors=2, noise_std=0.5, seed=0)
     cohort = paper_split(linear_gaussian_cohort(model, 300, seed=0), seed=0)
     lc = _common.latent_config(c, cohort)
+    assert (lc.width("a"), lc.width("b"), lc.scaling) == (12, 12, "global")
+    assert "lowered to 12: modality 'a' has 12 features" in capsys.readouterr().out
+    c.latent.per_modality_widths = True
+    lc = _common.latent_config(c, cohort)
     assert (lc.width("a"), lc.width("b")) == (12, 128)
     assert "lowered to 12 for 'a': it has 12 features" in capsys.readouterr().out
     c.denoisers.feature_conditions = False
-    lc = _common.latent_config(c, cohort)
-    assert (lc.width("a"), lc.width("b")) == (12, 12)
-    assert "lowered to 12 for 'b', the smallest modality's" in capsys.readouterr().out
+    assert _common.latent_config(c, cohort).width("b") == 12
+    c.latent.scaling = "per_dimension"
+    assert _common.latent_config(c, cohort).scaling == "per_dimension"
     c.denoisers.feature_conditions = True
     c.latent.latent_dim = 8
     lc = _common.latent_config(c, cohort)

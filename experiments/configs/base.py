@@ -50,11 +50,11 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = section(DataConfig)
-    # autoencoders are built per modality by experiments/_common.latent_config from the
-    # epochs and patience here
+    # autoencoders and widths are built per modality by experiments/_common.latent_config from
+    # the epochs, patience and per_modality_widths here
     ae = AutoencoderConfig()
-    c.latent = section(LatentConfig, exclude=("autoencoders",), max_epochs=ae.max_epochs,
-                       patience=ae.patience)
+    c.latent = section(LatentConfig, exclude=("autoencoders", "widths"),
+                       max_epochs=ae.max_epochs, patience=ae.patience, per_modality_widths=False)
     c.denoisers = section(ModelSetConfig, targets="")  # targets: comma-separated, '' = all
     # split and calibrate_quantile: the pipeline's imputation stage (`pipeline.stage_impute`)
     c.impute = section(ImputeConfig, split="test", calibrate_quantile=0.0, bucket=256)
