@@ -32,6 +32,8 @@ patients), every error in feature z-scores, every AUC an attacker calling low er
   minus the ridge's and the conditional AUC, without and with the complement.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from absl import app, flags
@@ -69,6 +71,98 @@ def _error(pred, real) -> np.ndarray:
     return np.mean((pred - real) ** 2, axis=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """One target's rows: `rows` [n, D] what the latent space is fitted on, `inside` /
+    `real` the members' / test patients' values, `x_in` / `x_out` their sources' features
+    [n, D_s], `ridge_r2` the raw-feature ridge's R^2 on the test patients (`ridge` [n, D])."""
+
+    name: str
+    rows: np.ndarray
+    inside: np.ndarray
+    real: np.ndarray
+    x_in: np.ndarray
+    x_out: np.ndarray
+    ridge: np.ndarray
+    ridge_r2: float
+
+    def score(self, pred_in, pred_out) -> dict:
+        """R^2 of the test patients' prediction minus the ridge's, and the conditional AUC."""
+        return {"R^2 - ridge": round(r2(self.real, pred_out)[0] - self.ridge_r2, 3),
+                "conditional AUC": _auc(_error(pred_in, self.inside), _error(pred_out, self.real))}
+
+
+def _targets(cohort, train, members, test) -> list[_Target]:
+    values = lambda part, m: part.tables[m].to_numpy(np.float64)
+    out = []
+    for target in cohort.modalities:
+        sources = [m for m in cohort.modalities if m != target]
+        rows, present = train.matrix(target)
+        ridge = predict_missing("ridge", dict(train.tables), {m: test.tables[m] for m in sources},
+                                sources, target, alphas=FEATURE_RIDGE_ALPHAS)
+        ridge = ridge.loc[test.tables[target].index, test.tables[target].columns].to_numpy(
+            np.float64)
+        real = values(test, target)
+        out.append(_Target(target, rows[present].astype(np.float64), values(members, target),
+                           real, np.concatenate([values(members, m) for m in sources], axis=1),
+                           np.concatenate([values(test, m) for m in sources], axis=1), ridge,
+                           r2(real, ridge)[0]))
+    return out
+
+
+def _encoder_rows(t: _Target, rng) -> list[dict]:
+    fits = [(f"PCA {k}", PCAEncoder.fit(t.rows, int(k))) for k in FLAGS.widths]
+    for sd in FLAGS.input_noise:
+        noisy = PCAEncoder.fit(t.rows + float(sd) * t.rows.std(axis=0)
+                               * rng.standard_normal(t.rows.shape), 32)
+        plain = PCAEncoder.fit(t.rows, 32)  # the same standardisation, the noisy axes
+        fits.append((f"PCA 32, input noise {sd}",
+                     PCAEncoder(plain.mean, plain.scale, noisy.components,
+                                noisy.explained_variance_ratio)))
+    out = []
+    for label, encoder in fits:
+        rec = lambda x: encoder.decode(encoder.encode(x)).astype(np.float64)
+        out.append({"target": t.name, "encoder": label,
+                    "encoder AUC": _auc(_error(rec(t.inside), t.inside),
+                                        _error(rec(t.real), t.real)),
+                    "held-out reconstruction R^2": round(r2(t.real, rec(t.real))[0], 3),
+                    "projected ridge - ridge": round(r2(t.real, rec(t.ridge))[0] - t.ridge_r2, 3)})
+    return out
+
+
+def _map_rows(t: _Target, rng) -> list[dict]:
+    encoder = PCAEncoder.fit(t.rows, FLAGS.map_width)
+    latents = encoder.encode(t.inside).astype(np.float64)
+    out = []
+    for share in FLAGS.shares:
+        pred = _map_predictions(encoder, t.x_in, t.x_out, latents, float(share))
+        out.append({"target": t.name, "share": float(share), "output noise": 0.0,
+                    **t.score(*pred)})
+    pred_in, pred_out = _map_predictions(encoder, t.x_in, t.x_out, latents, 1.0)
+    for sd in FLAGS.output_noise:
+        noise = lambda n: float(sd) * t.inside.std(axis=0) * rng.standard_normal(
+            (n, t.real.shape[1]))
+        out.append({"target": t.name, "share": 1.0, "output noise": float(sd),
+                    **t.score(pred_in + noise(len(t.inside)), pred_out + noise(len(t.real)))})
+    return out
+
+
+def _complement_rows(t: _Target) -> list[dict]:
+    out = []
+    for k in FLAGS.complement_widths:
+        narrow = PCAEncoder.fit(t.rows, int(k))
+        pred_in, pred_out = _map_predictions(narrow, t.x_in, t.x_out,
+                                             narrow.encode(t.inside).astype(np.float64), 1.0)
+        left_out = t.inside - narrow.decode(narrow.encode(t.inside)).astype(np.float64)
+        coef, bias = distilled_ridge(t.x_in, left_out, ALPHAS, 1.0)  # [D_s, D], [D]
+        out.append({
+            "target": t.name, "k": int(k),
+            **{f"{key}, latent only": v for key, v in t.score(pred_in, pred_out).items()},
+            **{f"{key}, with complement": v for key, v in t.score(
+                pred_in + t.x_in @ coef + bias, pred_out + t.x_out @ coef + bias).items()}})
+    return out
+
+
 def main(argv):
     del argv
     try:
@@ -78,64 +172,14 @@ def main(argv):
     train, test = cohort.split("train"), cohort.split("test")
     test = test.subset(test.sample_ids[test.complete])
     members = train.subset(train.sample_ids[train.complete])
-    values = lambda part, m: part.tables[m].to_numpy(np.float64)
-    encoder_rows, map_rows, complement_rows = [], [], []
     rng = np.random.default_rng(0)
-    for target in cohort.modalities:
-        sources = [m for m in cohort.modalities if m != target]
-        rows, present = train.matrix(target)
-        rows = rows[present].astype(np.float64)  # what the latent space is fitted on
-        real, inside = values(test, target), values(members, target)
-        ridge = predict_missing("ridge", dict(train.tables), {m: test.tables[m] for m in sources},
-                                sources, target, alphas=FEATURE_RIDGE_ALPHAS)
-        ridge = ridge.loc[test.tables[target].index, test.tables[target].columns].to_numpy(
-            np.float64)
-        ridge_r2 = r2(real, ridge)[0]
-        fits = [(f"PCA {k}", PCAEncoder.fit(rows, int(k))) for k in FLAGS.widths]
-        for sd in FLAGS.input_noise:
-            noisy = PCAEncoder.fit(rows + float(sd) * rows.std(axis=0)
-                                   * rng.standard_normal(rows.shape), 32)
-            plain = PCAEncoder.fit(rows, 32)  # the same standardisation, the noisy axes
-            fits.append((f"PCA 32, input noise {sd}",
-                          PCAEncoder(plain.mean, plain.scale, noisy.components,
-                                     noisy.explained_variance_ratio)))
-        for label, encoder in fits:
-            rec = lambda x: encoder.decode(encoder.encode(x)).astype(np.float64)
-            encoder_rows.append({
-                "target": target, "encoder": label,
-                "encoder AUC": _auc(_error(rec(inside), inside), _error(rec(real), real)),
-                "held-out reconstruction R^2": round(r2(real, rec(real))[0], 3),
-                "projected ridge - ridge": round(r2(real, rec(ridge))[0] - ridge_r2, 3)})
-        encoder = PCAEncoder.fit(rows, FLAGS.map_width)
-        x_in = np.concatenate([values(members, m) for m in sources], axis=1)
-        x_out = np.concatenate([values(test, m) for m in sources], axis=1)
-        latents = encoder.encode(inside).astype(np.float64)
-        score = lambda pred_in, pred_out: {
-            "R^2 - ridge": round(r2(real, pred_out)[0] - ridge_r2, 3),
-            "conditional AUC": _auc(_error(pred_in, inside), _error(pred_out, real))}
-        for share in FLAGS.shares:
-            pred_in, pred_out = _map_predictions(encoder, x_in, x_out, latents, float(share))
-            map_rows.append({"target": target, "share": float(share), "output noise": 0.0,
-                             **score(pred_in, pred_out)})
-        pred_in, pred_out = _map_predictions(encoder, x_in, x_out, latents, 1.0)
-        for sd in FLAGS.output_noise:
-            noise = lambda n: (float(sd) * inside.std(axis=0)
-                               * rng.standard_normal((n, real.shape[1])))
-            map_rows.append({"target": target, "share": 1.0, "output noise": float(sd),
-                             **score(pred_in + noise(len(inside)), pred_out + noise(len(real)))})
-        for k in FLAGS.complement_widths:
-            narrow = PCAEncoder.fit(rows, int(k))
-            pred_in, pred_out = _map_predictions(narrow, x_in, x_out,
-                                                 narrow.encode(inside).astype(np.float64), 1.0)
-            left_out = inside - narrow.decode(narrow.encode(inside)).astype(np.float64)
-            coef, bias = distilled_ridge(x_in, left_out, ALPHAS, 1.0)  # [D_s, D], [D]
-            complement_rows.append({
-                "target": target, "k": int(k),
-                **{f"{key}, latent only": v for key, v in score(pred_in, pred_out).items()},
-                **{f"{key}, with complement": v for key, v in score(
-                    pred_in + x_in @ coef + bias, pred_out + x_out @ coef + bias).items()}})
+    tables = ([], [], [])
+    for t in _targets(cohort, train, members, test):
+        for table, rows in zip(tables, (_encoder_rows(t, rng), _map_rows(t, rng),
+                                        _complement_rows(t))):
+            table.extend(rows)
     print(f"{FLAGS.name}: {members.num_samples} members, {test.num_samples} test patients\n")
-    for table in (encoder_rows, map_rows, complement_rows):
+    for table in tables:
         if table:
             print(pd.DataFrame(table).to_string(index=False), "\n")
 
