@@ -143,10 +143,11 @@ def latent_widths(c, cohort) -> dict[str, int]:
     if not (c.latent.per_modality_widths and c.denoisers.feature_conditions):
         m, limit = min(limits.items(), key=lambda item: item[1])
         if limit < asked:
+            why = ("conditions on the sources' latents need it" if c.latent.per_modality_widths
+                   else "--config.latent.per_modality_widths=True gives each its own")
             print(f"latent width {asked} lowered to {limit}: modality {m!r} has "
                   f"{cohort.widths()[m]} features and {rows[m]} training rows (one width for "
-                  "every modality; --config.latent.per_modality_widths=True gives each its "
-                  "own)", flush=True)
+                  f"every modality; {why})", flush=True)
         return {name: min(asked, limit) for name in limits}
     widths = {m: min(asked, limit) for m, limit in limits.items()}
     for m, width in widths.items():
