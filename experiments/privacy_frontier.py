@@ -93,6 +93,7 @@ class _Target:
 
 
 def _targets(cohort, train, members, test) -> list[_Target]:
+    """One `_Target` per modality, each predicted from all the others."""
     values = lambda part, m: part.tables[m].to_numpy(np.float64)
     out = []
     for target in cohort.modalities:
@@ -111,6 +112,7 @@ def _targets(cohort, train, members, test) -> list[_Target]:
 
 
 def _encoder_rows(t: _Target, rng) -> list[dict]:
+    """The encoder lever: per PCA width (and input noise), its attack and accuracy."""
     fits = [(f"PCA {k}", PCAEncoder.fit(t.rows, int(k))) for k in FLAGS.widths]
     for sd in FLAGS.input_noise:
         noisy = PCAEncoder.fit(t.rows + float(sd) * t.rows.std(axis=0)
@@ -131,6 +133,7 @@ def _encoder_rows(t: _Target, rng) -> list[dict]:
 
 
 def _map_rows(t: _Target, rng) -> list[dict]:
+    """The condition map's levers: per distillation share, then per output noise at share 1."""
     encoder = PCAEncoder.fit(t.rows, FLAGS.map_width)
     latents = encoder.encode(t.inside).astype(np.float64)
     out = []
@@ -148,6 +151,7 @@ def _map_rows(t: _Target, rng) -> list[dict]:
 
 
 def _complement_rows(t: _Target) -> list[dict]:
+    """Per narrow width k, the share-1 map alone and with the feature-space complement."""
     out = []
     for k in FLAGS.complement_widths:
         narrow = PCAEncoder.fit(t.rows, int(k))
