@@ -84,7 +84,7 @@ class LatentConfig:
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}.")
         for m, width in self.widths.items():
-            if int(width) != width or width < 1:
+            if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
                 raise ValueError(f"the latent width of {m!r} must be an integer >= 1, got "
                                  f"{width!r}.")
         if self.stop_on not in STOP_ON:

@@ -253,6 +253,8 @@ def test_bad_inputs(cohort, space):
         LatentConfig(autoencoders={"rna": TINY_AE})
     with pytest.raises(ValueError, match="latent width of 'rna' must be an integer >= 1"):
         LatentConfig(widths={"rna": 0})
+    with pytest.raises(ValueError, match="latent width of 'rna' must be an integer >= 1, got 'a'"):
+        LatentConfig(widths={"rna": "a"})
     with pytest.raises(KeyError, match=r"modalities \['rppa'\] the cohort lacks"):
         LatentSpace.fit(cohort, dataclasses.replace(CONFIG, widths={"rppa": 2}))
     with pytest.raises(DataError, match="paper_split"):
