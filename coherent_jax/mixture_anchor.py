@@ -21,9 +21,12 @@ source blind to the subtype then looks as if it told it), while one covariance s
 components cannot carry noise that depends on the subtype. So the component covariances are
 shrunk toward the pooled one (as in regularised discriminant analysis, Friedman 1989), in
 three places with a share each: the gates (the conditions' block), the slopes of each
-component's regression of the target on the conditions and its residual covariance. The
-shares are chosen for every subset of the conditions by the cross-validated log-likelihood of
-the target given that subset (`choose_shrinkage`): BIC picks the count, held-out rows the
+component's regression of the target on the conditions and its residual covariance (the
+covariance of the residual around the slopes used). The slopes also get a ridge penalty: a
+few hundred rows per component estimate a regression on tens of correlated conditions (e.g.
+two sources' predictions of the same target) with more noise than bias. The shares and the
+penalty are chosen for every subset of the conditions by the cross-validated log-likelihood
+of the target given that subset (`choose_shrinkage`): BIC picks the count, held-out rows the
 shape.
 
     mixture = fit_mixture_anchors(x, x_present, [(c1, c1_present)], max_components=4)
@@ -49,6 +52,10 @@ REG_COVAR = 1e-3
 
 SHRINKAGE = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Candidate weights of the pooled covariance in a component's (0: its own, 1: tied)."""
+
+PENALTIES = (0.0, 0.01, 0.03, 0.1)
+"""Candidate ridge penalties on a component's slopes, in units of each condition's variance
+in the component (0: least squares)."""
 
 FOLDS = 5
 """Folds of `choose_shrinkage`'s cross-validation."""
@@ -126,7 +133,7 @@ def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
     dim, widths = target.shape[1], [c.shape[1] for c, _ in conditions]
     shares = choose_shrinkage(z, resp, dim, widths, seed)  # per subset
     logger.info("mixture anchor: %d components (BIC, %s); shrinkage (gates, slopes, "
-                "residuals) per subset of the conditions %s", gm.n_components,
+                "residuals, slopes' penalty) per subset of the conditions %s", gm.n_components,
                 gm.covariance_type, shares)
     return shrunk_conditional_mixtures(weights, centre + means * scale,
                                        own * np.outer(scale, scale), dim, widths, shares,
@@ -152,30 +159,51 @@ def shrunk(covs: np.ndarray, weights: np.ndarray, share: float,
     return (1 - share) * covs + share * pooled + np.diag(np.broadcast_to(reg, covs.shape[-1:]))
 
 
-def _regressions(covs: np.ndarray, dim: int, cols: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(slopes [M, |S|, D], residual covariances [M, D, D]) of the target (the first `dim`
-    columns) on the condition columns `cols` (indices after the target's) in each component
-    of covs [M, J, J]."""
+def _slopes(covs: np.ndarray, dim: int, cols: np.ndarray, penalty: float) -> np.ndarray:
+    """[M, |S|, D] each component's ridge slopes of the target (the first `dim` columns) on
+    the condition columns `cols` (indices after the target's) of covs [M, J, J]: the penalty
+    in units of each condition's variance in the component (so the same in any units;
+    0: least squares)."""
     c = dim + cols
     if not len(c):
-        return np.zeros((len(covs), 0, dim)), covs[:, :dim, :dim]
-    slopes = np.linalg.solve(covs[:, c][:, :, c], covs[:, c, :dim])
-    return slopes, covs[:, :dim, :dim] - np.einsum("kcd,kce->kde", covs[:, c, :dim], slopes)
+        return np.zeros((len(covs), 0, dim))
+    scc = covs[:, c][:, :, c]
+    ridge = penalty * np.einsum("kii->ki", scc)[:, :, None] * np.eye(len(c))  # [M, |S|, |S|]
+    return np.linalg.solve(scc + ridge, covs[:, c, :dim])
 
 
-def _ends(covs: dict, dim: int, cols: np.ndarray) -> tuple[tuple, tuple]:
-    """`_regressions` of the components' own covariances (covs[0.0]) and of the pooled one
-    (covs[1.0]); covs: share -> `shrunk` covariances."""
-    return _regressions(covs[0.0], dim, cols), _regressions(covs[1.0], dim, cols)
+def _residuals(covs: np.ndarray, dim: int, cols: np.ndarray, slopes: np.ndarray
+               ) -> np.ndarray:
+    """[M, D, D] each component's covariance (covs [M, J, J]) of the target minus `slopes`
+    [M, |S|, D] times the conditions `cols`: the residual around the slopes used, whichever
+    they are (the Schur complement for the component's own least-squares slopes). Linear in
+    covs."""
+    c = dim + cols
+    if not len(c):
+        return covs[:, :dim, :dim]
+    transposed = np.swapaxes(slopes, 1, 2)  # [M, D, |S|]
+    cross = transposed @ covs[:, c, :dim]  # [M, D, D]
+    return (covs[:, :dim, :dim] - cross - np.swapaxes(cross, 1, 2)
+            + transposed @ (covs[:, c][:, :, c] @ slopes))
 
 
-def _experts(ends, slope: float, residual: float) -> tuple[np.ndarray, np.ndarray]:
-    """(slopes, residual covariances) moved `slope` and `residual` of the way from each
-    component's own (`_ends`) to the pooled covariance's."""
-    (own_slopes, own_res), (pooled_slopes, pooled_res) = ends
-    return ((1 - slope) * own_slopes + slope * pooled_slopes,
-            (1 - residual) * own_res + residual * pooled_res)
+def _ends(covs: dict, dim: int, cols: np.ndarray, penalty: float
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The ridge slopes (`_slopes`) of the components' own covariances (covs[0.0]) and of the
+    pooled one (covs[1.0]); covs: share -> `shrunk` covariances."""
+    return _slopes(covs[0.0], dim, cols, penalty), _slopes(covs[1.0], dim, cols, penalty)
+
+
+def _experts(covs: dict, dim: int, cols: np.ndarray, slope: float, ends: tuple
+             ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """(slopes [M, |S|, D], (own, pooled) [M, D, D] residual covariances) of the target on the
+    conditions `cols`: the ridge slopes `ends` (`_ends`) moved `slope` of the way from the
+    components' own to the pooled, and the covariance of the residual around them under
+    each component's own covariance and the pooled one. The residual covariance at share r
+    is (1 - r) own + r pooled (`_residuals` is linear in the covariance)."""
+    slopes = (1 - slope) * ends[0] + slope * ends[1]
+    return slopes, (_residuals(covs[0.0], dim, cols, slopes),
+                    _residuals(covs[1.0], dim, cols, slopes))
 
 
 def _log_normal(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -195,18 +223,19 @@ def _subsets(widths: Sequence[int]) -> list[np.ndarray]:
 
 
 def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence[int],
-                     seed: int) -> list[tuple[float, float, float]]:
+                     seed: int) -> list[tuple[float, float, float, float]]:
     """Per subset of the conditions (index = sum of 2^j over the conditions j present), the
-    shares (gates, slopes, residuals) among SHRINKAGE^3 whose mixture, refitted
-    (`component_moments`) on FOLDS - 1 folds of the standardised joint rows
-    z [n, dim + sum widths] with responsibilities resp [n, M], gives the held-out rows the
-    highest log-likelihood of the target given the subset: the gates read covariances moved
-    the first share toward the pooled one, each component's regression of the target on the
-    subset takes slopes and residual covariance moved the second and third. Ties go to the
-    larger shares (the simpler model)."""
+    shares (gates, slopes, residuals) among SHRINKAGE^3 and the slopes' ridge penalty among
+    PENALTIES whose mixture, refitted (`component_moments`) on FOLDS - 1 folds of the
+    standardised joint rows z [n, dim + sum widths] with responsibilities resp [n, M], gives
+    the held-out rows the highest log-likelihood of the target given the subset: the gates
+    read covariances moved the first share toward the pooled one, each component's regression
+    of the target on the subset takes ridge slopes moved the second share and the covariance
+    of its residual moved the third (`_experts`). Ties go to the larger shares and penalty
+    (the simpler model)."""
     subsets = _subsets(widths)
     fold = np.random.default_rng(seed).permutation(len(z)) % FOLDS
-    grid = list(itertools.product(SHRINKAGE, repeat=3))
+    grid = list(itertools.product(SHRINKAGE, SHRINKAGE, SHRINKAGE, PENALTIES))
     total = np.zeros((len(subsets), len(grid)))
     for f in range(FOLDS):
         weights, means, own = component_moments(resp[fold != f], z[fold != f])
@@ -220,14 +249,17 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
                     _log_normal(held[:, c], means[k, c], cov[k][np.ix_(c, c)]) if len(c)
                     else np.zeros(len(held))) for k in range(len(weights))])
                 gates[share] = log - logsumexp(log, axis=0)  # [M, h]
-            experts, ends = {}, _ends(covs, dim, cols)
-            for slope, residual in itertools.product(SHRINKAGE, repeat=2):
-                slopes, res = _experts(ends, slope, residual)
-                experts[slope, residual] = np.stack([_log_normal(
-                    held[:, :dim] - means[k, :dim] - (held[:, c] - means[k, c]) @ slopes[k],
-                    np.zeros(dim), res[k]) for k in range(len(weights))])  # [M, h]
-            total[index] += [logsumexp(gates[g] + experts[a, b], axis=0).sum()
-                             for g, a, b in grid]
+            experts, ends = {}, {penalty: _ends(covs, dim, cols, penalty) for penalty in PENALTIES}
+            for slope, penalty in itertools.product(SHRINKAGE, PENALTIES):
+                slopes, (own_res, pooled_res) = _experts(covs, dim, cols, slope, ends[penalty])
+                error = (held[None, :, :dim] - means[:, None, :dim]
+                         - (held[None, :, c] - means[:, None, c]) @ slopes)  # [M, h, D]
+                for residual in SHRINKAGE:
+                    res = (1 - residual) * own_res + residual * pooled_res  # [M, D, D]
+                    experts[slope, residual, penalty] = np.stack([_log_normal(
+                        error[k], np.zeros(dim), res[k]) for k in range(len(weights))])  # [M, h]
+            total[index] += [logsumexp(gates[g] + experts[a, b, p], axis=0).sum()
+                             for g, a, b, p in grid]
     best = [np.flatnonzero(row >= row.max() - 1e-9)[-1] for row in total]
     return [grid[b] for b in best]
 
@@ -239,24 +271,28 @@ def conditional_mixtures(weights: np.ndarray, means: np.ndarray, covs: np.ndarra
     `fit_mixture_anchors`."""
     out = _empty_anchor(len(weights), dim, widths)
     for index, cols in enumerate(_subsets(widths)):
-        _fill(out, index, weights, means, covs, *_regressions(covs, dim, cols), cols)
+        slopes = _slopes(covs, dim, cols, 0.0)
+        _fill(out, index, weights, means, covs, slopes, _residuals(covs, dim, cols, slopes),
+              cols)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
 def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.ndarray,
                                 dim: int, widths: Sequence[int],
-                                shares: Sequence[tuple[float, float, float]],
+                                shares: Sequence[tuple[float, float, float, float]],
                                 reg: np.ndarray | float = REG_COVAR) -> dict:
     """`conditional_mixtures` of the components' own covariances own [M, J, J] (plus `reg` on
     the diagonal) with each subset's (gates, slopes, residuals) shares toward the pooled one
-    (`choose_shrinkage`)."""
+    and slopes' ridge penalty (`choose_shrinkage`)."""
     out = _empty_anchor(len(weights), dim, widths)
     covs = {share: shrunk(own, weights, share, reg)
-            for share in {0.0, 1.0, *(gate for gate, _, _ in shares)}}
+            for share in {0.0, 1.0, *(gate for gate, *_ in shares)}}
     for index, cols in enumerate(_subsets(widths)):
-        gate, slope, residual = shares[index]
-        _fill(out, index, weights, means, covs[gate],
-              *_experts(_ends(covs, dim, cols), slope, residual), cols)
+        gate, slope, residual, penalty = shares[index]
+        slopes, (own_res, pooled_res) = _experts(covs, dim, cols, slope,
+                                                 _ends(covs, dim, cols, penalty))
+        _fill(out, index, weights, means, covs[gate], slopes,
+              (1 - residual) * own_res + residual * pooled_res, cols)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 

@@ -152,7 +152,7 @@ def test_shrinkage_pools_a_blind_sources_gates_and_keeps_the_subtypes_noise():
     resp = np.eye(3)[subtype]  # the true components
     shares = choose_shrinkage(z, resp, 3, [10], seed=0)
     assert len(shares) == 2  # no condition, the source
-    gate, slope, residual = shares[1]
+    gate, slope, residual, _ = shares[1]
     assert gate >= 0.75  # a source blind to the subtype: per-component gates only add noise
     assert slope >= 0.5  # the slopes on the shared factor are the same in every subtype
     assert residual <= 0.25  # the target's noise differs by subtype: a pooled one misfits it
@@ -177,11 +177,11 @@ def test_shares_move_gates_slopes_and_residuals_separately():
     tied = conditional_mixtures(weights, means, pooled, D, [W1, W2])
     every = ("kernel", "bias", "log_var", "basis", "gate_const", "gate_mean", "gate_prec")
     close(shrunk_conditional_mixtures(weights, means, covs, D, [W1, W2],
-                                      [(0.0, 0.0, 0.0)] * subsets, reg=0.0), own, every)
+                                      [(0.0, 0.0, 0.0, 0.0)] * subsets, reg=0.0), own, every)
     close(shrunk_conditional_mixtures(weights, means, covs, D, [W1, W2],
-                                      [(1.0, 1.0, 1.0)] * subsets, reg=0.0), tied, every)
+                                      [(1.0, 1.0, 1.0, 0.0)] * subsets, reg=0.0), tied, every)
     mixed = shrunk_conditional_mixtures(weights, means, covs, D, [W1, W2],
-                                        [(1.0, 0.0, 0.0)] * subsets, reg=0.0)
+                                        [(1.0, 0.0, 0.0, 0.0)] * subsets, reg=0.0)
     close(mixed, tied, ("gate_const", "gate_prec"))  # pooled gates
     close(mixed, own, ("kernel", "bias", "log_var", "basis"))  # the components' own experts
     assert not np.allclose(own["gate_prec"], tied["gate_prec"])
@@ -255,3 +255,45 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     assert set(report["validation_by_anchor_components"]) == {"1"}  # not trained
     assert len(report["untrained_validation_by_anchor_components"]) == 2
     assert report["anchor_components"] == 1 and models.specialist_model.anchor_components == 1
+
+
+def _collinear_sources_rows(n, width=6, seed=0):
+    """Standardised joint rows [target (3), c1 (width), c2 (width)] and the subtypes: c1 a noisy
+    linear image of the target, c2 a slightly noisier copy of c1 (two sources' predictions of
+    the same target)."""
+    rng = np.random.default_rng(seed)
+    subtype = rng.integers(0, 3, n)
+    centres = np.array([[-3.0, 0, 1], [3.0, 0, 1], [0, 3.0, -1]])
+    target = centres[subtype] + np.array([0.3, 0.6, 1.2])[subtype, None] * rng.standard_normal(
+        (n, 3))
+    c1 = target @ rng.standard_normal((3, width)) + rng.standard_normal((n, width))
+    c2 = c1 + 0.3 * rng.standard_normal((n, width))
+    joint = np.concatenate([target, c1, c2], axis=1)
+    return (joint - joint.mean(0)) / joint.std(0), subtype
+
+
+def test_collinear_conditions_on_few_rows_get_ridge_slopes_and_many_rows_least_squares():
+    for n, penalised in ((150, True), (3000, False)):
+        z, subtype = _collinear_sources_rows(n)
+        shares = choose_shrinkage(z, np.eye(3)[subtype], 3, [6, 6], seed=0)
+        assert (shares[3][3] > 0) == penalised, (n, shares[3])
+
+
+def test_residual_covariance_is_that_around_the_slopes_used():
+    z, subtype = _collinear_sources_rows(400)
+    resp = np.eye(3)[subtype]
+    weights, means, own = component_moments(resp, z)
+    dim, widths = 3, [6, 6]
+    anchor = shrunk_conditional_mixtures(weights, means, own, dim, widths,
+                                         [(0.0, 0.5, 0.0, 0.1)] * 4, reg=0.0)
+    for k in range(3):
+        rows = z[subtype == k]
+        kernel = anchor["kernel"][3, k]  # [12, 3] both conditions
+        residual = rows[:, :dim] - rows[:, dim:] @ kernel  # around the slopes used
+        expected = np.cov(residual.T, bias=True)
+        basis, var = anchor["basis"][3, k], np.exp(anchor["log_var"][3, k])
+        np.testing.assert_allclose(basis * var @ basis.T, expected, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(anchor["bias"][3, k], residual.mean(0), atol=1e-4)
+        assert not np.allclose(kernel, np.linalg.lstsq(rows[:, dim:] - rows[:, dim:].mean(0),
+                                                        rows[:, :dim] - rows[:, :dim].mean(0),
+                                                        rcond=None)[0], atol=1e-2)
