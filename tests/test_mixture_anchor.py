@@ -193,7 +193,8 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
     from coherent_jax.impute import SamplerCalls, impute
     from coherent_jax.latent import LatentConfig, LatentSpace
-    from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
+    from coherent_jax.model_set import (MIXTURE_MIN_GAIN, ModelSet, ModelSetConfig,
+                                        train_model_set)
 
     cohort = paper_split(mixture_cohort(hidden_subtype_model(width=4), 500, seed=0), seed=42)
     space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))
@@ -207,7 +208,8 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     assert report["anchor_components"] > 1
     scores = report["validation_by_anchor_components"]  # both kinds trained, the better kept
     assert set(scores) == {"1", str(report["anchor_components"])}
-    assert scores[str(report["anchor_components"])] == min(scores.values())
+    # kept because it leads the Gaussian anchor by the margin a mixture needs
+    assert scores[str(report["anchor_components"])] < (1 - MIXTURE_MIN_GAIN) * scores["1"]
     assert target.specialist_model.anchor_components > 1
     assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
     models.save(str(tmp_path / "models"))
