@@ -777,9 +777,9 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     fits, untrained = [], {}
     for candidate, anchors in _candidates(run, family):
         if fits and run.config.train_steps > 0:
-            # A mixture anchor that validates no better than the Gaussian one untrained
-            # (same validation noise) describes these patients no better: training it
-            # would cost a second family's steps for a candidate that starts behind.
+            # A mixture anchor that does not validate MIXTURE_MIN_GAIN better than the
+            # Gaussian one untrained (same validation noise) describes these patients no
+            # better: training it would cost a second family's steps for nothing.
             probe = _fit_candidate(run, family, candidate, anchors, probe=True)
             untrained[str(candidate.anchor_components)] = probe.score
             untrained["1"] = _untrained_score(fits[0].result, criterion)
