@@ -193,8 +193,7 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
     from coherent_jax.impute import SamplerCalls, impute
     from coherent_jax.latent import LatentConfig, LatentSpace
-    from coherent_jax.model_set import (MIXTURE_MIN_GAIN, ModelSet, ModelSetConfig,
-                                        train_model_set)
+    from coherent_jax.model_set import ModelSet, ModelSetConfig, train_model_set
 
     cohort = paper_split(mixture_cohort(hidden_subtype_model(width=4), 500, seed=0), seed=42)
     space = LatentSpace.fit(cohort, LatentConfig(latent_dim=4))
@@ -208,8 +207,11 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     assert report["anchor_components"] > 1
     scores = report["validation_by_anchor_components"]  # both kinds trained, the better kept
     assert set(scores) == {"1", str(report["anchor_components"])}
-    # kept because it leads the Gaussian anchor by the margin a mixture needs
-    assert scores[str(report["anchor_components"])] < (1 - MIXTURE_MIN_GAIN) * scores["1"]
+    # kept because it leads the Gaussian anchor by the paired test on validation patients
+    test = report["mixture_vs_gaussian"][str(report["anchor_components"])]
+    assert test["mixture_leads"] and test["patients"] == int((cohort.splits == "val").sum())
+    assert test["mean_difference"] + 1.645 * test["standard_error"] < 0
+    assert scores[str(report["anchor_components"])] < scores["1"]
     assert target.specialist_model.anchor_components > 1
     assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
     models.save(str(tmp_path / "models"))
@@ -229,7 +231,8 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
 @pytest.mark.slow
 def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     """With training on, the mixture candidate is first scored untrained on validation; it
-    is trained only where it starts ahead of the Gaussian anchor (same validation noise)."""
+    is trained only where it starts ahead of the Gaussian anchor beyond the validation
+    patients' noise (paired test, same validation noise)."""
     from coherent_jax import model_set
     from coherent_jax.data import paper_split
     from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
@@ -248,14 +251,15 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     assert m != "1" and untrained[m] < untrained["1"]  # the subtypes: the mixture starts ahead
     assert set(ahead["specialists"]["validation_by_anchor_components"]) == {"1", m}
 
-    real = model_set._untrained_score
-    monkeypatch.setattr(model_set, "_untrained_score",  # as if the Gaussian anchor led
-                        lambda result, criterion: real(result, criterion) - 1e3)
+    assert ahead["specialists"]["mixture_vs_gaussian"]["untrained_" + m]["mixture_leads"]
+
+    monkeypatch.setattr(model_set, "MIXTURE_TEST_Z", 1e6)  # no lead is beyond the noise
     models, behind = model_set.train_target(latents, "target", config, jax.random.key(0),
                                             features=cohort)
     report = behind["specialists"]
     assert set(report["validation_by_anchor_components"]) == {"1"}  # not trained
     assert len(report["untrained_validation_by_anchor_components"]) == 2
+    assert not report["mixture_vs_gaussian"]["untrained_" + m]["mixture_leads"]
     assert report["anchor_components"] == 1 and models.specialist_model.anchor_components == 1
 
 

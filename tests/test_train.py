@@ -12,8 +12,9 @@ from coherent_jax.engine.sampling import SamplerConfig, sample
 from coherent_jax.engine.schedules import linear_schedule
 from coherent_jax.engine.train import (CRITERIA, EarlyStop, LoopConfig, LoopRuntime, TrainConfig,
                                        _augment_mask, _old_fit_call, create_train_state,
-                                       draw_batch, fair_energy_score, fit, make_member_data,
-                                       scan_train_steps, train_step)
+                                       draw_batch, evaluate_members, fair_energy_score, fit,
+                                       make_member_data, row_energy_scores, scan_train_steps,
+                                       train_step)
 
 SCHEDULE = linear_schedule()
 TINY = Denoiser(4, hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8)
@@ -213,3 +214,17 @@ def test_validation_energy_score_is_the_fair_energy_score():
     real = np.random.default_rng(1).normal(size=(5, 3))
     np.testing.assert_allclose(fair_energy_score(jnp.asarray(draws), jnp.asarray(real)),
                                energy_score(real, draws), rtol=1e-5)
+
+
+def test_row_energy_scores_are_the_rows_of_the_validation_energy_score():
+    _, data = _specialist_data(GAUSS, 24, seed=3)  # member 'a' lacks 6 rows: padded table
+    state = create_train_state(TINY, SCHEDULE, jax.random.key(0), cond_dims=[4], num_members=2)
+    key = jax.random.key(5)
+    rows = np.asarray(row_energy_scores(TINY, SCHEDULE, state.variables, data,
+                                        jax.random.split(key)[0], sampler="ddim",
+                                        sample_steps=4))  # [K, R]
+    counts = np.asarray(data.counts)
+    assert rows.shape == data.rows.shape and counts.tolist() == [18, 24]
+    assert np.isfinite(rows[0, :18]).all() and np.isnan(rows[0, 18:]).all()
+    means = evaluate_members(state, data, key, sampler="ddim", sample_steps=4)["energy_score"]
+    np.testing.assert_allclose(np.nanmean(rows, axis=1), means, rtol=1e-5)

@@ -16,8 +16,8 @@ from coherent_jax.engine.sampling import (CoherentConfig, CoherentSamples, Membe
 from coherent_jax.engine.schedules import Schedule, cosine_schedule, linear_schedule, make_schedule
 from coherent_jax.engine.train import (EarlyStop, FitResult, LoopConfig, LoopRuntime, MemberData,
                                        TrainConfig, TrainState, create_train_state,
-                                       evaluate_members, fit, make_member_data, scan_train_steps,
-                                       train_step)
+                                       evaluate_members, fit, make_member_data, row_energy_scores,
+                                       scan_train_steps, train_step)
 
 __all__ = [
     "CoherentConfig", "CoherentSamples", "Condition", "Denoiser", "DenoiserApply", "EarlyStop",
@@ -26,6 +26,6 @@ __all__ = [
     "coherent_sample", "cosine_schedule", "create_train_state", "disagreement", "evaluate_members",
     "fit", "fuse_mean", "fuse_product", "fuse_sharpened", "init_denoiser", "init_population",
     "inverse_mse_weights", "linear_schedule", "make_member_data", "make_population",
-    "make_schedule", "sample", "scan_train_steps", "search", "select", "select_candidates",
-    "select_members", "stack_members", "train_step", "unstack_members",
+    "make_schedule", "row_energy_scores", "sample", "scan_train_steps", "search", "select",
+    "select_candidates", "select_members", "stack_members", "train_step", "unstack_members",
 ]

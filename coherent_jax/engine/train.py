@@ -326,6 +326,22 @@ def fair_energy_score(draws: jax.Array, real: jax.Array) -> jax.Array:
     return error - pairs / (2 * m * (m - 1))
 
 
+def _member_draws(model: Denoiser, schedule: Schedule, variables: dict, x0: jax.Array, cond,
+                  key: jax.Array, config: SamplerConfig, energy_draws: int) -> jax.Array:
+    """[M, R, D] draws of rows x0 [R, D] given their conditions (leaves [R, ...]) by full
+    reverse sampling of one member's variables."""
+    tiled = jax.tree.map(lambda a: jnp.tile(a, (energy_draws,) + (1,) * (a.ndim - 1)), cond)
+    return sample(DenoiserApply(model), variables, tiled, schedule, key,
+                  shape=(energy_draws * x0.shape[0], x0.shape[1]), config=config
+                  ).reshape(energy_draws, *x0.shape)
+
+
+def _check_energy_draws(energy_draws: int) -> None:
+    if energy_draws < 2:
+        raise ValueError(f"energy_draws must be >= 2 (the energy score's pair term), got "
+                         f"{energy_draws}.")
+
+
 @functools.partial(jax.jit, static_argnames=("sampler", "sample_steps", "energy_draws"))
 def evaluate_members(state: TrainState, data: MemberData, key: jax.Array, *, sampler: str = "ddpm",
                      sample_steps: int | None = None, energy_draws: int = ENERGY_DRAWS) -> dict:
@@ -336,24 +352,18 @@ def evaluate_members(state: TrainState, data: MemberData, key: jax.Array, *, sam
     (E||X - y|| - E||X - X'|| / 2, unbiased pair term) all of them.
     Returns {criterion: [K]}, lower is better.
     """
-    if energy_draws < 2:
-        raise ValueError(f"energy_draws must be >= 2 (the energy score's pair term), got "
-                         f"{energy_draws}.")
-    apply_fn = DenoiserApply(state.model)
+    _check_energy_draws(energy_draws)
     width = data.rows.shape[1]
-    dim = data.target.shape[1]
     valid = jnp.arange(width)[None, :] < data.counts[:, None]  # [K, R]
     sample_key, noise_key = jax.random.split(key)
+    config = SamplerConfig(sampler, sample_steps)
 
     def one(params, stats, rows, valid_k, cond, k_sample, k_noise):
         variables = {"params": params, "batch_stats": stats}
         x0 = data.target[rows]  # [R, D]
         c = jax.tree.map(lambda a: a[rows], cond)
-        tiled = jax.tree.map(lambda a: jnp.tile(a, (energy_draws,) + (1,) * (a.ndim - 1)), c)
-        draws = sample(apply_fn, variables, tiled, state.schedule, k_sample,
-                       shape=(energy_draws * width, dim),
-                       config=SamplerConfig(sampler, sample_steps)
-                       ).reshape(energy_draws, width, dim)  # [M, R, D]
+        draws = _member_draws(state.model, state.schedule, variables, x0, c, k_sample, config,
+                              energy_draws)  # [M, R, D]
         gen = draws[0]
         w = valid_k.astype(jnp.float32) / jnp.sum(valid_k)
         energy = fair_energy_score(draws, x0)  # [R]
@@ -368,6 +378,31 @@ def evaluate_members(state: TrainState, data: MemberData, key: jax.Array, *, sam
     k = state.num_members
     return jax.vmap(one)(state.variables["params"], state.batch_stats, data.rows, valid,
                          data.cond, jax.random.split(sample_key, k), jax.random.split(noise_key, k))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "sampler", "sample_steps", "energy_draws"))
+def row_energy_scores(model: Denoiser, schedule: Schedule, variables: dict, data: MemberData,
+                      key: jax.Array, *, sampler: str = "ddpm", sample_steps: int | None = None,
+                      energy_draws: int = ENERGY_DRAWS) -> jax.Array:
+    """[K, R] fair energy score of `energy_draws` draws of each member's row `data.rows[k, r]`
+    (NaN on padding, r >= counts[k]): the per-patient validation scores that a paired
+    comparison of two models needs. `variables` are the K members' stacked [K, ...]; with the
+    same `key`, two models' draws start from the same noise."""
+    _check_energy_draws(energy_draws)
+    width = data.rows.shape[1]
+    valid = jnp.arange(width)[None, :] < data.counts[:, None]  # [K, R]
+    config = SamplerConfig(sampler, sample_steps)
+
+    def one(member_variables, rows, cond, k_sample):
+        x0 = data.target[rows]  # [R, D]
+        c = jax.tree.map(lambda a: a[rows], cond)
+        draws = _member_draws(model, schedule, member_variables, x0, c, k_sample, config,
+                              energy_draws)
+        return fair_energy_score(draws, x0)  # [R]
+
+    k = data.rows.shape[0]
+    energy = jax.vmap(one)(variables, data.rows, data.cond, jax.random.split(key, k))
+    return jnp.where(valid, energy, jnp.nan)
 
 
 @dataclasses.dataclass
