@@ -150,7 +150,7 @@ def _blind_source_rows(n=600, width=10, seed=0):
 def test_shrinkage_pools_a_blind_sources_gates_and_keeps_the_subtypes_noise():
     z, subtype = _blind_source_rows()
     resp = np.eye(3)[subtype]  # the true components
-    shares = choose_shrinkage(z, resp, 3, [10], seed=0)
+    shares, _ = choose_shrinkage(z, resp, 3, [10], seed=0)
     assert len(shares) == 2  # no condition, the source
     gate, slope, residual, _ = shares[1]
     assert gate >= 0.75  # a source blind to the subtype: per-component gates only add noise
@@ -281,7 +281,7 @@ def _collinear_sources_rows(n, width=6, seed=0):
 def test_collinear_conditions_on_few_rows_get_ridge_slopes_and_many_rows_least_squares():
     for n, penalised in ((150, True), (3000, False)):
         z, subtype = _collinear_sources_rows(n)
-        shares = choose_shrinkage(z, np.eye(3)[subtype], 3, [6, 6], seed=0)
+        shares, _ = choose_shrinkage(z, np.eye(3)[subtype], 3, [6, 6], seed=0)
         assert (shares[3][3] > 0) == penalised, (n, shares[3])
 
 
