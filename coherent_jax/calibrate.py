@@ -20,6 +20,7 @@ Calibration returns values and changes no model: whoever owns the models stores 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import warnings
 from typing import Sequence
 
@@ -33,8 +34,9 @@ from coherent_jax.engine.ensemble import stack_members
 from coherent_jax.engine.fusion import availability_weights, inverse_mse_weights
 from coherent_jax.engine.denoiser import Condition
 from coherent_jax.engine.sampling import (CoherentConfig, Members, SamplerConfig, coherent_sample,
-                                          timesteps)
+                                          sample, timesteps)
 from coherent_jax.engine.schedules import Schedule
+from coherent_jax.engine.train import fair_energy_score
 
 SHARPNESS_GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0)
 # steps of 1/8 up to 0.75: on KIPAN the validation CRPS is flat within 0.002 between
@@ -143,6 +145,88 @@ def choose_fusion_sharpness(tm, schedule: Schedule, conditions: Sequence[np.ndar
     crps = _crps_by_sharpness(tm, schedule, [c[rows] for c in conditions], present[rows],
                               real[rows], key, config)
     return {**record, "crps": crps, "chosen": float(config.grid[int(np.argmin(crps))])}
+
+
+def pattern_name(sources: Sequence[str], available: Sequence[bool]) -> str:
+    """How an availability pattern is filed in `TargetModels.family_by_pattern`: the available
+    sources joined by '+', in the models' source order."""
+    return "+".join(s for s, a in zip(sources, available) if a)
+
+
+def _family_draws(tm, family: str, schedule: Schedule, tiled: list, avail: np.ndarray,
+                  key: jax.Array, config: FusionCalibration) -> np.ndarray:
+    """[K*n, D] validation draws of one family, as imputation makes them: the specialists
+    fused at the target's sharpness, or the multi-condition model with the absent sources
+    masked; models with no learned correction drawn without a chain (mixture specialists
+    with one)."""
+    chain = SamplerConfig(config.sampler, config.sample_steps)
+    if family == "multi":
+        if anchor_draws.untrained(tm.multi):
+            return anchor_draws.masked_draws(tm.multi["params"], tiled, avail, key)
+        apply_fn, params = tm.sampling_multi(schedule.diffusion_steps)
+        return np.asarray(sample(apply_fn, params,
+                                 Condition.of(*[jnp.asarray(c) for c in tiled], mask=avail),
+                                 schedule, key, shape=(avail.shape[0], tm.multi_model.data_dim),
+                                 config=chain))
+    weights = availability_weights(tm.val_mse, avail)
+    if anchor_draws.untrained(tm.specialists) and not anchor_draws.is_mixture(tm.specialists):
+        out = anchor_draws.fused_draws(tm.specialists["params"], tiled, avail, weights, key,
+                                       sharpness=tm.sharpness)
+        if out is not None:
+            return np.asarray(out)
+    conds = stack_members([Condition.of(jnp.asarray(c), mask=avail[:, [j]])
+                           for j, c in enumerate(tiled)])
+    apply_fn, params = tm.sampling_specialists(schedule.diffusion_steps)
+    return np.asarray(coherent_sample(
+        apply_fn, Members(params, conds, weights, conds.dropped()), schedule, key,
+        shape=(avail.shape[0], tm.specialist_model.data_dim),
+        config=CoherentConfig(chain, sharpness=tm.sharpness)).samples)
+
+
+def choose_family_by_pattern(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
+                             present: np.ndarray, real: np.ndarray, key: jax.Array,
+                             config: FusionCalibration = FusionCalibration()) -> dict:
+    """Per availability pattern of the sources, which family draws it better on validation
+    patients: the fused specialists or the multi-condition model. Leaves `tm` as it is: its
+    owner stores record['chosen'] as `tm.family_by_pattern`.
+
+    Every nonempty subset of the sources is scored on the patients that have all of it (the
+    others masked), at least MIN_ROWS of them: the fair energy score of config.num_samples
+    draws per patient from each family, on the same noise; the lower mean wins. Fusing
+    specialists assumes the sources independent given the target, which shared factors break
+    (README, "Fusion or the multi-condition model").
+
+    Args:
+        tm: a trained `model_set.TargetModels` with both families (else nothing is chosen).
+        conditions: per source, the condition values [N, D_s]; present: [N, S] bool.
+        real: [N, D] the patients' target latents; key: PRNG key.
+
+    Returns:
+        {'patterns': {pattern: {'rows', 'specialists', 'multi'}}, 'chosen': {pattern: family}}
+        (`pattern_name`), or {'reason': why none was scored, 'chosen': {}}.
+    """
+    if tm.specialists is None or tm.multi is None:
+        return {"reason": "needs both the specialists and the multi-condition model",
+                "chosen": {}}
+    present = np.asarray(present, bool)
+    k = int(config.num_samples)
+    patterns, chosen = {}, {}
+    for index, subset in enumerate(itertools.product((False, True), repeat=len(tm.sources))):
+        rows = np.flatnonzero(present[:, list(subset)].all(axis=1))
+        if not any(subset) or rows.size < MIN_ROWS:
+            continue
+        avail = np.tile(np.asarray(subset)[None], (k * rows.size, 1))  # [K*n, S] draw-major
+        tiled = [np.tile(c[rows], (k, 1)) for c in conditions]
+        truth = jnp.asarray(real[rows], jnp.float32)
+        scores = {family: float(jnp.mean(fair_energy_score(jnp.asarray(
+            _family_draws(tm, family, schedule, tiled, avail, jax.random.fold_in(key, index),
+                          config), jnp.float32).reshape(k, rows.size, -1), truth)))
+                  for family in ("specialists", "multi")}
+        name = pattern_name(tm.sources, subset)
+        patterns[name] = {"rows": int(rows.size), **scores}
+        chosen[name] = "multi" if scores["multi"] < scores["specialists"] else "specialists"
+    return {"num_samples": k, "sampler": f"{config.sampler}:{config.sample_steps}",
+            "patterns": patterns, "chosen": chosen}
 
 
 def calibrate_fusion(tm, schedule: Schedule, conditions: Sequence[np.ndarray],

@@ -3,7 +3,9 @@
 `fill_target` gathers each source's condition values for the rows (`Conditions`), pads the
 rows to a bucket size (few shapes compile), and calls the sampler of the method: the
 multi-condition model with a condition mask ('multi'), or the specialists fused with
-per-row availability weights ('coherent', 'product', 'single') with candidate rejection.
+per-row availability weights ('coherent', 'product', 'single') with candidate rejection;
+'auto' sends each row to 'coherent' or 'multi' by what validation preferred for its
+availability pattern.
 Anchored models with nothing learned are drawn without a chain, exactly from the Gaussian
 their anchors define (`anchor_draws`): no solver error, no disagreement to reject on.
 
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax import anchor_draws
-from coherent_jax.calibrate import PAPER_THRESHOLD, threshold_key
+from coherent_jax.calibrate import PAPER_THRESHOLD, pattern_name, threshold_key
 from coherent_jax.conditions import Conditions, Work
 from coherent_jax.engine.ensemble import stack_members
 from coherent_jax.engine.fusion import availability_weights, inverse_mse_weights
@@ -109,6 +111,9 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
     """
     tm, method = models.targets[target], config.method
     avail = np.stack([work.known[s][rows] for s in tm.sources], axis=1)  # [R, S]
+    if method == "auto":
+        return _fill_by_pattern(models, target, rows, conditions, work, config, key, calls,
+                                auto_methods(tm, avail))
     if method != "multi" and not avail.any(axis=1).all():
         raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source of "
                          f"{target!r} available; with cascade=False every patient needs one of "
@@ -148,6 +153,44 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
         "threshold": None if used is None else float(used),
         "seconds": time.perf_counter() - start,
         "signature": f"{method}/{config.sampler}:{steps}/rows={size}"})
+
+
+def auto_methods(tm, avail: np.ndarray) -> np.ndarray:
+    """[R] the method 'auto' draws each row with: 'multi' where validation preferred the
+    multi-condition model for the row's availability pattern (avail [R, S];
+    `TargetModels.family_by_pattern`) or where there are no specialists, else 'coherent'."""
+    if tm.specialists is None:
+        return np.full(avail.shape[0], "multi")
+    return np.asarray(["multi" if tm.family_by_pattern.get(pattern_name(tm.sources, a)) == "multi"
+                       else "coherent" for a in avail])
+
+
+def _fill_by_pattern(models, target: str, rows: np.ndarray, conditions: Conditions, work: Work,
+                     config, key: jax.Array, calls: SamplerCalls, methods: np.ndarray) -> Filled:
+    """`fill_target` of each row by its method (`auto_methods`), one diagnostics record for
+    both: the first method's rows drawn on `key` (all rows by one method: that method's
+    draws), the second's on a key of their own."""
+    parts = []
+    for method in ("coherent", "multi"):
+        own = methods == method
+        if own.any():
+            part_key = jax.random.fold_in(key, 1) if parts else key
+            parts.append((own, fill_target(models, target, rows[own], conditions, work,
+                                           dataclasses.replace(config, method=method), part_key,
+                                           calls)))
+    samples = np.empty((rows.size, parts[0][1].samples.shape[1]), parts[0][1].samples.dtype)
+    accepted, bad = np.ones(rows.size, bool), np.zeros(rows.size)
+    for own, part in parts:
+        samples[own], accepted[own], bad[own] = part.samples, part.accepted, part.bad_fraction
+    records = [part.diagnostics for _, part in parts]
+    thresholds = [r["threshold"] for r in records if r["threshold"] is not None]
+    return Filled(samples, accepted, bad, {
+        "target": target, "rows": int(rows.size),
+        "padded_rows": sum(r["padded_rows"] for r in records),
+        "acceptance": float(accepted.mean()), "mean_bad_fraction": float(bad.mean()),
+        "threshold": thresholds[0] if thresholds else None,
+        "seconds": sum(r["seconds"] for r in records),
+        "signature": "auto: " + " + ".join(r["signature"] for r in records)})
 
 
 def _draw_multi(models, tm, values: list, avail: np.ndarray, key: jax.Array,

@@ -38,7 +38,7 @@ from coherent_jax.settings import from_mapping
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("coherent", "product", "multi", "single", "gaussian")
+METHODS = ("auto", "coherent", "product", "multi", "single", "gaussian")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,9 @@ class ImputeConfig:
     `Imputer` and the evaluation take it whole).
 
     Attributes:
-        method: 'coherent' (specialists fused; calibrated sharpness when the model set has
+        method: 'auto' (default: per target and availability pattern, the family validation
+            preferred, `TargetModels.family_by_pattern`: 'coherent' or 'multi'),
+            'coherent' (specialists fused; calibrated sharpness when the model set has
             one), 'product' (product of experts), 'multi' (multi-condition model with masks)
             'single' (the best available specialist) or 'gaussian' (the closed form: every
             missing modality drawn jointly from the linear-Gaussian conditional given the
@@ -67,7 +69,7 @@ class ImputeConfig:
             unconditionally (explicit opt-in; the coherent methods always refuse).
     """
 
-    method: str = "coherent"
+    method: str = "auto"
     num_samples: int = 10
     sampler: str = "dpmpp_3m_sde"
     sample_steps: int | None = 20
@@ -242,6 +244,8 @@ def supports(models: ModelSet, method: str) -> bool:
         return models.closed_form is not None and bool(models.closed_form.patterns)
     if method == "multi":
         return all(tm.multi is not None for tm in targets)
+    if method == "auto":
+        return all(tm.specialists is not None or tm.multi is not None for tm in targets)
     if method == "product" and not all(tm.unconditional for tm in targets):
         return False
     return all(tm.specialists is not None for tm in targets)
@@ -270,16 +274,19 @@ def _check(cohort, models: ModelSet, method: str, order: Sequence[str]) -> None:
             raise ValueError(f"the models of {target!r} condition on {missing}, absent from the "
                              "cohort; add those modalities (all rows missing is fine).")
         needs = {"multi": tm.multi, "coherent": tm.specialists, "product": tm.specialists,
-                 "single": tm.specialists}[method]
+                 "single": tm.specialists,
+                 "auto": tm.multi if tm.specialists is None else tm.specialists}[method]
         if needs is None:
-            kind = "a multi-condition model" if method == "multi" else "specialists"
+            kind = {"multi": "a multi-condition model",
+                    "auto": "specialists or a multi-condition model"}.get(method, "specialists")
             raise ValueError(f"method {method!r} needs {kind} for {target!r}, which this model "
                              "set lacks.")
         if method == "product" and not tm.unconditional:
             raise ValueError(f"product fusion needs specialists trained with condition dropout "
                              f"(uncond_prob > 0); those of {target!r} were not.")
         width = cohort.widths()[target]
-        arch = tm.multi_model if method == "multi" else tm.specialist_model
+        arch = tm.multi_model if method == "multi" or tm.specialists is None else (
+            tm.specialist_model)
         if arch.data_dim != width:
             raise ValueError(f"the {target!r} models generate {arch.data_dim} dims but the "
                              f"cohort's {target!r} has {width}; encode the cohort with the "

@@ -20,7 +20,8 @@ import numpy as np
 
 from coherent_jax.engine import checkpointing
 from coherent_jax import workdir as layout
-from coherent_jax.calibrate import SHARPNESS_GRID, FusionCalibration, choose_fusion_sharpness
+from coherent_jax.calibrate import (SHARPNESS_GRID, FusionCalibration, choose_family_by_pattern,
+                                    choose_fusion_sharpness)
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
@@ -76,6 +77,11 @@ class TargetModels:
             paper's weighted mean), chosen on validation patients by
             `calibrate.choose_fusion_sharpness` (`train_target` stores it). Saved as
             'sharpness' (runs before 2026-12-05: 'fusion_sharpness', read by the upgrade).
+        family_by_pattern: availability pattern (`calibrate.pattern_name`) -> 'specialists'
+            or 'multi': which family method 'auto' draws such patients with, chosen on
+            validation patients by `calibrate.choose_family_by_pattern`; patterns not named
+            (too few validation patients, or a model set without both families): the
+            specialists where they exist.
     """
 
     target: str
@@ -89,6 +95,7 @@ class TargetModels:
     thresholds: dict = dataclasses.field(default_factory=dict)
     condition_maps: dict | None = None
     sharpness: float = 0.0
+    family_by_pattern: dict = dataclasses.field(default_factory=dict)
     # (which, T) -> (the variables folded, (apply_fn, folded params)); see `_folded`.
     _folded_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                             compare=False)
@@ -169,6 +176,7 @@ class ModelSet:
             meta["targets"][name] = {
                 "sources": list(tm.sources), "unconditional": tm.unconditional,
                 "thresholds": tm.thresholds, "sharpness": tm.sharpness,
+                "family_by_pattern": tm.family_by_pattern,
                 "val_mse": None if tm.val_mse is None else np.asarray(tm.val_mse).tolist(),
                 "specialist_model": (None if tm.specialist_model is None
                                      else denoiser_config(tm.specialist_model)),
@@ -201,6 +209,7 @@ class ModelSet:
                 multi=_with_anchor_basis(arrays.get("multi")), unconditional=info["unconditional"],
                 thresholds=info["thresholds"],
                 sharpness=float(info["sharpness"]),
+                family_by_pattern=dict(info.get("family_by_pattern", {})),
                 condition_maps=({src: {k: np.asarray(v) for k, v in m.items()}
                                  for src, m in arrays["condition_maps"].items()}
                                 if "condition_maps" in arrays else None))
@@ -826,16 +835,27 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     return kept, report
 
 
-def _fusion_sharpness(run: _TargetRun, tm: TargetModels) -> dict:
-    """`calibrate.choose_fusion_sharpness` of the target's specialists on the validation
-    patients that have the target."""
+def _validation_sources(run: _TargetRun) -> tuple[list, np.ndarray, np.ndarray]:
+    """(per source its condition values [n, D_s], present [n, S], target latents [n, D]) of
+    the validation patients that have the target."""
     has = run.inputs.x_val[1]
     conds_val = run.inputs.conds_val
-    return choose_fusion_sharpness(tm, run.schedule, [v[has] for v, _ in conds_val],
-                                   np.stack([p[has] for _, p in conds_val], axis=1),
-                                   run.inputs.x_val[0][has],
+    return ([v[has] for v, _ in conds_val], np.stack([p[has] for _, p in conds_val], axis=1),
+            run.inputs.x_val[0][has])
+
+
+def _fusion_sharpness(run: _TargetRun, tm: TargetModels) -> dict:
+    """`calibrate.choose_fusion_sharpness` of the target's specialists on validation."""
+    return choose_fusion_sharpness(tm, run.schedule, *_validation_sources(run),
                                    jax.random.fold_in(run.key, len(FAMILIES)),
                                    run.config.fusion_calibration)
+
+
+def _families_by_pattern(run: _TargetRun, tm: TargetModels) -> dict:
+    """`calibrate.choose_family_by_pattern` of the target's two families on validation."""
+    return choose_family_by_pattern(tm, run.schedule, *_validation_sources(run),
+                                    jax.random.fold_in(run.key, len(FAMILIES) + 1),
+                                    run.config.fusion_calibration)
 
 
 def _check_training(cohort, target: str, config: ModelSetConfig) -> None:
@@ -893,6 +913,9 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
         else:
             out.multi_model = kept.model
             out.multi = jax.tree.map(lambda a: a[0], kept.variables)
+    if out.specialists is not None and out.multi is not None:
+        report["family_by_pattern"] = _families_by_pattern(run, out)
+        out.family_by_pattern = report["family_by_pattern"]["chosen"]
     return out, report
 
 

@@ -46,7 +46,9 @@ flags.DEFINE_list("format", ["csv"], "Output formats, comma-separated: csv, h5mu
                   "(imputation.h5mu: mean in X, std/lower/upper layers, draws in obsm, the "
                   "imputed mask in obs), parquet. h5mu and parquet need pip install -e "
                   "'.[formats]'.")
-flags.DEFINE_string("method", None, "Override: coherent, product, multi or single.")
+flags.DEFINE_string("method", None, "Override: auto (the default: per availability pattern, "
+                    "the family validation preferred), coherent, product, multi, single or "
+                    "gaussian.")
 flags.DEFINE_integer("num_samples", None, "Override: draws per patient.")
 flags.DEFINE_integer("seed", None, "Override: sampling seed.")
 flags.DEFINE_integer("num_devices", 1, "Devices every sampler call splits its rows over (a "

@@ -45,7 +45,7 @@ def test_every_pattern_filled_ids_kept_observed_unchanged(tiny_run):
     holed = _holed_test_cohort()
     latents = tiny_run.space.encode(holed)
     assert len(holed.patterns()) == 7
-    for method in ("coherent", "product", "multi", "single"):
+    for method in ("auto", "coherent", "product", "multi", "single"):
         out = _impute(tiny_run, holed, method=method, seed=0)
         assert out.imputed.index.equals(holed.sample_ids)
         for m in holed.modalities:
@@ -237,3 +237,39 @@ def test_fusion_weights_come_from_the_kept_checkpoints(tiny_run):
         kept = scores.argmin(axis=0)
         expected = [history[v]["sample_mse"][k] for k, v in enumerate(kept)]
         np.testing.assert_allclose(tiny_run.models.targets[target].val_mse, expected)
+
+
+def test_auto_draws_each_pattern_with_the_family_validation_chose(tiny_run):
+    from coherent_jax.fill import auto_methods
+
+    for target, tm in tiny_run.models.targets.items():  # chosen on validation when trained
+        record = tiny_run.reports[target]["family_by_pattern"]
+        assert tm.family_by_pattern == record["chosen"]
+        assert set(record["chosen"]) == set(record["patterns"]) == {"+".join(tm.sources),
+                                                                     *tm.sources}
+        for scores in record["patterns"].values():
+            assert scores["rows"] >= 10 and np.isfinite([scores["specialists"],
+                                                          scores["multi"]]).all()
+    holed = _holed_test_cohort()
+    models = copy.deepcopy(tiny_run.models)
+
+    def routed(chosen):
+        for tm in models.targets.values():
+            tm.family_by_pattern = {p: chosen(p) for p in tiny_run.models.targets[
+                tm.target].family_by_pattern}
+        return _impute(tiny_run, holed, models=models, method="auto", seed=4, cascade=False)
+
+    for family, method in (("specialists", "coherent"), ("multi", "multi")):
+        auto = routed(lambda pattern: family)
+        alone = _impute(tiny_run, holed, models=models, method=method, seed=4, cascade=False)
+        for m in holed.modalities:  # every row by one family: that method's draws
+            pd.testing.assert_frame_equal(auto.draws[m], alone.draws[m])
+    mixed = routed(lambda pattern: "multi" if "+" in pattern else "specialists")
+    tm = models.targets["a"]
+    avail = np.array([[True, False], [False, True], [True, True]])
+    assert auto_methods(tm, avail).tolist() == ["coherent", "coherent", "multi"]
+    record = mixed.diagnostics[mixed.diagnostics["target"] == "a"].iloc[0]
+    assert record["rows"] == 3 * 9 and "multi/" in record["signature"] and "coherent/" in (
+        record["signature"])
+    for m in holed.modalities:
+        assert np.isfinite(mixed.draws[m].to_numpy()).all()
