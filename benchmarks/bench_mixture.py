@@ -75,7 +75,7 @@ from configs import demo  # noqa: E402
 
 TARGET = "target"
 SOURCES = (("hide",), ("reveal",), ("hide", "reveal"))
-METHODS = ("gaussian", "coherent", "multi")
+METHODS = ("gaussian", "auto", "coherent", "multi")
 
 
 def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
