@@ -65,9 +65,10 @@ FOLDS = 5
 CLUSTER_DIMS = 16
 """The leading principal components of the joint rows on which a second mixture is fitted
 (`clusterings`): in tens of dimensions a few hundred rows per component cannot place
-full-covariance components, and EM finds other partitions than the subtypes (on the wide
-cohort of benchmarks/bench_mixture_fit.py given both sources, an adjusted Rand index of 0.01
-on all 90 dimensions, 1.00 on 16 components)."""
+full-covariance components, and EM finds other partitions than the subtypes (the wide cohort
+of benchmarks/bench_mixture_fit.py given both sources, seed 42: on all 90 dimensions BIC keeps
+one component, EM's four-component fit there has an adjusted Rand index of 0.01 against the
+subtypes; on the 16 leading components BIC picks four, index 1.00; benchmarks/RESULTS.md)."""
 
 
 def _fit(joint: np.ndarray, m: int, kind: str, seed: int) -> GaussianMixture:

@@ -85,7 +85,7 @@ class EvalConfig:
         membership_samples: K draws per patient of the conditional membership inference.
     """
 
-    methods: tuple = ("auto", "coherent", "product", "multi", "gaussian")
+    methods: tuple = ("coherent", "product", "multi", "gaussian")
     baselines: tuple = ("mean", "knn", "iterative", "ridge", "mlp", "mofa", "ridge_features",
                         "knn_features", "gaussian_features")
     imputation: ImputeConfig = ImputeConfig(num_candidates=2)
