@@ -112,8 +112,7 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
     tm, method = models.targets[target], config.method
     avail = np.stack([work.known[s][rows] for s in tm.sources], axis=1)  # [R, S]
     if method == "auto":
-        return _fill_by_pattern(models, target, rows, conditions, work, config, key, calls,
-                                auto_methods(tm, avail))
+        return _fill_by_pattern(models, target, rows, conditions, work, config, key, calls)
     if method != "multi" and not avail.any(axis=1).all():
         raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source of "
                          f"{target!r} available; with cascade=False every patient needs one of "
@@ -166,10 +165,12 @@ def auto_methods(tm, avail: np.ndarray) -> np.ndarray:
 
 
 def _fill_by_pattern(models, target: str, rows: np.ndarray, conditions: Conditions, work: Work,
-                     config, key: jax.Array, calls: SamplerCalls, methods: np.ndarray) -> Filled:
+                     config, key: jax.Array, calls: SamplerCalls) -> Filled:
     """`fill_target` of each row by its method (`auto_methods`), one diagnostics record for
     both: the first method's rows drawn on `key` (all rows by one method: that method's
     draws), the second's on a key of their own."""
+    tm = models.targets[target]
+    methods = auto_methods(tm, np.stack([work.known[s][rows] for s in tm.sources], axis=1))
     parts = []
     for method in ("coherent", "multi"):
         own = methods == method
