@@ -192,9 +192,10 @@ def choose_family_by_pattern(tm, schedule: Schedule, conditions: Sequence[np.nda
 
     Every nonempty subset of the sources is scored on the patients that have all of it (the
     others masked), at least MIN_ROWS of them: the fair energy score of config.num_samples
-    draws per patient from each family, on the same noise; the lower mean wins. Fusing
-    specialists assumes the sources independent given the target, which shared factors break
-    (README, "Fusion or the multi-condition model").
+    draws per patient from each family, on the same noise. The specialists (the coherent
+    method) stay unless the multi-condition model leads by the paired test of
+    `scoring_rules.paired_lead`. Fusing specialists assumes the sources independent given
+    the target, which shared factors break (benchmarks/RESULTS.md, "Given both sources").
 
     Args:
         tm: a trained `model_set.TargetModels` with both families (else nothing is chosen).
@@ -202,7 +203,8 @@ def choose_family_by_pattern(tm, schedule: Schedule, conditions: Sequence[np.nda
         real: [N, D] the patients' target latents; key: PRNG key.
 
     Returns:
-        {'patterns': {pattern: {'rows', 'specialists', 'multi'}}, 'chosen': {pattern: family}}
+        {'patterns': {pattern: {'rows', 'specialists', 'multi' (mean energy scores),
+        'multi_minus_specialists' (the paired test)}}, 'chosen': {pattern: family}}
         (`pattern_name`), or {'reason': why none was scored, 'chosen': {}}.
     """
     if tm.specialists is None or tm.multi is None:
@@ -218,13 +220,16 @@ def choose_family_by_pattern(tm, schedule: Schedule, conditions: Sequence[np.nda
         avail = np.tile(np.asarray(subset)[None], (k * rows.size, 1))  # [K*n, S] draw-major
         tiled = [np.tile(c[rows], (k, 1)) for c in conditions]
         truth = jnp.asarray(real[rows], jnp.float32)
-        scores = {family: float(jnp.mean(fair_energy_score(jnp.asarray(
+        scores = {family: np.asarray(fair_energy_score(jnp.asarray(
             _family_draws(tm, family, schedule, tiled, avail, jax.random.fold_in(key, index),
-                          config), jnp.float32).reshape(k, rows.size, -1), truth)))
-                  for family in ("specialists", "multi")}
+                          config), jnp.float32).reshape(k, rows.size, -1), truth))
+                  for family in ("specialists", "multi")}  # [n] each
         name = pattern_name(tm.sources, subset)
-        patterns[name] = {"rows": int(rows.size), **scores}
-        chosen[name] = "multi" if scores["multi"] < scores["specialists"] else "specialists"
+        test = scoring_rules.paired_lead(scores["multi"] - scores["specialists"])
+        patterns[name] = {"rows": int(rows.size),
+                          **{family: float(np.mean(v)) for family, v in scores.items()},
+                          "multi_minus_specialists": test}
+        chosen[name] = "multi" if test["leads"] else "specialists"
     return {"num_samples": k, "sampler": f"{config.sampler}:{config.sample_steps}",
             "patterns": patterns, "chosen": chosen}
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax.engine import checkpointing
+from coherent_jax import scoring_rules
 from coherent_jax import workdir as layout
 from coherent_jax.calibrate import (SHARPNESS_GRID, FusionCalibration, choose_family_by_pattern,
                                     choose_fusion_sharpness)
@@ -134,7 +135,7 @@ class TargetModels:
         return hit[1]
 
 
-MIXTURE_TEST_Z = 1.645
+MIXTURE_TEST_Z = scoring_rules.LEAD_Z
 """A mixture anchor is trained, and kept, only where its validation patients' energy scores
 are lower than the Gaussian anchor's by a paired one-sided test at 5%: the mean of the
 per-patient differences (mixture minus Gaussian, same noise) plus 1.645 standard errors is
@@ -792,13 +793,11 @@ def _paired_energy(run: _TargetRun, family: _Family, gaussian: _Fitted,
                    mixture: _Fitted) -> dict:
     """The paired comparison of a mixture-anchored fit with the Gaussian-anchored one on the
     family's validation patients (`MIXTURE_TEST_Z`): the mean per-patient energy difference
-    (mixture minus Gaussian), its standard error, the patients and whether the mixture leads."""
-    diff = _patient_energy(run, family, mixture) - _patient_energy(run, family, gaussian)
-    diff = diff[np.isfinite(diff)]
-    mean = float(np.mean(diff))
-    se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
-    return {"mean_difference": mean, "standard_error": se, "patients": int(len(diff)),
-            "mixture_leads": bool(mean + MIXTURE_TEST_Z * se < 0)}
+    (mixture minus Gaussian), its standard error, the patients and whether the mixture leads
+    (`scoring_rules.paired_lead`)."""
+    return scoring_rules.paired_lead(
+        _patient_energy(run, family, mixture) - _patient_energy(run, family, gaussian),
+        MIXTURE_TEST_Z)
 
 
 def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
@@ -817,11 +816,11 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
             probe = _fit_candidate(run, family, candidate, anchors, probe=True)
             untrained.update({"1": base.score, m: probe.score})
             tests["untrained_" + m] = _paired_energy(run, family, base, probe)
-            if not tests["untrained_" + m]["mixture_leads"]:
+            if not tests["untrained_" + m]["leads"]:
                 continue
         fits.append(_fit_candidate(run, family, candidate, anchors))
         tests[m] = _paired_energy(run, family, fits[0], fits[-1])
-    leading = [f for f in fits[1:] if tests[str(f.model.anchor_components)]["mixture_leads"]]
+    leading = [f for f in fits[1:] if tests[str(f.model.anchor_components)]["leads"]]
     kept = min(leading, key=lambda f: f.score, default=fits[0])
     report = {"chosen": kept.trials, "val_mse": np.asarray(kept.val_mse).tolist(),
               "anchor_components": kept.model.anchor_components,

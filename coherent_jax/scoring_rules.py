@@ -1,4 +1,5 @@
-"""The CRPS of draws, the one implementation the evaluation and the fusion calibration share.
+"""The CRPS of draws, the one implementation the evaluation and the fusion calibration share,
+and the paired test by which validation patients let a challenger replace an incumbent.
 
     CRPS(F, y) = E|X - y| - 1/2 E|X - X'|
 
@@ -31,3 +32,21 @@ def crps(real: np.ndarray, draws: np.ndarray, *, fair: bool = False,
     weights = (2 * np.arange(k) - k + 1).reshape(-1, 1, 1)
     pairwise = 2 * np.sum(weights * ordered, axis=0) / (k * (k - 1) if fair else k**2)  # [N, D]
     return spread - 0.5 * pairwise
+
+
+LEAD_Z = 1.645
+"""One-sided 5%: a challenger leads where the mean per-patient difference plus 1.645 standard
+errors is below zero."""
+
+
+def paired_lead(differences: np.ndarray, z: float = LEAD_Z) -> dict:
+    """Whether a challenger beats an incumbent on the same patients, from their per-patient
+    score differences [n] (challenger minus incumbent, lower is better; NaN rows skipped):
+    {'mean_difference', 'standard_error', 'patients', 'leads': mean + z se < 0}. The simpler
+    or established choice stays unless the other is ahead beyond the noise of the patients."""
+    diff = np.asarray(differences, np.float64)
+    diff = diff[np.isfinite(diff)]
+    mean = float(np.mean(diff)) if diff.size else float("nan")
+    se = float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("inf")
+    return {"mean_difference": mean, "standard_error": se, "patients": int(diff.size),
+            "leads": bool(mean + z * se < 0)}

@@ -118,3 +118,19 @@ def test_calibration_keeps_the_mean_with_too_few_patients_or_one_source(gaussian
     assert old.sharpness == 0.0  # the old call stores the sharpness
     with pytest.warns(DeprecationWarning, match="use TargetModels.sharpness"):
         assert old.fusion_sharpness == 0.0  # the old attribute name still reads it
+
+
+def test_a_challenger_leads_only_beyond_the_patients_noise():
+    from coherent_jax.scoring_rules import paired_lead
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 1.0, 400)
+    ahead = paired_lead(noise - 0.5)  # clearly lower scores
+    assert ahead["leads"] and ahead["patients"] == 400
+    np.testing.assert_allclose(ahead["mean_difference"], noise.mean() - 0.5)
+    np.testing.assert_allclose(ahead["standard_error"], noise.std(ddof=1) / 20)
+    assert not paired_lead(noise - noise.mean())["leads"]  # a tie stays with the incumbent
+    assert not paired_lead(noise - noise.mean() - 0.05)["leads"]  # within the noise: no
+    skipped = paired_lead(np.r_[noise - 0.5, np.nan])
+    assert skipped["patients"] == 400 and skipped["leads"]
+    assert not paired_lead(np.array([-1.0]))["leads"]  # one patient: no standard error

@@ -209,7 +209,7 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     assert set(scores) == {"1", str(report["anchor_components"])}
     # kept because it leads the Gaussian anchor by the paired test on validation patients
     test = report["mixture_vs_gaussian"][str(report["anchor_components"])]
-    assert test["mixture_leads"] and test["patients"] == int((cohort.splits == "val").sum())
+    assert test["leads"] and test["patients"] == int((cohort.splits == "val").sum())
     assert test["mean_difference"] + 1.645 * test["standard_error"] < 0
     assert scores[str(report["anchor_components"])] < scores["1"]
     assert target.specialist_model.anchor_components > 1
@@ -251,7 +251,7 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     assert m != "1" and untrained[m] < untrained["1"]  # the subtypes: the mixture starts ahead
     assert set(ahead["specialists"]["validation_by_anchor_components"]) == {"1", m}
 
-    assert ahead["specialists"]["mixture_vs_gaussian"]["untrained_" + m]["mixture_leads"]
+    assert ahead["specialists"]["mixture_vs_gaussian"]["untrained_" + m]["leads"]
 
     monkeypatch.setattr(model_set, "MIXTURE_TEST_Z", 1e6)  # no lead is beyond the noise
     models, behind = model_set.train_target(latents, "target", config, jax.random.key(0),
@@ -259,7 +259,7 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     report = behind["specialists"]
     assert set(report["validation_by_anchor_components"]) == {"1"}  # not trained
     assert len(report["untrained_validation_by_anchor_components"]) == 2
-    assert not report["mixture_vs_gaussian"]["untrained_" + m]["mixture_leads"]
+    assert not report["mixture_vs_gaussian"]["untrained_" + m]["leads"]
     assert report["anchor_components"] == 1 and models.specialist_model.anchor_components == 1
 
 
