@@ -126,12 +126,15 @@ def targets(c) -> tuple[str, ...] | None:
 def latent_widths(c, cohort) -> dict[str, int]:
     """modality -> its latent width: `c.latent.latent_dim`, lowered where the cohort cannot
     fill it (a width exceeds neither a modality's feature count nor its training rows less
-    two). By default every modality gets the smallest modality's width; with
-    `c.latent.per_modality_widths` each gets its own (a 12-feature table 12-d latents while the
-    others keep 128), except where conditions are the sources' latents
-    (`c.denoisers.feature_conditions=False`, the paper), which need one width. Which is better
-    depends on the cohort (README, "Your own data"). Each lowered width is printed and saved
-    with the latent space."""
+    two). By default a modality that cannot fill the asked width keeps all it can (its
+    features, e.g. 12-d latents for a 12-feature table: nothing of it is compressed) and the
+    modalities that can fill it share the smallest modality's width (a 1,600-feature table
+    then gets 12-d latents too: wider latents for the large tables cost R^2 on the README's
+    example); with `c.latent.per_modality_widths` each gets its own (the large ones the asked
+    width). Where conditions are the sources' latents (`c.denoisers.feature_conditions=False`,
+    the paper) every modality gets the smallest width. Which is better depends on the cohort
+    (README, "Your own data"). Each lowered width is printed and saved with the latent
+    space."""
     train = cohort.split("train")
     rows = {m: int(train.matrix(m)[1].sum()) for m in cohort.modalities}
     limits = {m: min(width, rows[m] - 2) for m, width in cohort.widths().items()}
@@ -140,20 +143,22 @@ def latent_widths(c, cohort) -> dict[str, int]:
             raise UserError(f"modality {m!r} has {cohort.widths()[m]} features and {rows[m]} "
                             "training rows: too few for any latent space.")
     asked = c.latent.latent_dim
-    if not (c.latent.per_modality_widths and c.denoisers.feature_conditions):
-        m, limit = min(limits.items(), key=lambda item: item[1])
-        if limit < asked:
-            why = ("conditions on the sources' latents need it" if c.latent.per_modality_widths
-                   else "--config.latent.per_modality_widths=True gives each its own")
-            print(f"latent width {asked} lowered to {limit}: modality {m!r} has "
-                  f"{cohort.widths()[m]} features and {rows[m]} training rows (one width for "
-                  f"every modality; {why})", flush=True)
-        return {name: min(asked, limit) for name in limits}
-    widths = {m: min(asked, limit) for m, limit in limits.items()}
+    smallest, common = min(limits.items(), key=lambda item: item[1])
+    common = min(asked, common)
+    if not c.denoisers.feature_conditions:
+        widths = {m: common for m in limits}
+    elif c.latent.per_modality_widths:
+        widths = {m: min(asked, limit) for m, limit in limits.items()}
+    else:
+        widths = {m: limit if limit < asked else common for m, limit in limits.items()}
     for m, width in widths.items():
         if width < asked:
-            print(f"latent width {asked} lowered to {width} for {m!r}: it has "
-                  f"{cohort.widths()[m]} features and {rows[m]} training rows", flush=True)
+            why = (f"it has {cohort.widths()[m]} features and {rows[m]} training rows"
+                   if width == limits[m] else
+                   f"the smallest modality, {smallest!r}, has {limits[smallest]} (one width for "
+                   "the modalities that fill the asked one; --config.latent.per_modality_widths"
+                   "=True gives each its own)")
+            print(f"latent width {asked} lowered to {width} for {m!r}: {why}", flush=True)
     return widths
 
 

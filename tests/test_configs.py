@@ -163,26 +163,32 @@ def test_a_work_directory_saved_before_distill_conditions_is_the_plain_ridge_run
 
 
 def test_the_scripts_lower_the_latent_width_to_what_the_cohort_can_fill(capsys):
-    """configs/demo.py asks 128-d latents; in a cohort with a 12-feature modality both get
-    12-d (printed); with per_modality_widths the 200-feature one keeps 128, unless conditions
-    are the sources' latents; too few training rows get a clear error. The config's scaling
+    """configs/demo.py asks 128-d latents; in a cohort with a 12-feature and a 40-feature
+    modality, each keeps its features and a 200-feature one gets the smallest width, 12
+    (printed); with per_modality_widths the 200-feature one keeps 128; where conditions are the
+    sources' latents all get 12; too few training rows get a clear error. The config's scaling
     reaches the space."""
     import _common  # noqa: PLC0415
 
     from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split  # noqa: PLC0415
 
     c = _config("demo")
-    model = LinearGaussianModel.random({"a": 12, "b": 200}, num_factors=2, noise_std=0.5, seed=0)
+    model = LinearGaussianModel.random({"a": 12, "b": 200, "c": 40}, num_factors=2,
+                                       noise_std=0.5, seed=0)
     cohort = paper_split(linear_gaussian_cohort(model, 300, seed=0), seed=0)
     lc = _common.latent_config(c, cohort)
-    assert (lc.width("a"), lc.width("b"), lc.scaling) == (12, 12, "global")
-    assert "lowered to 12: modality 'a' has 12 features" in capsys.readouterr().out
+    assert (lc.width("a"), lc.width("b"), lc.width("c"), lc.scaling) == (12, 12, 40, "global")
+    printed = capsys.readouterr().out
+    assert "lowered to 12 for 'a': it has 12 features" in printed
+    assert "lowered to 40 for 'c': it has 40 features" in printed
+    assert "lowered to 12 for 'b': the smallest modality, 'a', has 12" in printed
     c.latent.per_modality_widths = True
     lc = _common.latent_config(c, cohort)
-    assert (lc.width("a"), lc.width("b")) == (12, 128)
+    assert (lc.width("a"), lc.width("b"), lc.width("c")) == (12, 128, 40)
     assert "lowered to 12 for 'a': it has 12 features" in capsys.readouterr().out
     c.denoisers.feature_conditions = False
-    assert _common.latent_config(c, cohort).width("b") == 12
+    lc = _common.latent_config(c, cohort)
+    assert (lc.width("a"), lc.width("b"), lc.width("c")) == (12, 12, 12)
     c.latent.scaling = "per_dimension"
     assert _common.latent_config(c, cohort).scaling == "per_dimension"
     c.denoisers.feature_conditions = True
