@@ -110,9 +110,9 @@ def fill_target(models, target: str, rows: np.ndarray, conditions: Conditions, w
         calls: the threshold, bucket and mesh of the sampler call (`SamplerCalls`).
     """
     tm, method = models.targets[target], config.method
-    avail = np.stack([work.known[s][rows] for s in tm.sources], axis=1)  # [R, S]
     if method == "auto":
         return _fill_by_pattern(models, target, rows, conditions, work, config, key, calls)
+    avail = np.stack([work.known[s][rows] for s in tm.sources], axis=1)  # [R, S]
     if method != "multi" and not avail.any(axis=1).all():
         raise ValueError(f"{int((~avail.any(axis=1)).sum())} row(s) have no source of "
                          f"{target!r} available; with cascade=False every patient needs one of "
