@@ -11,6 +11,13 @@ import sys
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA cache for the whole run, shared by both workers and by the scripts the
+# tests start: most tests compile the same small models, and a pipeline run in a subprocess
+# spends about half its time compiling. Compiled code is keyed by its program, JAX version
+# and flags, so a cached executable computes exactly what a fresh compile would.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 sys.path.insert(0, os.path.dirname(__file__))  # lets tests import their helper modules
 
 
