@@ -24,8 +24,11 @@ of any one diffused Gaussian and the chain lands near it. Where the fused precis
 product) there is no such Gaussian and `fused_draws` returns None (the chain runs).
 
 Mixture anchors (`mixture_anchor`): a multi-condition model's subset anchor is an exact
-mixture, drawn here (component, then its Gaussian); fused mixture specialists define no
-mixture in closed form, so their chain runs on the fused exact eps (`fused_draws` returns None).
+mixture, drawn here (component, then its Gaussian). Where each row has one specialist
+available, the fusion returns that member's eps unchanged (weight 1, and lambda = 1 for one
+member), so the rows are drawn exactly from its conditional mixture; two or more fused
+mixture specialists define no mixture in closed form, so their chain runs on the fused exact
+eps (`fused_draws` returns None).
 
 Rows: R rows of one target, each with its members' condition values and availability.
 """
@@ -89,8 +92,11 @@ def fused_draws(members: dict, values: list[np.ndarray], available: np.ndarray,
 
     Returns:
         The draws, or None when some row's fused precision is not positive definite or the
-        members hold mixture anchors (no closed form: the chain runs).
+        members hold mixture anchors and some row has two or more available (no closed form:
+        the chain runs).
     """
+    if "anchor_gate_const" in members:
+        return _single_mixture_draws(members, values, available, key)
     gaussians = fused_gaussians(members, values, available, weights, product=product,
                                 sharpness=sharpness)
     if gaussians is None:
@@ -132,6 +138,25 @@ def fused_gaussians(members: dict, values: list[np.ndarray], available: np.ndarr
             return None
         found.append((rows, *gaussian))
     return found
+
+
+def _single_mixture_draws(members: dict, values: list[np.ndarray], available: np.ndarray,
+                          key: jax.Array) -> np.ndarray | None:
+    """[R, D] exact draws of mixture specialists where every row has exactly one available
+    (each row from its member's conditional mixture, `masked_draws`), else None."""
+    if not (available.sum(axis=1) == 1).all():
+        return None
+    member = np.argmax(available, axis=1)  # [R]
+    out = None
+    for k in np.unique(member):
+        rows = np.flatnonzero(member == k)
+        own = {name: np.asarray(v)[k] for name, v in members.items() if name.startswith("anchor_")}
+        drawn = masked_draws(own, [np.asarray(values[k])[rows]], np.ones((rows.size, 1), bool),
+                             jax.random.fold_in(key, int(k)))
+        if out is None:
+            out = np.empty((available.shape[0], drawn.shape[1]), np.float32)
+        out[rows] = drawn
+    return out
 
 
 def masked_draws(params: dict, values: list[np.ndarray], mask: np.ndarray,

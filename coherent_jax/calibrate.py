@@ -157,8 +157,8 @@ def _family_draws(tm, family: str, schedule: Schedule, tiled: list, avail: np.nd
                   key: jax.Array, config: FusionCalibration) -> np.ndarray:
     """[K*n, D] validation draws of one family, as imputation makes them: the specialists
     fused at the target's sharpness, or the multi-condition model with the absent sources
-    masked; models with no learned correction drawn without a chain (mixture specialists
-    with one)."""
+    masked; models with no learned correction drawn without a chain (fused mixture
+    specialists with one, `anchor_draws.fused_draws`)."""
     chain = SamplerConfig(config.sampler, config.sample_steps)
     if family == "multi":
         if anchor_draws.untrained(tm.multi):
@@ -169,7 +169,7 @@ def _family_draws(tm, family: str, schedule: Schedule, tiled: list, avail: np.nd
                                  schedule, key, shape=(avail.shape[0], tm.multi_model.data_dim),
                                  config=chain))
     weights = availability_weights(tm.val_mse, avail)
-    if anchor_draws.untrained(tm.specialists) and not anchor_draws.is_mixture(tm.specialists):
+    if anchor_draws.untrained(tm.specialists):
         out = anchor_draws.fused_draws(tm.specialists["params"], tiled, avail, weights, key,
                                        sharpness=tm.sharpness)
         if out is not None:

@@ -8,8 +8,8 @@ r"""Imputes missing modalities with a trained work directory.
     python experiments/impute.py --workdir=/tmp/run --input=new.h5mu --out=/tmp/filled \
         --format=csv,h5mu
 
-Reads the run's config from workdir/config.json; --method/--num_samples/--seed override the
-imputation settings; --num_devices splits every sampler call's rows over several devices
+Reads the run's config from workdir/config.json; --method/--num_samples/--seed/--cascade
+override the imputation settings; --num_devices splits every sampler call's rows over several devices
 (same seed, same draws up to float reduction order) and --bucket sets its smallest batch. The work directory is all it needs for --input patients (its saved
 preprocessing, latent space and models; the training files may be gone); features are written
 in the units of the input files (--units=zscore for the preprocessing's z-scores), observed
@@ -51,6 +51,13 @@ flags.DEFINE_string("method", None, "Override: auto (the default: per availabili
                     "gaussian.")
 flags.DEFINE_integer("num_samples", None, "Override: draws per patient.")
 flags.DEFINE_integer("seed", None, "Override: sampling seed.")
+flags.DEFINE_bool("cascade", None, "Override (default: on): a patient's missing modalities "
+                  "are drawn one after another, each given the observed ones and the draws "
+                  "before it, so a draw's modalities agree with each other (one subtype, say). "
+                  "--nocascade draws each from the observed ones alone: each modality's own "
+                  "draws can be closer to its conditional, but the modalities of one draw no "
+                  "longer agree (benchmarks/RESULTS.md, 'One draw, several missing "
+                  "modalities').")
 flags.DEFINE_integer("num_devices", 1, "Devices every sampler call splits its rows over (a "
                      "('data',) mesh); 0: every visible device. On CPU, set XLA_FLAGS="
                      "--xla_force_host_platform_device_count=N first.")
@@ -72,8 +79,8 @@ def main(argv):
     check_output_folder(FLAGS.out, overwrite=FLAGS.overwrite, protected=protected, flag="--out")
     formats = check_formats(FLAGS.format)
     imputer = Imputer.load(FLAGS.workdir)
-    overrides = {k: v for k, v in (("method", FLAGS.method), ("num_samples", FLAGS.num_samples))
-                 if v is not None}
+    overrides = {k: v for k, v in (("method", FLAGS.method), ("num_samples", FLAGS.num_samples),
+                                   ("cascade", FLAGS.cascade)) if v is not None}
     try:
         settings = dataclasses.replace(imputer.settings, **overrides)
     except ValueError as error:  # a bad --method / --num_samples: the user's to fix

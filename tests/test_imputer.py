@@ -1,6 +1,7 @@
 """A trained work directory imputes new patients on its own, in their units: the training files
 may be gone, whole modalities may be absent, observed values come back exactly."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -138,3 +139,23 @@ def test_bad_new_patients_get_one_clear_message(trained, tmp_path, case, message
         return
     assert out.returncode == 2, out.stderr[-3000:]
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_nocascade_draws_each_modality_from_the_observed_ones_alone(trained, tmp_path):
+    """Every patient lacks cna and rna: with the cascade (default) rna is drawn given the cna
+    just drawn, with --nocascade given the observed rppa/wsi only; cna, drawn first, is the
+    same either way, and the summary records the choice."""
+    base, workdir = trained
+    _new_patients(tmp_path / "B")
+    runs = {}
+    for name, extra in (("cascade", []), ("independent", ["--nocascade"])):
+        out = _run("impute.py", f"--workdir={workdir}", f"--input={tmp_path / 'B'}",
+                   f"--out={tmp_path / name}", *extra)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[name] = {m: pd.read_csv(tmp_path / name / f"{m}_features_draws.csv.gz")
+                      for m in ("cna", "rna")}
+        with open(tmp_path / name / "summary.json") as f:
+            assert json.load(f)["metadata"]["impute"]["cascade"] is (name == "cascade")
+    pd.testing.assert_frame_equal(runs["cascade"]["cna"], runs["independent"]["cna"])
+    assert not np.allclose(runs["cascade"]["rna"].iloc[:, 2:].to_numpy(),
+                           runs["independent"]["rna"].iloc[:, 2:].to_numpy())

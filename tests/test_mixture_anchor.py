@@ -116,6 +116,39 @@ def test_direct_draws_and_the_chain_put_each_mode_at_its_exact_weight():
     np.testing.assert_array_equal(direct, again)
 
 
+def test_one_available_mixture_specialist_is_drawn_exactly_and_two_need_the_chain():
+    """Fused mixture specialists: where a row has one specialist available the fusion returns
+    that member's eps unchanged, so `fused_draws` draws its conditional mixture exactly (each
+    mode at its weight); with two available there is no closed form (None: the chain runs)."""
+    centres = np.array([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
+    covs = np.tile(0.3 * np.eye(D + W1), (M, 1, 1))
+    members, wanted = [], []
+    for weights, gate in ((np.array([0.5, 0.3, 0.2]), [[0.5, 0], [0, 0.5], [-0.5, 0]]),
+                          (np.array([0.2, 0.2, 0.6]), [[0, 0], [0, 0], [0, 0]])):
+        means = np.concatenate([centres, np.asarray(gate, float)], axis=1)
+        anchor = conditional_mixtures(weights, means, covs, D, [W1])
+        model = Denoiser(D, hidden_dim=16, num_layers=2, time_embed_dim=8, cond_embed_dim=4,
+                         anchored=True, anchor_components=M, diffusion_steps=1000)
+        params = init_denoiser(model, jax.random.key(0), [W1])["params"]
+        members.append({**params, **{f"anchor_{k}": jnp.asarray(v) for k, v in anchor.items()}})
+        logp = np.log(weights) - 0.5 * (means[:, D:] ** 2).sum(1) / 0.3
+        wanted.append(np.exp(logp - logp.max()) / np.exp(logp - logp.max()).sum())
+    stacked = jax.tree.map(lambda *v: jnp.stack(v), *members)
+    n = 4000
+    values = [np.zeros((n, W1), np.float32)] * 2
+    available = np.zeros((n, 2), bool)
+    available[: n // 2, 0] = available[n // 2:, 1] = True  # first half A alone, second B alone
+    weights = available.astype(np.float32)
+    draws = anchor_draws.fused_draws(stacked, values, available, weights, jax.random.key(1))
+    for half, want in zip((slice(0, n // 2), slice(n // 2, n)), wanted):
+        share = np.bincount(_component_of(draws[half], centres), minlength=M) / (n // 2)
+        np.testing.assert_allclose(share, want, atol=0.04)
+    np.testing.assert_array_equal(
+        draws, anchor_draws.fused_draws(stacked, values, available, weights, jax.random.key(1)))
+    both = np.ones((n, 2), bool)
+    assert anchor_draws.fused_draws(stacked, values, both, both / 2.0, jax.random.key(1)) is None
+
+
 def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
     rng = np.random.default_rng(0)
     n = 600
