@@ -244,12 +244,20 @@ def _experts(covs: dict, dim: int, cols: np.ndarray, slope: float, ends: tuple
                     _residuals(covs[1.0], dim, cols, slopes))
 
 
-def _log_normal(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """[n] log N(x_i; mean, cov) of rows x [n, d]."""
-    chol = np.linalg.cholesky(cov)
-    white = np.linalg.solve(chol, (x - mean).T)
-    return (-np.log(np.diag(chol)).sum() - 0.5 * np.square(white).sum(axis=0)
-            - 0.5 * x.shape[1] * np.log(2 * np.pi))
+def _pencil_log_normals(x: np.ndarray, a: np.ndarray, b: np.ndarray,
+                        shares: Sequence[float]) -> np.ndarray:
+    """[len(shares), n] log N(x_i; 0, (1 - s) a + s b) of rows x [n, d] for each share s, the
+    covariances a and b [d, d] positive definite: one Cholesky factor L of a and one
+    eigendecomposition L^-1 b L^-T = Q diag(lam) Q^T serve every share, as
+    (1 - s) a + s b = L Q diag(1 - s + s lam) Q^T L^T."""
+    chol = np.linalg.cholesky(a)
+    whiten = np.linalg.inv(chol)  # [d, d]
+    lam, q = np.linalg.eigh(whiten @ b @ whiten.T)
+    white = q.T @ (whiten @ x.T)  # [d, n]
+    scale = 1.0 - np.asarray(shares)[:, None] + np.asarray(shares)[:, None] * lam  # [S, d]
+    logdet = 2 * np.log(np.diag(chol)).sum() + np.log(scale).sum(axis=1)  # [S]
+    quad = np.einsum("sd,dn->sn", 1.0 / scale, np.square(white))
+    return -0.5 * (logdet[:, None] + quad + x.shape[1] * np.log(2 * np.pi))
 
 
 def _subsets(widths: Sequence[int]) -> list[np.ndarray]:
@@ -278,27 +286,28 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
     total = np.zeros((len(subsets), len(grid)))
     for f in range(FOLDS):
         weights, means, own = component_moments(resp[fold != f], z[fold != f])
-        covs = {share: shrunk(own, weights, share) for share in SHRINKAGE}
+        covs = {share: shrunk(own, weights, share) for share in (0.0, 1.0)}  # affine between
         held = z[fold == f]  # [h, J]
         for index, cols in enumerate(subsets):
             c = dim + cols
-            gates = {}
-            for share, cov in covs.items():
-                log = np.stack([np.log(weights[k]) + (
-                    _log_normal(held[:, c], means[k, c], cov[k][np.ix_(c, c)]) if len(c)
-                    else np.zeros(len(held))) for k in range(len(weights))])
-                gates[share] = log - logsumexp(log, axis=0)  # [M, h]
-            experts, ends = {}, {penalty: _ends(covs, dim, cols, penalty) for penalty in PENALTIES}
-            for slope, penalty in itertools.product(SHRINKAGE, PENALTIES):
+            log = np.log(weights)[:, None, None] + np.stack([  # [M, shares, h]
+                _pencil_log_normals(held[:, c] - means[k, c], covs[0.0][k][np.ix_(c, c)],
+                                    covs[1.0][k][np.ix_(c, c)], SHRINKAGE) if len(c)
+                else np.zeros((len(SHRINKAGE), len(held))) for k in range(len(weights))])
+            gates = np.moveaxis(log - logsumexp(log, axis=0), 1, 0)  # [gate share, M, h]
+            ends = {penalty: _ends(covs, dim, cols, penalty) for penalty in PENALTIES}
+            experts = np.empty((len(SHRINKAGE), len(SHRINKAGE), len(PENALTIES)) + gates.shape[1:])
+            for (a, slope), (p, penalty) in itertools.product(enumerate(SHRINKAGE),
+                                                              enumerate(PENALTIES)):
                 slopes, (own_res, pooled_res) = _experts(covs, dim, cols, slope, ends[penalty])
                 error = (held[None, :, :dim] - means[:, None, :dim]
                          - (held[None, :, c] - means[:, None, c]) @ slopes)  # [M, h, D]
-                for residual in SHRINKAGE:
-                    res = (1 - residual) * own_res + residual * pooled_res  # [M, D, D]
-                    experts[slope, residual, penalty] = np.stack([_log_normal(
-                        error[k], np.zeros(dim), res[k]) for k in range(len(weights))])  # [M, h]
-            total[index] += [logsumexp(gates[g] + experts[a, b, p], axis=0).sum()
-                             for g, a, b, p in grid]
+                experts[a, :, p] = np.moveaxis(np.stack([  # [residual share, M, h]
+                    _pencil_log_normals(error[k], own_res[k], pooled_res[k], SHRINKAGE)
+                    for k in range(len(weights))]), 0, 1)
+            # [gate, slope, residual, penalty]: the held-out log-likelihood, in `grid`'s order
+            total[index] += logsumexp(gates[:, None, None, None] + experts[None],
+                                      axis=-2).sum(axis=-1).ravel()
     best = [np.flatnonzero(row >= row.max() - 1e-9)[-1] for row in total]
     return [grid[b] for b in best], float(sum(row[b] for row, b in zip(total, best)))
 
