@@ -150,7 +150,8 @@ def _single_mixture_draws(members: dict, values: list[np.ndarray], available: np
     out = None
     for k in np.unique(member):
         rows = np.flatnonzero(member == k)
-        own = {name: np.asarray(v)[k] for name, v in members.items() if name.startswith("anchor_")}
+        own = {name: np.asarray(v)[k] for name, v in members.items()
+               if name.startswith("anchor_")}
         drawn = masked_draws(own, [np.asarray(values[k])[rows]], np.ones((rows.size, 1), bool),
                              jax.random.fold_in(key, int(k)))
         if out is None:

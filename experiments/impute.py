@@ -9,11 +9,12 @@ r"""Imputes missing modalities with a trained work directory.
         --format=csv,h5mu
 
 Reads the run's config from workdir/config.json; --method/--num_samples/--seed/--cascade
-override the imputation settings; --num_devices splits every sampler call's rows over several devices
-(same seed, same draws up to float reduction order) and --bucket sets its smallest batch. The work directory is all it needs for --input patients (its saved
-preprocessing, latent space and models; the training files may be gone); features are written
-in the units of the input files (--units=zscore for the preprocessing's z-scores), observed
-values exactly as given. Writes per-modality CSV (--format: also h5mu, i.e. imputation.h5mu,
+override the imputation settings; --num_devices splits every sampler call's rows over several
+devices (same seed, same draws up to float reduction order) and --bucket sets its smallest
+batch. The work directory is all it needs for --input patients (its saved preprocessing,
+latent space and models; the training files may be gone); features are written in the units
+of the input files (--units=zscore for the preprocessing's z-scores), observed values exactly
+as given. Writes per-modality CSV (--format: also h5mu, i.e. imputation.h5mu,
 and parquet) and summary.json to a new folder --out, built beside as '<out>.partial' and
 renamed into place. An existing --out is replaced only when it holds an earlier output of ours
 and --overwrite is given; --out inside or around --input or --workdir, or the current
