@@ -13,7 +13,7 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import multivariate_normal
 
 from coherent_jax import anchor_draws
-from coherent_jax.mixture_anchor import (choose_shrinkage, component_moments,
+from coherent_jax.mixture_anchor import (_pencil_log_normals, choose_shrinkage, component_moments,
                                          conditional_mixtures, fit_mixture_anchors, shrunk,
                                          shrunk_conditional_mixtures)
 from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
@@ -147,6 +147,22 @@ def test_one_available_mixture_specialist_is_drawn_exactly_and_two_need_the_chai
         draws, anchor_draws.fused_draws(stacked, values, available, weights, jax.random.key(1)))
     both = np.ones((n, 2), bool)
     assert anchor_draws.fused_draws(stacked, values, both, both / 2.0, jax.random.key(1)) is None
+
+
+def test_pencil_log_normals_match_each_shares_own_gaussian():
+    """`choose_shrinkage` scores every share s of (1 - s) A + s B from one factorisation: the
+    same log-densities as each covariance taken on its own."""
+    from scipy.stats import multivariate_normal as scipy_normal  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    d = 5
+    a, b = (m @ m.T / d + 0.1 * np.eye(d) for m in rng.standard_normal((2, d, d)))
+    x = rng.standard_normal((7, d))
+    shares = (0.0, 0.3, 1.0)
+    got = _pencil_log_normals(x, a, b, shares)  # [3, 7]
+    for row, s in zip(got, shares):
+        np.testing.assert_allclose(row, scipy_normal(np.zeros(d), (1 - s) * a + s * b).logpdf(x),
+                                   rtol=1e-10, atol=1e-10)
 
 
 def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
