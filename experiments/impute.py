@@ -58,7 +58,7 @@ flags.DEFINE_bool("cascade", None, "Override (default: on): a patient's missing 
                   "--nocascade draws each from the observed ones alone: each modality's own "
                   "draws can be closer to its conditional, but the modalities of one draw no "
                   "longer agree (benchmarks/RESULTS.md, 'One draw, several missing "
-                  "modalities').")
+                  "modalities'). --method=gaussian draws them jointly either way.")
 flags.DEFINE_integer("num_devices", 1, "Devices every sampler call splits its rows over (a "
                      "('data',) mesh); 0: every visible device. On CPU, set XLA_FLAGS="
                      "--xla_force_host_platform_device_count=N first.")
