@@ -12,7 +12,9 @@ and scores, like bench_mixture, the target's draws of the complete test patients
 
 - exact, gaussian, coherent, multi: bench_mixture's methods (the pipeline's draws);
 - (a) spec exact: the specialist's fitted conditional mixture drawn exactly (component by its
-  weight given the condition, then its Gaussian; no chain), decoded as the pipeline does;
+  weight given the condition, then its Gaussian; no chain). Since 2026-12-06 the pipeline
+  itself draws one available untrained mixture specialist so (`anchor_draws.fused_draws`), and
+  'coherent' given one source is this row (RESULTS.md's table kept it as measured before);
 - (b) coherent through other samplers / step counts (`--samplers`, 'name:steps', 0 = all T);
 - (c) exact -> latent -> decoded: the exact draws through the latent space and back;
 - (d) mixtures fitted here on the training rows the pipeline's anchors were fitted on
@@ -44,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_mixture as bm  # noqa: E402
 from bench_mixture import TARGET, SOURCES, SubtypeModes  # noqa: E402
 import _common  # noqa: E402  (experiments/, on the path through bench_mixture)
-from coherent_jax import anchor_draws, fill  # noqa: E402
+from coherent_jax import anchor_draws  # noqa: E402
 from coherent_jax.anchor import apply_condition_map  # noqa: E402
 from coherent_jax.data.config import load_cohort, load_raw_cohort  # noqa: E402
 from coherent_jax.data.mixture import LINKS, hidden_subtype_model  # noqa: E402
@@ -88,23 +90,6 @@ def _pipeline(run, sources, method, draws, seed, **impute_overrides) -> np.ndarr
     table = result.features[TARGET]
     return np.stack([table.xs(j, level="draw").loc[ids].to_numpy(np.float64)
                      for j in range(draws)])
-
-
-def _single_exact(tm, method, values, avail, key):
-    """fill._without_chain, plus: one available mixture specialist drawn exactly."""
-    direct = _ORIGINAL_WITHOUT_CHAIN(tm, method, values, avail, key)
-    if (direct is not None or method == "multi" or not anchor_draws.untrained(tm.specialists)
-            or not anchor_draws.is_mixture(tm.specialists)):
-        return direct
-    member = np.unique(np.argmax(avail, axis=1))
-    if (avail.sum(axis=1) != 1).any() or len(member) != 1:
-        return None
-    params = jax.tree.map(lambda a: a[int(member[0])], tm.specialists["params"])
-    return anchor_draws.masked_draws(params, [values[int(member[0])]],
-                                     np.ones((avail.shape[0], 1), bool), key)
-
-
-_ORIGINAL_WITHOUT_CHAIN = fill._without_chain
 
 
 def _anchors_of_gm(weights, means, covs, centre, scale, dim, widths) -> dict:
@@ -222,18 +207,11 @@ def _setup(args) -> _Setup:
 
 
 def _pipeline_draws(st: _Setup, sources, exact: np.ndarray) -> dict:
-    """(a)-(c): the pipeline's methods, the specialist's mixture drawn exactly, other
-    samplers, and the exact draws' round trip through the latent space."""
+    """(b)-(c): the pipeline's methods (given one source, 'coherent' is (a)), other samplers,
+    and the exact draws' round trip through the latent space."""
     args, drawn = st.args, {}
     for method in ("gaussian", "coherent", "multi"):
         drawn[method] = _pipeline(st.run, sources, method, args.draws, args.seed)
-    if len(sources) == 1:
-        fill._without_chain = _single_exact
-        try:
-            drawn["(a) spec exact"] = _pipeline(st.run, sources, "coherent", args.draws,
-                                                args.seed)
-        finally:
-            fill._without_chain = _ORIGINAL_WITHOUT_CHAIN
     for spec in filter(None, args.samplers.split(",")):
         name, steps = spec.split(":")
         drawn[f"(b) coherent {name}:{steps}"] = _pipeline(
