@@ -24,10 +24,12 @@ three places with a share each: the gates (the conditions' block), the slopes of
 component's regression of the target on the conditions and its residual covariance (the
 covariance of the residual around the slopes used). The slopes also get a ridge penalty: a
 few hundred rows per component estimate a regression on tens of correlated conditions (e.g.
-two sources' predictions of the same target) with more noise than bias. The shares and the
-penalty are chosen for every subset of the conditions by the cross-validated log-likelihood
-of the target given that subset (`choose_shrinkage`): BIC picks the count, held-out rows the
-shape. EM on tens of dimensions often misses the subtypes, so a second mixture is fitted on
+two sources' predictions of the same target) with more noise than bias. And the gates get a
+temperature (`TEMPERATURES`): a source blind to the subtype gets gates near the components'
+weights rather than the subtype its noise seems to tell. The shares, the penalty and the
+temperature (a `Shape`) are chosen for every subset of the conditions by the cross-validated
+log-likelihood of the target given that subset (`choose_shrinkage`): BIC picks the count,
+held-out rows the shape. EM on tens of dimensions often misses the subtypes, so a second mixture is fitted on
 the joint rows' leading principal components (`clusterings`), and the held-out likelihood
 picks the partition too.
 
@@ -39,7 +41,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from scipy.special import logsumexp
@@ -59,8 +61,29 @@ PENALTIES = (0.0, 0.01, 0.03, 0.1)
 """Candidate ridge penalties on a component's slopes, in units of each condition's variance
 in the component (0: least squares)."""
 
+TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Candidate temperatures of the gates: each component's log-density of the conditions enters
+its gate multiplied by the temperature (1: Bayes' rule under the fitted components; 0: the
+components' weights alone). A source blind to the subtype still moves fitted gates: the
+components' means of its conditions differ by their sampling noise, so its gates tell a subtype
+it cannot see, and a cascade that draws from them spreads that error to every later modality
+(the door2 cohort given 'hide', benchmarks/RESULTS.md). Temperature scaling of a classifier's
+logits, as in Guo et al. 2017, chosen with the shares by held-out likelihood."""
+
 FOLDS = 5
 """Folds of `choose_shrinkage`'s cross-validation."""
+
+
+class Shape(NamedTuple):
+    """The shape of one subset's conditional mixture (`choose_shrinkage`): the shares of the
+    pooled covariance in the gates, the slopes and the residual covariance (`SHRINKAGE`), the
+    slopes' ridge penalty (`PENALTIES`) and the gates' temperature (`TEMPERATURES`)."""
+
+    gate: float
+    slope: float
+    residual: float
+    penalty: float
+    temperature: float = 1.0
 
 CLUSTER_DIMS = 16
 """The leading principal components of the joint rows on which a second mixture is fitted
@@ -163,18 +186,18 @@ def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
     best = None
     for space, gm in clusterings(z, max_components, components, seed):
         resp = gm.predict_proba(space)  # [n, M]
-        shares, held_out = choose_shrinkage(z, resp, dim, widths, seed)
+        shapes, held_out = choose_shrinkage(z, resp, dim, widths, seed)
         if best is None or held_out > best[0]:
-            best = held_out, shares, resp, gm, space.shape[1]
+            best = held_out, shapes, resp, gm, space.shape[1]
     if best is None:
         return None
-    _, shares, resp, gm, width = best
+    _, shapes, resp, gm, width = best
     weights, means, own = component_moments(resp, z)
     logger.info("mixture anchor: %d components (BIC, %s, on %d of %d joint dimensions); "
-                "shrinkage (gates, slopes, residuals, slopes' penalty) per subset of the "
-                "conditions %s", gm.n_components, gm.covariance_type, width, z.shape[1], shares)
+                "shape per subset of the conditions %s", gm.n_components,
+                gm.covariance_type, width, z.shape[1], [tuple(shape) for shape in shapes])
     return shrunk_conditional_mixtures(weights, centre + means * scale,
-                                       own * np.outer(scale, scale), dim, widths, shares,
+                                       own * np.outer(scale, scale), dim, widths, shapes,
                                        reg=REG_COVAR * np.square(scale))
 
 
@@ -269,20 +292,21 @@ def _subsets(widths: Sequence[int]) -> list[np.ndarray]:
 
 
 def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence[int],
-                     seed: int) -> tuple[list[tuple[float, float, float, float]], float]:
-    """(per subset of the conditions (index = sum of 2^j over the conditions j present), the
-    shares (gates, slopes, residuals) among SHRINKAGE^3 and the slopes' ridge penalty among
-    PENALTIES whose mixture, refitted (`component_moments`) on FOLDS - 1 folds of the
-    standardised joint rows z [n, dim + sum widths] with responsibilities resp [n, M], gives
-    the held-out rows the highest log-likelihood of the target given the subset: the gates
-    read covariances moved the first share toward the pooled one, each component's regression
-    of the target on the subset takes ridge slopes moved the second share and the covariance
-    of its residual moved the third (`_experts`); the held-out log-likelihood of the chosen
-    shapes summed over the subsets). Ties go to the larger shares and penalty (the simpler
-    model)."""
+                     seed: int) -> tuple[list[Shape], float]:
+    """(per subset of the conditions (index = sum of 2^j over the conditions j present) the
+    `Shape` among SHRINKAGE^3 x PENALTIES x TEMPERATURES whose mixture, refitted
+    (`component_moments`) on FOLDS - 1 folds of the standardised joint rows z [n, dim + sum
+    widths] with responsibilities resp [n, M], gives the held-out rows the highest
+    log-likelihood of the target given the subset: the gates read covariances moved the gate
+    share toward the pooled one, their log-densities times the temperature; each component's
+    regression of the target on the subset takes ridge slopes moved the slope share and the
+    covariance of its residual moved the residual share (`_experts`); the held-out
+    log-likelihood of the chosen shapes summed over the subsets). Ties go to the larger
+    shares, penalty and temperature."""
     subsets = _subsets(widths)
     fold = np.random.default_rng(seed).permutation(len(z)) % FOLDS
-    grid = list(itertools.product(SHRINKAGE, SHRINKAGE, SHRINKAGE, PENALTIES))
+    grid = list(itertools.product(SHRINKAGE, TEMPERATURES, SHRINKAGE, SHRINKAGE, PENALTIES))
+    temperatures = np.asarray(TEMPERATURES)[None, None, :, None]
     total = np.zeros((len(subsets), len(grid)))
     for f in range(FOLDS):
         weights, means, own = component_moments(resp[fold != f], z[fold != f])
@@ -290,13 +314,14 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
         held = z[fold == f]  # [h, J]
         for index, cols in enumerate(subsets):
             c = dim + cols
-            log = np.log(weights)[:, None, None] + np.stack([  # [M, shares, h]
+            density = np.stack([  # [M, gate share, h]
                 _pencil_log_normals(held[:, c] - means[k, c], covs[0.0][k][np.ix_(c, c)],
                                     covs[1.0][k][np.ix_(c, c)], SHRINKAGE) if len(c)
                 else np.zeros((len(SHRINKAGE), len(held))) for k in range(len(weights))])
-            gates = np.moveaxis(log - logsumexp(log, axis=0), 1, 0)  # [gate share, M, h]
+            log = np.log(weights)[:, None, None, None] + temperatures * density[:, :, None]
+            gates = np.moveaxis(log - logsumexp(log, axis=0), 0, 2)  # [gate, temperature, M, h]
             ends = {penalty: _ends(covs, dim, cols, penalty) for penalty in PENALTIES}
-            experts = np.empty((len(SHRINKAGE), len(SHRINKAGE), len(PENALTIES)) + gates.shape[1:])
+            experts = np.empty((len(SHRINKAGE), len(SHRINKAGE), len(PENALTIES)) + gates.shape[2:])
             for (a, slope), (p, penalty) in itertools.product(enumerate(SHRINKAGE),
                                                               enumerate(PENALTIES)):
                 slopes, (own_res, pooled_res) = _experts(covs, dim, cols, slope, ends[penalty])
@@ -305,11 +330,15 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
                 experts[a, :, p] = np.moveaxis(np.stack([  # [residual share, M, h]
                     _pencil_log_normals(error[k], own_res[k], pooled_res[k], SHRINKAGE)
                     for k in range(len(weights))]), 0, 1)
-            # [gate, slope, residual, penalty]: the held-out log-likelihood, in `grid`'s order
-            total[index] += logsumexp(gates[:, None, None, None] + experts[None],
-                                      axis=-2).sum(axis=-1).ravel()
+            # [gate, temperature, slope, residual, penalty]: held-out log-likelihood, `grid`'s order
+            joint = gates[:, :, None, None, None] + experts[None, None]  # [..., M, h], finite
+            top = joint.max(axis=-2)
+            total[index] += (np.log(np.exp(joint - top[..., None, :]).sum(axis=-2))
+                             + top).sum(axis=-1).ravel()
     best = [np.flatnonzero(row >= row.max() - 1e-9)[-1] for row in total]
-    return [grid[b] for b in best], float(sum(row[b] for row, b in zip(total, best)))
+    shapes = [Shape(gate, slope, residual, penalty, temperature)
+              for gate, temperature, slope, residual, penalty in (grid[b] for b in best)]
+    return shapes, float(sum(row[b] for row, b in zip(total, best)))
 
 
 def conditional_mixtures(weights: np.ndarray, means: np.ndarray, covs: np.ndarray, dim: int,
@@ -326,21 +355,23 @@ def conditional_mixtures(weights: np.ndarray, means: np.ndarray, covs: np.ndarra
 
 
 def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.ndarray,
-                                dim: int, widths: Sequence[int],
-                                shares: Sequence[tuple[float, float, float, float]],
+                                dim: int, widths: Sequence[int], shapes: Sequence[Shape],
                                 reg: np.ndarray | float = REG_COVAR) -> dict:
     """`conditional_mixtures` of the components' own covariances own [M, J, J] (plus `reg` on
-    the diagonal) with each subset's (gates, slopes, residuals) shares toward the pooled one
-    and slopes' ridge penalty (`choose_shrinkage`)."""
+    the diagonal) in each subset's `Shape` (`choose_shrinkage`): gates, slopes and residuals
+    moved their shares toward the pooled covariance, the slopes' ridge penalty, the gates'
+    temperature."""
+    shapes = [Shape(*shape) for shape in shapes]
     out = _empty_anchor(len(weights), dim, widths)
     covs = {share: shrunk(own, weights, share, reg)
-            for share in {0.0, 1.0, *(gate for gate, *_ in shares)}}
+            for share in {0.0, 1.0, *(shape.gate for shape in shapes)}}
     for index, cols in enumerate(_subsets(widths)):
-        gate, slope, residual, penalty = shares[index]
-        slopes, (own_res, pooled_res) = _experts(covs, dim, cols, slope,
-                                                 _ends(covs, dim, cols, penalty))
-        _fill(out, index, weights, means, covs[gate], slopes,
-              (1 - residual) * own_res + residual * pooled_res, cols)
+        shape = shapes[index]
+        slopes, (own_res, pooled_res) = _experts(covs, dim, cols, shape.slope,
+                                                 _ends(covs, dim, cols, shape.penalty))
+        _fill(out, index, weights, means, covs[shape.gate], slopes,
+              (1 - shape.residual) * own_res + shape.residual * pooled_res, cols,
+              shape.temperature)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
@@ -353,10 +384,11 @@ def _empty_anchor(m: int, dim: int, widths: Sequence[int]) -> dict:
 
 
 def _fill(out: dict, index: int, weights, means, gate_covs, slopes, residuals,
-          cols: np.ndarray) -> None:
+          cols: np.ndarray, temperature: float = 1.0) -> None:
     """Writes subset `index`'s conditional mixture into `out`: gates from the conditions'
-    block of gate_covs [M, J, J], component j's target mean mu_x + slopes_j^T (c - mu_c)
-    (slopes [M, |S|, D]) and covariance residuals_j [M, D, D]."""
+    block of gate_covs [M, J, J] (log weight plus `temperature` times the log-density),
+    component j's target mean mu_x + slopes_j^T (c - mu_c) (slopes [M, |S|, D]) and
+    covariance residuals_j [M, D, D]."""
     dim = slopes.shape[-1]
     c = dim + cols
     for j in range(len(weights)):
@@ -367,8 +399,8 @@ def _fill(out: dict, index: int, weights, means, gate_covs, slopes, residuals,
         if len(cols):
             g_cc = gate_covs[j][np.ix_(c, c)]
             out["gate_mean"][index, j][cols] = mu_c
-            out["gate_prec"][index, j][np.ix_(cols, cols)] = np.linalg.inv(g_cc)
-            out["gate_const"][index, j] -= 0.5 * np.linalg.slogdet(g_cc)[1]
+            out["gate_prec"][index, j][np.ix_(cols, cols)] = temperature * np.linalg.inv(g_cc)
+            out["gate_const"][index, j] -= 0.5 * temperature * np.linalg.slogdet(g_cc)[1]
         out["log_var"][index, j], out["basis"][index, j] = eigh_floored(residuals[j])
 
 

@@ -1,8 +1,8 @@
 """Gaussian-mixture anchors (`mixture_anchor`): the eps is the exact score of the diffused
 mixture conditional (checked by autodiff of the joint density), the untrained model's direct
 draws land in each mode with the exact weight, the chain agrees, BIC finds the count, and
-cross-validation shrinks the gates of a blind source to the pooled covariance while keeping the
-components' own noise."""
+cross-validation shrinks the gates of a blind source to the pooled covariance and cools them
+toward the components' weights while keeping the components' own noise."""
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +13,8 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import multivariate_normal
 
 from coherent_jax import anchor_draws
-from coherent_jax.mixture_anchor import (_pencil_log_normals, choose_shrinkage, component_moments,
+from coherent_jax.mixture_anchor import (Shape, _pencil_log_normals, choose_shrinkage,
+                                         component_logits, component_moments,
                                          conditional_mixtures, fit_mixture_anchors, shrunk,
                                          shrunk_conditional_mixtures)
 from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
@@ -201,7 +202,7 @@ def test_shrinkage_pools_a_blind_sources_gates_and_keeps_the_subtypes_noise():
     resp = np.eye(3)[subtype]  # the true components
     shares, _ = choose_shrinkage(z, resp, 3, [10], seed=0)
     assert len(shares) == 2  # no condition, the source
-    gate, slope, residual, _ = shares[1]
+    gate, slope, residual, _, temperature = shares[1]
     assert gate >= 0.75  # a source blind to the subtype: per-component gates only add noise
     assert slope >= 0.5  # the slopes on the shared factor are the same in every subtype
     assert residual <= 0.25  # the target's noise differs by subtype: a pooled one misfits it
@@ -211,6 +212,60 @@ def test_shrinkage_pools_a_blind_sources_gates_and_keeps_the_subtypes_noise():
     np.testing.assert_allclose(pooled[0], pooled[2])  # share 1: one covariance for all
     np.testing.assert_allclose(shrunk(own, weights, 0.0)[1] - own[1], 1e-3 * np.eye(13),
                                atol=1e-12)
+
+
+def _blind_and_revealing_rows(n=600, seed=0):
+    """Standardised joint rows [target (3), blind (30), revealing (4)] and the subtypes: the
+    blind source shares a factor with the target and does not depend on the subtype; the
+    revealing one is the subtype's centre plus noise."""
+    rng = np.random.default_rng(seed)
+    subtype = rng.integers(0, 3, n)
+    factor = rng.standard_normal((n, 1))
+    centres = np.array([[-3.0, 0, 1], [3.0, 0, 1], [0, 3.0, -1]])
+    target = centres[subtype] + factor + 0.5 * rng.standard_normal((n, 3))
+    blind = factor + 0.5 * rng.standard_normal((n, 30))
+    revealing = 2.0 * rng.standard_normal((3, 4))[subtype] + rng.standard_normal((n, 4))
+    joint = np.concatenate([target, blind, revealing], axis=1)
+    return (joint - joint.mean(0)) / joint.std(0), subtype
+
+
+def test_a_blind_sources_gates_are_cooled_to_the_weights_and_a_revealing_ones_kept():
+    z, subtype = _blind_and_revealing_rows()
+    resp = np.eye(3)[subtype]
+    shapes, _ = choose_shrinkage(z, resp, 3, [30, 4], seed=0)
+    assert shapes[1].temperature <= 0.5, shapes[1]  # blind: its gates' spread is noise
+    assert shapes[2].temperature >= 0.75, shapes[2]  # revealing: Bayes' rule as fitted
+    weights, means, own = component_moments(resp, z)
+    fresh, fresh_subtype = _blind_and_revealing_rows(seed=1)
+    inputs = np.concatenate([fresh[:, 3:33], np.zeros((len(fresh), 4))], axis=1)
+
+    def gate_weights(shape):
+        anchor = shrunk_conditional_mixtures(weights, means, own, 3, [30, 4], [shape] * 4)
+        logits = component_logits(anchor, np.ones(len(fresh), int), inputs)
+        return np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+
+    cooled, hot = gate_weights(shapes[1]), gate_weights(shapes[1]._replace(temperature=1.0))
+    # the chosen gates stay nearer the weights, and lose less on the fresh rows' subtypes
+    assert np.abs(cooled - weights).sum(1).mean() < np.abs(hot - weights).sum(1).mean()
+    truth = np.arange(len(fresh)), fresh_subtype
+    assert np.log(cooled[truth]).mean() > np.log(hot[truth]).mean()
+
+
+def test_the_temperature_scales_the_gates_log_densities():
+    weights, means, covs = _joint()
+    shape = Shape(0.5, 0.0, 0.0, 0.0)
+    hot = shrunk_conditional_mixtures(weights, means, covs, D, [W1, W2], [shape] * 4, reg=0.0)
+    cool = shrunk_conditional_mixtures(weights, means, covs, D, [W1, W2],
+                                       [shape._replace(temperature=0.25)] * 4, reg=0.0)
+    inputs = np.random.default_rng(2).standard_normal((7, W1 + W2))
+    for subset in range(4):
+        index = np.full(7, subset)
+        np.testing.assert_allclose(
+            component_logits(cool, index, inputs) - np.log(weights),
+            0.25 * (component_logits(hot, index, inputs) - np.log(weights)), rtol=1e-4,
+            atol=1e-4)
+    for key in ("kernel", "bias", "log_var", "basis", "gate_mean"):  # only the gates change
+        np.testing.assert_allclose(cool[key], hot[key])
 
 
 def test_shares_move_gates_slopes_and_residuals_separately():
