@@ -57,17 +57,13 @@ class FusionCalibration:
 
     Attributes:
         grid: candidate sharpnesses in [0, 1].
-        num_samples: K draws per patient for the sharpness.
-        family_draws: K draws per patient for `choose_family_by_pattern`: its paired test runs
-            on tens of validation patients, where the draws' own noise at K = 20 is most of
-            the standard error (benchmarks/RESULTS.md, "A family choice with the power to see").
+        num_samples: K draws per patient.
         sampler, sample_steps: the sampler of the calibration draws (specialists with no
             learned correction are drawn without a chain, as imputation draws them).
     """
 
     grid: tuple[float, ...] = SHARPNESS_GRID
     num_samples: int = 20
-    family_draws: int = 100
     sampler: str = "ddim"
     sample_steps: int | None = 50
 
@@ -195,7 +191,7 @@ def choose_family_by_pattern(tm, schedule: Schedule, conditions: Sequence[np.nda
     owner stores record['chosen'] as `tm.family_by_pattern`.
 
     Every nonempty subset of the sources is scored on the patients that have all of it (the
-    others masked), at least MIN_ROWS of them: the fair energy score of config.family_draws
+    others masked), at least MIN_ROWS of them: the fair energy score of config.num_samples
     draws per patient from each family, on the same noise. The specialists (the coherent
     method) stay unless the multi-condition model leads by the paired test of
     `scoring_rules.paired_lead`. Fusing specialists assumes the sources independent given
@@ -215,7 +211,7 @@ def choose_family_by_pattern(tm, schedule: Schedule, conditions: Sequence[np.nda
         return {"reason": "needs both the specialists and the multi-condition model",
                 "chosen": {}}
     present = np.asarray(present, bool)
-    k = int(config.family_draws)
+    k = int(config.num_samples)
     patterns, chosen = {}, {}
     for index, subset in enumerate(itertools.product((False, True), repeat=len(tm.sources))):
         rows = np.flatnonzero(present[:, list(subset)].all(axis=1))

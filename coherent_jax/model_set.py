@@ -373,8 +373,6 @@ class ModelSetConfig:
             chosen per target on validation patients with >= 2 sources
             (`calibrate.calibrate_fusion`, K = calibration_draws, the validation sampler);
             (0.0,) keeps the paper's weighted mean.
-        family_draws: K draws per validation patient when `calibrate.choose_family_by_pattern`
-            compares the two families per availability pattern.
     """
 
     hidden_dim: int = 512
@@ -406,7 +404,6 @@ class ModelSetConfig:
     covariate: str = ""
     sharpness_grid: tuple[float, ...] = SHARPNESS_GRID
     calibration_draws: int = 20
-    family_draws: int = 100
 
     def __post_init__(self):
         if self.patience < 0:
@@ -436,8 +433,7 @@ class ModelSetConfig:
         """How the specialists' fusion sharpness is chosen: the grid, K draws per patient and
         the validation sampler."""
         return FusionCalibration(grid=self.sharpness_grid, num_samples=self.calibration_draws,
-                                 family_draws=self.family_draws, sampler=self.val_sampler,
-                                 sample_steps=self.val_sample_steps)
+                                 sampler=self.val_sampler, sample_steps=self.val_sample_steps)
 
     def denoiser(self, data_dim: int) -> Denoiser:
         """`architecture.denoiser(data_dim)`."""

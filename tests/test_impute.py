@@ -15,7 +15,7 @@ from coherent_jax.calibrate import calibrate_thresholds, rejection_thresholds
 from coherent_jax.data import linear_gaussian_cohort
 from coherent_jax.impute import SamplerCalls, impute
 from coherent_jax.model_set import ModelSet
-from tiny import GAUSS, TINY_MODELS, with_a_correction
+from tiny import GAUSS, with_a_correction
 
 pytestmark = pytest.mark.slow  # trains models or runs scripts end to end
 
@@ -246,9 +246,6 @@ def test_auto_draws_each_pattern_with_the_family_validation_chose(tiny_run):
     for target, tm in tiny_run.models.targets.items():  # chosen on validation when trained
         record = tiny_run.reports[target]["family_by_pattern"]
         assert tm.family_by_pattern == record["chosen"]
-        # the families' paired test draws family_draws per patient, not the sharpness' K
-        assert record["num_samples"] == TINY_MODELS.family_draws != \
-            TINY_MODELS.calibration_draws
         assert set(record["chosen"]) == set(record["patterns"]) == {"+".join(tm.sources),
                                                                      *tm.sources}
         for scores in record["patterns"].values():
