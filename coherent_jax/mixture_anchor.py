@@ -370,8 +370,8 @@ def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.
         slopes, (own_res, pooled_res) = _experts(covs, dim, cols, shape.slope,
                                                  _ends(covs, dim, cols, shape.penalty))
         _fill(out, index, weights, means, covs[shape.gate], slopes,
-              (1 - shape.residual) * own_res + shape.residual * pooled_res, cols,
-              shape.temperature)
+              (1 - shape.residual) * own_res + shape.residual * pooled_res, cols)
+        _cool(out, index, weights, shape.temperature)
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
@@ -384,11 +384,10 @@ def _empty_anchor(m: int, dim: int, widths: Sequence[int]) -> dict:
 
 
 def _fill(out: dict, index: int, weights, means, gate_covs, slopes, residuals,
-          cols: np.ndarray, temperature: float = 1.0) -> None:
+          cols: np.ndarray) -> None:
     """Writes subset `index`'s conditional mixture into `out`: gates from the conditions'
-    block of gate_covs [M, J, J] (log weight plus `temperature` times the log-density),
-    component j's target mean mu_x + slopes_j^T (c - mu_c) (slopes [M, |S|, D]) and
-    covariance residuals_j [M, D, D]."""
+    block of gate_covs [M, J, J], component j's target mean mu_x + slopes_j^T (c - mu_c)
+    (slopes [M, |S|, D]) and covariance residuals_j [M, D, D]."""
     dim = slopes.shape[-1]
     c = dim + cols
     for j in range(len(weights)):
@@ -399,9 +398,18 @@ def _fill(out: dict, index: int, weights, means, gate_covs, slopes, residuals,
         if len(cols):
             g_cc = gate_covs[j][np.ix_(c, c)]
             out["gate_mean"][index, j][cols] = mu_c
-            out["gate_prec"][index, j][np.ix_(cols, cols)] = temperature * np.linalg.inv(g_cc)
-            out["gate_const"][index, j] -= 0.5 * temperature * np.linalg.slogdet(g_cc)[1]
+            out["gate_prec"][index, j][np.ix_(cols, cols)] = np.linalg.inv(g_cc)
+            out["gate_const"][index, j] -= 0.5 * np.linalg.slogdet(g_cc)[1]
         out["log_var"][index, j], out["basis"][index, j] = eigh_floored(residuals[j])
+
+
+def _cool(out: dict, index: int, weights: np.ndarray, temperature: float) -> None:
+    """Multiplies subset `index`'s gate log-densities in `out` by `temperature`: each gate is
+    then log w_j + temperature * log N(c; mu_j, C_j)."""
+    log_weights = np.log(weights)
+    out["gate_prec"][index] *= temperature
+    out["gate_const"][index] = log_weights + temperature * (out["gate_const"][index]
+                                                            - log_weights)
 
 
 def component_logits(anchor: dict, subset: np.ndarray, inputs: np.ndarray) -> np.ndarray:
