@@ -29,9 +29,9 @@ temperature (`TEMPERATURES`): a source blind to the subtype gets gates near the 
 weights rather than the subtype its noise seems to tell. The shares, the penalty and the
 temperature (a `Shape`) are chosen for every subset of the conditions by the cross-validated
 log-likelihood of the target given that subset (`choose_shrinkage`): BIC picks the count,
-held-out rows the shape. EM on tens of dimensions often misses the subtypes, so a second mixture is fitted on
-the joint rows' leading principal components (`clusterings`), and the held-out likelihood
-picks the partition too.
+held-out rows the shape. EM on tens of dimensions often misses the subtypes, so a second
+mixture is fitted on the joint rows' leading principal components (`clusterings`), and the
+held-out likelihood picks the partition too.
 
     mixture = fit_mixture_anchors(x, x_present, [(c1, c1_present)], max_components=4)
     # None: one component won (keep fit_anchors); else the mixture's anchor parameters
@@ -84,6 +84,7 @@ class Shape(NamedTuple):
     residual: float
     penalty: float
     temperature: float = 1.0
+
 
 CLUSTER_DIMS = 16
 """The leading principal components of the joint rows on which a second mixture is fitted

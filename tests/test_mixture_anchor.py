@@ -202,7 +202,7 @@ def test_shrinkage_pools_a_blind_sources_gates_and_keeps_the_subtypes_noise():
     resp = np.eye(3)[subtype]  # the true components
     shares, _ = choose_shrinkage(z, resp, 3, [10], seed=0)
     assert len(shares) == 2  # no condition, the source
-    gate, slope, residual, _, temperature = shares[1]
+    gate, slope, residual, _, _ = shares[1]
     assert gate >= 0.75  # a source blind to the subtype: per-component gates only add noise
     assert slope >= 0.5  # the slopes on the shared factor are the same in every subtype
     assert residual <= 0.25  # the target's noise differs by subtype: a pooled one misfits it
