@@ -8,10 +8,11 @@ joint rows [target, conditions] (each component with its own covariance, or one 
 has every subset's conditional in closed form, again a mixture:
 
     p(x | c_S) = sum_j w_j(c_S) N(x; K_{S,j}^T c_S + b_{S,j}, Sigma_{S,j}),
-    log w_j(c_S) = log pi_j - 1/2 logdet C_{S,j} - 1/2 (c_S - mu_{S,j})^T C_{S,j}^-1 (c_S - mu_{S,j}) + const,
+    log w_j(c_S) = log pi_j + t_S log N(c_S; mu_{S,j}, C_{S,j}) + const,
 
-(C_{S,j}: component j's covariance of the conditions in S), and its eps at every noise level is
-exact too (`models.denoiser.mixture_anchor_eps`): each component's Gaussian eps weighted by the
+(C_{S,j}: component j's covariance of the conditions in S; t_S = 1, Bayes' rule, for the
+mixture as fitted; below, the gates' temperature), and its eps at every noise level is
+exact too (`engine.denoiser.mixture_anchor_eps`): each component's Gaussian eps weighted by the
 component's posterior given c_S and x_t. The number of components and the covariance kind are
 chosen by BIC on the joint rows, one component included; where one wins, the model keeps its
 linear-Gaussian anchor unchanged.
