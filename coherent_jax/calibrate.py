@@ -183,54 +183,84 @@ def _family_draws(tm, family: str, schedule: Schedule, tiled: list, avail: np.nd
         config=CoherentConfig(chain, sharpness=tm.sharpness)).samples)
 
 
+def _family_scores(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
+                   present: np.ndarray, real: np.ndarray, subset: tuple, key: jax.Array,
+                   config: FusionCalibration) -> dict | None:
+    """{family: [n] fair energy scores} of config.num_samples draws per patient from each
+    family, on the same noise, for the n patients that have every source of `subset` (the
+    others masked); None when none has."""
+    rows = np.flatnonzero(present[:, list(subset)].all(axis=1))
+    if not rows.size:
+        return None
+    k = int(config.num_samples)
+    avail = np.tile(np.asarray(subset)[None], (k * rows.size, 1))  # [K*n, S] draw-major
+    tiled = [np.tile(c[rows], (k, 1)) for c in conditions]
+    truth = jnp.asarray(real[rows], jnp.float32)
+    return {family: np.asarray(fair_energy_score(jnp.asarray(
+        _family_draws(tm, family, schedule, tiled, avail, key, config),
+        jnp.float32).reshape(k, rows.size, -1), truth), np.float64)
+        for family in ("specialists", "multi")}
+
+
 def choose_family_by_pattern(tm, schedule: Schedule, conditions: Sequence[np.ndarray],
                              present: np.ndarray, real: np.ndarray, key: jax.Array,
-                             config: FusionCalibration = FusionCalibration()) -> dict:
-    """Per availability pattern of the sources, which family draws it better on validation
-    patients: the fused specialists or the multi-condition model. Leaves `tm` as it is: its
-    owner stores record['chosen'] as `tm.family_by_pattern`.
+                             config: FusionCalibration = FusionCalibration(),
+                             held_out: Sequence = ()) -> dict:
+    """Per availability pattern of the sources, which family draws it better: the fused
+    specialists or the multi-condition model. Leaves `tm` as it is: its owner stores
+    record['chosen'] as `tm.family_by_pattern`.
 
-    Every nonempty subset of the sources is scored on the patients that have all of it (the
-    others masked), at least MIN_ROWS of them: the fair energy score of config.num_samples
-    draws per patient from each family, on the same noise. The specialists (the coherent
-    method) stay unless the multi-condition model leads by the paired test of
-    `scoring_rules.paired_lead`. Fusing specialists assumes the sources independent given
-    the target, which shared factors break (benchmarks/RESULTS.md, "Given both sources").
+    Every nonempty subset of the sources is scored on the validation patients that have all
+    of it (the others masked), and on the training patients of `held_out` (`cross_fit`: each
+    fold drawn from models refitted without it), at least MIN_ROWS of them in all: the fair
+    energy score of config.num_samples draws per patient from each family, on the same
+    noise. The specialists (the coherent method) stay unless the multi-condition model leads
+    by the paired test of `scoring_rules.paired_lead` on all the patients scored. Fusing
+    specialists assumes the sources independent given the target, which shared factors
+    break (benchmarks/RESULTS.md, "Given both sources").
 
     Args:
         tm: a trained `model_set.TargetModels` with both families (else nothing is chosen).
-        conditions: per source, the condition values [N, D_s]; present: [N, S] bool.
-        real: [N, D] the patients' target latents; key: PRNG key.
+        conditions: per source, the validation patients' condition values [N, D_s];
+            present: [N, S] bool; real: [N, D] their target latents; key: PRNG key.
+        held_out: `cross_fit.HeldOut` folds of training patients (none: validation alone).
 
     Returns:
-        {'patterns': {pattern: {'rows', 'specialists', 'multi' (mean energy scores),
-        'multi_minus_specialists' (the paired test)}}, 'chosen': {pattern: family}}
-        (`pattern_name`), or {'reason': why none was scored, 'chosen': {}}.
+        {'patterns': {pattern: {'rows' (validation), 'held_out_rows', 'specialists',
+        'multi' (mean energy scores over all), 'multi_minus_specialists' (the paired test on
+        all), 'validation' (its test on the validation patients alone)}}, 'chosen':
+        {pattern: family}} (`pattern_name`), or {'reason': why none was scored, 'chosen': {}}.
     """
     if tm.specialists is None or tm.multi is None:
         return {"reason": "needs both the specialists and the multi-condition model",
                 "chosen": {}}
     present = np.asarray(present, bool)
-    k = int(config.num_samples)
+    groups = [(tm, conditions, present, real)] + [
+        (h.models, h.conditions, np.asarray(h.present, bool), h.real) for h in held_out]
     patterns, chosen = {}, {}
     for index, subset in enumerate(itertools.product((False, True), repeat=len(tm.sources))):
-        rows = np.flatnonzero(present[:, list(subset)].all(axis=1))
-        if not any(subset) or rows.size < MIN_ROWS:
+        if not any(subset):
             continue
-        avail = np.tile(np.asarray(subset)[None], (k * rows.size, 1))  # [K*n, S] draw-major
-        tiled = [np.tile(c[rows], (k, 1)) for c in conditions]
-        truth = jnp.asarray(real[rows], jnp.float32)
-        scores = {family: np.asarray(fair_energy_score(jnp.asarray(
-            _family_draws(tm, family, schedule, tiled, avail, jax.random.fold_in(key, index),
-                          config), jnp.float32).reshape(k, rows.size, -1), truth))
-                  for family in ("specialists", "multi")}  # [n] each
+        pattern_key = jax.random.fold_in(key, index)
+        scored = [_family_scores(models, schedule, c, p, r, subset,
+                                 jax.random.fold_in(pattern_key, g) if g else pattern_key, config)
+                  for g, (models, c, p, r) in enumerate(groups)]  # validation, then folds
+        if sum(s["multi"].size for s in scored if s is not None) < MIN_ROWS:
+            continue
+        difference = [s["multi"] - s["specialists"] if s is not None else np.zeros(0)
+                      for s in scored]  # [n] per group
+        everyone = {family: np.concatenate([s[family] for s in scored if s is not None])
+                    for family in ("specialists", "multi")}
         name = pattern_name(tm.sources, subset)
-        test = scoring_rules.paired_lead(scores["multi"] - scores["specialists"])
-        patterns[name] = {"rows": int(rows.size),
-                          **{family: float(np.mean(v)) for family, v in scores.items()},
-                          "multi_minus_specialists": test}
+        test = scoring_rules.paired_lead(np.concatenate(difference))
+        patterns[name] = {"rows": int(difference[0].size),
+                          "held_out_rows": int(sum(d.size for d in difference[1:])),
+                          **{family: float(np.mean(v)) for family, v in everyone.items()},
+                          "multi_minus_specialists": test,
+                          "validation": scoring_rules.paired_lead(difference[0])}
         chosen[name] = "multi" if test["leads"] else "specialists"
-    return {"num_samples": k, "sampler": f"{config.sampler}:{config.sample_steps}",
+    return {"num_samples": int(config.num_samples),
+            "sampler": f"{config.sampler}:{config.sample_steps}",
             "patterns": patterns, "chosen": chosen}
 
 

@@ -40,6 +40,7 @@ held-out likelihood picks the partition too.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from typing import NamedTuple, Sequence
@@ -152,6 +153,63 @@ def select_components(joint: np.ndarray, max_components: int, seed: int
     return best
 
 
+@dataclasses.dataclass(frozen=True)
+class MixtureFit:
+    """A fitted mixture's structure, kept in memory only (it holds training rows): the
+    standardised joint rows z [n, J] of the training rows `rows` [n] (indices into the N
+    rows given to `fit_mixture`), their responsibilities resp [n, M], the standardisation
+    (centre, scale [J]), the target's width, the conditions' widths and each subset's
+    `Shape`. `anchors` turns it into anchor parameters, from all its rows or from some."""
+
+    z: np.ndarray
+    rows: np.ndarray
+    resp: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
+    dim: int
+    widths: tuple
+    shapes: tuple
+
+    def anchors(self, keep: np.ndarray | None = None) -> dict:
+        """The anchor parameters of `fit_mixture_anchors` from the components' moments on the
+        fitted rows, or only on those where keep [N] (over the rows given to `fit_mixture`) is
+        true: the same partition and shapes refitted to fewer rows (a cross-fit's fold)."""
+        used = slice(None) if keep is None else np.asarray(keep, bool)[self.rows]
+        weights, means, own = component_moments(self.resp[used], self.z[used])
+        return shrunk_conditional_mixtures(
+            weights, self.centre + means * self.scale, own * np.outer(self.scale, self.scale),
+            self.dim, self.widths, self.shapes, reg=REG_COVAR * np.square(self.scale))
+
+
+def fit_mixture(target: np.ndarray, target_present: np.ndarray,
+                conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, max_components: int,
+                seed: int = 0, residual_target: np.ndarray | None = None,
+                components: int | None = None) -> MixtureFit | None:
+    """The mixture of `fit_mixture_anchors` (same arguments) as a `MixtureFit`, or None when
+    one component wins BIC."""
+    values = target if residual_target is None else residual_target
+    rows = np.flatnonzero(target_present & np.all([p for _, p in conditions], axis=0))
+    joint = np.concatenate([values[rows]] + [c[rows] for c, _ in conditions],
+                           axis=1).astype(np.float64)  # [n, D + W]
+    centre, scale = joint.mean(axis=0), joint.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = (joint - centre) / scale
+    dim, widths = target.shape[1], [c.shape[1] for c, _ in conditions]
+    best = None
+    for space, gm in clusterings(z, max_components, components, seed):
+        resp = gm.predict_proba(space)  # [n, M]
+        shapes, held_out = choose_shrinkage(z, resp, dim, widths, seed)
+        if best is None or held_out > best[0]:
+            best = held_out, shapes, resp, gm, space.shape[1]
+    if best is None:
+        return None
+    _, shapes, resp, gm, width = best
+    logger.info("mixture anchor: %d components (BIC, %s, on %d of %d joint dimensions); "
+                "shape per subset of the conditions %s", gm.n_components,
+                gm.covariance_type, width, z.shape[1], [tuple(shape) for shape in shapes])
+    return MixtureFit(z, rows, resp, centre, scale, dim, tuple(widths), tuple(shapes))
+
+
 def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
                         conditions: Sequence[tuple[np.ndarray, np.ndarray]], *,
                         max_components: int, seed: int = 0,
@@ -177,30 +235,9 @@ def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
         (index = sum of 2^j over the conditions j present), W = sum D_c (zeros outside the
         subset's conditions).
     """
-    values = target if residual_target is None else residual_target
-    rows = target_present & np.all([p for _, p in conditions], axis=0)
-    joint = np.concatenate([values[rows]] + [c[rows] for c, _ in conditions],
-                           axis=1).astype(np.float64)  # [n, D + W]
-    centre, scale = joint.mean(axis=0), joint.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    z = (joint - centre) / scale
-    dim, widths = target.shape[1], [c.shape[1] for c, _ in conditions]
-    best = None
-    for space, gm in clusterings(z, max_components, components, seed):
-        resp = gm.predict_proba(space)  # [n, M]
-        shapes, held_out = choose_shrinkage(z, resp, dim, widths, seed)
-        if best is None or held_out > best[0]:
-            best = held_out, shapes, resp, gm, space.shape[1]
-    if best is None:
-        return None
-    _, shapes, resp, gm, width = best
-    weights, means, own = component_moments(resp, z)
-    logger.info("mixture anchor: %d components (BIC, %s, on %d of %d joint dimensions); "
-                "shape per subset of the conditions %s", gm.n_components,
-                gm.covariance_type, width, z.shape[1], [tuple(shape) for shape in shapes])
-    return shrunk_conditional_mixtures(weights, centre + means * scale,
-                                       own * np.outer(scale, scale), dim, widths, shapes,
-                                       reg=REG_COVAR * np.square(scale))
+    fitted = fit_mixture(target, target_present, conditions, max_components=max_components,
+                         seed=seed, residual_target=residual_target, components=components)
+    return None if fitted is None else fitted.anchors()
 
 
 def component_moments(resp: np.ndarray, z: np.ndarray

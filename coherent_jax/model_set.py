@@ -19,14 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax.engine import checkpointing
-from coherent_jax import scoring_rules
+from coherent_jax import cross_fit, scoring_rules
 from coherent_jax import workdir as layout
 from coherent_jax.calibrate import (SHARPNESS_GRID, FusionCalibration, choose_family_by_pattern,
                                     choose_fusion_sharpness)
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
-from coherent_jax.mixture_anchor import fit_mixture_anchors
+from coherent_jax.mixture_anchor import fit_mixture
 from coherent_jax.engine.denoiser import Condition, Denoiser
 from coherent_jax.engine.folded import fold_denoiser, fold_members
 from coherent_jax.engine.deprecation import old_call_form, pop_fields
@@ -478,26 +478,39 @@ def _member_data(x, x_present, mats, bucket: int = 1) -> tuple[MemberData, Membe
             make_member_data(x, x_present, [multi], bucket))
 
 
-def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: list[dict],
-                       config: Architecture, spread) -> list[tuple[Denoiser, list[dict]]]:
-    """[(Denoiser, its members' anchors)] to train: the `gaussian` anchors, then mixture
-    anchors (`mixture_anchor`) when config.anchor_components > 1 and BIC prefers >= 2
-    components for some member (every member then gets the largest count, the members being
-    stacked). `train_target` keeps the one validation prefers.
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    """An architecture a family may be trained with: its members' anchors (None: unanchored)
+    and refit(keep [N] bool) -> the anchors fitted on the training rows where keep holds,
+    the same kind and structure (`cross_fit`; None: unanchored)."""
+
+    model: Denoiser
+    anchors: list | None = None
+    refit: Callable[[np.ndarray], list] | None = None
+
+
+def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
+                       config: Architecture, spread) -> list[_Candidate]:
+    """The candidates to train: the `gaussian` one, then mixture anchors (`mixture_anchor`)
+    when config.anchor_components > 1 and BIC prefers >= 2 components for some member
+    (every member then gets the largest count, the members being stacked). `train_target`
+    keeps the one validation prefers.
 
     member_conds: per member, its conditions [(values [N, D_c], present [N])]."""
     if config.anchor_components <= 1:
-        return [(model, gaussian)]
-    fitted = [fit_mixture_anchors(*x, conds, max_components=config.anchor_components,
-                                  residual_target=spread) for conds in member_conds]
-    counts = [0 if f is None else f["gate_const"].shape[1] for f in fitted]
+        return [gaussian]
+    fitted = [fit_mixture(*x, conds, max_components=config.anchor_components,
+                          residual_target=spread) for conds in member_conds]
+    counts = [0 if f is None else f.resp.shape[1] for f in fitted]
     m = max(counts)
     if m == 0:
-        return [(model, gaussian)]
-    anchors = [f if count == m else fit_mixture_anchors(
+        return [gaussian]
+    fits = [f if count == m else fit_mixture(
         *x, conds, max_components=m, components=m, residual_target=spread)
         for f, count, conds in zip(fitted, counts, member_conds)]
-    return [(model, gaussian), (dataclasses.replace(model, anchor_components=m), anchors)]
+    return [gaussian, _Candidate(dataclasses.replace(model, anchor_components=m),
+                                 [f.anchors() for f in fits],
+                                 lambda keep: [f.anchors(keep) for f in fits])]
 
 
 def _kept_sample_mse(result, criterion: str, trials: np.ndarray) -> np.ndarray:
@@ -686,6 +699,7 @@ class _Fitted:
         model: the architecture (its anchor kind); variables: kept [K, ...].
         val_mse: [K] validation sample MSE of the kept checkpoints; result: the `FitResult`.
         trials: the kept trials described; score: their mean validation criterion.
+        refit: the candidate's anchors refitted to some training rows (`_Candidate`).
     """
 
     model: Denoiser
@@ -694,6 +708,7 @@ class _Fitted:
     result: Any
     trials: list
     score: float
+    refit: Callable[[np.ndarray], list] | None = None
 
 
 @contextlib.contextmanager
@@ -734,17 +749,17 @@ def _candidate_runtime(run: _TargetRun, family: _Family, kind: dict, checkpoints
         checkpoints=checkpoints, batch_sharding=run.runtime.batch_sharding)
 
 
-def _fit_candidate(run: _TargetRun, family: _Family, candidate: Denoiser, anchors,
+def _fit_candidate(run: _TargetRun, family: _Family, candidate: _Candidate,
                    probe: bool = False) -> _Fitted:
     """Trains `family` with one kind of anchor as a population, checkpointed and logged, and
     keeps the best trial per member; a `probe` only validates the untrained models, silently
     and without checkpoints."""
-    m = candidate.anchor_components
+    m = candidate.model.anchor_components
     kind = {} if m == 1 else {"anchor_components": m}  # a mixture's records and folder say so
     training = run.config.training
     if probe:
         training = dataclasses.replace(training, train_steps=0)
-    population, state = _initial_population(candidate, anchors, family, training, run.schedule)
+    population, state = _initial_population(candidate.model, candidate.anchors, family, training, run.schedule)
     folder = None if probe or run.runtime.workdir is None else layout.part(
         run.runtime.workdir, layout.CHECKPOINTS, run.target,
         family.name if m == 1 else f"{family.name}_mixture{m}")
@@ -754,21 +769,26 @@ def _fit_candidate(run: _TargetRun, family: _Family, candidate: Denoiser, anchor
                      jax.random.fold_in(run.key, family.index), loop=training.loop,
                      runtime=_candidate_runtime(run, family, kind, checkpoints, not probe))
     chosen = select(result, population, training.criterion)
-    return _Fitted(candidate, chosen.variables,
+    return _Fitted(candidate.model, chosen.variables,
                    _kept_sample_mse(result, training.criterion, chosen.trial), result,
                    [population.describe(int(p)) for p in chosen.trial],
-                   float(np.mean(chosen.scores)))
+                   float(np.mean(chosen.scores)), candidate.refit)
 
 
-def _candidates(run: _TargetRun, family: _Family) -> list[tuple[Denoiser, list[dict] | None]]:
-    """[(Denoiser, its members' anchors)] of a family: the plain model unanchored, else the
-    Gaussian anchors and the mixture anchors BIC finds (`_anchor_candidates`)."""
+def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
+    """A family's candidates: the plain model unanchored, else the Gaussian anchors and the
+    mixture anchors BIC finds (`_anchor_candidates`)."""
     if not run.config.anchored:
-        return [(run.model, None)]
+        return [_Candidate(run.model)]
     x, spread = run.inputs.x, run.inputs.spread
-    gaussian = [fit_anchors(*x, c, identity_singles=run.config.feature_conditions,
+
+    def gaussian(keep: np.ndarray | None = None) -> list[dict]:
+        present = x[1] if keep is None else x[1] & keep
+        return [fit_anchors(x[0], present, c, identity_singles=run.config.feature_conditions,
                             residual_target=spread) for c in family.member_conds]
-    return _anchor_candidates(run.model, x, family.member_conds, gaussian,
+
+    return _anchor_candidates(run.model, x, family.member_conds,
+                              _Candidate(run.model, gaussian(), gaussian),
                               run.config.architecture, spread)
 
 
@@ -804,21 +824,21 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     """(the kept fit, the family's report): the Gaussian-anchored models trained; a mixture
     candidate trained where, untrained, it leads the untrained Gaussian anchor by the paired
     test of `MIXTURE_TEST_Z` on validation patients, and kept where, trained, it still leads."""
-    (gaussian, gaussian_anchors), *mixtures = _candidates(run, family)
-    fits = [_fit_candidate(run, family, gaussian, gaussian_anchors)]
+    gaussian, *mixtures = _candidates(run, family)
+    fits = [_fit_candidate(run, family, gaussian)]
     untrained, tests, base = {}, {}, None
-    for candidate, anchors in mixtures:
-        m = str(candidate.anchor_components)
+    for candidate in mixtures:
+        m = str(candidate.model.anchor_components)
         if run.config.train_steps > 0:
             # Training a mixture that does not lead untrained would cost a second family's
             # steps for an anchor these patients do not need.
-            base = base or _fit_candidate(run, family, gaussian, gaussian_anchors, probe=True)
-            probe = _fit_candidate(run, family, candidate, anchors, probe=True)
+            base = base or _fit_candidate(run, family, gaussian, probe=True)
+            probe = _fit_candidate(run, family, candidate, probe=True)
             untrained.update({"1": base.score, m: probe.score})
             tests["untrained_" + m] = _paired_energy(run, family, base, probe)
             if not tests["untrained_" + m]["leads"]:
                 continue
-        fits.append(_fit_candidate(run, family, candidate, anchors))
+        fits.append(_fit_candidate(run, family, candidate))
         tests[m] = _paired_energy(run, family, fits[0], fits[-1])
     leading = [f for f in fits[1:] if tests[str(f.model.anchor_components)]["leads"]]
     kept = min(leading, key=lambda f: f.score, default=fits[0])
@@ -850,11 +870,16 @@ def _fusion_sharpness(run: _TargetRun, tm: TargetModels) -> dict:
                                    run.config.fusion_calibration)
 
 
-def _families_by_pattern(run: _TargetRun, tm: TargetModels) -> dict:
-    """`calibrate.choose_family_by_pattern` of the target's two families on validation."""
+def _families_by_pattern(run: _TargetRun, tm: TargetModels, refits: dict) -> dict:
+    """`calibrate.choose_family_by_pattern` of the target's two families on the validation
+    patients and, where both are untrained anchors, on the training patients drawn from
+    anchors refitted without them (`cross_fit`; refits: family -> `_Fitted.refit`)."""
+    values, has = run.inputs.x
+    truth = values if run.inputs.spread is None else run.inputs.spread  # as new patients'
+    held_out = cross_fit.held_out_folds(tm, refits, (truth, has), run.inputs.conds, seed=0)
     return choose_family_by_pattern(tm, run.schedule, *_validation_sources(run),
                                     jax.random.fold_in(run.key, len(FAMILIES) + 1),
-                                    run.config.fusion_calibration)
+                                    run.config.fusion_calibration, held_out)
 
 
 def _check_training(cohort, target: str, config: ModelSetConfig) -> None:
@@ -900,9 +925,10 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                       "data_fingerprint": cohort_fingerprint(cohort), "target": target}, runtime)
     out = TargetModels(target=target, sources=inputs.sources,
                        unconditional=config.uncond_prob > 0, condition_maps=inputs.maps)
-    report = {}
+    report, refits = {}, {}
     for family in families:
         kept, report[family.name] = _train_family(run, family)
+        refits[family.name] = kept.refit
         if family.name == "specialists":
             out.specialist_model, out.specialists = kept.model, kept.variables
             out.val_mse = np.asarray(kept.val_mse)
@@ -913,7 +939,7 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             out.multi_model = kept.model
             out.multi = jax.tree.map(lambda a: a[0], kept.variables)
     if out.specialists is not None and out.multi is not None:
-        report["family_by_pattern"] = _families_by_pattern(run, out)
+        report["family_by_pattern"] = _families_by_pattern(run, out, refits)
         out.family_by_pattern = report["family_by_pattern"]["chosen"]
     return out, report
 
