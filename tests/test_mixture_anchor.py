@@ -318,6 +318,12 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     assert scores[str(report["anchor_components"])] < scores["1"]
     assert target.specialist_model.anchor_components > 1
     assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
+    # both families untrained: every training patient is scored too, drawn from the mixture
+    # refitted without its fold (cross_fit)
+    train = int((cohort.splits == "train").sum())
+    for scores in reports["target"]["family_by_pattern"]["patterns"].values():
+        assert scores["held_out_rows"] == train
+        assert scores["multi_minus_specialists"]["patients"] == train + scores["rows"]
     models.save(str(tmp_path / "models"))
     loaded = ModelSet.load(str(tmp_path / "models"))
     assert loaded.targets["target"].specialist_model == target.specialist_model
