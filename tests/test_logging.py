@@ -111,7 +111,7 @@ def test_library_prints_nothing_and_logs_through_logging(tmp_path, capsys, caplo
     config = ModelSetConfig(hidden_dim=16, num_layers=2, time_embed_dim=8, cond_embed_dim=4,
                             batch_size=32, train_steps=4, eval_every=2, log_every=2,
                             val_sampler="ddim", val_sample_steps=3, multi=False,
-                            sharpness_grid=(0.0,))
+                            sharpness_grid=(0.0,), anchor_components=1)
     models = pipeline.stage_denoisers(str(tmp_path), latents, config, seed=0, targets=("a",),
                                       features=cohort)
     impute(latents.split("train"), models, num_samples=2, sampler="ddim", sample_steps=3,
