@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from coherent_jax import anchor_draws
+from coherent_jax.anchor import set_anchors
 
 FOLDS = 5
 """Folds of the training patients (each refit leaves out a fifth)."""
@@ -44,16 +45,14 @@ class HeldOut:
 
 
 def with_anchors(variables: dict, anchors: Sequence[dict], stacked: bool) -> dict:
-    """Anchored variables with their anchors replaced: one dict per member (`stacked`: the
-    params carry a leading member axis) or a single model's one."""
-    params = dict(variables["params"])
-    for name in anchors[0]:
-        old = np.asarray(params[f"anchor_{name}"])
-        new = np.stack([a[name] for a in anchors]) if stacked else np.asarray(anchors[0][name])
-        if new.shape != old.shape:
-            raise ValueError(f"refitted anchor_{name} has shape {new.shape}, the model's "
-                             f"{old.shape}: a refit must keep the anchors' structure.")
-        params[f"anchor_{name}"] = new.astype(old.dtype)
+    """Anchored variables with their anchors replaced (`anchor.set_anchors`): one dict per
+    member (`stacked`: the params carry a leading member axis) or a single model's one."""
+    old = variables["params"]
+    params = set_anchors(old, anchors, np.arange(len(anchors)) if stacked else 0)
+    for name in (f"anchor_{k}" for k in anchors[0]):
+        if params[name].shape != np.shape(old[name]):
+            raise ValueError(f"refitted {name} has shape {params[name].shape}, the model's "
+                             f"{np.shape(old[name])}: a refit must keep the anchors' structure.")
     return {**variables, "params": params}
 
 

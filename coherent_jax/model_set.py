@@ -759,7 +759,8 @@ def _fit_candidate(run: _TargetRun, family: _Family, candidate: _Candidate,
     training = run.config.training
     if probe:
         training = dataclasses.replace(training, train_steps=0)
-    population, state = _initial_population(candidate.model, candidate.anchors, family, training, run.schedule)
+    population, state = _initial_population(candidate.model, candidate.anchors, family,
+                                            training, run.schedule)
     folder = None if probe or run.runtime.workdir is None else layout.part(
         run.runtime.workdir, layout.CHECKPOINTS, run.target,
         family.name if m == 1 else f"{family.name}_mixture{m}")
