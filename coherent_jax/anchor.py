@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
+from coherent_jax.encoders import PCAEncoder
 from coherent_jax.residuals import robust_covariance, shrunk_covariance
 
 ALPHAS = tuple(np.logspace(-1, 5, 13))
@@ -48,7 +49,7 @@ def fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Ca
 def fit_anchors(target: np.ndarray, target_present: np.ndarray,
                 conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, folds: int = 5,
                 alphas: Sequence[float] = ALPHAS, seed: int = 0,
-                identity_singles: bool = False,
+                predictions: bool = False,
                 residual_target: np.ndarray | None = None) -> dict:
     """Ridge anchors of one model for every subset of its conditions.
 
@@ -59,11 +60,15 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
         folds: folds of the out-of-fold residual variance.
         alphas: ridge penalties tried (per output dimension, leave-one-out).
         seed: the folds' shuffle.
-        identity_singles: for a single condition that already predicts the target (the
-            out-of-fold ridge predictions of `fit_condition_map`), use it as the mean (identity
-            kernel) with its residual variance, instead of regressing on it again (a second
-            ridge on out-of-fold predictions shrinks the less noisy full-fit predictions
-            that new patients get: README, Ablation, "single-source anchors as identity").
+        predictions: the conditions are `fit_condition_map`'s: their first D columns predict
+            the target (out-of-fold for these rows), the rest are the source's principal
+            components, which the linear anchors leave to the mixture anchors and the networks
+            (a linear function of the source adds nothing to its ridge prediction). A single
+            condition's prediction is then the mean (identity kernel) with its residual
+            variance, instead of being regressed on again (a second ridge on out-of-fold
+            predictions shrinks the less noisy full-fit predictions that new patients get:
+            README, Ablation, "single-source anchors as identity"); several are regressed on
+            by their predictions alone.
         residual_target: [N, D] the same rows' target as new patients' would be encoded
             (`latent.cross_fitted_latents`); the covariances are fitted to its residuals
             (default: `target`'s).
@@ -94,11 +99,13 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
                           f"{members}: that subset's anchor stays the prior.", stacklevel=2)
             bias[index], log_var[index], basis[index] = bias[0], log_var[0], basis[0]
             continue
-        x = np.concatenate([conditions[j][0][rows] for j in members], axis=1).astype(np.float64)
+        used = [d if predictions else widths[j] for j in members]  # columns regressed on
+        x = np.concatenate([conditions[j][0][rows, :w] for j, w in zip(members, used)],
+                           axis=1).astype(np.float64)
         coef, intercept, predicted = _subset_fit(
             x, target[rows].astype(np.float64), folds, alphas, seed,
-            identity=identity_singles and len(members) == 1)
-        columns = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in members])
+            identity=predictions and len(members) == 1)
+        columns = np.concatenate([offsets[j] + np.arange(w) for j, w in zip(members, used)])
         kernel[index][columns] = coef
         bias[index] = intercept
         log_var[index], basis[index] = eigh_floored(
@@ -176,7 +183,7 @@ def distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float
 
 def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 5,
                       alphas: Sequence[float] = ALPHAS, seed: int = 0,
-                      distill: bool = False) -> tuple[dict, np.ndarray]:
+                      distill: bool = False, components: int = 0) -> tuple[dict, np.ndarray]:
     """Ridge from one source's features to the target's latents: the source as a condition.
 
     A specialist conditioned on this k-dim prediction instead of the source's own latents sees
@@ -197,16 +204,43 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
             conditions as noisy as those of patients never fitted (each fold's map fitted the
             same way).
         distill: fit to the leave-one-out predictions (False: the plain ridge).
+        components: p > 0 appends the source's p leading principal components (standardised
+            PCA of these rows, each scaled to unit variance) to the prediction. A ridge
+            prediction of the target is one linear summary of the source, and it can miss
+            what the source tells of a hidden subtype: where the subtype moves the source
+            along directions that predict little of the target (the door2 cohort's 'hide'
+            given 'reveal', benchmarks/RESULTS.md) BIC finds no mixture on [target,
+            prediction]; the source's own leading directions carry its clusters to the
+            mixture anchors' gates and to the networks. The linear anchors ignore them
+            (`fit_anchors(predictions=True)`).
 
     Returns:
-        ({'kernel' [D_s, k], 'bias' [k]} float32, out-of-fold predictions [n, k]).
+        ({'kernel' [D_s, k + p], 'bias' [k + p]} float32, [n, k + p] the out-of-fold
+        predictions then the principal components).
     """
     share = 1.0 if distill else 0.0
+    features = features.astype(np.float64)
     (coef, intercept), oof = fit_out_of_fold(
-        features.astype(np.float64), target.astype(np.float64), folds, seed,
+        features, target.astype(np.float64), folds, seed,
         lambda a, b: distilled_ridge(a, b, alphas, share))
+    if components:
+        axes, offset = _unit_components(features, components)  # [D_s, p], [p]
+        coef, intercept = np.c_[coef, axes], np.r_[intercept, offset]
+        oof = np.c_[oof, features @ axes + offset]
     return ({"kernel": coef.astype(np.float32), "bias": np.asarray(intercept, np.float32)},
             oof.astype(np.float32))
+
+
+def _unit_components(features: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel [D_s, p], bias [p]) mapping features [n, D_s] to their p leading principal
+    components (standardised PCA, `encoders.PCAEncoder`) scaled to unit variance on these
+    rows."""
+    pca = PCAEncoder.fit(features, count)
+    kernel = (pca.components / pca.scale).T.astype(np.float64)  # [D_s, p]
+    bias = -(pca.mean / pca.scale) @ pca.components.T.astype(np.float64)
+    spread = (features @ kernel + bias).std(axis=0)
+    spread = np.where(spread > 0, spread, 1.0)
+    return kernel / spread, bias / spread
 
 
 def apply_condition_map(cmap: dict, features: np.ndarray) -> np.ndarray:

@@ -311,6 +311,7 @@ class Conditioning:
 
     feature_conditions: bool
     distill_conditions: bool
+    condition_components: int
     covariate: str
 
 
@@ -364,6 +365,11 @@ class ModelSetConfig:
             training patients are not imputed better than new ones (the evaluation's
             conditional membership attack), for some accuracy (README, "Privacy"); False
             (default) keeps the plain ridge, the most accurate.
+        condition_components: with feature_conditions, each source's condition is its ridge
+            prediction of the target followed by the source's leading principal components,
+            this many (8, default; fewer where a source has fewer features or rows; 0: the
+            prediction alone), for the mixture anchors and the networks: a prediction of the
+            target can miss the subtype a source reveals (`anchor.fit_condition_map`).
         covariate: a categorical label column known for every patient (e.g. 'cancer_type',
             or 'cohort' on a pooled cohort) that the condition maps, their anchors and the
             closed form take with the sources' features, as a slope deviation and an
@@ -401,6 +407,7 @@ class ModelSetConfig:
     anchor_components: int = 4
     feature_conditions: bool = True
     distill_conditions: bool = False
+    condition_components: int = 8
     covariate: str = ""
     sharpness_grid: tuple[float, ...] = SHARPNESS_GRID
     calibration_draws: int = 20
@@ -412,6 +419,9 @@ class ModelSetConfig:
         if self.anchor_components < 1:
             raise ValueError(f"anchor_components must be >= 1 (1: Gaussian anchors), got "
                              f"{self.anchor_components}.")
+        if self.condition_components < 0:
+            raise ValueError(f"condition_components must be >= 0 (0: the sources' predictions "
+                             f"alone), got {self.condition_components}.")
 
     @property
     def architecture(self) -> Architecture:
@@ -522,31 +532,39 @@ def _kept_sample_mse(result, criterion: str, trials: np.ndarray) -> np.ndarray:
     return np.asarray([by_step[int(s)][int(p)] for s, p in zip(steps, trials)], np.float64)
 
 
-def _feature_conditions(x, features, target: str, sources: Sequence[str], distill: bool,
-                        covariate: Covariate | None):
+def _feature_conditions(x, features, target: str, sources: Sequence[str],
+                        conditioning: Conditioning, covariate: Covariate | None):
     """(maps, train conditions, val conditions) of `fit_condition_map` for each source
-    (on its features expanded with the covariate, `covariates.inputs`).
+    (on its features expanded with the covariate, `covariates.inputs`), each with the same
+    number of principal components (`conditioning.condition_components`, fewer where a
+    source has fewer features or rows: the specialists are stacked).
 
     Training rows get out-of-fold predictions; validation rows the full fit.
     """
     (x_values, x_present) = x
     train, val = features.split("train"), features.split("val")
+    matrices = {s: train.matrix(s) for s in sources}  # features [N, D_s], present [N]
+    sourced = {s: inputs(covariate, matrices[s][0], train.labels) for s in sources}
+    rows = {s: matrices[s][1] & x_present for s in sources}
+    for s in sources:
+        if rows[s].sum() < 10:
+            raise ValueError(f"only {int(rows[s].sum())} training rows have both {target!r} "
+                             f"and {s!r}: too few to fit the condition map.")
+    components = min([conditioning.condition_components]
+                     + [min(sourced[s].shape[1], int(rows[s].sum()) - 1) for s in sources])
     maps, conds, conds_val = {}, [], []
     for s in sources:
-        f, f_present = train.matrix(s)
-        f = inputs(covariate, f, train.labels)
-        both = f_present & x_present
-        if both.sum() < 10:
-            raise ValueError(f"only {int(both.sum())} training rows have both {target!r} and "
-                             f"{s!r}: too few to fit the condition map.")
-        maps[s], oof = fit_condition_map(f[both], x_values[both], distill=distill)
-        values = np.zeros((len(f), x_values.shape[1]), np.float32)
+        f, f_present, both = sourced[s], matrices[s][1], rows[s]
+        maps[s], oof = fit_condition_map(f[both], x_values[both],
+                                         distill=conditioning.distill_conditions,
+                                         components=components)
+        values = np.zeros((len(f), oof.shape[1]), np.float32)
         values[f_present] = apply_condition_map(maps[s], f[f_present])
         values[both] = oof
         conds.append((values, f_present))
         f_val, f_val_present = val.matrix(s)
         f_val = inputs(covariate, f_val, val.labels)
-        values_val = np.zeros((len(f_val), x_values.shape[1]), np.float32)
+        values_val = np.zeros((len(f_val), oof.shape[1]), np.float32)
         values_val[f_val_present] = apply_condition_map(maps[s], f_val[f_val_present])
         conds_val.append((values_val, f_val_present))
     return maps, conds, conds_val
@@ -625,10 +643,9 @@ def _target_inputs(cohort, target: str, conditioning: Conditioning, features,
         if features is None:
             raise ValueError("feature_conditions=True needs the feature cohort (features=...); "
                              "pass it or set feature_conditions=False.")
-        maps, conds, conds_val = _feature_conditions(x, features, target, sources,
-                                                      conditioning.distill_conditions,
+        maps, conds, conds_val = _feature_conditions(x, features, target, sources, conditioning,
                                                       fit_covariate(conditioning, features))
-        widths = {**widths, **{s: widths[target] for s in sources}}
+        widths = {**widths, **{s: maps[s]["bias"].shape[0] for s in sources}}
     else:
         conds = [train_cohort.matrix(s) for s in sources]
         conds_val = [val_cohort.matrix(s) for s in sources]
@@ -785,7 +802,7 @@ def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
 
     def gaussian(keep: np.ndarray | None = None) -> list[dict]:
         present = x[1] if keep is None else x[1] & keep
-        return [fit_anchors(x[0], present, c, identity_singles=run.config.feature_conditions,
+        return [fit_anchors(x[0], present, c, predictions=run.config.feature_conditions,
                             residual_target=spread) for c in family.member_conds]
 
     return _anchor_candidates(run.model, x, family.member_conds,

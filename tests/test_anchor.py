@@ -102,6 +102,39 @@ def test_condition_map_is_a_cross_fitted_ridge_from_features():
     assert in_sample < out_of_fold < 0.05  # held-out predictions are honest, and good
 
 
+def test_condition_map_appends_the_sources_principal_components_which_linear_anchors_ignore():
+    from coherent_jax.anchor import apply_condition_map, fit_condition_map  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 12))
+    target = features[:, :3] @ rng.standard_normal((3, 4)) + 0.1 * rng.standard_normal((300, 4))
+    plain, plain_oof = fit_condition_map(features, target)
+    cmap, oof = fit_condition_map(features, target, components=3)
+    assert cmap["kernel"].shape == (12, 7) and oof.shape == (300, 7)
+    np.testing.assert_allclose(cmap["kernel"][:, :4], plain["kernel"], rtol=1e-6)
+    np.testing.assert_allclose(oof[:, :4], plain_oof, rtol=1e-5, atol=1e-6)
+    scores = oof[:, 4:]  # the components: in-sample, what the map gives these rows
+    np.testing.assert_allclose(scores, apply_condition_map(cmap, features)[:, 4:], atol=1e-4)
+    np.testing.assert_allclose(np.cov(scores.T, bias=True), np.eye(3), atol=1e-4)
+    standard = (features - features.mean(0)) / features.std(0)
+    leading = np.linalg.svd(standard, full_matrices=False)[2][:3]  # [3, 12] axes
+    assert np.allclose(np.abs(np.corrcoef((standard @ leading.T).T, scores.T)[:3, 3:]),
+                       np.eye(3), atol=1e-5)
+    # the linear anchors read the predictions alone: the same anchors, zero rows for the rest
+    x, present = target, np.ones(300, bool)
+    second = features[:, 3:6] @ rng.standard_normal((3, 4))
+    with_pcs = [(oof, present), (np.c_[second, scores], present)]
+    without = [(oof[:, :4], present), (second, present)]
+    a = fit_anchors(x, present, with_pcs, predictions=True)
+    b = fit_anchors(x, present, without, predictions=True)
+    assert a["kernel"].shape == (4, 14, 4) and b["kernel"].shape == (4, 8, 4)
+    np.testing.assert_allclose(a["kernel"][:, [0, 1, 2, 3, 7, 8, 9, 10]], b["kernel"],
+                               rtol=1e-5, atol=1e-6)
+    assert not a["kernel"][:, [4, 5, 6, 11, 12, 13]].any()
+    for name in ("bias", "log_var"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
 def _wide_regression(n, seed):
     """Two draws of n rows: 400 features = 10 factors + noise, a 3-d target of the factors
     (p >> n: a ridge fits its own rows far better than new ones)."""
@@ -187,7 +220,8 @@ def test_zero_training_steps_keep_anchored_models_as_their_anchors():
     distilled, _ = train_model_set(cohort, dataclasses.replace(config, distill_conditions=True),
                                    seed=0, features=cohort, targets=("a",))
     train = cohort.split("train")
-    expected, _ = fit_condition_map(train.matrix("b")[0], train.matrix("a")[0], distill=True)
+    expected, _ = fit_condition_map(train.matrix("b")[0], train.matrix("a")[0], distill=True,
+                                    components=4)  # b has 4 features: 4 of the default 8
     got = distilled.targets["a"].condition_maps["b"]
     np.testing.assert_allclose(got["kernel"], expected["kernel"], rtol=1e-5, atol=1e-6)
     assert not np.allclose(got["kernel"], models.targets["a"].condition_maps["b"]["kernel"])

@@ -182,6 +182,31 @@ def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
                                max_components=5) is None
 
 
+def test_a_sources_principal_components_let_bic_see_the_subtype_its_prediction_misses():
+    from sklearn.metrics import adjusted_rand_score  # noqa: PLC0415
+
+    from coherent_jax.anchor import fit_condition_map  # noqa: PLC0415
+    from coherent_jax.data.mixture import MixtureModel  # noqa: PLC0415
+    from coherent_jax.mixture_anchor import fit_mixture  # noqa: PLC0415
+
+    # 'reveal' tells the subtype, the blind target does not depend on it: the ridge prediction
+    # of the target from 'reveal' reads the shared factors, not the subtype, yet the target's
+    # conditional given 'reveal' depends on it (the factors are read from 'reveal' minus its
+    # subtype's mean, at its subtype's noise)
+    model = MixtureModel.random({"blind": 12, "reveal": 8}, {"blind": 0, "reveal": 3.0},
+                                num_subtypes=3, num_factors=3, noise_std=0.5,
+                                noise_spread=2.0, seed=1)
+    rows, subtype = model.sample(600, seed=1)
+    present = np.ones(600, bool)
+    _, prediction = fit_condition_map(rows["reveal"], rows["blind"])
+    assert fit_mixture(rows["blind"], present, [(prediction, present)], max_components=4,
+                       seed=0) is None
+    _, with_pcs = fit_condition_map(rows["reveal"], rows["blind"], components=8)
+    fit = fit_mixture(rows["blind"], present, [(with_pcs, present)], max_components=4, seed=0)
+    assert fit is not None and fit.resp.shape[1] == 3
+    assert adjusted_rand_score(subtype, fit.resp.argmax(1)) > 0.9
+
+
 def _blind_source_rows(n=600, width=10, seed=0):
     """Standardised joint rows [target (3), source (width)] and the true subtypes: the target's
     subtype means and noise scales differ (0.3, 0.6, 1.2), the source shares a factor with the
