@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ import pandas as pd
 from coherent_jax import workdir as layout
 from coherent_jax.data import Cohort, DataError, Preprocessor
 from coherent_jax.data.inputs import load_path, read_originals
-from coherent_jax.errors import UnknownModalityError
+from coherent_jax.errors import UnknownModalityError, UserError
 from coherent_jax.impute import ImputeConfig, Imputation, SamplerCalls, impute
 from coherent_jax.latent import LatentSpace
 from coherent_jax.model_set import ModelSet
@@ -137,7 +137,7 @@ class Imputer:
                seed: int | None = None, units: str = "input",
                range_check: RangeCheck = RangeCheck(),
                originals: dict | None = None, *, bucket: int = 256,
-               mesh: Any = None) -> Imputation:
+               mesh: Any = None, first: Sequence[str] = ()) -> Imputation:
         """Fills every missing modality of new patients (raw, in the training files' units).
 
         Args:
@@ -152,6 +152,10 @@ class Imputer:
             bucket: smallest padded batch of a sampler call (`impute.impute`).
             mesh: optional ('data',) mesh (`parallel.make_mesh`): every sampler call splits
                 its rows over the devices (`impute.impute`).
+            first: modalities the cascade draws first, in this order (the rest follow in the
+                model set's order): the first missing modality is drawn from the observed ones
+                alone, each later one also given the draws before it, so the first carries
+                no other draw's error (benchmarks/RESULTS.md, "The cascade's order").
 
         Returns:
             An Imputation whose `features` are in `units`, observed values as given.
@@ -162,6 +166,7 @@ class Imputer:
         if units not in UNITS:
             raise ValueError(f"units must be one of {UNITS}, got {units!r}.")
         settings = settings or self.settings
+        order = cascade_order(first, tuple(self.models.targets))
         unknown = sorted(set(patients.modalities) - set(self.modalities))
         if unknown:
             raise UnknownModalityError(
@@ -172,7 +177,8 @@ class Imputer:
         check_ranges(zscores, range_check)
         result = impute(self.space.encode(zscores), self.models, settings,
                         seed=self.seed if seed is None else seed, latent_space=self.space,
-                        feature_cohort=zscores, calls=SamplerCalls(bucket=bucket, mesh=mesh))
+                        feature_cohort=zscores,
+                        calls=SamplerCalls(order=order, bucket=bucket, mesh=mesh))
         if units == "input":
             given = {m: (originals or {}).get(m, full.tables[m]) for m in full.modalities}
             features = {m: self._to_input_units(m, table, given[m])
@@ -202,6 +208,18 @@ class Imputer:
         rows = ids.isin(present)
         out.loc[rows] = given.reindex(ids[rows]).to_numpy(np.float64)
         return out
+
+
+def cascade_order(first: Sequence[str], targets: Sequence[str]) -> tuple[str, ...]:
+    """The targets' fill order: `first`, then the other `targets` in their order. Refuses
+    names that are no target and repeated names."""
+    unknown = [m for m in first if m not in targets]
+    if unknown:
+        raise UnknownModalityError(f"cannot draw {unknown} first: the models generate "
+                                   f"{list(targets)}.")
+    if len(set(first)) != len(first):
+        raise UserError(f"a modality is named twice in the order {list(first)}.")
+    return tuple(first) + tuple(t for t in targets if t not in first)
 
 
 def _with_every_modality(patients: Cohort, modalities, prep: Preprocessor) -> Cohort:

@@ -59,6 +59,11 @@ flags.DEFINE_bool("cascade", None, "Override (default: on): a patient's missing 
                   "draws can be closer to its conditional, but the modalities of one draw no "
                   "longer agree (benchmarks/RESULTS.md, 'One draw, several missing "
                   "modalities'). --method=gaussian draws them jointly either way.")
+flags.DEFINE_list("first", [], "Modalities the cascade draws first, in this order (the "
+                  "rest follow in the models' order), e.g. --first=rna: the first missing one "
+                  "is drawn from the observed modalities alone, later ones also given the draws "
+                  "before them, so put first the modality you use most (benchmarks/RESULTS.md, "
+                  "'The cascade's order').")
 flags.DEFINE_integer("num_devices", 1, "Devices every sampler call splits its rows over (a "
                      "('data',) mesh); 0: every visible device. On CPU, set XLA_FLAGS="
                      "--xla_force_host_platform_device_count=N first.")
@@ -102,9 +107,11 @@ def main(argv):
     seed = imputer.seed if FLAGS.seed is None else FLAGS.seed
     result = imputer.impute(patients, settings, seed=seed, units=FLAGS.units,
                             range_check=RangeCheck(FLAGS.max_outlier_z, FLAGS.max_outlier_share),
-                            originals=originals, bucket=FLAGS.bucket, mesh=mesh)
+                            originals=originals, bucket=FLAGS.bucket, mesh=mesh,
+                            first=FLAGS.first)
     write_imputation(result, FLAGS.out, {"impute": dataclasses.asdict(settings), "seed": seed,
-                                         "units": FLAGS.units, "workdir": imputer.workdir,
+                                         "units": FLAGS.units, "first": FLAGS.first,
+                                         "workdir": imputer.workdir,
                                          "trained_on_fingerprint": imputer.fingerprint,
                                          "input": FLAGS.input and os.path.abspath(FLAGS.input)},
                      overwrite=FLAGS.overwrite, protected=protected, formats=formats)

@@ -160,3 +160,18 @@ def test_nocascade_draws_each_modality_from_the_observed_ones_alone(trained, tmp
     pd.testing.assert_frame_equal(runs["cascade"]["cna"], runs["independent"]["cna"])
     assert not np.allclose(runs["cascade"]["rna"].iloc[:, 2:].to_numpy(),
                            runs["independent"]["rna"].iloc[:, 2:].to_numpy())
+    # --first=rna: rna is drawn from the observed ones alone, cna then given that draw
+    out = _run("impute.py", f"--workdir={workdir}", f"--input={tmp_path / 'B'}",
+               f"--out={tmp_path / 'first'}", "--first=rna")
+    assert out.returncode == 0, out.stderr[-3000:]
+    first = {m: pd.read_csv(tmp_path / "first" / f"{m}_features_draws.csv.gz")
+             for m in ("cna", "rna")}
+    pd.testing.assert_frame_equal(first["rna"], runs["independent"]["rna"])
+    assert not np.allclose(first["cna"].iloc[:, 2:].to_numpy(),
+                           runs["cascade"]["cna"].iloc[:, 2:].to_numpy())
+    with open(tmp_path / "first" / "summary.json") as f:
+        assert json.load(f)["metadata"]["first"] == ["rna"]
+    out = _run("impute.py", f"--workdir={workdir}", f"--input={tmp_path / 'B'}",
+               f"--out={tmp_path / 'bad'}", "--first=rna,dna")
+    assert out.returncode == 2 and "cannot draw ['dna'] first" in out.stderr
+    assert not (tmp_path / "bad").exists()
