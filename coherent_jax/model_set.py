@@ -26,7 +26,7 @@ from coherent_jax.calibrate import (SHARPNESS_GRID, FusionCalibration, choose_fa
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
-from coherent_jax.mixture_anchor import fit_mixture
+from coherent_jax.mixture_anchor import fit_mixture, select_components
 from coherent_jax.engine.denoiser import Condition, Denoiser
 from coherent_jax.engine.folded import fold_denoiser, fold_members
 from coherent_jax.engine.deprecation import old_call_form, pop_fields
@@ -558,6 +558,7 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str],
         maps[s], oof = fit_condition_map(f[both], x_values[both],
                                          distill=conditioning.distill_conditions,
                                          components=components)
+        maps[s], oof = _clustered_components_only(maps[s], oof, x_values.shape[1])
         values = np.zeros((len(f), oof.shape[1]), np.float32)
         values[f_present] = apply_condition_map(maps[s], f[f_present])
         values[both] = oof
@@ -568,6 +569,21 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str],
         values_val[f_val_present] = apply_condition_map(maps[s], f_val[f_val_present])
         conds_val.append((values_val, f_val_present))
     return maps, conds, conds_val
+
+
+def _clustered_components_only(cmap: dict, values: np.ndarray, width: int
+                               ) -> tuple[dict, np.ndarray]:
+    """The condition map and its training values [n, width + p] with the principal components
+    (the columns after `width`) zeroed unless BIC finds clusters in them
+    (`mixture_anchor.select_components`, up to 4): a source blind to every subtype only adds
+    noise to the mixture anchors' gates and slopes (the door2 cohort's 'hide': its 'reveal'
+    given 'hide' 1.14% above exact without components, 1.35% with them; benchmarks/RESULTS.md).
+    Zero columns keep the specialists' widths equal and move nothing."""
+    scores = values[:, width:].astype(np.float64)
+    if not scores.shape[1] or select_components(scores, 4, seed=0) is not None:
+        return cmap, values
+    keep = np.arange(values.shape[1]) < width
+    return ({"kernel": cmap["kernel"] * keep, "bias": cmap["bias"] * keep}, values * keep)
 
 
 @dataclasses.dataclass(frozen=True)
