@@ -552,13 +552,14 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str],
                              f"and {s!r}: too few to fit the condition map.")
     components = min([conditioning.condition_components]
                      + [min(sourced[s].shape[1], int(rows[s].sum()) - 1) for s in sources])
+    fits = {s: fit_condition_map(sourced[s][rows[s]], x_values[rows[s]],
+                                 distill=conditioning.distill_conditions, components=components)
+            for s in sources}
+    fits = _clustered_components_only(fits, x_values.shape[1])
     maps, conds, conds_val = {}, [], []
     for s in sources:
         f, f_present, both = sourced[s], matrices[s][1], rows[s]
-        maps[s], oof = fit_condition_map(f[both], x_values[both],
-                                         distill=conditioning.distill_conditions,
-                                         components=components)
-        maps[s], oof = _clustered_components_only(maps[s], oof, x_values.shape[1])
+        maps[s], oof = fits[s]
         values = np.zeros((len(f), oof.shape[1]), np.float32)
         values[f_present] = apply_condition_map(maps[s], f[f_present])
         values[both] = oof
@@ -571,19 +572,25 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str],
     return maps, conds, conds_val
 
 
-def _clustered_components_only(cmap: dict, values: np.ndarray, width: int
-                               ) -> tuple[dict, np.ndarray]:
-    """The condition map and its training values [n, width + p] with the principal components
-    (the columns after `width`) zeroed unless BIC finds clusters in them
-    (`mixture_anchor.select_components`, up to 4): a source blind to every subtype only adds
-    noise to the mixture anchors' gates and slopes (the door2 cohort's 'hide': its 'reveal'
-    given 'hide' 1.14% above exact without components, 1.35% with them; benchmarks/RESULTS.md).
-    Zero columns keep the specialists' widths equal and move nothing."""
-    scores = values[:, width:].astype(np.float64)
-    if not scores.shape[1] or select_components(scores, 4, seed=0) is not None:
-        return cmap, values
-    keep = np.arange(values.shape[1]) < width
-    return ({"kernel": cmap["kernel"] * keep, "bias": cmap["bias"] * keep}, values * keep)
+def _clustered_components_only(fits: dict, width: int) -> dict:
+    """source -> (condition map, training values [n, width + p]) with each source's principal
+    components (the columns after `width`) zeroed unless BIC finds clusters in them
+    (`mixture_anchor.select_components`, up to 4), and dropped where no source keeps any: a
+    source blind to every subtype only adds noise to the mixture anchors' gates and slopes
+    (the door2 cohort's 'hide': its 'reveal' given 'hide' 1.14% above exact without
+    components, 1.35% with them; benchmarks/RESULTS.md). Zero columns keep the specialists'
+    widths equal and move nothing."""
+    clustered = {s: values.shape[1] > width and select_components(
+        values[:, width:].astype(np.float64), 4, seed=0) is not None
+        for s, (_, values) in fits.items()}
+    if not any(clustered.values()):
+        return {s: ({"kernel": cmap["kernel"][:, :width], "bias": cmap["bias"][:width]},
+                    values[:, :width]) for s, (cmap, values) in fits.items()}
+    out = {}
+    for s, (cmap, values) in fits.items():
+        keep = clustered[s] | (np.arange(values.shape[1]) < width)  # [width + p]
+        out[s] = {"kernel": cmap["kernel"] * keep, "bias": cmap["bias"] * keep}, values * keep
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

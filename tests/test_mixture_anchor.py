@@ -205,16 +205,19 @@ def test_a_sources_principal_components_let_bic_see_the_subtype_its_prediction_m
     fit = fit_mixture(rows["blind"], present, [(with_pcs, present)], max_components=4, seed=0)
     assert fit is not None and fit.resp.shape[1] == 3
     assert adjusted_rand_score(subtype, fit.resp.argmax(1)) > 0.9
-    # the model set keeps the components of a source with clusters, zeroes a blind one's
+    # the model set keeps the components of a source with clusters, zeroes a blind one's,
+    # and drops them where no source has clusters
     from coherent_jax.model_set import _clustered_components_only  # noqa: PLC0415
 
-    cmap, _ = fit_condition_map(rows["reveal"], rows["blind"], components=8)
-    kept, values = _clustered_components_only(cmap, with_pcs, 12)
-    assert kept is cmap and values is with_pcs
-    cmap, blind = fit_condition_map(rows["blind"], rows["reveal"], components=8)
-    zeroed, values = _clustered_components_only(cmap, blind, 8)
-    assert not zeroed["kernel"][:, 8:].any() and not values[:, 8:].any()
-    np.testing.assert_array_equal(values[:, :8], blind[:, :8])
+    revealing = fit_condition_map(rows["reveal"], rows["blind"][:, :8], components=8)
+    blind = fit_condition_map(rows["blind"], rows["blind"][:, :8], components=8)
+    out = _clustered_components_only({"r": revealing, "b": blind}, 8)
+    np.testing.assert_array_equal(out["r"][1], revealing[1])
+    assert out["b"][1].shape == (600, 16) and not out["b"][1][:, 8:].any()
+    np.testing.assert_array_equal(out["b"][1][:, :8], blind[1][:, :8])
+    assert not out["b"][0]["kernel"][:, 8:].any()
+    alone = _clustered_components_only({"b": blind}, 8)["b"]
+    assert alone[0]["kernel"].shape == (12, 8) and alone[1].shape == (600, 8)
 
 
 def _blind_source_rows(n=600, width=10, seed=0):
