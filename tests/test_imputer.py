@@ -171,7 +171,11 @@ def test_nocascade_draws_each_modality_from_the_observed_ones_alone(trained, tmp
                            runs["cascade"]["cna"].iloc[:, 2:].to_numpy())
     with open(tmp_path / "first" / "summary.json") as f:
         assert json.load(f)["metadata"]["first"] == ["rna"]
-    out = _run("impute.py", f"--workdir={workdir}", f"--input={tmp_path / 'B'}",
-               f"--out={tmp_path / 'bad'}", "--first=rna,dna")
-    assert out.returncode == 2 and "cannot draw ['dna'] first" in out.stderr
-    assert not (tmp_path / "bad").exists()
+    from coherent_jax.errors import UnknownModalityError, UserError  # noqa: PLC0415
+    from coherent_jax.imputer import cascade_order  # noqa: PLC0415
+
+    assert cascade_order(["rna"], MODALITIES) == ("rna", "cna", "rppa", "wsi")
+    with pytest.raises(UnknownModalityError, match=r"cannot draw \['dna'\] first"):
+        cascade_order(["rna", "dna"], MODALITIES)  # a UserError: the script exits 2
+    with pytest.raises(UserError, match="named twice"):
+        cascade_order(["rna", "rna"], MODALITIES)
