@@ -60,15 +60,10 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
         folds: folds of the out-of-fold residual variance.
         alphas: ridge penalties tried (per output dimension, leave-one-out).
         seed: the folds' shuffle.
-        predictions: the conditions are `fit_condition_map`'s: their first D columns predict
-            the target (out-of-fold for these rows), the rest are the source's principal
-            components, which the linear anchors leave to the mixture anchors and the networks
-            (a linear function of the source adds nothing to its ridge prediction). A single
-            condition's prediction is then the mean (identity kernel) with its residual
-            variance, instead of being regressed on again (a second ridge on out-of-fold
-            predictions shrinks the less noisy full-fit predictions that new patients get:
-            README, Ablation, "single-source anchors as identity"); several are regressed on
-            by their predictions alone.
+        predictions: the conditions are `fit_condition_map`'s, whose first D columns predict
+            the target and the rest (the source's principal components) are left to the
+            mixture anchors and networks; a single one is the mean (identity kernel: a second
+            ridge on out-of-fold predictions shrinks new patients' less noisy ones; README).
         residual_target: [N, D] the same rows' target as new patients' would be encoded
             (`latent.cross_fitted_latents`); the covariances are fitted to its residuals
             (default: `target`'s).
