@@ -24,14 +24,17 @@ demo: $(STAMP)
 	$(BIN)/python experiments/run_pipeline.py --config=experiments/configs/demo.py \
 		--workdir=runs/demo
 
-# Every test, on two worker processes (pytest-xdist; a test file stays on one worker).
+# Every test, on two worker processes (pytest-xdist; a test file stays on one worker), each
+# with one BLAS/OpenMP thread: two workers that each start a thread per core oversubscribe
+# the cores (the mixture fits' small solves and k-means ran 2-3x slower).
+ONE_THREAD = OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -n 2 --dist loadfile
+	$(ONE_THREAD) $(BIN)/python -m pytest tests -n 2 --dist loadfile
 
 # Everything but the tests that train models, sample long chains or run the scripts end to
 # end (marked slow): under 90 s on a 2-core CPU.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not slow" -n 2 --dist loadfile
+	$(ONE_THREAD) $(BIN)/python -m pytest tests -m "not slow" -n 2 --dist loadfile
 
 # ~15 min on 2 CPU cores; benchmarks/RESULTS.md lists every benchmark and its command.
 bench: $(STAMP)
