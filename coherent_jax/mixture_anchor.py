@@ -41,6 +41,7 @@ held-out likelihood picks the partition too.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 from typing import NamedTuple, Sequence
@@ -48,6 +49,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 
 from coherent_jax.anchor import eigh_floored
 
@@ -74,6 +76,20 @@ logits, as in Guo et al. 2017, chosen with the shares by held-out likelihood."""
 
 FOLDS = 5
 """Folds of `choose_shrinkage`'s cross-validation."""
+
+def one_thread(fit):
+    """`fit` run with one BLAS/OpenMP thread (the limits restored after, also when nested):
+    the mixture fits' solves and k-means steps are on matrices of tens to hundreds of columns,
+    where a thread per core costs more than it gains (2-core CPU: a 1,200-row fit with two
+    28-wide conditions 5.3 s -> 2.1 s, a 400-row fit with one 136-wide condition 4.6 s ->
+    3.0 s; benchmarks/RESULTS.md)."""
+
+    @functools.wraps(fit)
+    def limited(*args, **kwargs):
+        with threadpool_limits(limits=1):
+            return fit(*args, **kwargs)
+
+    return limited
 
 
 class Shape(NamedTuple):
@@ -135,6 +151,7 @@ def clusterings(z: np.ndarray, max_components: int, components: int | None, seed
     return out
 
 
+@one_thread
 def select_components(joint: np.ndarray, max_components: int, seed: int
                       ) -> GaussianMixture | None:
     """The BIC-best mixture of 1..max_components components on standardised joint rows
@@ -181,6 +198,7 @@ class MixtureFit:
             self.dim, self.widths, self.shapes, reg=REG_COVAR * np.square(self.scale))
 
 
+@one_thread
 def fit_mixture(target: np.ndarray, target_present: np.ndarray,
                 conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, max_components: int,
                 seed: int = 0, residual_target: np.ndarray | None = None,

@@ -182,6 +182,29 @@ def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
                                max_components=5) is None
 
 
+def test_mixture_fits_run_on_one_thread_and_restore_the_callers_limits(monkeypatch):
+    from sklearn.mixture import GaussianMixture  # noqa: PLC0415
+    from threadpoolctl import threadpool_info, threadpool_limits  # noqa: PLC0415
+
+    seen = []
+    original = GaussianMixture.fit
+
+    def recording(self, *args, **kwargs):
+        seen.append(max(pool["num_threads"] for pool in threadpool_info()))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixture, "fit", recording)
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((200, 2)) + 4.0 * rng.integers(0, 2, (200, 1))
+    present = np.ones(200, bool)
+    with threadpool_limits(limits=2):
+        fit_mixture_anchors(target, present, [(target + rng.standard_normal((200, 2)), present)],
+                            max_components=2)
+        after = [pool["num_threads"] for pool in threadpool_info()]
+    assert seen and set(seen) == {1}
+    assert max(after) == 2  # the caller's limits are back
+
+
 def test_a_sources_principal_components_let_bic_see_the_subtype_its_prediction_misses():
     from sklearn.metrics import adjusted_rand_score  # noqa: PLC0415
 
