@@ -80,9 +80,9 @@ FOLDS = 5
 def one_thread(fit):
     """`fit` run with one BLAS/OpenMP thread (the limits restored after, also when nested):
     the mixture fits' solves and k-means steps are on matrices of tens to hundreds of columns,
-    where a thread per core costs more than it gains (2-core CPU: a 1,200-row fit with two
-    28-wide conditions 5.3 s -> 2.1 s, a 400-row fit with one 136-wide condition 4.6 s ->
-    3.0 s; benchmarks/RESULTS.md)."""
+    where a thread per core costs more than it gains (benchmarks/bench_fit_threads.py, 2-core
+    CPU: a 1,200-row fit with two 28-wide conditions 6.1 s -> 2.5 s, a 400-row fit with one
+    136-wide condition 4.5 s -> 2.9 s)."""
 
     @functools.wraps(fit)
     def limited(*args, **kwargs):
