@@ -77,6 +77,7 @@ logits, as in Guo et al. 2017, chosen with the shares by held-out likelihood."""
 FOLDS = 5
 """Folds of `choose_shrinkage`'s cross-validation."""
 
+
 def one_thread(fit):
     """`fit` run with one BLAS/OpenMP thread (the limits restored after, also when nested):
     the mixture fits' solves and k-means steps are on matrices of tens to hundreds of columns,
