@@ -25,8 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from threadpoolctl import threadpool_info  # noqa: E402
 
-from coherent_jax.metrics_io import versions  # noqa: E402
 from coherent_jax import mixture_anchor  # noqa: E402
+from coherent_jax.metrics_io import versions  # noqa: E402
 
 SHAPES = ((1200, 20, (28, 28)), (400, 128, (136,)))  # rows, target width, condition widths
 

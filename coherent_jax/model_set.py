@@ -580,11 +580,11 @@ CLUSTER_CHECK_COMPONENTS = 4
 def _clustered_components_only(fits: dict, width: int) -> dict:
     """source -> (condition map, training values [n, width + p]) with each source's principal
     components (the columns after `width`) zeroed unless BIC finds clusters in them
-    (`mixture_anchor.select_components`, up to CLUSTER_CHECK_COMPONENTS), and dropped where no source keeps any: a
-    source blind to every subtype only adds noise to the mixture anchors' gates and slopes
-    (the door2 cohort's 'hide': its 'reveal' given 'hide' 1.14% above exact without
-    components, 1.35% with them; benchmarks/RESULTS.md). Zero columns keep the specialists'
-    widths equal and move nothing."""
+    (`mixture_anchor.select_components`, up to CLUSTER_CHECK_COMPONENTS), and dropped where
+    no source keeps any: a source blind to every subtype only adds noise to the mixture
+    anchors' gates and slopes (the door2 cohort's 'hide': its 'reveal' given 'hide' 1.14%
+    above exact without components, 1.35% with them; benchmarks/RESULTS.md). Zero columns
+    keep the specialists' widths equal and move nothing."""
     clustered = {s: values.shape[1] > width and select_components(
         values[:, width:].astype(np.float64), CLUSTER_CHECK_COMPONENTS, seed=0) is not None
         for s, (_, values) in fits.items()}
