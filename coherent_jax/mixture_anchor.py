@@ -433,6 +433,24 @@ def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
+def widened(anchor: dict, read: Sequence[int], widths: Sequence[int]) -> dict:
+    """A mixture anchor fitted on each condition's first read[c] columns as one over conditions
+    of `widths` (read[c] <= widths[c]) that ignores the other columns: their kernel rows, gate
+    means and gate precisions zero."""
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    cols = np.concatenate([offsets[c] + np.arange(r) for c, r in enumerate(read)])  # [W']
+    out = dict(anchor)
+    num, m, dim = anchor["bias"].shape
+    width = int(offsets[-1])
+    out["kernel"] = np.zeros((num, m, width, dim), anchor["kernel"].dtype)
+    out["kernel"][:, :, cols] = anchor["kernel"]
+    out["gate_mean"] = np.zeros((num, m, width), anchor["gate_mean"].dtype)
+    out["gate_mean"][:, :, cols] = anchor["gate_mean"]
+    out["gate_prec"] = np.zeros((num, m, width, width), anchor["gate_prec"].dtype)
+    out["gate_prec"][:, :, cols[:, None], cols[None, :]] = anchor["gate_prec"]
+    return out
+
+
 def _empty_anchor(m: int, dim: int, widths: Sequence[int]) -> dict:
     width, num = int(sum(widths)), 2 ** len(widths)
     return {"kernel": np.zeros((num, m, width, dim)), "bias": np.zeros((num, m, dim)),

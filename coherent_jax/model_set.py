@@ -26,7 +26,7 @@ from coherent_jax.calibrate import (SHARPNESS_GRID, FusionCalibration, choose_fa
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
-from coherent_jax.mixture_anchor import fit_mixture, select_components
+from coherent_jax.mixture_anchor import fit_mixture, select_components, widened
 from coherent_jax.engine.denoiser import Condition, Denoiser
 from coherent_jax.engine.folded import fold_denoiser, fold_members
 from coherent_jax.engine.deprecation import old_call_form, pop_fields
@@ -500,27 +500,35 @@ class _Candidate:
 
 
 def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
-                       config: Architecture, spread) -> list[_Candidate]:
+                       config: Architecture, spread, read: int | None = None
+                       ) -> list[_Candidate]:
     """The candidates to train: the `gaussian` one, then mixture anchors (`mixture_anchor`)
     when config.anchor_components > 1 and BIC prefers >= 2 components for some member
     (every member then gets the largest count, the members being stacked). `train_target`
     keeps the one validation prefers.
 
-    member_conds: per member, its conditions [(values [N, D_c], present [N])]."""
+    member_conds: per member, its conditions [(values [N, D_c], present [N])]; read: the
+    mixtures read only each condition's first `read` columns (`widened`; None: all)."""
     if config.anchor_components <= 1:
         return [gaussian]
+    fit_conds = [[(v[:, :read], p) for v, p in conds] for conds in member_conds]
     fitted = [fit_mixture(*x, conds, max_components=config.anchor_components,
-                          residual_target=spread) for conds in member_conds]
+                          residual_target=spread) for conds in fit_conds]
     counts = [0 if f is None else f.resp.shape[1] for f in fitted]
     m = max(counts)
     if m == 0:
         return [gaussian]
     fits = [f if count == m else fit_mixture(
         *x, conds, max_components=m, components=m, residual_target=spread)
-        for f, count, conds in zip(fitted, counts, member_conds)]
-    return [gaussian, _Candidate(dataclasses.replace(model, anchor_components=m),
-                                 [f.anchors() for f in fits],
-                                 lambda keep: [f.anchors(keep) for f in fits])]
+        for f, count, conds in zip(fitted, counts, fit_conds)]
+
+    def anchors(keep: np.ndarray | None = None) -> list[dict]:
+        return [widened(f.anchors(keep), [v.shape[1] for v, _ in read_conds],
+                        [v.shape[1] for v, _ in conds])
+                for f, read_conds, conds in zip(fits, fit_conds, member_conds)]
+
+    return [gaussian, _Candidate(dataclasses.replace(model, anchor_components=m), anchors(),
+                                 anchors)]
 
 
 def _kept_sample_mse(result, criterion: str, trials: np.ndarray) -> np.ndarray:
@@ -833,9 +841,14 @@ def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
         return [fit_anchors(x[0], present, c, predictions=run.config.feature_conditions,
                             residual_target=spread) for c in family.member_conds]
 
+    # The multi-condition family's mixtures read the sources' predictions alone: its joint
+    # rows are the widest, and the sources' principal components made its draws given every
+    # source worse on all three door cohorts (benchmarks/RESULTS.md) while the specialists'
+    # given one source gained; `_clustered_components_only`.
+    read = x[0].shape[1] if family.name == "multi" and run.inputs.maps is not None else None
     return _anchor_candidates(run.model, x, family.member_conds,
                               _Candidate(run.model, gaussian(), gaussian),
-                              run.config.architecture, spread)
+                              run.config.architecture, spread, read)
 
 
 def _patient_energy(run: _TargetRun, family: _Family, fitted: _Fitted) -> np.ndarray:

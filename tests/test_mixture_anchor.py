@@ -16,7 +16,7 @@ from coherent_jax import anchor_draws
 from coherent_jax.mixture_anchor import (Shape, _pencil_log_normals, choose_shrinkage,
                                          component_logits, component_moments,
                                          conditional_mixtures, fit_mixture_anchors, shrunk,
-                                         shrunk_conditional_mixtures)
+                                         shrunk_conditional_mixtures, widened)
 from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
                                           mixture_anchor_eps)
 from coherent_jax.engine.sampling import SamplerConfig, sample
@@ -73,6 +73,25 @@ def test_mixture_eps_is_the_exact_score_of_every_subset():
                 np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
     finally:
         jax.config.update("jax_enable_x64", False)
+
+
+def test_a_widened_anchor_ignores_the_columns_it_was_not_fitted_on():
+    """The multi-condition family's mixture reads each source's first columns only
+    (`widened`): on inputs with anything in the other columns its eps for every mask is the
+    narrow anchor's on the columns it read."""
+    anchor = conditional_mixtures(*_joint(), D, [W1, W2])
+    wide = widened(anchor, [W1, W2], [W1 + 2, W2 + 3])
+    rng = np.random.default_rng(4)
+    x, ab = jnp.asarray(rng.standard_normal((8, D))), jnp.full((8,), 0.4)
+    c1, c2 = rng.standard_normal((8, W1 + 2)), rng.standard_normal((8, W2 + 3))
+    for mask in ([0, 0], [1, 0], [0, 1], [1, 1]):
+        mask = jnp.asarray(np.tile(mask, (8, 1)), jnp.float32)
+        narrow = mixture_anchor_eps(anchor, ab, x, Condition(
+            values=(jnp.asarray(c1[:, :W1]), jnp.asarray(c2[:, :W2])), mask=mask))
+        got = mixture_anchor_eps(wide, ab, x, Condition(
+            values=(jnp.asarray(c1), jnp.asarray(c2)), mask=mask))
+        np.testing.assert_allclose(got, narrow, rtol=1e-5, atol=1e-6)
+    assert wide["kernel"].shape[2] == wide["gate_prec"].shape[-1] == W1 + W2 + 5
 
 
 def _model():
@@ -379,6 +398,17 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     assert scores[str(report["anchor_components"])] < scores["1"]
     assert target.specialist_model.anchor_components > 1
     assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
+    # the specialists' mixtures read the sources' principal components, the multi-condition
+    # model's only the sources' predictions (4 wide each: the target's latent width)
+    components = np.tile(np.arange(8) >= 4, 2)  # [16]: hide's then reveal's columns
+    spec = np.abs(target.specialists["params"]["anchor_kernel"]).sum(axis=(0, 1, 2, 4))
+    assert spec[4:].any()
+    multi = {k: np.abs(np.asarray(target.multi["params"]["anchor_" + k]))
+             for k in ("kernel", "gate_prec", "gate_mean")}
+    assert multi["kernel"].shape[2] == 16 and multi["kernel"].sum(axis=(0, 1, 3))[~components].all()
+    assert not multi["kernel"][:, :, components].any()
+    assert not multi["gate_prec"][..., components].any()
+    assert not multi["gate_mean"][..., components].any()
     # both families untrained: every training patient is scored too, drawn from the mixture
     # refitted without its fold (cross_fit)
     train = int((cohort.splits == "train").sum())
