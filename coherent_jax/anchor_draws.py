@@ -188,11 +188,13 @@ def _mixture_draws(anchor: dict, index: np.ndarray, inputs: np.ndarray, noise: n
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
     component = np.minimum((cumulative < uniform).sum(axis=1), logits.shape[1] - 1)  # [R]
-    kernel = anchor["kernel"][index, component]  # [R, W, D]
-    mean = np.einsum("rw,rwd->rd", inputs, kernel) + anchor["bias"][index, component]
-    scale = anchor["basis"][index, component] * np.exp(
-        0.5 * anchor["log_var"][index, component])[:, None, :]  # [R, D, D]
-    return (mean + np.einsum("rde,re->rd", scale, noise)).astype(np.float32)
+    out = np.empty_like(noise)
+    for subset, j in sorted(set(zip(index.tolist(), component.tolist()))):
+        rows = np.flatnonzero((index == subset) & (component == j))
+        scale = anchor["basis"][subset, j] * np.exp(0.5 * anchor["log_var"][subset, j])  # [D, D]
+        out[rows] = (inputs[rows] @ anchor["kernel"][subset, j] + anchor["bias"][subset, j]
+                     + noise[rows] @ scale.T)
+    return out.astype(np.float32)
 
 
 def _gaussian(precision: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

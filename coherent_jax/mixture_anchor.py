@@ -488,9 +488,20 @@ def _cool(out: dict, index: int, weights: np.ndarray, temperature: float) -> Non
                                                             - log_weights)
 
 
+LOGIT_ROWS = 8192
+"""Rows per block of `component_logits`: its memory is rows x components x condition width."""
+
+
 def component_logits(anchor: dict, subset: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     """[R, M] log weights (unnormalised) of each row's conditional mixture: subset [R] index,
-    inputs [R, W] (zeros where masked). numpy float64."""
-    centred = inputs[:, None, :] - anchor["gate_mean"][subset]  # [R, M, W]
-    quad = np.einsum("rmw,rmwv,rmv->rm", centred, anchor["gate_prec"][subset], centred)
-    return anchor["gate_const"][subset] - 0.5 * quad
+    inputs [R, W] (zeros where masked). numpy float64, computed per subset in blocks of
+    LOGIT_ROWS rows (a gather of each row's gate precision would take R x M x W x W)."""
+    out = np.empty((len(subset), anchor["gate_const"].shape[-1]))
+    for index in np.unique(subset):
+        chosen = np.flatnonzero(subset == index)
+        for start in range(0, len(chosen), LOGIT_ROWS):
+            rows = chosen[start:start + LOGIT_ROWS]
+            centred = inputs[rows][None] - anchor["gate_mean"][index][:, None, :]  # [M, r, W]
+            quad = np.sum((centred @ anchor["gate_prec"][index]) * centred, axis=-1)  # [M, r]
+            out[rows] = anchor["gate_const"][index] - 0.5 * quad.T
+    return out
