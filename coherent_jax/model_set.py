@@ -842,9 +842,9 @@ def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
                             residual_target=spread) for c in family.member_conds]
 
     # The multi-condition family's mixtures read the sources' predictions alone: its joint
-    # rows are the widest, and the sources' principal components made its draws given every
-    # source worse on all three door cohorts (benchmarks/RESULTS.md) while the specialists'
-    # given one source gained; `_clustered_components_only`.
+    # rows are the widest, and with the sources' principal components its draws given every
+    # source were worse on the three door cohorts' 200 new patients (within noise on 1,000),
+    # while the specialists' given one source gained (benchmarks/RESULTS.md).
     read = x[0].shape[1] if family.name == "multi" and run.inputs.maps is not None else None
     return _anchor_candidates(run.model, x, family.member_conds,
                               _Candidate(run.model, gaussian(), gaussian),
