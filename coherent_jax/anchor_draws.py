@@ -188,9 +188,11 @@ def _mixture_draws(anchor: dict, index: np.ndarray, inputs: np.ndarray, noise: n
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
     component = np.minimum((cumulative < uniform).sum(axis=1), logits.shape[1] - 1)  # [R]
+    group = index * logits.shape[1] + component  # [R]: (subset, component) as one key
     out = np.empty_like(noise)
-    for subset, j in sorted(set(zip(index.tolist(), component.tolist()))):
-        rows = np.flatnonzero((index == subset) & (component == j))
+    for key in np.unique(group):
+        rows = np.flatnonzero(group == key)
+        subset, j = divmod(int(key), logits.shape[1])
         scale = anchor["basis"][subset, j] * np.exp(0.5 * anchor["log_var"][subset, j])  # [D, D]
         out[rows] = (inputs[rows] @ anchor["kernel"][subset, j] + anchor["bias"][subset, j]
                      + noise[rows] @ scale.T)
