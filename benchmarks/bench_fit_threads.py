@@ -7,7 +7,7 @@ Two shapes: 1,200 rows of a 20-wide target with two 28-wide conditions (a door c
 multi-condition model) and 400 rows of a 128-wide target with one 136-wide condition (a KIPAN
 specialist): three subtypes shifted 1.5 apart, conditions a noisy linear map of the target.
 "Process threads" runs the undecorated fit (`fit_mixture.__wrapped__`, with the module's
-`select_components` swapped for its undecorated self meanwhile) under the process's own
+`component_fits` swapped for its undecorated self meanwhile) under the process's own
 limits (OMP_NUM_THREADS / OPENBLAS_NUM_THREADS).
 """
 
@@ -41,12 +41,12 @@ def _problem(rows: int, dim: int, widths: tuple, seed: int = 0):
 
 def _process_threads(*args, **kwargs):
     """`fit_mixture` without any `one_thread`."""
-    decorated = mixture_anchor.select_components
-    mixture_anchor.select_components = decorated.__wrapped__
+    decorated = mixture_anchor.component_fits
+    mixture_anchor.component_fits = decorated.__wrapped__
     try:
         return mixture_anchor.fit_mixture.__wrapped__(*args, **kwargs)
     finally:
-        mixture_anchor.select_components = decorated
+        mixture_anchor.component_fits = decorated
 
 
 def main() -> None:

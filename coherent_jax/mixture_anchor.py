@@ -13,9 +13,13 @@ has every subset's conditional in closed form, again a mixture:
 (C_{S,j}: component j's covariance of the conditions in S; t_S = 1, Bayes' rule, for the
 mixture as fitted; below, the gates' temperature), and its eps at every noise level is
 exact too (`engine.denoiser.mixture_anchor_eps`): each component's Gaussian eps weighted by the
-component's posterior given c_S and x_t. The number of components and the covariance kind are
-chosen by BIC on the joint rows, one component included; where one wins, the model keeps its
-linear-Gaussian anchor unchanged.
+component's posterior given c_S and x_t. Where one component wins BIC on the joint rows, the
+model keeps its linear-Gaussian anchor unchanged. Else BIC bounds the count and picks each
+count's covariance kind, and the count is the one whose partition gives held-out rows the
+highest likelihood of the target given the conditions (`_held_out_count`): BIC scores the
+joint rows, so it also counts clusters of the conditions that tell nothing of the target
+(a source's batches) and, on the door cohorts, more components than subtypes (9 of 12
+joints; benchmarks/RESULTS.md).
 
 A covariance per component fitted on a few hundred rows makes the gates overconfident (a
 source blind to the subtype then looks as if it told it), while one covariance shared by all
@@ -29,10 +33,10 @@ two sources' predictions of the same target) with more noise than bias. And the 
 temperature (`TEMPERATURES`): a source blind to the subtype gets gates near the components'
 weights rather than the subtype its noise seems to tell. The shares, the penalty and the
 temperature (a `Shape`) are chosen for every subset of the conditions by the cross-validated
-log-likelihood of the target given that subset (`choose_shrinkage`): BIC picks the count,
-held-out rows the shape. EM on tens of dimensions often misses the subtypes, so a second
-mixture is fitted on the joint rows' leading principal components (`clusterings`), and the
-held-out likelihood picks the partition too.
+log-likelihood of the target given that subset (`choose_shrinkage`), which also picks the
+count (on a coarse grid of shapes). EM on tens of dimensions often misses the subtypes, so a
+second mixture is fitted on the joint rows' leading principal components (`clusterings`),
+and the held-out likelihood picks the partition too.
 
     mixture = fit_mixture_anchors(x, x_present, [(c1, c1_present)], max_components=4)
     # None: one component won (keep fit_anchors); else the mixture's anchor parameters
@@ -76,6 +80,22 @@ logits, as in Guo et al. 2017, chosen with the shares by held-out likelihood."""
 
 FOLDS = 5
 """Folds of `choose_shrinkage`'s cross-validation."""
+
+
+class ShapeGrid(NamedTuple):
+    """The candidates `choose_shrinkage` scores: shares (of the gates, slopes and residuals),
+    slope penalties and gate temperatures."""
+
+    shares: tuple = SHRINKAGE
+    penalties: tuple = PENALTIES
+    temperatures: tuple = TEMPERATURES
+
+
+COUNT_GRID = ShapeGrid(shares=(0.5, 1.0), penalties=(0.1,), temperatures=(0.5, 1.0))
+"""The coarse grid on which `fit_mixture` compares component counts (the full grid then
+shapes the chosen count): 8 shapes instead of 2,500, the count's held-out likelihood at
+shapes most counts take (`choose_shrinkage` picked shares of 0.5-1.0 and the penalty 0.1 in
+most subsets of the door cohorts' mixtures)."""
 
 
 def one_thread(fit):
@@ -132,43 +152,54 @@ def principal_components(z: np.ndarray, count: int) -> np.ndarray:
 
 
 def clusterings(z: np.ndarray, max_components: int, components: int | None, seed: int
-                ) -> list[tuple[np.ndarray, GaussianMixture]]:
-    """[(the rows a mixture was fitted to, the mixture)]: the BIC-best mixture
-    (`select_components`; exactly `components` components when given, BIC then picking only
-    the covariance kind) on the standardised joint rows z [n, J] and on their CLUSTER_DIMS
-    leading principal components where J is larger. A space where one component wins gives
-    none."""
+                ) -> list[tuple[np.ndarray, dict[int, GaussianMixture]]]:
+    """[(the rows mixtures were fitted to, {count: mixture})]: on the standardised joint rows
+    z [n, J] and on their CLUSTER_DIMS leading principal components where J is larger, the
+    mixtures of 2 up to the BIC-best count (`component_fits`; exactly `components` when
+    given, BIC then picking only the covariance kind). A space where one component wins BIC
+    gives none."""
     spaces = [z] + ([principal_components(z, CLUSTER_DIMS)] if z.shape[1] > CLUSTER_DIMS
                     else [])
     out = []
     for space in spaces:
         if components is None:
-            gm = select_components(space, max_components, seed)
+            fits = component_fits(space, max_components, seed)
+            best = min(fits, key=lambda m: fits[m].bic(space))
+            counts = {m: gm for m, gm in fits.items() if 2 <= m <= best}
         else:
-            gm = min((_fit(space, components, kind, seed) for kind in ("tied", "full")),
-                     key=lambda g: g.bic(space))
-        if gm is not None:
-            out.append((space, gm))
+            counts = {components: min((_fit(space, components, kind, seed)
+                                       for kind in ("tied", "full")),
+                                      key=lambda g: g.bic(space))}
+        if counts:
+            out.append((space, counts))
     return out
 
 
 @one_thread
+def component_fits(joint: np.ndarray, max_components: int, seed: int
+                   ) -> dict[int, GaussianMixture]:
+    """{count: the BIC-better mixture of that many components} for counts 1..max_components
+    on standardised joint rows [n, J], each component with its own covariance ('full') or
+    one shared by all ('tied': J (J + 1) / 2 parameters in all, so a few hundred rows can
+    afford several components); a count with more parameters than values in both kinds is
+    not tried."""
+    n, dim = joint.shape
+    fits = {1: _fit(joint, 1, "full", seed)}
+    for m in range(2, max_components + 1):
+        tried = [_fit(joint, m, kind, seed) for kind in ("tied", "full")
+                 if _parameters(m, dim, kind) <= n * dim]
+        if tried:
+            fits[m] = min(tried, key=lambda g: g.bic(joint))
+    return fits
+
+
 def select_components(joint: np.ndarray, max_components: int, seed: int
                       ) -> GaussianMixture | None:
     """The BIC-best mixture of 1..max_components components on standardised joint rows
-    [n, J], each with its own covariance ('full') or one shared by all ('tied': J (J + 1) / 2
-    parameters in all, so a few hundred rows can afford several components); None when one
-    component wins."""
-    n, dim = joint.shape
-    best, best_bic = None, _fit(joint, 1, "full", seed).bic(joint)
-    for m, kind in itertools.product(range(2, max_components + 1), ("tied", "full")):
-        if _parameters(m, dim, kind) > n * dim:  # more parameters than values: not tried
-            continue
-        gm = _fit(joint, m, kind, seed)
-        bic = gm.bic(joint)
-        if bic < best_bic:
-            best, best_bic = gm, bic
-    return best
+    [n, J] (`component_fits`); None when one component wins."""
+    fits = component_fits(joint, max_components, seed)
+    best = min(fits, key=lambda m: fits[m].bic(joint))
+    return None if best == 1 else fits[best]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +230,18 @@ class MixtureFit:
             self.dim, self.widths, self.shapes, reg=REG_COVAR * np.square(self.scale))
 
 
+def _held_out_count(z: np.ndarray, space: np.ndarray, counts: dict[int, GaussianMixture],
+                    dim: int, widths: Sequence[int], seed: int) -> GaussianMixture:
+    """The mixture of `counts` ({count: mixture fitted on `space`}) whose partition gives
+    the held-out rows of z the highest likelihood of the target given the conditions
+    (`choose_shrinkage` on `COUNT_GRID`, summed over the subsets)."""
+    if len(counts) == 1:
+        return next(iter(counts.values()))
+    held_out = {m: choose_shrinkage(z, gm.predict_proba(space), dim, widths, seed,
+                                    COUNT_GRID)[1] for m, gm in counts.items()}
+    return counts[max(held_out, key=held_out.get)]
+
+
 @one_thread
 def fit_mixture(target: np.ndarray, target_present: np.ndarray,
                 conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, max_components: int,
@@ -215,7 +258,8 @@ def fit_mixture(target: np.ndarray, target_present: np.ndarray,
     z = (joint - centre) / scale
     dim, widths = target.shape[1], [c.shape[1] for c, _ in conditions]
     best = None
-    for space, gm in clusterings(z, max_components, components, seed):
+    for space, counts in clusterings(z, max_components, components, seed):
+        gm = _held_out_count(z, space, counts, dim, widths, seed)
         resp = gm.predict_proba(space)  # [n, M]
         shapes, held_out = choose_shrinkage(z, resp, dim, widths, seed)
         if best is None or held_out > best[0]:
@@ -223,7 +267,7 @@ def fit_mixture(target: np.ndarray, target_present: np.ndarray,
     if best is None:
         return None
     _, shapes, resp, gm, width = best
-    logger.info("mixture anchor: %d components (BIC, %s, on %d of %d joint dimensions); "
+    logger.info("mixture anchor: %d components (held-out, %s, on %d of %d joint dimensions); "
                 "shape per subset of the conditions %s", gm.n_components,
                 gm.covariance_type, width, z.shape[1], [tuple(shape) for shape in shapes])
     return MixtureFit(z, rows, resp, centre, scale, dim, tuple(widths), tuple(shapes))
@@ -350,9 +394,9 @@ def _subsets(widths: Sequence[int]) -> list[np.ndarray]:
 
 
 def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence[int],
-                     seed: int) -> tuple[list[Shape], float]:
+                     seed: int, grid: ShapeGrid = ShapeGrid()) -> tuple[list[Shape], float]:
     """(per subset of the conditions (index = sum of 2^j over the conditions j present) the
-    `Shape` among SHRINKAGE^3 x PENALTIES x TEMPERATURES whose mixture, refitted
+    `Shape` among the grid's shares^3 x penalties x temperatures whose mixture, refitted
     (`component_moments`) on FOLDS - 1 folds of the standardised joint rows z [n, dim + sum
     widths] with responsibilities resp [n, M], gives the held-out rows the highest
     log-likelihood of the target given the subset: the gates read covariances moved the gate
@@ -363,9 +407,11 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
     shares, penalty and temperature."""
     subsets = _subsets(widths)
     fold = np.random.default_rng(seed).permutation(len(z)) % FOLDS
-    grid = list(itertools.product(SHRINKAGE, TEMPERATURES, SHRINKAGE, SHRINKAGE, PENALTIES))
-    temperatures = np.asarray(TEMPERATURES)[None, None, :, None]
-    total = np.zeros((len(subsets), len(grid)))
+    shares = grid.shares
+    candidates = list(itertools.product(shares, grid.temperatures, shares, shares,
+                                        grid.penalties))
+    temperatures = np.asarray(grid.temperatures)[None, None, :, None]
+    total = np.zeros((len(subsets), len(candidates)))
     for f in range(FOLDS):
         weights, means, own = component_moments(resp[fold != f], z[fold != f])
         covs = {share: shrunk(own, weights, share) for share in (0.0, 1.0)}  # affine between
@@ -374,28 +420,29 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
             c = dim + cols
             density = np.stack([  # [M, gate share, h]
                 _pencil_log_normals(held[:, c] - means[k, c], covs[0.0][k][np.ix_(c, c)],
-                                    covs[1.0][k][np.ix_(c, c)], SHRINKAGE) if len(c)
-                else np.zeros((len(SHRINKAGE), len(held))) for k in range(len(weights))])
+                                    covs[1.0][k][np.ix_(c, c)], shares) if len(c)
+                else np.zeros((len(shares), len(held))) for k in range(len(weights))])
             log = np.log(weights)[:, None, None, None] + temperatures * density[:, :, None]
             gates = np.moveaxis(log - logsumexp(log, axis=0), 0, 2)  # [gate, temperature, M, h]
-            ends = {penalty: _ends(covs, dim, cols, penalty) for penalty in PENALTIES}
-            experts = np.empty((len(SHRINKAGE), len(SHRINKAGE), len(PENALTIES)) + gates.shape[2:])
-            for (a, slope), (p, penalty) in itertools.product(enumerate(SHRINKAGE),
-                                                              enumerate(PENALTIES)):
+            ends = {penalty: _ends(covs, dim, cols, penalty) for penalty in grid.penalties}
+            experts = np.empty((len(shares), len(shares), len(grid.penalties))
+                               + gates.shape[2:])
+            for (a, slope), (p, penalty) in itertools.product(enumerate(shares),
+                                                              enumerate(grid.penalties)):
                 slopes, (own_res, pooled_res) = _experts(covs, dim, cols, slope, ends[penalty])
                 error = (held[None, :, :dim] - means[:, None, :dim]
                          - (held[None, :, c] - means[:, None, c]) @ slopes)  # [M, h, D]
                 experts[a, :, p] = np.moveaxis(np.stack([  # [residual share, M, h]
-                    _pencil_log_normals(error[k], own_res[k], pooled_res[k], SHRINKAGE)
+                    _pencil_log_normals(error[k], own_res[k], pooled_res[k], shares)
                     for k in range(len(weights))]), 0, 1)
-            # [gate, temperature, slope, residual, penalty]: held-out log-likelihood, `grid`'s order
+            # [gate, temperature, slope, residual, penalty]: held-out log-likelihood
             joint = gates[:, :, None, None, None] + experts[None, None]  # [..., M, h], finite
             top = joint.max(axis=-2)
             total[index] += (np.log(np.exp(joint - top[..., None, :]).sum(axis=-2))
                              + top).sum(axis=-1).ravel()
     best = [np.flatnonzero(row >= row.max() - 1e-9)[-1] for row in total]
     shapes = [Shape(gate, slope, residual, penalty, temperature)
-              for gate, temperature, slope, residual, penalty in (grid[b] for b in best)]
+              for gate, temperature, slope, residual, penalty in (candidates[b] for b in best)]
     return shapes, float(sum(row[b] for row, b in zip(total, best)))
 
 

@@ -351,10 +351,12 @@ class ModelSetConfig:
         anchored: linear-Gaussian anchored denoisers (`engine/denoiser.py`): each model is
             the ridge posterior of its conditions plus a learned correction.
         anchor_components: the most components of a Gaussian-mixture anchor
-            (`mixture_anchor`), fitted to the joint rows [target, conditions] with the count
-            chosen by BIC per model family (4, default: room for a few hidden subtypes; 1:
-            linear-Gaussian anchors only). Where BIC finds a mixture, both kinds of anchor
-            are scored untrained on validation; the mixture is trained only where it starts
+            (`mixture_anchor`), fitted to the joint rows [target, conditions] where BIC finds
+            a mixture, the count (up to BIC's) chosen by the held-out likelihood of the target
+            given the conditions (4, default: room for a few hidden subtypes; 1:
+            linear-Gaussian anchors only; 6 took door4's 5 subtypes but made door2's
+            cascade given 'reveal' worse, benchmarks/RESULTS.md). Both kinds of anchor are
+            scored untrained on validation; the mixture is trained only where it starts
             ahead, and kept only where it stays ahead, both by a paired test of the
             validation patients' energy scores (`MIXTURE_TEST_Z`).
         feature_conditions: condition on ridge predictions from each source's features
@@ -503,9 +505,10 @@ def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
                        config: Architecture, spread, read: int | None = None
                        ) -> list[_Candidate]:
     """The candidates to train: the `gaussian` one, then mixture anchors (`mixture_anchor`)
-    when config.anchor_components > 1 and BIC prefers >= 2 components for some member
-    (every member then gets the largest count, the members being stacked). `train_target`
-    keeps the one validation prefers.
+    when config.anchor_components > 1 and BIC prefers >= 2 components for some member (the
+    count then chosen per member by held-out likelihood, `mixture_anchor.fit_mixture`; every
+    member gets the largest, the members being stacked). `train_target` keeps the one
+    validation prefers.
 
     member_conds: per member, its conditions [(values [N, D_c], present [N])]; read: the
     mixtures read only each condition's first `read` columns (`widened`; None: all)."""
@@ -582,7 +585,8 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str],
 
 CLUSTER_CHECK_COMPONENTS = 4
 """The most clusters BIC may find in a source's principal components
-(`_clustered_components_only`): the default anchor_components, room for a few subtypes."""
+(`_clustered_components_only`): room for a few subtypes (whether there are any, not how
+many)."""
 
 
 def _clustered_components_only(fits: dict, width: int) -> dict:
@@ -831,7 +835,7 @@ def _fit_candidate(run: _TargetRun, family: _Family, candidate: _Candidate,
 
 def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
     """A family's candidates: the plain model unanchored, else the Gaussian anchors and the
-    mixture anchors BIC finds (`_anchor_candidates`)."""
+    mixture anchors where BIC finds a mixture (`_anchor_candidates`)."""
     if not run.config.anchored:
         return [_Candidate(run.model)]
     x, spread = run.inputs.x, run.inputs.spread

@@ -15,7 +15,8 @@ from jax.scipy.stats import multivariate_normal
 from coherent_jax import anchor_draws
 from coherent_jax.mixture_anchor import (Shape, _pencil_log_normals, choose_shrinkage,
                                          component_logits, component_moments,
-                                         conditional_mixtures, fit_mixture_anchors, shrunk,
+                                         conditional_mixtures, fit_mixture, fit_mixture_anchors,
+                                         select_components, shrunk,
                                          shrunk_conditional_mixtures, widened)
 from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
                                           mixture_anchor_eps)
@@ -218,6 +219,28 @@ def test_bic_finds_the_subtypes_and_keeps_one_gaussian_when_there_are_none():
     assert fit_mixture_anchors(plain, present, [(plain[:, :2] + rng.standard_normal((n, 2))
                                                  .astype(np.float32), present)],
                                max_components=5) is None
+
+
+def test_the_count_is_the_targets_not_the_conditions_clusters():
+    """A source with batches of its own: BIC on the joint rows counts subtype x batch, the
+    held-out likelihood of the target given the sources the subtypes alone."""
+    rng = np.random.default_rng(0)
+    n = 600
+    subtype, batch = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    target = 3.0 * np.array([[-1.0, 1, 0], [1, 0, -1]])[subtype] + rng.standard_normal((n, 3))
+    revealing = (2.0 * np.array([[1.0, -1, 0, 1], [-1, 0, 1, -1]])[subtype]
+                 + rng.standard_normal((n, 4)))
+    batched = 4.0 * np.array([[1.0, 1, -1, 0], [-1, -1, 1, 0]])[batch] + rng.standard_normal(
+        (n, 4))
+    joint = np.concatenate([target, revealing, batched], axis=1)
+    joint = (joint - joint.mean(0)) / joint.std(0)
+    assert select_components(joint, 6, seed=0).n_components == 4
+    present = np.ones(n, bool)
+    fitted = fit_mixture(target, present, [(revealing, present), (batched, present)],
+                         max_components=6)
+    assert fitted.resp.shape[1] == 2
+    agree = (fitted.resp.argmax(axis=1) == subtype).mean()
+    assert max(agree, 1 - agree) > 0.95
 
 
 def test_mixture_fits_run_on_one_thread_and_restore_the_callers_limits(monkeypatch):
