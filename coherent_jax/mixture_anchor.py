@@ -93,9 +93,11 @@ class ShapeGrid(NamedTuple):
 
 COUNT_GRID = ShapeGrid(shares=(0.5, 1.0), penalties=(0.1,), temperatures=(0.5, 1.0))
 """The coarse grid on which `fit_mixture` compares component counts (the full grid then
-shapes the chosen count): 8 shapes instead of 2,500, the count's held-out likelihood at
-shapes most counts take (`choose_shrinkage` picked shares of 0.5-1.0 and the penalty 0.1 in
-most subsets of the door cohorts' mixtures)."""
+shapes the chosen count): 8 shapes instead of 2,500, so a count costs a second or two. Of
+the 50 subsets with conditions of the door cohorts' mixtures (benchmarks/RESULTS.md, "The
+mixture's count"), the full grid gave 49 slope shares of 0.5-1.0 and 26 the penalty 0.1, but
+41 residual shares of 0-0.25, which this grid lacks (one share list serves all three; a grid
+with a residual share of its own is untried)."""
 
 
 def one_thread(fit):
