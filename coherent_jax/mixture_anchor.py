@@ -166,7 +166,7 @@ def clusterings(z: np.ndarray, max_components: int, components: int | None, seed
     for space in spaces:
         if components is None:
             fits = component_fits(space, max_components, seed)
-            best = min(fits, key=lambda m: fits[m].bic(space))
+            best = bic_count(fits, space)
             counts = {m: gm for m, gm in fits.items() if 2 <= m <= best}
         else:
             counts = {components: min((_fit(space, components, kind, seed)
@@ -200,8 +200,13 @@ def select_components(joint: np.ndarray, max_components: int, seed: int
     """The BIC-best mixture of 1..max_components components on standardised joint rows
     [n, J] (`component_fits`); None when one component wins."""
     fits = component_fits(joint, max_components, seed)
-    best = min(fits, key=lambda m: fits[m].bic(joint))
+    best = bic_count(fits, joint)
     return None if best == 1 else fits[best]
+
+
+def bic_count(fits: dict[int, GaussianMixture], joint: np.ndarray) -> int:
+    """The count of `fits` ({count: mixture fitted on joint}) of the lowest BIC on joint."""
+    return min(fits, key=lambda m: fits[m].bic(joint))
 
 
 @dataclasses.dataclass(frozen=True)
