@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from coherent_jax import cascade
 from coherent_jax.engine import progress
 from coherent_jax import workdir as layout
 from coherent_jax.errors import UnknownModalityError, UserError
@@ -201,20 +202,48 @@ def impute(cohort, models: ModelSet, config: ImputeConfig | None = None, *, seed
     if config.method == "gaussian":
         _closed_form_draws(draws, cohort, models, feature_cohort, seed)
         return draws.result(cohort, seed, latent_space, feature_cohort)
+    _cascade(draws, cohort, models, config, seed, latent_space, feature_cohort, calls)
+    return draws.result(cohort, seed, latent_space, feature_cohort)
+
+
+def cascade_draws(cohort, models: ModelSet, config: ImputeConfig, *, seed: int,
+                  latent_space: Any = None, feature_cohort: Any = None,
+                  calls: SamplerCalls = SamplerCalls()) -> dict:
+    """modality -> [K, N, D] latent draws of what `impute` fills (observed rows repeated),
+    without decoding them: the draws `cascade_choice` scores. Arguments as `impute`'s; the
+    methods with a chain or exact anchors, not 'gaussian'."""
+    _check(cohort, models, config.method, tuple(calls.order or models.targets))
+    draws = _Draws.start(cohort, config)
+    _cascade(draws, cohort, models, config, seed, latent_space, feature_cohort, calls)
+    n = len(draws.ids)
+    return {m: v.reshape(draws.k, n, -1) for m, v in draws.work.items()}
+
+
+def _cascade(draws: "_Draws", cohort, models: ModelSet, config: ImputeConfig, seed: int,
+             latent_space, feature_cohort, calls: SamplerCalls) -> None:
+    """Fills `draws` call by call (`cascade.fill_plan`: the user's order, else each
+    pattern's order of `models.cascade_orders`, else the targets'). A target's first call
+    draws from its modality's key, any later call (another pattern's place) from that key
+    folded with the call's index."""
     conditions = Conditions(models, draws.present, draws.ids, latent_space, feature_cohort)
     work = Work(draws.work, draws.known(config.cascade))
     key = jax.random.key(seed)
-    with progress.bar(f"imputing ({config.method})", total=len(order)) as targets:
-        for target in order:
-            targets.update(description=f"imputing {target} ({config.method})")
-            rows = np.flatnonzero(~draws.have[target])
+    plan = cascade.fill_plan(draws.present, cascade.modalities_of(models), tuple(models.targets),
+                             models.cascade_orders, tuple(calls.order or ()))
+    drawn = set()
+    with progress.bar(f"imputing ({config.method})", total=len(plan)) as bar:
+        for index, (target, patients) in enumerate(plan):
+            bar.update(description=f"imputing {target} ({config.method})")
+            rows = np.flatnonzero(~draws.have[target] & np.tile(patients, draws.k))
+            target_key = jax.random.fold_in(key, cohort.modalities.index(target))
+            if target in drawn:
+                target_key = jax.random.fold_in(target_key, index)
+            drawn.add(target)
             if rows.size:
                 draws.record(target, rows, fill_target(
-                    models, target, rows, conditions, work, config,
-                    jax.random.fold_in(key, cohort.modalities.index(target)), calls))
+                    models, target, rows, conditions, work, config, target_key, calls))
                 logger.debug("imputed %s: %s", target, draws.diagnostics[-1])
-            targets.advance()
-    return draws.result(cohort, seed, latent_space, feature_cohort)
+            bar.advance()
 
 
 def _with_overrides(config: ImputeConfig | None, calls: SamplerCalls | None,

@@ -97,6 +97,9 @@ class TargetModels:
     condition_maps: dict | None = None
     sharpness: float = 0.0
     family_by_pattern: dict = dataclasses.field(default_factory=dict)
+    # family -> refit(keep [N_train] bool) -> its member anchors fitted on those training rows
+    # (`_Candidate.refit`), set by `train_target` for `cascade_choice`; not saved.
+    anchor_refits: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
     # (which, T) -> (the variables folded, (apply_fn, folded params)); see `_folded`.
     _folded_cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                             compare=False)
@@ -150,13 +153,18 @@ class ModelSet:
     """Everything imputation needs: the noise schedule, the models of each target, the
     closed form of every source set (`closed_form.ClosedForm`; None in model sets trained
     without features or saved before it existed) and the known covariate every linear map
-    takes with the sources' features (`covariates.Covariate`; None: none)."""
+    takes with the sources' features (`covariates.Covariate`; None: none).
+
+    `cascade_orders`: availability pattern (`cascade.pattern_name`) -> the order in which
+    imputation draws the targets such patients lack, chosen on held-out patients
+    (`cascade_choice.choose_orders`); patterns not named: the targets' order."""
 
     schedule_name: str
     diffusion_steps: int
     targets: dict[str, TargetModels]
     closed_form: ClosedForm | None = None
     covariate: Covariate | None = None
+    cascade_orders: dict = dataclasses.field(default_factory=dict)
 
     @property
     def schedule(self) -> Schedule:
@@ -169,6 +177,7 @@ class ModelSet:
         tree, meta = {}, {"schedule": self.schedule_name, "diffusion_steps": self.diffusion_steps,
                           "targets": {}, "target_order": list(self.targets),
                           "covariate": None if self.covariate is None else self.covariate.metadata(),
+                          "cascade_orders": {k: list(v) for k, v in self.cascade_orders.items()},
                           **(metadata or {})}
         for name, tm in self.targets.items():
             tree[name] = {k: v for k, v in (("specialists", tm.specialists), ("multi", tm.multi),
@@ -218,8 +227,9 @@ class ModelSet:
         closed_form = (ClosedForm.from_saved(meta[CLOSED_FORM], tree.get(CLOSED_FORM, {}),
                                              covariate)
                        if CLOSED_FORM in meta else None)
+        orders = {k: tuple(v) for k, v in meta["cascade_orders"].items()}
         return cls(meta["schedule"], meta["diffusion_steps"],
-                   targets, closed_form, covariate)
+                   targets, closed_form, covariate, orders)
 
 
 def _with_anchor_basis(variables: dict | None) -> dict | None:
@@ -381,6 +391,12 @@ class ModelSetConfig:
             chosen per target on validation patients with >= 2 sources
             (`calibrate.calibrate_fusion`, K = calibration_draws, the validation sampler);
             (0.0,) keeps the paper's weighted mean.
+        calibration_draws: draws per patient of the validation choices (the sharpness, the
+            family per pattern, the cascade's order).
+        choose_cascade_orders: choose, per availability pattern lacking two or more
+            modalities, the order imputation draws them in (`cascade_choice.choose_orders`,
+            by the pipeline, which has the latent space; True, default); False: the targets'
+            order for every pattern.
     """
 
     hidden_dim: int = 512
@@ -413,6 +429,7 @@ class ModelSetConfig:
     covariate: str = ""
     sharpness_grid: tuple[float, ...] = SHARPNESS_GRID
     calibration_draws: int = 20
+    choose_cascade_orders: bool = True
 
     def __post_init__(self):
         if self.patience < 0:
@@ -988,10 +1005,10 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
                       "data_fingerprint": cohort_fingerprint(cohort), "target": target}, runtime)
     out = TargetModels(target=target, sources=inputs.sources,
                        unconditional=config.uncond_prob > 0, condition_maps=inputs.maps)
-    report, refits = {}, {}
+    report = {}
     for family in families:
         kept, report[family.name] = _train_family(run, family)
-        refits[family.name] = kept.refit
+        out.anchor_refits[family.name] = kept.refit
         if family.name == "specialists":
             out.specialist_model, out.specialists = kept.model, kept.variables
             out.val_mse = np.asarray(kept.val_mse)
@@ -1002,7 +1019,7 @@ def train_target(cohort, target: str, config: ModelSetConfig, key: jax.Array, *,
             out.multi_model = kept.model
             out.multi = jax.tree.map(lambda a: a[0], kept.variables)
     if out.specialists is not None and out.multi is not None:
-        report["family_by_pattern"] = _families_by_pattern(run, out, refits)
+        report["family_by_pattern"] = _families_by_pattern(run, out, out.anchor_refits)
         out.family_by_pattern = report["family_by_pattern"]["chosen"]
     return out, report
 

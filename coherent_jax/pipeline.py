@@ -28,6 +28,7 @@ from coherent_jax import metrics_io, safe_io
 from coherent_jax import workdir as layout
 from coherent_jax.workdir import imputation_folder  # noqa: F401 - its old home
 from coherent_jax.calibrate import rejection_thresholds
+from coherent_jax.cascade_choice import choose_orders
 from coherent_jax.data import Preprocessor
 # the data configuration's home is data/config.py; these names stay importable from here
 from coherent_jax.data.config import (OWN_FILES, SOURCES, DataConfig,  # noqa: F401
@@ -156,6 +157,12 @@ def stage_denoisers(workdir: str, latent_cohort, config: ModelSetConfig, seed: i
     models, reports = train_model_set(latent_cohort, config, seed, targets=targets,
                                       runtime=runtime, features=features,
                                       residual_latents=residual_latents)
+    if config.choose_cascade_orders and space is not None and features is not None:
+        reports["cascade_orders"] = choose_orders(
+            models, latent_cohort, features, space, residual_latents=residual_latents,
+            num_samples=config.calibration_draws, seed=seed)
+        models.cascade_orders = {k: tuple(v)
+                                 for k, v in reports["cascade_orders"]["chosen"].items()}
     with safe_io.output_folder(folder, kind="model set") as tmp:
         models.save(tmp, {"fingerprint": cohort_fingerprint(latent_cohort)})
         metrics_io.write_json(os.path.join(tmp, "reports.json"), reports)

@@ -162,13 +162,14 @@ def upgrade_models_metadata(meta: Mapping[str, Any]) -> dict:
     """A saved model set's metadata (models/metadata.json) as written by any version, in
     today's names: the diffusion T saved as 'num_train_steps' (in the set and in every
     architecture), the specialists' architecture as 'model', the fusion sharpness as
-    'fusion_sharpness'; the target order (sorted), the sharpness (0, off) and the covariate
-    (none) added."""
+    'fusion_sharpness'; the target order (sorted), the sharpness (0, off), the covariate
+    (none) and the cascade's orders (none: the targets' order) added."""
     meta = dict(meta)
     if "num_train_steps" in meta and "diffusion_steps" not in meta:
         meta["diffusion_steps"] = meta.pop("num_train_steps")
     meta.setdefault("target_order", sorted(meta["targets"]))
     meta.setdefault("covariate", None)
+    meta.setdefault("cascade_orders", {})
     meta["targets"] = {name: _upgraded_target(info) for name, info in meta["targets"].items()}
     return meta
 
