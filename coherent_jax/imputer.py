@@ -152,10 +152,12 @@ class Imputer:
             bucket: smallest padded batch of a sampler call (`impute.impute`).
             mesh: optional ('data',) mesh (`parallel.make_mesh`): every sampler call splits
                 its rows over the devices (`impute.impute`).
-            first: modalities the cascade draws first, in this order (the rest follow in the
-                model set's order): the first missing modality is drawn from the observed ones
-                alone, each later one also given the draws before it, so the first carries
-                no other draw's error (benchmarks/RESULTS.md, "The cascade's order").
+            first: modalities the cascade draws first, in this order, for every patient (the
+                rest follow in the model set's order): the first missing modality is drawn
+                from the observed ones alone, each later one also given the draws before it,
+                so the first carries no other draw's error (benchmarks/RESULTS.md, "The
+                cascade's order"). Default: each availability pattern's order chosen in
+                training (`ModelSet.cascade_orders`), else the model set's.
 
         Returns:
             An Imputation whose `features` are in `units`, observed values as given.
@@ -166,7 +168,7 @@ class Imputer:
         if units not in UNITS:
             raise ValueError(f"units must be one of {UNITS}, got {units!r}.")
         settings = settings or self.settings
-        order = cascade_order(first, tuple(self.models.targets))
+        order = cascade_order(first, tuple(self.models.targets)) if first else None
         unknown = sorted(set(patients.modalities) - set(self.modalities))
         if unknown:
             raise UnknownModalityError(

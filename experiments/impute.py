@@ -59,11 +59,12 @@ flags.DEFINE_bool("cascade", None, "Override (default: on): a patient's missing 
                   "draws can be closer to its conditional, but the modalities of one draw no "
                   "longer agree (benchmarks/RESULTS.md, 'One draw, several missing "
                   "modalities'). --method=gaussian draws them jointly either way.")
-flags.DEFINE_list("first", [], "Modalities the cascade draws first, in this order (the "
-                  "rest follow in the models' order), e.g. --first=rna: the first missing one "
-                  "is drawn from the observed modalities alone, later ones also given the draws "
-                  "before them, so put first the modality you use most (benchmarks/RESULTS.md, "
-                  "'The cascade's order').")
+flags.DEFINE_list("first", [], "Modalities the cascade draws first, in this order, for "
+                  "every patient (the rest follow in the models' order), e.g. --first=rna: the "
+                  "first missing one is drawn from the observed modalities alone, later ones "
+                  "also given the draws before them (benchmarks/RESULTS.md, 'The cascade's "
+                  "order'). Default: the order training chose for each availability pattern "
+                  "(reports.json, 'cascade_orders'), else the models' order.")
 flags.DEFINE_integer("num_devices", 1, "Devices every sampler call splits its rows over (a "
                      "('data',) mesh); 0: every visible device. On CPU, set XLA_FLAGS="
                      "--xla_force_host_platform_device_count=N first.")
