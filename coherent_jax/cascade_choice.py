@@ -72,7 +72,8 @@ def choose_orders(models, latents, features, space, *, residual_latents=None,
     Returns:
         {'patterns': {pattern: {'orders': [...], 'relative': [...] (mean criterion per order),
         'energy': [...] (per order, each missing target's mean score),
-        'validation_patients', 'held_out_patients', 'best_minus_default' (the paired test)}},
+        'validation_patients', 'held_out_patients', 'best' (the best other order's index),
+        'best_minus_default' (the paired test)}},
         'chosen': {pattern: order}} for the patterns where another order leads ('reason'
         instead of patterns where fewer than MIN_PATIENTS complete patients are scored).
     """
@@ -92,29 +93,36 @@ def choose_orders(models, latents, features, space, *, residual_latents=None,
         missing = [t for t, have in zip(modalities, observed) if not have and t in targets]
         if not any(observed) or len(missing) < 2:
             continue
-        orders = cascade.candidate_orders(missing, targets)
         name = cascade.pattern_name(modalities, observed)
+        orders = cascade.candidate_orders(missing, targets)
         scores = [_scores(groups, space, observed, modalities, order, config, seed)
                   for order in orders]
-        patients = scores[0][missing[0]].size
-        scale = {t: np.mean(scores[0][t]) for t in missing}
-        relative = [sum(s[t] / scale[t] for t in missing) for s in scores]  # per order [n]
-        best = 1 + int(np.argmin([np.mean(r) for r in relative[1:]]))
-        test = scoring_rules.paired_lead(relative[best] - relative[0])
-        patterns[name] = {"orders": [list(o) for o in orders],
-                          "relative": [float(np.mean(r)) for r in relative],
-                          "energy": [{t: float(np.mean(s[t])) for t in missing} for s in scores],
-                          "validation_patients": int(validation_patients),
-                          "held_out_patients": int(patients - validation_patients),
-                          "best_minus_default": test}
-        if test["leads"]:
-            chosen[name] = tuple(orders[best])
+        patterns[name] = _compare(orders, scores, validation_patients)
+        if patterns[name]["best_minus_default"]["leads"]:
+            chosen[name] = orders[patterns[name]["best"]]
+        test = patterns[name]["best_minus_default"]
         logger.info("cascade given %s: %s (best other order %s, %+.4f, standard error %.4f, "
                     "%d patients)", name, " -> ".join(chosen.get(name, orders[0])),
-                    " -> ".join(orders[best]), test["mean_difference"],
-                    test["standard_error"], patients)
+                    " -> ".join(orders[patterns[name]["best"]]), test["mean_difference"],
+                    test["standard_error"], test["patients"])
     return {"num_samples": int(num_samples), "patterns": patterns,
             "chosen": {k: list(v) for k, v in chosen.items()}}
+
+
+def _compare(orders: list, scores: list, validation_patients: int) -> dict:
+    """One pattern's record: each order's criterion (module docstring) and the paired test
+    of the best other order against the first (the targets' order)."""
+    missing = list(scores[0])
+    scale = {t: np.mean(scores[0][t]) for t in missing}
+    relative = [sum(s[t] / scale[t] for t in missing) for s in scores]  # per order [n]
+    best = 1 + int(np.argmin([np.mean(r) for r in relative[1:]]))
+    patients = relative[0].size
+    return {"orders": [list(o) for o in orders],
+            "relative": [float(np.mean(r)) for r in relative],
+            "energy": [{t: float(np.mean(s[t])) for t in missing} for s in scores],
+            "validation_patients": int(validation_patients),
+            "held_out_patients": int(patients - validation_patients), "best": best,
+            "best_minus_default": scoring_rules.paired_lead(relative[best] - relative[0])}
 
 
 def given_only(cohort, modalities):
