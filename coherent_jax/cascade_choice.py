@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -73,10 +74,11 @@ def choose_orders(models, latents, features, space, *, residual_latents=None,
         {'patterns': {pattern: {'orders': [...], 'relative': [...] (mean criterion per order),
         'energy': [...] (per order, each missing target's mean score),
         'validation_patients', 'held_out_patients', 'best' (the best other order's index),
-        'best_minus_default' (the paired test)}},
-        'chosen': {pattern: order}} for the patterns where another order leads ('reason'
-        instead of patterns where fewer than MIN_PATIENTS complete patients are scored).
+        'best_minus_default' (the paired test)}}, 'chosen': {pattern: order} where another
+        order leads, 'seconds'} ('reason' instead of patterns where fewer than MIN_PATIENTS
+        complete patients are scored).
     """
+    start = time.perf_counter()
     scored = residual_latents if residual_latents is not None else latents
     validation = _complete(models, scored.split("val"), features)
     groups = [g for g in [validation] + _folds(models, scored.split("train"), features, seed)
@@ -106,7 +108,8 @@ def choose_orders(models, latents, features, space, *, residual_latents=None,
                     " -> ".join(orders[patterns[name]["best"]]), test["mean_difference"],
                     test["standard_error"], test["patients"])
     return {"num_samples": int(num_samples), "patterns": patterns,
-            "chosen": {k: list(v) for k, v in chosen.items()}}
+            "chosen": {k: list(v) for k, v in chosen.items()},
+            "seconds": time.perf_counter() - start}
 
 
 def _compare(orders: list, scores: list, validation_patients: int) -> dict:
