@@ -1,7 +1,7 @@
 """Mixture cohorts through the user's door: CSV folders in, `impute.py` output scored.
 
     # 1. the cohort's files: train/ (1,500 complete patients), given_hide/, given_reveal/,
-    #    given_both/ (1,000 new patients each, without the modalities they lack)
+    #    given_both/, given_target/ (1,000 new patients each, without the modalities they lack)
     .venv/bin/python benchmarks/door_cohorts.py write --cohort door4 --dir /tmp/door4
     # 2. as a user would (any settings, any work directory)
     .venv/bin/python experiments/train_denoisers.py --config=experiments/configs/demo.py \
@@ -65,7 +65,8 @@ SPECS = {
               dict(num_subtypes=5, num_factors=8, noise_std=0.7, noise_spread=3.0,
                    links={"target": "exp"}, seed=33)),
 }
-GIVEN = {"hide": ("hide",), "reveal": ("reveal",), "both": ("hide", "reveal")}
+GIVEN = {"hide": ("hide",), "reveal": ("reveal",), "both": ("hide", "reveal"),
+         "target": ("target",)}
 TRAIN_SEED, TEST_SEED, TRAIN_ROWS, TEST_ROWS = 11, 99, 1500, 1000
 
 
@@ -101,7 +102,7 @@ def write(args: argparse.Namespace) -> None:
         _write_folder(os.path.join(args.dir, f"given_{name}"), {m: test[m] for m in given},
                       _ids("NEW", TEST_ROWS))
     np.savez(os.path.join(args.dir, "truth.npz"), subtype=subtype, **test)
-    print(f"wrote {args.dir}: train/ ({TRAIN_ROWS} patients), given_{{hide,reveal,both}}/ "
+    print(f"wrote {args.dir}: train/ ({TRAIN_ROWS} patients), given_{{{','.join(GIVEN)}}}/ "
           f"({TEST_ROWS} new patients each), truth.npz")
 
 
