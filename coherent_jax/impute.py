@@ -1,14 +1,16 @@
 """Imputation for any missingness pattern: "give me the missing modalities of these patients".
 
-Patients are handled all at once. Per target modality, ONE batched sampler call (or, for
-anchored models with nothing learned, one exact Gaussian draw: `anchor_draws`) serves every
-missingness pattern (`fill.fill_target`): each row carries its own member weights (coherent,
-product, single) or condition mask (multi), zero for sources the patient lacks. Row counts are
-padded to a few bucket sizes, so a cohort with all 14 patterns of 4 modalities compiles one
-sampler per (method, bucket) rather than one per pattern. Missing modalities are filled in a
-cascade (each conditioned on what is known so far, including earlier imputations of the same
-draw) or independently from the observed ones only. This module is the library's one door to
-the samplers for generation (`unconditional_draws` included).
+Patients are handled all at once. Per target modality and place in the cascade, ONE batched
+sampler call (or, for anchored models with nothing learned, one exact draw: `anchor_draws`)
+serves every missingness pattern (`fill.fill_target`): each row carries its own member
+weights (coherent, product, single) or condition mask (multi), zero for sources the patient
+lacks. Row counts are padded to a few bucket sizes, so a cohort with all 14 patterns of 4
+modalities compiles one sampler per (method, bucket) rather than one per pattern. Missing
+modalities are filled in a cascade (each conditioned on what is known so far, including
+earlier imputations of the same draw, in the order the model set chose for the patient's
+availability pattern: `cascade.fill_plan`) or independently from the observed ones only.
+This module is the library's one door to the samplers for generation (`unconditional_draws`
+included).
 
 Rows: K draws x N patients, draw-major (row = draw * N + patient).
 """
