@@ -51,11 +51,12 @@ class Filled:
 
 @dataclasses.dataclass(frozen=True)
 class SamplerCalls:
-    """How `impute` makes its sampler calls, one per target, beyond `ImputeConfig`'s settings.
+    """How `impute` makes its sampler calls, beyond `ImputeConfig`'s settings.
 
     Attributes:
-        order: the order targets are filled in (None: the model set's; 'gaussian' fills every
-            missing modality at once, in no order).
+        order: the targets filled, in this order, for every patient (None: each availability
+            pattern's order of `ModelSet.cascade_orders`, else the model set's targets' order;
+            'gaussian' fills every missing modality at once, in no order).
         threshold: disagreement threshold; None uses the threshold calibrated for the sampler
             and step count when the model set has one, else the paper's 1.0.
         bucket: smallest padded batch; row counts are padded to a few sizes per doubling
