@@ -112,6 +112,9 @@ def main(argv):
                             first=FLAGS.first)
     write_imputation(result, FLAGS.out, {"impute": dataclasses.asdict(settings), "seed": seed,
                                          "units": FLAGS.units, "first": FLAGS.first,
+                                         "cascade_orders": {} if FLAGS.first else {
+                                             k: list(v) for k, v in
+                                             imputer.models.cascade_orders.items()},
                                          "workdir": imputer.workdir,
                                          "trained_on_fingerprint": imputer.fingerprint,
                                          "input": FLAGS.input and os.path.abspath(FLAGS.input)},
