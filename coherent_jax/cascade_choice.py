@@ -172,11 +172,11 @@ def _folds(models, train_latents, features, seed: int) -> list:
 def _scores(groups, space, observed, modalities, order, config, seed: int) -> dict:
     """{missing target: [n] fair energy scores over every group's patients} of the draws
     in `order` given the `observed` modalities (the others masked)."""
-    out = {}
+    out, given = {}, [m for m, have in zip(modalities, observed) if have]
     for g, group in enumerate(groups):
-        given = [m for m, have in zip(modalities, observed) if have]
-        draws = cascade_draws(given_only(group.latents, given), group.models, config, seed=seed + g, latent_space=space,
-                              feature_cohort=group.features, calls=SamplerCalls(order=order))
+        draws = cascade_draws(given_only(group.latents, given), group.models, config,
+                              seed=seed + g, latent_space=space, feature_cohort=group.features,
+                              calls=SamplerCalls(order=order))
         for t in order:
             real = jnp.asarray(group.latents.matrix(t)[0], jnp.float32)
             score = np.asarray(fair_energy_score(jnp.asarray(draws[t], jnp.float32), real))
