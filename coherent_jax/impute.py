@@ -213,7 +213,10 @@ def cascade_draws(cohort, models: ModelSet, config: ImputeConfig, *, seed: int,
                   calls: SamplerCalls = SamplerCalls()) -> dict:
     """modality -> [K, N, D] latent draws of what `impute` fills (observed rows repeated),
     without decoding them: the draws `cascade_choice` scores. Arguments as `impute`'s; the
-    methods with a chain or exact anchors, not 'gaussian'."""
+    methods with a chain or exact anchors, not 'gaussian' (ValueError)."""
+    if config.method == "gaussian":
+        raise ValueError("cascade_draws draws the models' cascade; method 'gaussian' draws "
+                         "the closed form jointly: call impute() for it.")
     _check(cohort, models, config.method, tuple(calls.order or models.targets))
     draws = _Draws.start(cohort, config)
     _cascade(draws, cohort, models, config, seed, latent_space, feature_cohort, calls)
