@@ -27,6 +27,7 @@ from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
 from coherent_jax.mixture_anchor import fit_mixture, select_components, widened
+from coherent_jax.mixture_count import Patients, choose_count
 from coherent_jax.engine.denoiser import Condition, Denoiser
 from coherent_jax.engine.folded import fold_denoiser, fold_members
 from coherent_jax.engine.deprecation import old_call_form, pop_fields
@@ -139,11 +140,12 @@ class TargetModels:
 
 
 MIXTURE_TEST_Z = scoring_rules.LEAD_Z
-"""A mixture anchor is trained, and kept, only where its validation patients' energy scores
-are lower than the Gaussian anchor's by a paired one-sided test at 5%: the mean of the
-per-patient differences (mixture minus Gaussian, same noise) plus 1.645 standard errors is
-below zero. The simpler anchor stays unless the mixture is ahead beyond the noise of the
-validation patients drawn (`_paired_energy`)."""
+"""A mixture anchor is trained, and kept, only where its patients' energy scores are lower
+than the Gaussian anchor's by a paired one-sided test at 5%: the mean of the per-patient
+differences (mixture minus Gaussian, same noise) plus 1.645 standard errors is below zero.
+Untrained, on the validation and the cross-fitted training patients (`mixture_count`);
+trained, on the validation patients (`_paired_energy`). The simpler anchor stays unless the
+mixture is ahead beyond the noise of the patients drawn."""
 
 CLOSED_FORM = "_closed_form"  # its key in the saved tree and metadata (not a modality)
 
@@ -521,11 +523,11 @@ class _Candidate:
 def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
                        config: Architecture, spread, read: int | None = None
                        ) -> list[_Candidate]:
-    """The candidates to train: the `gaussian` one, then mixture anchors (`mixture_anchor`)
-    when config.anchor_components > 1 and BIC prefers >= 2 components for some member (the
-    count then chosen per member by held-out likelihood, `mixture_anchor.fit_mixture`; every
-    member gets the largest, the members being stacked). `train_target` keeps the one
-    validation prefers.
+    """The candidates: the `gaussian` one, then, when config.anchor_components > 1 and BIC
+    prefers >= 2 components for some member, mixture anchors (`mixture_anchor`) of every
+    count from 2 to the largest that the held-out likelihood chose for a member
+    (`mixture_anchor.fit_mixture`), every member with that count (they are stacked).
+    `_train_family` picks the count by the draws (`mixture_count`).
 
     member_conds: per member, its conditions [(values [N, D_c], present [N])]; read: the
     mixtures read only each condition's first `read` columns (`widened`; None: all)."""
@@ -535,20 +537,20 @@ def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
     fitted = [fit_mixture(*x, conds, max_components=config.anchor_components,
                           residual_target=spread) for conds in fit_conds]
     counts = [0 if f is None else f.resp.shape[1] for f in fitted]
-    m = max(counts)
-    if m == 0:
-        return [gaussian]
-    fits = [f if count == m else fit_mixture(
-        *x, conds, max_components=m, components=m, residual_target=spread)
-        for f, count, conds in zip(fitted, counts, fit_conds)]
+    candidates = [gaussian]
+    for m in range(2, max(counts) + 1):
+        fits = [f if count == m else fit_mixture(
+            *x, conds, max_components=m, components=m, residual_target=spread)
+            for f, count, conds in zip(fitted, counts, fit_conds)]
 
-    def anchors(keep: np.ndarray | None = None) -> list[dict]:
-        return [widened(f.anchors(keep), [v.shape[1] for v, _ in read_conds],
-                        [v.shape[1] for v, _ in conds])
-                for f, read_conds, conds in zip(fits, fit_conds, member_conds)]
+        def anchors(keep: np.ndarray | None = None, fits=fits) -> list[dict]:
+            return [widened(f.anchors(keep), [v.shape[1] for v, _ in read_conds],
+                            [v.shape[1] for v, _ in conds])
+                    for f, read_conds, conds in zip(fits, fit_conds, member_conds)]
 
-    return [gaussian, _Candidate(dataclasses.replace(model, anchor_components=m), anchors(),
-                                 anchors)]
+        candidates.append(_Candidate(dataclasses.replace(model, anchor_components=m),
+                                     anchors(), anchors))
+    return candidates
 
 
 def _kept_sample_mse(result, criterion: str, trials: np.ndarray) -> np.ndarray:
@@ -717,7 +719,8 @@ class _Family:
         name: 'specialists' or 'multi'; index: its place in FAMILIES (seeds its key).
         num_members, cond_dims: members (one per source, or one) and their condition widths.
         train, val: the members' MemberData.
-        member_conds: per member, its conditions [(values [N, D_c], present [N])].
+        member_conds, member_conds_val: per member, its conditions [(values [N, D_c],
+            present [N])] of the training and of the validation patients.
     """
 
     name: str
@@ -727,6 +730,7 @@ class _Family:
     train: MemberData
     val: MemberData
     member_conds: list
+    member_conds_val: list
 
 
 def _families(target: str, inputs: _TargetInputs, training: FamilyTraining) -> list[_Family]:
@@ -743,11 +747,11 @@ def _families(target: str, inputs: _TargetInputs, training: FamilyTraining) -> l
                              "to the same latent width.")
         families.append(_Family("specialists", FAMILIES.index("specialists"), len(sources),
                                 [widths[sources[0]]], spec_train, spec_val,
-                                [[c] for c in inputs.conds]))
+                                [[c] for c in inputs.conds], [[c] for c in inputs.conds_val]))
     if training.multi:
         families.append(_Family("multi", FAMILIES.index("multi"), 1,
                                 [widths[s] for s in sources], multi_train, multi_val,
-                                [inputs.conds]))
+                                [inputs.conds], [inputs.conds_val]))
     return families
 
 
@@ -810,11 +814,11 @@ def _initial_population(candidate: Denoiser, anchors, family: _Family, training:
     return population, state
 
 
-def _candidate_runtime(run: _TargetRun, family: _Family, kind: dict, checkpoints,
-                       logged: bool) -> LoopRuntime:
-    """The fit's progress label, its records (when `logged`) tagged with target, family and
-    anchor kind, its checkpoints and the run's batch sharding."""
-    log_fn = run.runtime.log_fn if logged else None
+def _candidate_runtime(run: _TargetRun, family: _Family, kind: dict, checkpoints
+                       ) -> LoopRuntime:
+    """The fit's progress label, its records tagged with target, family and anchor kind,
+    its checkpoints and the run's batch sharding."""
+    log_fn = run.runtime.log_fn
     return LoopRuntime(
         label=f"denoisers {run.target}/{family.name}",
         log_fn=None if log_fn is None else (
@@ -823,26 +827,22 @@ def _candidate_runtime(run: _TargetRun, family: _Family, kind: dict, checkpoints
         checkpoints=checkpoints, batch_sharding=run.runtime.batch_sharding)
 
 
-def _fit_candidate(run: _TargetRun, family: _Family, candidate: _Candidate,
-                   probe: bool = False) -> _Fitted:
+def _fit_candidate(run: _TargetRun, family: _Family, candidate: _Candidate) -> _Fitted:
     """Trains `family` with one kind of anchor as a population, checkpointed and logged, and
-    keeps the best trial per member; a `probe` only validates the untrained models, silently
-    and without checkpoints."""
+    keeps the best trial per member."""
     m = candidate.model.anchor_components
     kind = {} if m == 1 else {"anchor_components": m}  # a mixture's records and folder say so
     training = run.config.training
-    if probe:
-        training = dataclasses.replace(training, train_steps=0)
     population, state = _initial_population(candidate.model, candidate.anchors, family,
                                             training, run.schedule)
-    folder = None if probe or run.runtime.workdir is None else layout.part(
+    folder = None if run.runtime.workdir is None else layout.part(
         run.runtime.workdir, layout.CHECKPOINTS, run.target,
         family.name if m == 1 else f"{family.name}_mixture{m}")
     with _checkpoints(folder, {**run.identity, "family": family.name, **kind}) as checkpoints:
         result = fit(state, population_data(family.train, population),
                      population_data(family.val, population),
                      jax.random.fold_in(run.key, family.index), loop=training.loop,
-                     runtime=_candidate_runtime(run, family, kind, checkpoints, not probe))
+                     runtime=_candidate_runtime(run, family, kind, checkpoints))
     chosen = select(result, population, training.criterion)
     return _Fitted(candidate.model, chosen.variables,
                    _kept_sample_mse(result, training.criterion, chosen.trial), result,
@@ -900,38 +900,42 @@ def _paired_energy(run: _TargetRun, family: _Family, gaussian: _Fitted,
         MIXTURE_TEST_Z)
 
 
+def _count_choice(run: _TargetRun, family: _Family, candidates: list[_Candidate]) -> dict:
+    """`mixture_count.choose_count` of the family's untrained candidates (the Gaussian first)
+    on the validation patients and the training patients cross-fitted."""
+    values, has = run.inputs.x
+    train = Patients(family.member_conds, values if run.inputs.spread is None
+                     else run.inputs.spread, has)  # as new patients' are encoded
+    val = Patients(family.member_conds_val, *run.inputs.x_val)
+    return choose_count({c.model.anchor_components: (c.anchors, c.refit) for c in candidates},
+                        train, val, jax.random.fold_in(jax.random.fold_in(run.key, family.index),
+                                                       2), MIXTURE_TEST_Z)
+
+
 def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
-    """(the kept fit, the family's report): the Gaussian-anchored models trained; a mixture
-    candidate trained where, untrained, it leads the untrained Gaussian anchor by the paired
-    test of `MIXTURE_TEST_Z` on validation patients, and kept where, trained, it still leads."""
+    """(the kept fit, the family's report): the Gaussian-anchored models trained; the mixture
+    of the count whose untrained draws lead the Gaussian anchor's (`_count_choice`) trained
+    too, and kept where, trained, it still leads on validation (`MIXTURE_TEST_Z`); untrained
+    (train_steps 0), the count choice decides."""
     gaussian, *mixtures = _candidates(run, family)
     fits = [_fit_candidate(run, family, gaussian)]
-    untrained, tests, base = {}, {}, None
-    for candidate in mixtures:
-        m = str(candidate.model.anchor_components)
-        if run.config.train_steps > 0:
-            # Training a mixture that does not lead untrained would cost a second family's
-            # steps for an anchor these patients do not need.
-            base = base or _fit_candidate(run, family, gaussian, probe=True)
-            probe = _fit_candidate(run, family, candidate, probe=True)
-            untrained.update({"1": base.score, m: probe.score})
-            tests["untrained_" + m] = _paired_energy(run, family, base, probe)
-            if not tests["untrained_" + m]["leads"]:
-                continue
-        fits.append(_fit_candidate(run, family, candidate))
-        tests[m] = _paired_energy(run, family, fits[0], fits[-1])
-    leading = [f for f in fits[1:] if tests[str(f.model.anchor_components)]["leads"]]
-    kept = min(leading, key=lambda f: f.score, default=fits[0])
-    report = {"chosen": kept.trials, "val_mse": np.asarray(kept.val_mse).tolist(),
-              "anchor_components": kept.model.anchor_components,
-              "validation_by_anchor_components": {
-                  str(f.model.anchor_components): f.score for f in fits},
-              "history": kept.result.history}
-    if untrained:
-        report["untrained_validation_by_anchor_components"] = untrained
-    if tests:
-        report["mixture_vs_gaussian"] = tests
-    return kept, report
+    report, leads = {}, False
+    if mixtures:
+        report["mixture_count"] = count = _count_choice(run, family, [gaussian, *mixtures])
+        chosen = [c for c in mixtures if c.model.anchor_components == count["chosen"]]
+        if chosen:
+            # a mixture that does not lead untrained would cost a second family's steps
+            fits.append(_fit_candidate(run, family, chosen[0]))
+            leads = count["best_minus_gaussian"]["leads"]
+            if run.config.train_steps > 0:
+                report["mixture_vs_gaussian"] = _paired_energy(run, family, fits[0], fits[-1])
+                leads = report["mixture_vs_gaussian"]["leads"]
+    kept = fits[-1] if leads else fits[0]
+    return kept, {"chosen": kept.trials, "val_mse": np.asarray(kept.val_mse).tolist(),
+                  "anchor_components": kept.model.anchor_components,
+                  "validation_by_anchor_components": {
+                      str(f.model.anchor_components): f.score for f in fits},
+                  "history": kept.result.history, **report}
 
 
 def _validation_sources(run: _TargetRun) -> tuple[list, np.ndarray, np.ndarray]:

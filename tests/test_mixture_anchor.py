@@ -433,10 +433,17 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     assert report["anchor_components"] > 1
     scores = report["validation_by_anchor_components"]  # both kinds trained, the better kept
     assert set(scores) == {"1", str(report["anchor_components"])}
-    # kept because it leads the Gaussian anchor by the paired test on validation patients
-    test = report["mixture_vs_gaussian"][str(report["anchor_components"])]
-    assert test["leads"] and test["patients"] == int((cohort.splits == "val").sum())
+    # kept because its untrained draws lead the Gaussian anchor's by the paired test on the
+    # validation patients and every training patient cross-fitted (mixture_count)
+    count = report["mixture_count"]
+    assert count["chosen"] == report["anchor_components"] == count["best"]
+    test = count["best_minus_gaussian"]
+    train = int((cohort.splits == "train").sum())
+    assert test["leads"] and count["held_out_patients"] == train
+    assert test["patients"] == train + int((cohort.splits == "val").sum())
     assert test["mean_difference"] + 1.645 * test["standard_error"] < 0
+    counts = sorted(int(m) for m in count["energy"])  # every count up to the largest
+    assert counts == list(range(1, counts[-1] + 1)) and counts[-1] >= count["best"] > 1
     assert scores[str(report["anchor_components"])] < scores["1"]
     assert target.specialist_model.anchor_components > 1
     assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
@@ -453,7 +460,6 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     assert not multi["gate_mean"][..., components].any()
     # both families untrained: every training patient is scored too, drawn from the mixture
     # refitted without its fold (cross_fit)
-    train = int((cohort.splits == "train").sum())
     for scores in reports["target"]["family_by_pattern"]["patterns"].values():
         assert scores["held_out_rows"] == train
         assert scores["multi_minus_specialists"]["patients"] == train + scores["rows"]
@@ -473,9 +479,10 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
 
 @pytest.mark.slow
 def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
-    """With training on, the mixture candidate is first scored untrained on validation; it
-    is trained only where it starts ahead of the Gaussian anchor beyond the validation
-    patients' noise (paired test, same validation noise)."""
+    """With training on, the mixture counts are first scored untrained (`mixture_count`); the
+    best is trained only where it starts ahead of the Gaussian anchor beyond the patients'
+    noise (paired test, same noise), and kept only where, trained, it still leads on
+    validation."""
     from coherent_jax import model_set
     from coherent_jax.data import paper_split
     from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
@@ -489,20 +496,21 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
                                       sharpness_grid=(0.0,), multi=False)
     _, ahead = model_set.train_target(latents, "target", config, jax.random.key(0),
                                       features=cohort)
-    untrained = ahead["specialists"]["untrained_validation_by_anchor_components"]
-    m = str(ahead["specialists"]["anchor_components"])
-    assert m != "1" and untrained[m] < untrained["1"]  # the subtypes: the mixture starts ahead
+    count = ahead["specialists"]["mixture_count"]
+    m = str(count["chosen"])
+    assert m != "1" and count["energy"][m] < count["energy"]["1"]  # the subtypes
     assert set(ahead["specialists"]["validation_by_anchor_components"]) == {"1", m}
-
-    assert ahead["specialists"]["mixture_vs_gaussian"]["untrained_" + m]["leads"]
+    assert "leads" in ahead["specialists"]["mixture_vs_gaussian"]  # trained, tested again
 
     monkeypatch.setattr(model_set, "MIXTURE_TEST_Z", 1e6)  # no lead is beyond the noise
     models, behind = model_set.train_target(latents, "target", config, jax.random.key(0),
                                             features=cohort)
     report = behind["specialists"]
     assert set(report["validation_by_anchor_components"]) == {"1"}  # not trained
-    assert len(report["untrained_validation_by_anchor_components"]) == 2
-    assert not report["mixture_vs_gaussian"]["untrained_" + m]["leads"]
+    assert report["mixture_count"]["energy"] == count["energy"]  # the same draws
+    assert report["mixture_count"]["chosen"] == 1
+    assert not report["mixture_count"]["best_minus_gaussian"]["leads"]
+    assert "mixture_vs_gaussian" not in report
     assert report["anchor_components"] == 1 and models.specialist_model.anchor_components == 1
 
 

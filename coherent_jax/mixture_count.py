@@ -1,0 +1,127 @@
+"""A mixture anchor's component count, chosen by the energy score of its draws.
+
+The held-out likelihood that shapes a mixture (`mixture_anchor.fit_mixture`) picks, per
+member, the count whose partition best predicts held-out rows; the members of a family are
+stacked, so they all took the largest. On the door2 cohort with up to 6 components that gave
+the model of the modality blind to the subtypes 6 components for 3 subtypes, whose draws lost
+the paired test against the Gaussian anchor on the 75 validation patients, so the Gaussian
+was kept where 3 components had led (benchmarks/RESULTS.md, "The count chosen by the draws").
+
+Here every count from 2 up to the largest is a candidate (every member with exactly that many
+components), and the Gaussian anchor is count 1. Each is scored as imputation draws untrained
+anchors, exactly (`anchor_draws.masked_draws`: a component from the gates, then its
+Gaussian): the validation patients from the anchors as fitted, and every training patient
+from the anchors refitted without its fold (`mixture_anchor.MixtureFit.anchors`: the same
+partition and shapes; its conditions are out-of-fold predictions already, as in `cross_fit`).
+A patient's score is the fair energy score of COUNT_DRAWS draws given each nonempty set of
+the member's conditions the patient has, averaged over those sets and the members; every
+candidate is drawn from the same noise. The count of the lowest mean is the best; a mixture
+is chosen only where the best leads the Gaussian by `scoring_rules.paired_lead` on all the
+patients scored.
+
+    record = choose_count({1: (anchors, refit), 3: (anchors3, refit3)}, train, val, key)
+    record["chosen"]  # 1: keep the Gaussian anchor
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from coherent_jax import anchor_draws, scoring_rules
+from coherent_jax.cross_fit import FOLDS
+
+COUNT_DRAWS = 16
+"""Exact draws per patient and condition set (the validation's chain draws 8)."""
+
+
+class Patients(NamedTuple):
+    """Patients to score: per member its conditions [(values [N, D_c], present [N])], the
+    target's values [N, D] (as new patients' are encoded) and whether each has it [N]."""
+
+    member_conds: list
+    truth: np.ndarray
+    has: np.ndarray
+
+
+def _fair_energy(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[n] fair energy score of draws [K, n, D] (K >= 2) for truth [n, D]."""
+    k = draws.shape[0]
+    error = np.linalg.norm(draws - truth[None], axis=-1).mean(axis=0)
+    pairs = sum(np.linalg.norm(draws[i] - draws[j], axis=-1)
+                for i, j in itertools.combinations(range(k), 2))
+    return error - pairs / (k * (k - 1))
+
+
+def patient_energy(anchors: Sequence[dict], patients: Patients, rows: np.ndarray,
+                   key: jax.Array, draws: int = COUNT_DRAWS) -> np.ndarray:
+    """[n] the score of each patient of rows [n] (module docstring; NaN where no member has
+    any of its conditions): `draws` exact draws per condition set from the members' anchors
+    (one dict per member, `mixture_anchor.fit_mixture_anchors` or `anchor.fit_anchors`)."""
+    total, count = np.zeros(rows.size), np.zeros(rows.size)
+    truth = np.asarray(patients.truth, np.float64)[rows]
+    for k, (anchor, conds) in enumerate(zip(anchors, patients.member_conds)):
+        params = {f"anchor_{name}": value for name, value in anchor.items()}
+        present = np.stack([p[rows] for _, p in conds], axis=1)  # [n, C]
+        values = [np.asarray(v)[rows] for v, _ in conds]
+        for index, subset in enumerate(itertools.product((False, True), repeat=len(conds))):
+            has = np.flatnonzero(present[:, list(subset)].all(axis=1)) if any(subset) else []
+            if not len(has):
+                continue
+            mask = np.tile(np.asarray(subset)[None], (draws * len(has), 1))  # draw-major
+            drawn = anchor_draws.masked_draws(
+                params, [np.tile(v[has], (draws, 1)) for v in values], mask,
+                jax.random.fold_in(jax.random.fold_in(key, k), index))
+            total[has] += _fair_energy(drawn.reshape(draws, len(has), -1).astype(np.float64),
+                                       truth[has])
+            count[has] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def held_out_energy(refit: Callable[[np.ndarray], list], patients: Patients, key: jax.Array,
+                    seed: int = 0, folds: int = FOLDS) -> np.ndarray:
+    """[N] `patient_energy` of every patient that has the target, from the anchors refitted
+    without its fold (refit(keep [N] bool) -> one anchor dict per member); NaN elsewhere.
+    The folds are `cross_fit.held_out_folds`' for the same seed."""
+    rows = np.flatnonzero(patients.has)
+    fold = np.full(len(patients.has), -1)
+    fold[rows] = np.random.default_rng(seed).permutation(rows.size) % folds
+    out = np.full(len(patients.has), np.nan)
+    for f in range(folds):
+        held = np.flatnonzero(fold == f)
+        out[held] = patient_energy(refit(fold != f), patients, held, jax.random.fold_in(key, f))
+    return out
+
+
+def choose_count(candidates: dict, train: Patients, val: Patients, key: jax.Array,
+                 z: float = scoring_rules.LEAD_Z) -> dict:
+    """The component count whose untrained draws score best (module docstring).
+
+    Args:
+        candidates: {count: (anchors, refit)}, count 1 the Gaussian anchor: anchors one dict
+            per member as fitted to every training row, refit(keep [N] bool) the same kind
+            fitted to the rows where keep holds.
+        train: the training patients (conditions out-of-fold); val: the validation patients.
+        key: the draws' key, the same for every count (paired scores).
+        z: the paired test's standard errors (`scoring_rules.paired_lead`).
+
+    Returns:
+        {'energy': {count: mean score}, 'patients', 'held_out_patients', 'best' (the lowest
+        mean among the mixtures), 'best_minus_gaussian' (the paired test), 'chosen' (the best
+        where it leads, else 1)}.
+    """
+    scores = {}
+    for m, (anchors, refit) in sorted(candidates.items()):
+        scores[m] = np.concatenate([
+            patient_energy(anchors, val, np.flatnonzero(val.has), jax.random.fold_in(key, 0)),
+            held_out_energy(refit, train, jax.random.fold_in(key, 1))])
+    used = np.all([np.isfinite(s) for s in scores.values()], axis=0)
+    mean = {m: float(np.mean(s[used])) for m, s in scores.items()}
+    best = min((m for m in mean if m > 1), key=mean.get)
+    test = scoring_rules.paired_lead(scores[best][used] - scores[1][used], z)
+    return {"energy": {str(m): v for m, v in mean.items()}, "patients": int(used.sum()),
+            "held_out_patients": int(used[int(np.sum(val.has)):].sum()), "best": int(best),
+            "best_minus_gaussian": test, "chosen": int(best) if test["leads"] else 1}
