@@ -1,0 +1,85 @@
+"""The mixture's component count chosen by the energy score of its untrained draws."""
+
+import jax
+import numpy as np
+
+from coherent_jax.anchor import fit_anchors
+from coherent_jax.mixture_anchor import fit_mixture, widened
+from coherent_jax.mixture_count import Patients, choose_count, held_out_energy, patient_energy
+
+
+def _rows(n, subtypes, seed, patients):
+    """(target [n, 3], a source that reveals the subtype [n, 4], present [n]) of the cohort
+    `seed` (`subtypes` centres of the target; 1: one Gaussian), patients drawn with the
+    seed `patients`."""
+    model = np.random.default_rng(seed)
+    centres, mixing = 4.0 * model.standard_normal((subtypes, 3)), model.standard_normal((3, 4))
+    rng = np.random.default_rng(patients)
+    subtype = rng.integers(0, subtypes, n)
+    target = centres[subtype] + rng.standard_normal((n, 3))
+    source = (np.concatenate([target[:, :2], centres[subtype, 2:]], axis=1) @ mixing
+              + 0.5 * rng.standard_normal((n, 4)))
+    return target.astype(np.float32), source.astype(np.float32), np.ones(n, bool)
+
+
+def _candidates(target, source, present, counts):
+    """{count: (anchors, refit)} of one specialist: the Gaussian (1) and mixtures of exactly
+    each count of `counts`."""
+    conds = [(source, present)]
+
+    def gaussian(keep=None):
+        return [fit_anchors(target, present if keep is None else present & keep, conds)]
+
+    out = {1: (gaussian(), gaussian)}
+    for m in counts:
+        fitted = fit_mixture(target, present, conds, max_components=m, components=m)
+
+        def anchors(keep=None, fitted=fitted):
+            return [widened(fitted.anchors(keep), [4], [4])]
+
+        out[m] = (anchors(), anchors)
+    return out
+
+
+def _patients(n, subtypes, seed, patients=0):
+    target, source, present = _rows(n, subtypes, seed, patients)
+    return Patients([[(source, present)]], target, present), (target, source, present)
+
+
+def test_the_subtypes_count_leads_the_gaussian_and_one_gaussian_keeps_it():
+    train, fit_rows = _patients(600, 3, 0)
+    val, _ = _patients(150, 3, 0, patients=1)  # the same cohort's new patients
+    record = choose_count(_candidates(*fit_rows, (2, 3, 4)), train, val, jax.random.key(0))
+    assert set(record["energy"]) == {"1", "2", "3", "4"}
+    assert record["chosen"] == record["best"] >= 3  # two components merge two subtypes
+    assert record["energy"]["2"] > record["energy"][str(record["best"])]
+    assert record["best_minus_gaussian"]["leads"]
+    assert record["patients"] == 750 and record["held_out_patients"] == 600
+
+    train, fit_rows = _patients(600, 1, 1)  # one Gaussian: a forced mixture must not lead
+    val, _ = _patients(150, 1, 1, patients=1)
+    record = choose_count(_candidates(*fit_rows, (2,)), train, val, jax.random.key(0))
+    assert record["chosen"] == 1 and not record["best_minus_gaussian"]["leads"]
+
+
+def test_scores_are_paired_and_folds_refit_without_their_patients():
+    train, fit_rows = _patients(300, 3, 2)
+    candidates = _candidates(*fit_rows, (3,))
+    anchors, refit = candidates[3]
+    rows = np.arange(300)
+    key = jax.random.key(5)
+    np.testing.assert_array_equal(patient_energy(anchors, train, rows, key),
+                                  patient_energy(anchors, train, rows, key))  # same noise
+    calls = []
+
+    def recording(keep):
+        calls.append(np.asarray(keep).copy())
+        return refit(keep)
+
+    held = held_out_energy(recording, train, key)
+    assert np.isfinite(held).all() and len(calls) == 5
+    left_out = np.stack([~keep for keep in calls])  # [folds, N]
+    np.testing.assert_array_equal(left_out.sum(axis=0), np.ones(300))  # each patient once
+    # a patient without the target is not scored
+    missing = Patients(train.member_conds, train.truth, np.arange(300) % 4 != 0)
+    assert np.isnan(held_out_energy(refit, missing, key)[::4]).all()
