@@ -33,7 +33,12 @@ patient, of --draws exact conditional draws (the floor) and of as many draws of 
 ridge with its full-covariance Gaussian residual (RidgeCV on the z-scores of the given
 modalities, fitted on the training patients); '% above exact' and the share of the ridge's gap
 to exact closed, each with a patient-bootstrap 95% interval; with --against, the paired
-per-patient difference (this output minus the other). Prints one JSON object per modality
+per-patient difference (this output minus the other). For a modality whose subtypes move its
+means, the modes too: the 1-d Wasserstein distance to the exact draws along the (up to 2)
+directions that separate its subtype centres (through its link, in the z-scores), of the
+output, of the ridge + Gaussian and of a second set of exact draws (the floor the draws' number
+leaves), per patient and direction, averaged; the output's over the ridge's, raw and each less
+the floor. Prints one JSON object per modality
 and writes them, with the command, seed and versions, to --json when given.
 """
 
@@ -49,7 +54,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from coherent_jax.data.mixture import MixtureModel  # noqa: E402
+from coherent_jax.data.mixture import LINKS, MixtureModel  # noqa: E402
 from coherent_jax.evaluate.reconstruction import energy_score  # noqa: E402
 from coherent_jax.metrics_io import versions  # noqa: E402
 
@@ -132,6 +137,34 @@ def _ridge_draws(train: dict, test: dict, given, target: str, k: int, seed: int)
     return mean[None] + rng.multivariate_normal(np.zeros(cov.shape[0]), cov, (k, len(mean)))
 
 
+def _subtype_directions(model: MixtureModel, modality: str, z) -> np.ndarray | None:
+    """[P, D] the (up to 2) directions that separate the modality's subtype centres (its
+    means through its link, in the training z-scores `z`); None where they coincide (a
+    modality that hides the subtype)."""
+    link = LINKS[model.links.get(modality, "identity")][0]
+    centres = z(link(model.means[modality]))  # [K, D]
+    centred = centres - centres.mean(axis=0)
+    if np.abs(centred).max() < 1e-9:
+        return None
+    _, values, vectors = np.linalg.svd(centred, full_matrices=False)
+    return vectors[:min(2, int((values > 1e-9 * values[0]).sum()))]
+
+
+def _wasserstein(a: np.ndarray, b: np.ndarray, grid: int = 1000) -> np.ndarray:
+    """[N] the 1-d Wasserstein distance between the per-patient samples a [K1, N] and
+    b [K2, N] (their quantiles on a grid of `grid` levels)."""
+    levels = (np.arange(grid) + 0.5) / grid
+    return np.abs(np.quantile(a, levels, axis=0, method="inverted_cdf")
+                  - np.quantile(b, levels, axis=0, method="inverted_cdf")).mean(axis=0)
+
+
+def _subtype_w1(arms: dict, exact: np.ndarray, directions: np.ndarray) -> dict:
+    """{arm: mean over patients and directions of the 1-d Wasserstein distance of its draws
+    [K, N, D] to the exact draws along each subtype direction}."""
+    return {name: float(np.mean([_wasserstein(d @ v, exact @ v) for v in directions]))
+            for name, d in arms.items()}
+
+
 def _interval(values: np.ndarray, statistic, seed: int, num: int = 2000) -> list:
     """Patient-bootstrap 95% interval of statistic(rows)."""
     rng = np.random.default_rng(seed)
@@ -173,6 +206,16 @@ def score(args: argparse.Namespace) -> list[dict]:
                "gap_closed": float((rg.mean() - out.mean()) / (rg.mean() - ex.mean())),
                "gap_closed_ci": _interval(out, lambda r: (rg[r].mean() - out[r].mean())
                                           / (rg[r].mean() - ex[r].mean()), args.seed)}
+        directions = _subtype_directions(model, target, z)
+        if directions is not None:  # the modes: where the subtypes put the modality
+            redraw = model.conditional_draws([target], {m: test[m] for m in given}, args.draws,
+                                             args.seed + 2)[target]
+            w1 = _subtype_w1({"output": z(draws), "ridge_gaussian": z(arms["ridge_gaussian"]),
+                              "exact_redraw": z(redraw)}, z(exact[target]), directions)
+            row.update({f"w1_{k}": v for k, v in w1.items()})
+            row["w1_over_ridge"] = w1["output"] / w1["ridge_gaussian"]
+            floor = w1["exact_redraw"]  # both arms' distance less what their draws leave
+            row["w1_excess_over_ridge"] = (w1["output"] - floor) / (w1["ridge_gaussian"] - floor)
         if args.against:
             diff = out - es["against"]
             row["minus_against"] = float(diff.mean())
