@@ -364,13 +364,17 @@ class ModelSetConfig:
             the ridge posterior of its conditions plus a learned correction.
         anchor_components: the most components of a Gaussian-mixture anchor
             (`mixture_anchor`), fitted to the joint rows [target, conditions] where BIC finds
-            a mixture, the count (up to BIC's) chosen by the held-out likelihood of the target
-            given the conditions (4, default: room for a few hidden subtypes; 1:
-            linear-Gaussian anchors only; 6 took door4's 5 subtypes but made door2's
-            cascade given 'reveal' worse, benchmarks/RESULTS.md). Both kinds of anchor are
-            scored untrained on validation; the mixture is trained only where it starts
-            ahead, and kept only where it stays ahead, both by a paired test of the
-            validation patients' energy scores (`MIXTURE_TEST_Z`).
+            a mixture (6, default: room for a few hidden subtypes; 1: linear-Gaussian
+            anchors only). Every count from 2 up to the largest the held-out likelihood
+            takes for a member is a candidate, and the Gaussian anchor another; all are
+            scored untrained by the energy score of their exact draws on the validation and
+            the cross-fitted training patients (`mixture_count`). The best count is trained
+            only where it starts ahead of the Gaussian anchor, and kept only where it stays
+            ahead on validation, both by a paired test of the patients' energy scores
+            (`MIXTURE_TEST_Z`). Up to 4 before 2026-12-07: door4's 5 subtypes need 5, and
+            the held-out likelihood alone then gave door2's blind 'hide' 6 components, which
+            lost to the Gaussian anchor (benchmarks/RESULTS.md, "The count chosen by the
+            draws").
         feature_conditions: condition on ridge predictions from each source's features
             (`TargetModels.condition_maps`) rather than on the source's latents; training
             then needs the feature cohort.
@@ -424,7 +428,7 @@ class ModelSetConfig:
     specialists: bool = True
     multi: bool = True
     anchored: bool = True
-    anchor_components: int = 4
+    anchor_components: int = 6
     feature_conditions: bool = True
     distill_conditions: bool = False
     condition_components: int = 8
