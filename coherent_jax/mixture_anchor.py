@@ -19,7 +19,8 @@ count's covariance kind, and the count is the one whose partition gives held-out
 highest likelihood of the target given the conditions (`_held_out_count`): BIC scores the
 joint rows, so it also counts clusters of the conditions that tell nothing of the target
 (a source's batches) and, on the door cohorts, more components than subtypes (9 of 12
-joints; benchmarks/RESULTS.md).
+joints; benchmarks/RESULTS.md). A model set takes that count as a bound: every count up to
+it is drawn on held-out patients, and the draws' energy score chooses (`mixture_count`).
 
 A covariance per component fitted on a few hundred rows makes the gates overconfident (a
 source blind to the subtype then looks as if it told it), while one covariance shared by all
