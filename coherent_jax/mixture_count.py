@@ -8,21 +8,18 @@ the paired test against the Gaussian anchor on the 75 validation patients, so th
 was kept where 3 components had led (benchmarks/RESULTS.md, "The count chosen by the draws").
 
 Here every count from 2 up to the largest is a candidate (every member with exactly that many
-components, each with the coarse shapes that the held-out likelihood scored it with,
-`mixture_anchor.count_fits`: the full grid of shapes per count doubled KIPAN's training), and
-the Gaussian anchor is count 1. Each is scored as imputation draws untrained
+components), and the Gaussian anchor is count 1. Each is scored as imputation draws untrained
 anchors, exactly (`anchor_draws.masked_draws`: a component from the gates, then its
 Gaussian): the validation patients from the anchors as fitted, and every training patient
 from the anchors refitted without its fold (`mixture_anchor.MixtureFit.anchors`: the same
 partition and shapes; its conditions are out-of-fold predictions already, as in `cross_fit`).
 A patient's score is the fair energy score of COUNT_DRAWS draws given each nonempty set of
 the member's conditions the patient has, averaged over those sets and the members; every
-candidate is drawn from the same noise. The count of the lowest mean is the best; it is
-refitted with its shapes on the full grid (`final`), and that mixture is chosen only where it
-leads the Gaussian by `scoring_rules.paired_lead` on all the patients scored.
+candidate is drawn from the same noise. The count of the lowest mean is the best; a mixture
+is chosen only where the best leads the Gaussian by `scoring_rules.paired_lead` on all the
+patients scored.
 
-    record = choose_count({1: (anchors, refit), 3: (anchors3, refit3)}, train, val, key,
-                          final=lambda m: (full_anchors[m], full_refit[m]))
+    record = choose_count({1: (anchors, refit), 3: (anchors3, refit3)}, train, val, key)
     record["chosen"]  # 1: keep the Gaussian anchor
 """
 
