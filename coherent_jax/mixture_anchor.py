@@ -16,7 +16,7 @@ exact too (`engine.denoiser.mixture_anchor_eps`): each component's Gaussian eps 
 component's posterior given c_S and x_t. Where one component wins BIC on the joint rows, the
 model keeps its linear-Gaussian anchor unchanged. Else BIC bounds the count and picks each
 count's covariance kind, and the count is the one whose partition gives held-out rows the
-highest likelihood of the target given the conditions (`fit_mixture`): BIC scores the
+highest likelihood of the target given the conditions (`_held_out_count`): BIC scores the
 joint rows, so it also counts clusters of the conditions that tell nothing of the target
 (a source's batches) and, on the door cohorts, more components than subtypes (9 of 12
 joints; benchmarks/RESULTS.md). A model set takes that count as a bound: every count up to
@@ -238,34 +238,16 @@ class MixtureFit:
             self.dim, self.widths, self.shapes, reg=REG_COVAR * np.square(self.scale))
 
 
-def _coarse_shapes(z: np.ndarray, space: np.ndarray, counts: dict[int, GaussianMixture],
-                   dim: int, widths: Sequence[int], seed: int
-                   ) -> dict[int, tuple[float, list, np.ndarray]]:
-    """{count: (the held-out log-likelihood of the target given the conditions, summed over
-    the subsets, the shapes, the responsibilities [n, M])} of each mixture of `counts`
-    ({count: mixture fitted on `space`}) with the shapes of `COUNT_GRID`
-    (`choose_shrinkage` on the standardised joint rows z)."""
-    out = {}
-    for m, gm in counts.items():
-        resp = gm.predict_proba(space)  # [n, M]
-        shapes, held_out = choose_shrinkage(z, resp, dim, widths, seed, COUNT_GRID)
-        out[m] = held_out, shapes, resp
-    return out
-
-
-def _standardised(target: np.ndarray, target_present: np.ndarray,
-                  conditions: Sequence[tuple[np.ndarray, np.ndarray]],
-                  residual_target: np.ndarray | None) -> tuple:
-    """(z [n, J], rows [n], centre [J], scale [J], dim, widths): the joint rows [target,
-    conditions] of the rows that have all of them, standardised (`fit_mixture`)."""
-    values = target if residual_target is None else residual_target
-    rows = np.flatnonzero(target_present & np.all([p for _, p in conditions], axis=0))
-    joint = np.concatenate([values[rows]] + [c[rows] for c, _ in conditions],
-                           axis=1).astype(np.float64)  # [n, D + W]
-    centre, scale = joint.mean(axis=0), joint.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    return ((joint - centre) / scale, rows, centre, scale, target.shape[1],
-            tuple(c.shape[1] for c, _ in conditions))
+def _held_out_count(z: np.ndarray, space: np.ndarray, counts: dict[int, GaussianMixture],
+                    dim: int, widths: Sequence[int], seed: int) -> GaussianMixture:
+    """The mixture of `counts` ({count: mixture fitted on `space`}) whose partition gives
+    the held-out rows of z the highest likelihood of the target given the conditions
+    (`choose_shrinkage` on `COUNT_GRID`, summed over the subsets)."""
+    if len(counts) == 1:
+        return next(iter(counts.values()))
+    held_out = {m: choose_shrinkage(z, gm.predict_proba(space), dim, widths, seed,
+                                    COUNT_GRID)[1] for m, gm in counts.items()}
+    return counts[max(held_out, key=held_out.get)]
 
 
 @one_thread
@@ -274,51 +256,29 @@ def fit_mixture(target: np.ndarray, target_present: np.ndarray,
                 seed: int = 0, residual_target: np.ndarray | None = None,
                 components: int | None = None) -> MixtureFit | None:
     """The mixture of `fit_mixture_anchors` (same arguments) as a `MixtureFit`, or None when
-    one component wins BIC: in each space of `clusterings` the count whose partition gives
-    held-out rows the highest likelihood of the target given the conditions (on
-    `COUNT_GRID`), its shapes then chosen on the full grid, the better space kept."""
-    z, rows, centre, scale, dim, widths = _standardised(target, target_present, conditions,
-                                                        residual_target)
+    one component wins BIC."""
+    values = target if residual_target is None else residual_target
+    rows = np.flatnonzero(target_present & np.all([p for _, p in conditions], axis=0))
+    joint = np.concatenate([values[rows]] + [c[rows] for c, _ in conditions],
+                           axis=1).astype(np.float64)  # [n, D + W]
+    centre, scale = joint.mean(axis=0), joint.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = (joint - centre) / scale
+    dim, widths = target.shape[1], [c.shape[1] for c, _ in conditions]
     best = None
     for space, counts in clusterings(z, max_components, components, seed):
-        m = next(iter(counts))
-        if len(counts) > 1:
-            scores = _coarse_shapes(z, space, counts, dim, widths, seed)
-            m = max(scores, key=lambda k: scores[k][0])
-        resp = counts[m].predict_proba(space)  # [n, M]
+        gm = _held_out_count(z, space, counts, dim, widths, seed)
+        resp = gm.predict_proba(space)  # [n, M]
         shapes, held_out = choose_shrinkage(z, resp, dim, widths, seed)
         if best is None or held_out > best[0]:
-            best = held_out, shapes, resp, counts[m], space.shape[1]
+            best = held_out, shapes, resp, gm, space.shape[1]
     if best is None:
         return None
     _, shapes, resp, gm, width = best
     logger.info("mixture anchor: %d components (held-out, %s, on %d of %d joint dimensions); "
                 "shape per subset of the conditions %s", gm.n_components,
                 gm.covariance_type, width, z.shape[1], [tuple(shape) for shape in shapes])
-    return MixtureFit(z, rows, resp, centre, scale, dim, widths, tuple(shapes))
-
-
-@one_thread
-def count_fits(target: np.ndarray, target_present: np.ndarray,
-               conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, max_components: int,
-               seed: int = 0, residual_target: np.ndarray | None = None,
-               components: int | None = None) -> dict[int, tuple[float, MixtureFit]]:
-    """{count: (held-out log-likelihood, `MixtureFit` with the shapes of `COUNT_GRID`)} for
-    every count from 2 to the BIC-best (exactly `components` when given), each from the space
-    of `clusterings` whose partition gives the higher held-out likelihood of the target given
-    the conditions ({} when one component wins BIC). The count of the highest is
-    `fit_mixture`'s; the coarse shapes cost a second or two per count where the full grid
-    costs a few (`mixture_count` draws every count, then refits the one it keeps)."""
-    z, rows, centre, scale, dim, widths = _standardised(target, target_present, conditions,
-                                                        residual_target)
-    out = {}
-    for space, counts in clusterings(z, max_components, components, seed):
-        for m, (held_out, shapes, resp) in _coarse_shapes(z, space, counts, dim, widths,
-                                                          seed).items():
-            if m not in out or held_out > out[m][0]:
-                out[m] = held_out, MixtureFit(z, rows, resp, centre, scale, dim, widths,
-                                              tuple(shapes))
-    return out
+    return MixtureFit(z, rows, resp, centre, scale, dim, tuple(widths), tuple(shapes))
 
 
 def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,

@@ -100,17 +100,8 @@ def held_out_energy(refit: Callable[[np.ndarray], list], patients: Patients, key
     return out
 
 
-def _pooled(anchors: Sequence[dict], refit: Callable, train: Patients, val: Patients,
-            key: jax.Array) -> np.ndarray:
-    """[n_val + N] `patient_energy` of the validation patients, then `held_out_energy` of the
-    training patients."""
-    return np.concatenate([
-        patient_energy(anchors, val, np.flatnonzero(val.has), jax.random.fold_in(key, 0)),
-        held_out_energy(refit, train, jax.random.fold_in(key, 1))])
-
-
 def choose_count(candidates: dict, train: Patients, val: Patients, key: jax.Array,
-                 z: float = scoring_rules.LEAD_Z, final: Callable | None = None) -> dict:
+                 z: float = scoring_rules.LEAD_Z) -> dict:
     """The component count whose untrained draws score best (module docstring).
 
     Args:
@@ -120,31 +111,28 @@ def choose_count(candidates: dict, train: Patients, val: Patients, key: jax.Arra
         train: the training patients (conditions out-of-fold); val: the validation patients.
         key: the draws' key, the same for every count (paired scores).
         z: the paired test's standard errors (`scoring_rules.paired_lead`).
-        final: final(count) -> (anchors, refit) of the mixture kept at that count where the
-            candidates are cheaper fits of it (`mixture_anchor.count_fits`); the test against
-            the Gaussian then scores it (default: the best candidate itself).
 
     Returns:
         {'energy': {count: mean score}, 'patients', 'held_out_patients', 'best' (the lowest
-        mean among the mixtures), 'final_energy' (with `final`), 'best_minus_gaussian' (the
-        paired test), 'chosen' (the best where it leads, else 1), 'seconds'}.
+        mean among the mixtures), 'best_minus_gaussian' (the paired test), 'chosen' (the best
+        where it leads, else 1), 'seconds'}.
     """
     start = time.perf_counter()
-    scores = {m: _pooled(*pair, train, val, key) for m, pair in sorted(candidates.items())}
+    scores = {}
+    for m, (anchors, refit) in sorted(candidates.items()):
+        scores[m] = np.concatenate([
+            patient_energy(anchors, val, np.flatnonzero(val.has), jax.random.fold_in(key, 0)),
+            held_out_energy(refit, train, jax.random.fold_in(key, 1))])
     used = np.all([np.isfinite(s) for s in scores.values()], axis=0)
     mean = {m: float(np.mean(s[used])) for m, s in scores.items()}
     best = min((m for m in mean if m > 1), key=mean.get)
-    record = {"energy": {str(m): v for m, v in mean.items()}, "patients": int(used.sum()),
-              "held_out_patients": int(used[int(np.sum(val.has)):].sum()), "best": int(best)}
-    challenger = scores[best]
-    if final is not None:
-        challenger = _pooled(*final(best), train, val, key)
-        record["final_energy"] = float(np.mean(challenger[used]))
-    test = scoring_rules.paired_lead(challenger[used] - scores[1][used], z)
+    test = scoring_rules.paired_lead(scores[best][used] - scores[1][used], z)
     chosen = int(best) if test["leads"] else 1
     logger.info("mixture count: %d (energy score per count %s on %d patients; the best, %d, "
                 "minus the Gaussian %+.4f, standard error %.4f)", chosen,
                 {m: round(v, 4) for m, v in mean.items()}, int(used.sum()), best,
                 test["mean_difference"], test["standard_error"])
-    return {**record, "best_minus_gaussian": test, "chosen": chosen,
+    return {"energy": {str(m): v for m, v in mean.items()}, "patients": int(used.sum()),
+            "held_out_patients": int(used[int(np.sum(val.has)):].sum()), "best": int(best),
+            "best_minus_gaussian": test, "chosen": chosen,
             "seconds": time.perf_counter() - start}

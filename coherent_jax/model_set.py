@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -27,8 +26,7 @@ from coherent_jax.calibrate import (SHARPNESS_GRID, FusionCalibration, choose_fa
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
-from coherent_jax.mixture_anchor import (MixtureFit, count_fits, fit_mixture,
-                                         select_components, widened)
+from coherent_jax.mixture_anchor import fit_mixture, select_components, widened
 from coherent_jax.mixture_count import Patients, choose_count
 from coherent_jax.engine.denoiser import Condition, Denoiser
 from coherent_jax.engine.folded import fold_denoiser, fold_members
@@ -528,46 +526,35 @@ class _Candidate:
 
 def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
                        config: Architecture, spread, read: int | None = None
-                       ) -> tuple[list[_Candidate], Callable[[int], _Candidate] | None]:
-    """(the candidates, final): the `gaussian` one, then, when config.anchor_components > 1
-    and BIC prefers >= 2 components for some member, mixture anchors (`mixture_anchor`) of
-    every count from 2 up to the largest that the held-out likelihood takes for a member,
-    every member with that count (they are stacked) and the coarse shapes of
-    `mixture_anchor.count_fits`; final(count): the mixture of that count with its shapes
-    chosen on the full grid (`mixture_anchor.fit_mixture`), the one trained and kept.
+                       ) -> list[_Candidate]:
+    """The candidates: the `gaussian` one, then, when config.anchor_components > 1 and BIC
+    prefers >= 2 components for some member, mixture anchors (`mixture_anchor`) of every
+    count from 2 to the largest that the held-out likelihood chose for a member
+    (`mixture_anchor.fit_mixture`), every member with that count (they are stacked).
     `_train_family` picks the count by the draws (`mixture_count`).
 
     member_conds: per member, its conditions [(values [N, D_c], present [N])]; read: the
     mixtures read only each condition's first `read` columns (`widened`; None: all)."""
     if config.anchor_components <= 1:
-        return [gaussian], None
+        return [gaussian]
     fit_conds = [[(v[:, :read], p) for v, p in conds] for conds in member_conds]
-    coarse = [count_fits(*x, conds, max_components=config.anchor_components,
-                         residual_target=spread) for conds in fit_conds]
-    bound = max((max(fits, key=lambda m: fits[m][0]) for fits in coarse if fits), default=1)
-    if bound < 2:
-        return [gaussian], None
+    fitted = [fit_mixture(*x, conds, max_components=config.anchor_components,
+                          residual_target=spread) for conds in fit_conds]
+    counts = [0 if f is None else f.resp.shape[1] for f in fitted]
+    candidates = [gaussian]
+    for m in range(2, max(counts) + 1):
+        fits = [f if count == m else fit_mixture(
+            *x, conds, max_components=m, components=m, residual_target=spread)
+            for f, count, conds in zip(fitted, counts, fit_conds)]
 
-    def candidate(m: int, fits: list) -> _Candidate:
-        def anchors(keep: np.ndarray | None = None) -> list[dict]:
+        def anchors(keep: np.ndarray | None = None, fits=fits) -> list[dict]:
             return [widened(f.anchors(keep), [v.shape[1] for v, _ in read_conds],
                             [v.shape[1] for v, _ in conds])
                     for f, read_conds, conds in zip(fits, fit_conds, member_conds)]
 
-        return _Candidate(dataclasses.replace(model, anchor_components=m), anchors(), anchors)
-
-    def exactly(m: int, conds) -> MixtureFit:
-        return count_fits(*x, conds, max_components=m, components=m,
-                          residual_target=spread)[m][1]
-
-    @functools.cache
-    def final(m: int) -> _Candidate:
-        return candidate(m, [fit_mixture(*x, conds, max_components=m, components=m,
-                                         residual_target=spread) for conds in fit_conds])
-
-    return [gaussian] + [candidate(m, [fits[m][1] if m in fits else exactly(m, conds)
-                                       for fits, conds in zip(coarse, fit_conds)])
-                         for m in range(2, bound + 1)], final
+        candidates.append(_Candidate(dataclasses.replace(model, anchor_components=m),
+                                     anchors(), anchors))
+    return candidates
 
 
 def _kept_sample_mse(result, criterion: str, trials: np.ndarray) -> np.ndarray:
@@ -867,13 +854,11 @@ def _fit_candidate(run: _TargetRun, family: _Family, candidate: _Candidate) -> _
                    float(np.mean(chosen.scores)), candidate.refit)
 
 
-def _candidates(run: _TargetRun, family: _Family
-                ) -> tuple[list[_Candidate], Callable[[int], _Candidate] | None]:
-    """A family's candidates and the mixture kept at a count: the plain model unanchored,
-    else the Gaussian anchors and the mixture anchors where BIC finds a mixture
-    (`_anchor_candidates`)."""
+def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
+    """A family's candidates: the plain model unanchored, else the Gaussian anchors and the
+    mixture anchors where BIC finds a mixture (`_anchor_candidates`)."""
     if not run.config.anchored:
-        return [_Candidate(run.model)], None
+        return [_Candidate(run.model)]
     x, spread = run.inputs.x, run.inputs.spread
 
     def gaussian(keep: np.ndarray | None = None) -> list[dict]:
@@ -919,19 +904,16 @@ def _paired_energy(run: _TargetRun, family: _Family, gaussian: _Fitted,
         MIXTURE_TEST_Z)
 
 
-def _count_choice(run: _TargetRun, family: _Family, candidates: list[_Candidate],
-                  final: Callable[[int], _Candidate]) -> dict:
-    """`mixture_count.choose_count` of the family's untrained candidates (the Gaussian first;
-    the best count tested as `final` fits it) on the validation patients and the training
-    patients cross-fitted."""
+def _count_choice(run: _TargetRun, family: _Family, candidates: list[_Candidate]) -> dict:
+    """`mixture_count.choose_count` of the family's untrained candidates (the Gaussian first)
+    on the validation patients and the training patients cross-fitted."""
     values, has = run.inputs.x
     train = Patients(family.member_conds, values if run.inputs.spread is None
                      else run.inputs.spread, has)  # as new patients' are encoded
     val = Patients(family.member_conds_val, *run.inputs.x_val)
     return choose_count({c.model.anchor_components: (c.anchors, c.refit) for c in candidates},
                         train, val, jax.random.fold_in(jax.random.fold_in(run.key, family.index),
-                                                       2), MIXTURE_TEST_Z,
-                        lambda m: (final(m).anchors, final(m).refit))
+                                                       2), MIXTURE_TEST_Z)
 
 
 def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
@@ -939,16 +921,16 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     of the count whose untrained draws lead the Gaussian anchor's (`_count_choice`) trained
     too, and kept where, trained, it still leads on validation (`MIXTURE_TEST_Z`); untrained
     (train_steps 0), the count choice decides."""
-    (gaussian, *mixtures), final = _candidates(run, family)
+    gaussian, *mixtures = _candidates(run, family)
     fits = [_fit_candidate(run, family, gaussian)]
     report, leads = {}, False
     if mixtures:
-        report["mixture_count"] = count = _count_choice(run, family, [gaussian, *mixtures],
-                                                        final)
-        if count["chosen"] > 1:
+        report["mixture_count"] = count = _count_choice(run, family, [gaussian, *mixtures])
+        chosen = [c for c in mixtures if c.model.anchor_components == count["chosen"]]
+        if chosen:
             # a mixture that does not lead untrained would cost a second family's steps
-            fits.append(_fit_candidate(run, family, final(count["chosen"])))
-            leads = True
+            fits.append(_fit_candidate(run, family, chosen[0]))
+            leads = count["best_minus_gaussian"]["leads"]
             if run.config.train_steps > 0:
                 report["mixture_vs_gaussian"] = _paired_energy(run, family, fits[0], fits[-1])
                 leads = report["mixture_vs_gaussian"]["leads"]

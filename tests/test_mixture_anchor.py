@@ -437,7 +437,6 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     # validation patients and every training patient cross-fitted (mixture_count)
     count = report["mixture_count"]
     assert count["chosen"] == report["anchor_components"] == count["best"]
-    assert count["final_energy"] < count["energy"]["1"]  # the kept fit (full grid) tested
     test = count["best_minus_gaussian"]
     train = int((cohort.splits == "train").sum())
     assert test["leads"] and count["held_out_patients"] == train

@@ -56,13 +56,6 @@ def test_the_subtypes_count_leads_the_gaussian_and_one_gaussian_keeps_it():
     assert record["best_minus_gaussian"]["leads"]
     assert record["patients"] == 750 and record["held_out_patients"] == 600
 
-    # the test scores the count's final fit where one is given: the Gaussian itself never leads
-    candidates = _candidates(*fit_rows, (2, 3, 4))
-    refused = choose_count(candidates, train, val, jax.random.key(0),
-                           final=lambda m: candidates[1])
-    assert refused["best"] == record["best"] and refused["chosen"] == 1
-    assert refused["final_energy"] == refused["energy"]["1"]
-
     train, fit_rows = _patients(600, 1, 1)  # one Gaussian: a forced mixture must not lead
     val, _ = _patients(150, 1, 1, patients=1)
     record = choose_count(_candidates(*fit_rows, (2,)), train, val, jax.random.key(0))
