@@ -8,7 +8,7 @@ per target 2 anchored specialists + 1 anchored multi-condition model, conditione
 predictions from the sources' features; imputation of the holed training patients;
 evaluation on the 97 complete test patients (every available set, K = 50 draws,
 baselines, fidelity, privacy, rescue, prioritisation) written to runs/demo/report/index.md.
-Measured: 265 s on 2 CPU cores, 70 s of it training (README, KIPAN; 2026-12-05).
+Measured: 628 s on 2 CPU cores, 396 s of it the denoisers (README, KIPAN; 2026-12-07).
 """
 
 from configs import base  # experiments/, the scripts' folder, is on sys.path
