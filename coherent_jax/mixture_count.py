@@ -52,7 +52,9 @@ class Patients(NamedTuple):
 
 
 def _fair_energy(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """[n] fair energy score of draws [K, n, D] (K >= 2) for truth [n, D]."""
+    """[n] fair energy score of draws [K, n, D] (K >= 2) for truth [n, D], the pairs one at a
+    time (`engine.train.fair_energy_score` holds all K x K x n x D differences at once: 1.3 GB
+    for 10,000 training patients' 128-d latents at K = 16)."""
     k = draws.shape[0]
     error = np.linalg.norm(draws - truth[None], axis=-1).mean(axis=0)
     pairs = sum(np.linalg.norm(draws[i] - draws[j], axis=-1)
