@@ -100,9 +100,9 @@ def choose_orders(models, latents, features, space, *, residual_latents=None,
         scores = [_scores(groups, space, observed, modalities, order, config, seed)
                   for order in orders]
         patterns[name] = _compare(orders, scores, validation_patients)
-        if patterns[name]["best_minus_default"]["leads"]:
-            chosen[name] = orders[patterns[name]["best"]]
         test = patterns[name]["best_minus_default"]
+        if test["leads"]:
+            chosen[name] = orders[patterns[name]["best"]]
         logger.info("cascade given %s: %s (best other order %s, %+.4f, standard error %.4f, "
                     "%d patients)", name, " -> ".join(chosen.get(name, orders[0])),
                     " -> ".join(orders[patterns[name]["best"]]), test["mean_difference"],
