@@ -27,7 +27,6 @@ from coherent_jax.residuals import robust_covariance, shrunk_covariance
 ALPHAS = tuple(np.logspace(-1, 5, 13))
 MIN_ROWS = 10  # fewer rows than this for a subset: that subset keeps the prior
 VAR_FLOOR = 1e-4
-RANK_TOLERANCE = 1e-6  # singular values below this share of the largest count as zero
 ANCHOR_PARAMS = ("kernel", "bias", "log_var", "basis")  # a Denoiser's params 'anchor_<name>'
 MIXTURE_PARAMS = ANCHOR_PARAMS + ("gate_const", "gate_mean", "gate_prec")  # `mixture_anchor`
 
@@ -210,15 +209,9 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
             mixture anchors' gates and to the networks. The linear anchors ignore them
             (`fit_anchors(predictions=True)`).
 
-    A source with fewer features than k + p maps every patient into a D_s-dimensional
-    affine subspace of the condition space; the out-of-fold predictions leave it (each
-    fold's map is another), and new patients never do. The training rows' conditions are
-    projected onto it (`onto_outputs`), so that no model learns from directions in which new
-    patients' conditions are always zero (README, "Conditions where new patients have them").
-
     Returns:
         ({'kernel' [D_s, k + p], 'bias' [k + p]} float32, [n, k + p] the out-of-fold
-        predictions then the principal components, in the map's output subspace).
+        predictions then the principal components).
     """
     share = 1.0 if distill else 0.0
     features = features.astype(np.float64)
@@ -230,20 +223,7 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
         coef, intercept = np.c_[coef, axes], np.r_[intercept, offset]
         oof = np.c_[oof, features @ axes + offset]
     return ({"kernel": coef.astype(np.float32), "bias": np.asarray(intercept, np.float32)},
-            onto_outputs(coef, intercept, oof).astype(np.float32))
-
-
-def onto_outputs(kernel: np.ndarray, bias: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """values [n, K] projected onto the affine subspace {bias + f @ kernel} a linear map
-    (kernel [D_s, K], bias [K]) sends every input to; unchanged where the kernel has rank K
-    (the subspace is the whole space)."""
-    _, singular, axes = np.linalg.svd(np.asarray(kernel, np.float64), full_matrices=False)
-    rank = int((singular > RANK_TOLERANCE * singular.max(initial=0.0)).sum())
-    if rank == kernel.shape[1]:
-        return values
-    basis = axes[:rank]  # [r, K] orthonormal rows spanning the map's outputs
-    centred = np.asarray(values, np.float64) - bias
-    return bias + centred @ basis.T @ basis
+            oof.astype(np.float32))
 
 
 def _unit_components(features: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
