@@ -145,53 +145,35 @@ def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) ->
 
 
 def distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """(coef [D_s, k], intercept [k]) of a ridge fitted to targets whose leave-one-out share is
     `share` in [0, 1] (see `fit_condition_map`).
 
-    The teacher is RidgeCV (alpha per output column, leave-one-out); its exact leave-one-out
-    predictions are `leave_one_out`'s. The released map is the same ridge (same alpha per
-    column) fitted to (1 - share) * y + share * loo.
+    The teacher is RidgeCV (alpha per output column, leave-one-out). Its exact leave-one-out
+    predictions come from the hat matrix of the centred design, H = 1/n + U diag(s^2 /
+    (s^2 + alpha)) U^T (thin SVD x_c = U S V^T): loo_i = (fit_i - H_ii y_i) / (1 - H_ii). The
+    released map is the same ridge (same alpha per column) fitted to
+    (1 - share) * y + share * loo.
     """
     teacher = _ridge(alphas).fit(x, y)
     if share == 0.0:
         return teacher.coef_.T, teacher.intercept_
-    column_alpha = _column_alpha(teacher, y.shape[1])
-    targets = (1.0 - share) * y + share * leave_one_out(x, y, column_alpha)  # [n, k]
-    coef = _ridge_coef(x, targets, column_alpha)
-    return coef, targets.mean(axis=0) - x.mean(axis=0) @ coef
-
-
-def _column_alpha(ridge: RidgeCV, k: int) -> np.ndarray:
-    return np.broadcast_to(np.asarray(ridge.alpha_, np.float64), (k,))
-
-
-def _ridge_coef(x: np.ndarray, y: np.ndarray, column_alpha: np.ndarray) -> np.ndarray:
-    """[D_s, k] the ridge's slopes on the centred design, alpha per column of y [n, k]."""
-    u, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
-    coef = np.zeros((x.shape[1], y.shape[1]))
-    for alpha in np.unique(column_alpha):
-        cols = column_alpha == alpha
-        coef[:, cols] = vt.T @ ((s / (s**2 + alpha))[:, None]
-                                * (u.T @ (y[:, cols] - y[:, cols].mean(axis=0))))
-    return coef
-
-
-def leave_one_out(x: np.ndarray, y: np.ndarray, column_alpha: np.ndarray) -> np.ndarray:
-    """[n, k] the exact leave-one-out predictions of the ridge (intercept, alpha per column
-    of y [n, k]) on rows x [n, D_s]: from the hat matrix of the centred design, H = 1/n +
-    U diag(s^2 / (s^2 + alpha)) U^T (thin SVD x_c = U S V^T), loo_i = (fit_i - H_ii y_i) /
-    (1 - H_ii)."""
     x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-    u, s, _ = np.linalg.svd(x - x_mean, full_matrices=False)  # u [n, r], s [r]
-    loo = np.empty_like(y)  # [n, k]
+    u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)  # u [n, r], s [r], vt [r, D_s]
+    column_alpha = np.broadcast_to(np.asarray(teacher.alpha_, np.float64), (y.shape[1],))
+    coef = np.zeros((x.shape[1], y.shape[1]))
+    targets = np.empty_like(y)  # [n, k]
     for alpha in np.unique(column_alpha):
         cols = column_alpha == alpha
         shrink = s**2 / (s**2 + alpha)  # [r]
-        fit = u @ (shrink[:, None] * (u.T @ (y[:, cols] - y_mean[cols]))) + y_mean[cols]
+        centred = y[:, cols] - y_mean[cols]
+        fit = u @ (shrink[:, None] * (u.T @ centred)) + y_mean[cols]  # H @ y
         leverage = (u**2) @ shrink + 1.0 / len(x)  # [n] diagonal of the hat matrix
-        loo[:, cols] = (fit - leverage[:, None] * y[:, cols]) / (1.0 - leverage[:, None])
-    return loo
+        loo = (fit - leverage[:, None] * y[:, cols]) / (1.0 - leverage[:, None])
+        targets[:, cols] = (1.0 - share) * y[:, cols] + share * loo
+        coef[:, cols] = vt.T @ ((s / (s**2 + alpha))[:, None]
+                                * (u.T @ (targets[:, cols] - targets[:, cols].mean(axis=0))))
+    return coef, targets.mean(axis=0) - x_mean @ coef
 
 
 def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 5,
@@ -213,7 +195,9 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
     Args:
         features: [n, D_s] source features of the training rows that have both modalities.
         target: [n, k] the target's latents on the same rows.
-        folds: the distilled map's out-of-fold predictions for these rows (below).
+        folds: out-of-fold predictions for these rows, so that the models trained on them see
+            conditions as noisy as those of patients never fitted (each fold's map fitted the
+            same way).
         distill: fit to the leave-one-out predictions (False: the plain ridge).
         components: p > 0 appends the source's p leading principal components (standardised
             PCA of these rows, each scaled to unit variance) to the prediction. A ridge
@@ -225,29 +209,15 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
             mixture anchors' gates and to the networks. The linear anchors ignore them
             (`fit_anchors(predictions=True)`).
 
-    The training rows' conditions are predictions made without the row's own value, so that
-    the models trained on them see conditions as noisy as a new patient's: for the plain
-    ridge its exact leave-one-out predictions (the same penalties), one map but for a
-    rank-one change per row. K-fold predictions come from K maps fitted on 1 - 1/K of the
-    rows: noisier than a new patient's, and where a source has fewer features than the
-    condition has columns each fold's map sends the rows to another subspace while every new
-    patient lands in the full map's (README, "Conditions as noisy as a new patient's").
-    The distilled map keeps `folds` out-of-fold predictions (each fold's map distilled the
-    same way): its leave-one-out predictions would read the row's value through the other
-    rows' leave-one-out targets.
-
     Returns:
-        ({'kernel' [D_s, k + p], 'bias' [k + p]} float32, [n, k + p] the predictions made
-        without each row (above) then the principal components).
+        ({'kernel' [D_s, k + p], 'bias' [k + p]} float32, [n, k + p] the out-of-fold
+        predictions then the principal components).
     """
-    features, target = features.astype(np.float64), target.astype(np.float64)
-    if distill:
-        (coef, intercept), oof = fit_out_of_fold(
-            features, target, folds, seed, lambda a, b: distilled_ridge(a, b, alphas, 1.0))
-    else:
-        ridge = _ridge(alphas).fit(features, target)
-        coef, intercept = ridge.coef_.T, ridge.intercept_
-        oof = leave_one_out(features, target, _column_alpha(ridge, target.shape[1]))
+    share = 1.0 if distill else 0.0
+    features = features.astype(np.float64)
+    (coef, intercept), oof = fit_out_of_fold(
+        features, target.astype(np.float64), folds, seed,
+        lambda a, b: distilled_ridge(a, b, alphas, share))
     if components:
         axes, offset = _unit_components(features, components)  # [D_s, p], [p]
         coef, intercept = np.c_[coef, axes], np.r_[intercept, offset]
