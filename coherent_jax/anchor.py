@@ -49,7 +49,7 @@ def fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Ca
 def fit_anchors(target: np.ndarray, target_present: np.ndarray,
                 conditions: Sequence[tuple[np.ndarray, np.ndarray]], *, folds: int = 5,
                 alphas: Sequence[float] = ALPHAS, seed: int = 0,
-                predictions: bool = False,
+                predictions: bool = False, in_sample: Sequence[bool] | None = None,
                 residual_target: np.ndarray | None = None) -> dict:
     """Ridge anchors of one model for every subset of its conditions.
 
@@ -64,6 +64,10 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
             the target and the rest (the source's principal components) are left to the
             mixture anchors and networks; a single one is the mean (identity kernel: a second
             ridge on out-of-fold predictions shrinks new patients' less noisy ones; README).
+        in_sample: per condition, whether its training values are its map's own fit
+            (`fit_condition_map`: a source the map sends one-to-one), not out-of-fold: such a
+            prediction alone is regressed on too, with out-of-fold residuals, never taken as
+            the mean (its residuals would be too small). None: none is.
         residual_target: [N, D] the same rows' target as new patients' would be encoded
             (`latent.cross_fitted_latents`); the covariances are fitted to its residuals
             (default: `target`'s).
@@ -99,7 +103,8 @@ def fit_anchors(target: np.ndarray, target_present: np.ndarray,
                            axis=1).astype(np.float64)
         coef, intercept, predicted = _subset_fit(
             x, target[rows].astype(np.float64), folds, alphas, seed,
-            identity=predictions and len(members) == 1)
+            identity=predictions and len(members) == 1
+            and not (in_sample is not None and in_sample[members[0]]))
         columns = np.concatenate([offsets[j] + np.arange(w) for j, w in zip(members, used)])
         kernel[index][columns] = coef
         bias[index] = intercept
@@ -209,21 +214,42 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
             mixture anchors' gates and to the networks. The linear anchors ignore them
             (`fit_anchors(predictions=True)`).
 
+    A source with no more features than the target has columns (D_s <= k) is sent one-to-one
+    into the condition space (`one_to_one`): every function of its prediction is a function
+    of its features, so a model fitted to its rows' own fitted values learns from them what it
+    would from the features and reads nothing of the rows' targets, and those values are what
+    new patients get. Its training rows get the map's own fit. Out-of-fold values would come
+    from K maps that each send the source to another D_s-dimensional subspace of the k
+    columns, while every new patient lands in the full map's: the models would learn from
+    directions in which new patients' conditions are always zero (README, "A narrow source's
+    conditions as new patients get them"). Models that take such a prediction as the target's
+    mean must not (`fit_anchors(in_sample=...)`).
+
     Returns:
         ({'kernel' [D_s, k + p], 'bias' [k + p]} float32, [n, k + p] the out-of-fold
-        predictions then the principal components).
+        predictions (the map's own where `one_to_one`) then the principal components).
     """
     share = 1.0 if distill else 0.0
     features = features.astype(np.float64)
     (coef, intercept), oof = fit_out_of_fold(
         features, target.astype(np.float64), folds, seed,
         lambda a, b: distilled_ridge(a, b, alphas, share))
+    if one_to_one({"kernel": coef}, target.shape[1]):
+        oof = features @ coef + intercept
     if components:
         axes, offset = _unit_components(features, components)  # [D_s, p], [p]
         coef, intercept = np.c_[coef, axes], np.r_[intercept, offset]
         oof = np.c_[oof, features @ axes + offset]
     return ({"kernel": coef.astype(np.float32), "bias": np.asarray(intercept, np.float32)},
             oof.astype(np.float32))
+
+
+def one_to_one(cmap: dict, width: int) -> bool:
+    """Whether a condition map's prediction (its first `width` columns) sends its inputs
+    one-to-one into the condition space (the kernel's rank is the input count), so that its
+    values on the training rows are what `fit_condition_map` gives them."""
+    kernel = np.asarray(cmap["kernel"], np.float64)[:, :width]
+    return kernel.shape[0] <= kernel.shape[1] and np.linalg.matrix_rank(kernel) == kernel.shape[0]
 
 
 def _unit_components(features: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:

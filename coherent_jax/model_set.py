@@ -25,7 +25,8 @@ from coherent_jax.calibrate import (SHARPNESS_GRID, FusionCalibration, choose_fa
                                     choose_fusion_sharpness)
 from coherent_jax.closed_form import ClosedForm
 from coherent_jax.covariates import Covariate, inputs
-from coherent_jax.anchor import apply_condition_map, fit_anchors, fit_condition_map, set_anchors
+from coherent_jax.anchor import (apply_condition_map, fit_anchors, fit_condition_map,
+                                  one_to_one, set_anchors)
 from coherent_jax.mixture_anchor import fit_mixture, select_components, widened
 from coherent_jax.mixture_count import Patients, choose_count
 from coherent_jax.engine.denoiser import Condition, Denoiser
@@ -573,7 +574,9 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str],
     number of principal components (`conditioning.condition_components`, fewer where a
     source has fewer features or rows: the specialists are stacked).
 
-    Training rows get out-of-fold predictions; validation rows the full fit.
+    Training rows get out-of-fold predictions (the map's own fit for a source it sends
+    one-to-one, `anchor.one_to_one`, flagged in the returned tuple); validation rows the full
+    fit.
     """
     (x_values, x_present) = x
     train, val = features.split("train"), features.split("val")
@@ -603,7 +606,8 @@ def _feature_conditions(x, features, target: str, sources: Sequence[str],
         values_val = np.zeros((len(f_val), oof.shape[1]), np.float32)
         values_val[f_val_present] = apply_condition_map(maps[s], f_val[f_val_present])
         conds_val.append((values_val, f_val_present))
-    return maps, conds, conds_val
+    in_sample = tuple(one_to_one(maps[s], x_values.shape[1]) for s in sources)
+    return maps, conds, conds_val, in_sample
 
 
 CLUSTER_CHECK_COMPONENTS = 4
@@ -674,6 +678,8 @@ class _TargetInputs:
         maps: the condition maps (feature conditions; else None).
         conds, conds_val: per source, its condition (values [N, D_c], present [N]) on the
             train and val splits.
+        in_sample: per source, whether its training rows' condition is its map's own fit
+            (`anchor.fit_condition_map`, a source sent one-to-one), not out-of-fold.
     """
 
     sources: tuple[str, ...]
@@ -684,6 +690,7 @@ class _TargetInputs:
     maps: dict | None
     conds: list
     conds_val: list
+    in_sample: tuple
 
 
 def _target_inputs(cohort, target: str, conditioning: Conditioning, features,
@@ -706,13 +713,14 @@ def _target_inputs(cohort, target: str, conditioning: Conditioning, features,
         if features is None:
             raise ValueError("feature_conditions=True needs the feature cohort (features=...); "
                              "pass it or set feature_conditions=False.")
-        maps, conds, conds_val = _feature_conditions(x, features, target, sources, conditioning,
-                                                      fit_covariate(conditioning, features))
+        maps, conds, conds_val, in_sample = _feature_conditions(
+            x, features, target, sources, conditioning, fit_covariate(conditioning, features))
         widths = {**widths, **{s: maps[s]["bias"].shape[0] for s in sources}}
     else:
         conds = [train_cohort.matrix(s) for s in sources]
         conds_val = [val_cohort.matrix(s) for s in sources]
-    return _TargetInputs(sources, x, x_val, spread, widths, maps, conds, conds_val)
+        in_sample = (False,) * len(sources)
+    return _TargetInputs(sources, x, x_val, spread, widths, maps, conds, conds_val, in_sample)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -860,11 +868,14 @@ def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
     if not run.config.anchored:
         return [_Candidate(run.model)]
     x, spread = run.inputs.x, run.inputs.spread
+    member_in_sample = ([[flag] for flag in run.inputs.in_sample] if family.name == "specialists"
+                        else [list(run.inputs.in_sample)])
 
     def gaussian(keep: np.ndarray | None = None) -> list[dict]:
         present = x[1] if keep is None else x[1] & keep
         return [fit_anchors(x[0], present, c, predictions=run.config.feature_conditions,
-                            residual_target=spread) for c in family.member_conds]
+                            in_sample=flags, residual_target=spread)
+                for c, flags in zip(family.member_conds, member_in_sample)]
 
     # The multi-condition family's mixtures read the sources' predictions alone: its joint
     # rows are the widest, and with the sources' principal components its draws given every
