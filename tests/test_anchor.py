@@ -102,6 +102,31 @@ def test_condition_map_is_a_cross_fitted_ridge_from_features():
     assert in_sample < out_of_fold < 0.05  # held-out predictions are honest, and good
 
 
+def test_a_source_sent_one_to_one_gives_its_training_rows_the_maps_own_fit():
+    from coherent_jax.anchor import (apply_condition_map, covariance, fit_anchors,  # noqa: PLC0415
+                                     fit_condition_map, one_to_one)
+
+    rng = np.random.default_rng(1)
+    narrow = rng.standard_normal((400, 5))  # 5 features -> 8 predictions (+ 3 components)
+    target = narrow @ rng.standard_normal((5, 8)) + 0.5 * rng.standard_normal((400, 8))
+    cmap, values = fit_condition_map(narrow, target, components=3)
+    assert one_to_one(cmap, 8)
+    np.testing.assert_allclose(values, apply_condition_map(cmap, narrow), atol=1e-4)
+    wide = np.c_[narrow, rng.standard_normal((400, 7))]  # 12 features -> 8: out of fold
+    wide_map, wide_values = fit_condition_map(wide, target)
+    assert not one_to_one(wide_map, 8)
+    assert np.abs(wide_values - apply_condition_map(wide_map, wide)).max() > 1e-3
+    # the linear anchor regresses on a prediction fitted to these rows, with held-out
+    # residuals, instead of taking it as the mean with its (too small) in-sample residuals
+    present = np.ones(400, bool)
+    as_mean = fit_anchors(target, present, [(values, present)], predictions=True)
+    regressed = fit_anchors(target, present, [(values, present)], predictions=True,
+                            in_sample=[True])
+    np.testing.assert_allclose(as_mean["kernel"][1][:8], np.eye(8))
+    assert not np.allclose(regressed["kernel"][1][:8], np.eye(8), atol=1e-3)
+    assert np.trace(covariance(regressed, 1)) > np.trace(covariance(as_mean, 1))
+
+
 def test_condition_map_appends_the_sources_principal_components_which_linear_anchors_ignore():
     from coherent_jax.anchor import apply_condition_map, fit_condition_map  # noqa: PLC0415
 

@@ -282,13 +282,19 @@ def test_a_sources_principal_components_let_bic_see_the_subtype_its_prediction_m
                                 noise_spread=2.0, seed=1)
     rows, subtype = model.sample(600, seed=1)
     present = np.ones(600, bool)
-    _, prediction = fit_condition_map(rows["reveal"], rows["blind"])
-    assert fit_mixture(rows["blind"], present, [(prediction, present)], max_components=4,
+    target = rows["blind"][:, :7]  # fewer columns than 'reveal' has features: a summary
+    _, prediction = fit_condition_map(rows["reveal"], target)
+    assert fit_mixture(target, present, [(prediction, present)], max_components=4,
                        seed=0) is None
-    _, with_pcs = fit_condition_map(rows["reveal"], rows["blind"], components=8)
-    fit = fit_mixture(rows["blind"], present, [(with_pcs, present)], max_components=4, seed=0)
+    _, with_pcs = fit_condition_map(rows["reveal"], target, components=8)
+    fit = fit_mixture(target, present, [(with_pcs, present)], max_components=4, seed=0)
     assert fit is not None and fit.resp.shape[1] == 3
     assert adjusted_rand_score(subtype, fit.resp.argmax(1)) > 0.9
+    # a source sent one-to-one (8 features, 12 columns): its prediction is the source itself
+    # in other coordinates (the map's own fit on these rows), clusters and all
+    _, whole = fit_condition_map(rows["reveal"], rows["blind"])
+    assert fit_mixture(rows["blind"], present, [(whole, present)], max_components=4,
+                       seed=0) is not None
     # the model set keeps the components of a source with clusters, zeroes a blind one's,
     # and drops them where no source has clusters
     from coherent_jax.model_set import _clustered_components_only  # noqa: PLC0415
