@@ -248,8 +248,12 @@ def one_to_one(cmap: dict, width: int) -> bool:
     """Whether a condition map's prediction (its first `width` columns) sends its inputs
     one-to-one into the condition space (the kernel's rank is the input count), so that its
     values on the training rows are what `fit_condition_map` gives them."""
-    kernel = np.asarray(cmap["kernel"], np.float64)[:, :width]
-    return kernel.shape[0] <= kernel.shape[1] and np.linalg.matrix_rank(kernel) == kernel.shape[0]
+    kernel = np.asarray(cmap["kernel"], np.float32)[:, :width]  # as saved: the same answer
+    if kernel.shape[0] > kernel.shape[1]:                        # before and after saving
+        return False
+    singular = np.linalg.svd(kernel.astype(np.float64), compute_uv=False)
+    tolerance = singular.max(initial=0.0) * max(kernel.shape) * np.finfo(np.float32).eps
+    return bool((singular > tolerance).sum() == kernel.shape[0])
 
 
 def _unit_components(features: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
