@@ -127,6 +127,23 @@ def test_a_source_sent_one_to_one_gives_its_training_rows_the_maps_own_fit():
     assert np.trace(covariance(regressed, 1)) > np.trace(covariance(as_mean, 1))
 
 
+def test_the_model_set_gives_a_one_to_one_sources_training_rows_its_maps_fit():
+    from coherent_jax.anchor import apply_condition_map  # noqa: PLC0415
+    from coherent_jax.data import LinearGaussianModel, linear_gaussian_cohort, paper_split  # noqa: PLC0415
+    from coherent_jax.model_set import ModelSetConfig, _target_inputs  # noqa: PLC0415
+
+    gauss = LinearGaussianModel.random({"a": 6, "narrow": 4, "wide": 9}, num_factors=2,
+                                       noise_std=0.3, seed=0)
+    cohort = paper_split(linear_gaussian_cohort(gauss, 300, seed=0), seed=42)
+    inputs = _target_inputs(cohort, "a", ModelSetConfig(condition_components=0).conditioning,
+                            cohort, None)
+    assert inputs.sources == ("narrow", "wide") and inputs.in_sample == (True, False)
+    train = cohort.split("train")
+    for source, (values, _), own in zip(inputs.sources, inputs.conds, inputs.in_sample):
+        fitted = apply_condition_map(inputs.maps[source], train.matrix(source)[0])
+        assert np.allclose(values, fitted, atol=1e-4) == own  # else out of fold
+
+
 def test_condition_map_appends_the_sources_principal_components_which_linear_anchors_ignore():
     from coherent_jax.anchor import apply_condition_map, fit_condition_map  # noqa: PLC0415
 
