@@ -14,6 +14,7 @@ Denoiser:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Callable, Sequence
 
@@ -35,15 +36,15 @@ def _ridge(alphas) -> RidgeCV:
     return RidgeCV(alphas=alphas, alpha_per_target=True)
 
 
-def fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Callable
-                     ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """((coef [D, k], intercept [k]) of `fit(x, y)` on all rows, the K-fold out-of-fold
-    predictions [n, k] of the same fit)."""
+def fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Callable,
+                    full: tuple | None = None) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """((coef [D, k], intercept [k]) of `fit(x, y)` on all rows (`full` when already fitted),
+    the K-fold out-of-fold predictions [n, k] of the same fit)."""
     oof = np.zeros_like(y)
     for fit_rows, held in KFold(folds, shuffle=True, random_state=seed).split(x):
         coef, intercept = fit(x[fit_rows], y[fit_rows])
         oof[held] = x[held] @ coef + intercept
-    return fit(x, y), oof
+    return (fit(x, y) if full is None else full), oof
 
 
 def fit_anchors(target: np.ndarray, target_present: np.ndarray,
@@ -229,13 +230,13 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
         ({'kernel' [D_s, k + p], 'bias' [k + p]} float32, [n, k + p] the out-of-fold
         predictions (the map's own where `one_to_one`) then the principal components).
     """
-    share = 1.0 if distill else 0.0
-    features = features.astype(np.float64)
-    (coef, intercept), oof = fit_out_of_fold(
-        features, target.astype(np.float64), folds, seed,
-        lambda a, b: distilled_ridge(a, b, alphas, share))
+    features, target = features.astype(np.float64), target.astype(np.float64)
+    fit = functools.partial(distilled_ridge, alphas=alphas, share=1.0 if distill else 0.0)
+    coef, intercept = fit(features, target)
     if one_to_one({"kernel": coef}, target.shape[1]):
-        oof = features @ coef + intercept
+        oof = features @ coef + intercept  # the map's own fit: no fold is fitted
+    else:
+        oof = fit_out_of_fold(features, target, folds, seed, fit, full=(coef, intercept))[1]
     if components:
         axes, offset = _unit_components(features, components)  # [D_s, p], [p]
         coef, intercept = np.c_[coef, axes], np.r_[intercept, offset]
