@@ -201,9 +201,9 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
     Args:
         features: [n, D_s] source features of the training rows that have both modalities.
         target: [n, k] the target's latents on the same rows.
-        folds: out-of-fold predictions for these rows, so that the models trained on them see
-            conditions as noisy as those of patients never fitted (each fold's map fitted the
-            same way).
+        folds: out-of-fold predictions for these rows (unless the source is sent one-to-one,
+            below), so that the models trained on them see conditions as noisy as those of
+            patients never fitted (each fold's map fitted the same way).
         distill: fit to the leave-one-out predictions (False: the plain ridge).
         components: p > 0 appends the source's p leading principal components (standardised
             PCA of these rows, each scaled to unit variance) to the prediction. A ridge

@@ -733,6 +733,7 @@ class _Family:
         train, val: the members' MemberData.
         member_conds, member_conds_val: per member, its conditions [(values [N, D_c],
             present [N])] of the training and of the validation patients.
+        member_in_sample: per member, `_TargetInputs.in_sample` of its conditions.
     """
 
     name: str
@@ -743,6 +744,7 @@ class _Family:
     val: MemberData
     member_conds: list
     member_conds_val: list
+    member_in_sample: list
 
 
 def _families(target: str, inputs: _TargetInputs, training: FamilyTraining) -> list[_Family]:
@@ -759,11 +761,12 @@ def _families(target: str, inputs: _TargetInputs, training: FamilyTraining) -> l
                              "to the same latent width.")
         families.append(_Family("specialists", FAMILIES.index("specialists"), len(sources),
                                 [widths[sources[0]]], spec_train, spec_val,
-                                [[c] for c in inputs.conds], [[c] for c in inputs.conds_val]))
+                                [[c] for c in inputs.conds], [[c] for c in inputs.conds_val],
+                                [[flag] for flag in inputs.in_sample]))
     if training.multi:
         families.append(_Family("multi", FAMILIES.index("multi"), 1,
                                 [widths[s] for s in sources], multi_train, multi_val,
-                                [inputs.conds], [inputs.conds_val]))
+                                [inputs.conds], [inputs.conds_val], [list(inputs.in_sample)]))
     return families
 
 
@@ -868,14 +871,12 @@ def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
     if not run.config.anchored:
         return [_Candidate(run.model)]
     x, spread = run.inputs.x, run.inputs.spread
-    member_in_sample = ([[flag] for flag in run.inputs.in_sample] if family.name == "specialists"
-                        else [list(run.inputs.in_sample)])
 
     def gaussian(keep: np.ndarray | None = None) -> list[dict]:
         present = x[1] if keep is None else x[1] & keep
         return [fit_anchors(x[0], present, c, predictions=run.config.feature_conditions,
                             in_sample=flags, residual_target=spread)
-                for c, flags in zip(family.member_conds, member_in_sample)]
+                for c, flags in zip(family.member_conds, family.member_in_sample)]
 
     # The multi-condition family's mixtures read the sources' predictions alone: its joint
     # rows are the widest, and with the sources' principal components its draws given every
