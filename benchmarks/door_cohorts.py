@@ -23,8 +23,11 @@ The four cohorts are `data.mixture.MixtureModel.random` draws (benchmarks/RESULT
 | door2 | 40 / 20 / 30 | 3 | 6 | 0.6, 2.5 | identity | 7 |
 | door3 | 50 / 25 / 40 | 4 | 5 | 0.5, 2.0 | identity | 21 |
 | door4 | 60 / 16 / 24 | 5 | 8 | 0.7, 3.0 | exp | 33 |
+| door5 | 30 / 10 / 50 | 3 | 6 | 0.5, 2.0 | sinh | 77 |
+| door6 | 20 / 30 / 16 | 4 | 3 | 0.8, 1.5 | identity | 91 |
 
-Separations: 'hide' 0, 'reveal' 2.5 (door) or 2.0, 'target' 3. Training patients
+Separations: 'hide' 0, 'reveal' 2.5 (door, door5), 3.0 (door6) or 2.0, 'target' 3. door5 and
+door6 were added after every choice of the default was made (held-out cohorts). Training patients
 `sample(1500, seed=11)`, new patients `sample(1000, seed=99)`.
 
 Scores, per imputed modality, in its training z-scores (the raw files' mean and standard
@@ -69,6 +72,11 @@ SPECS = {
     "door4": (dict(hide=60, reveal=16, target=24), 2.0,
               dict(num_subtypes=5, num_factors=8, noise_std=0.7, noise_spread=3.0,
                    links={"target": "exp"}, seed=33)),
+    "door5": (dict(hide=30, reveal=10, target=50), 2.5,
+              dict(num_subtypes=3, num_factors=6, noise_std=0.5, noise_spread=2.0,
+                   links={"target": "sinh"}, seed=77)),
+    "door6": (dict(hide=20, reveal=30, target=16), 3.0,
+              dict(num_subtypes=4, num_factors=3, noise_std=0.8, noise_spread=1.5, seed=91)),
 }
 GIVEN = {"hide": ("hide",), "reveal": ("reveal",), "both": ("hide", "reveal"),
          "target": ("target",)}
