@@ -35,7 +35,14 @@ temperature (`TEMPERATURES`): a source blind to the subtype gets gates near the 
 weights rather than the subtype its noise seems to tell. The shares, the penalty and the
 temperature (a `Shape`) are chosen for every subset of the conditions by the cross-validated
 log-likelihood of the target given that subset (`choose_shrinkage`), which also picks the
-count (on a coarse grid of shapes). EM on tens of dimensions often misses the subtypes, so a
+count (on a coarse grid of shapes). The shrinkage target is the pooled covariance or, where
+the held-out likelihood prefers it, a factor target (`factor_target`): the pooled covariance's
+leading principal directions shared by every component, each component scaling its own
+noise per block. Modalities coupled by a few shared factors, whose noise differs by subtype,
+have per-subtype slopes of exactly that structure, which a few hundred rows per component
+estimate poorly on their own (door4: the target given the revealing source 2.2% -> 1.3%
+above exact on the pipeline's rows; benchmarks/RESULTS.md); its rank is chosen on the coarse
+grid among `RANKS` (`factor_rank`). EM on tens of dimensions often misses the subtypes, so a
 second mixture is fitted on the joint rows' leading principal components (`clusterings`),
 and the held-out likelihood picks the partition too.
 
@@ -82,6 +89,13 @@ logits, as in Guo et al. 2017, chosen with the shares by held-out likelihood."""
 FOLDS = 5
 """Folds of `choose_shrinkage`'s cross-validation."""
 
+RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+"""Candidate factor ranks of the shrinkage target (`factor_target`, `factor_rank`)."""
+
+NOISE_FLOOR = 0.05
+"""The smallest scale of a component's block noise relative to the pooled (the largest: its
+inverse; `factor_target`)."""
+
 
 class ShapeGrid(NamedTuple):
     """The candidates `choose_shrinkage` scores: shares (of the gates, slopes and residuals),
@@ -118,14 +132,16 @@ def one_thread(fit):
 
 class Shape(NamedTuple):
     """The shape of one subset's conditional mixture (`choose_shrinkage`): the shares of the
-    pooled covariance in the gates, the slopes and the residual covariance (`SHRINKAGE`), the
-    slopes' ridge penalty (`PENALTIES`) and the gates' temperature (`TEMPERATURES`)."""
+    shrinkage target in the gates, the slopes and the residual covariance (`SHRINKAGE`), the
+    slopes' ridge penalty (`PENALTIES`), the gates' temperature (`TEMPERATURES`) and the
+    target's factor rank (0: the pooled covariance; else `factor_target`)."""
 
     gate: float
     slope: float
     residual: float
     penalty: float
     temperature: float = 1.0
+    rank: int = 0
 
 
 CLUSTER_DIMS = 16
@@ -275,6 +291,9 @@ def fit_mixture(target: np.ndarray, target_present: np.ndarray,
     if best is None:
         return None
     _, shapes, resp, gm, width = best
+    rank = factor_rank(z, resp, dim, widths, seed)
+    if rank:
+        shapes, _ = choose_shrinkage(z, resp, dim, widths, seed, ranks=(0, rank))
     logger.info("mixture anchor: %d components (held-out, %s, on %d of %d joint dimensions); "
                 "shape per subset of the conditions %s", gm.n_components,
                 gm.covariance_type, width, z.shape[1], [tuple(shape) for shape in shapes])
@@ -322,12 +341,44 @@ def component_moments(resp: np.ndarray, z: np.ndarray
     return mass / mass.sum(), means, covs
 
 
-def shrunk(covs: np.ndarray, weights: np.ndarray, share: float,
-           reg: np.ndarray | float = REG_COVAR) -> np.ndarray:
-    """[M, J, J] each component's covariance moved `share` of the way to the pooled one
-    (sum_k w_k covs_k), plus `reg` on the diagonal (a scalar or [J])."""
+def factor_target(covs: np.ndarray, weights: np.ndarray, rank: int, blocks: Sequence[int]
+                  ) -> np.ndarray:
+    """[M, J, J] what each component's covariance (covs [M, J, J]) would be if the components
+    shared the pooled covariance's `rank` leading principal directions (the factors that couple
+    the blocks) and differed only in each block's remaining noise: pooled = V L V^T + R (V, L:
+    the leading eigenvectors and values), component k's target V L V^T + sum_b c_kb R_bb over
+    the diagonal blocks b of widths `blocks` (the target, then each condition), c_kb =
+    tr(covs_k,bb - (V L V^T)_bb) / tr(R_bb), between NOISE_FLOOR and its inverse. Where subtypes shift the
+    means and scale the noise of modalities coupled by a few shared factors (the mixture
+    cohorts), each component's slopes are then estimated from every row instead of its own
+    few hundred (benchmarks/RESULTS.md, "A factor shrinkage target")."""
     pooled = np.einsum("k,kij->ij", weights, covs)
-    return (1 - share) * covs + share * pooled + np.diag(np.broadcast_to(reg, covs.shape[-1:]))
+    values, vectors = np.linalg.eigh(pooled)  # ascending
+    values = np.maximum(values, 0.0)
+    low = (vectors[:, -rank:] * values[-rank:]) @ vectors[:, -rank:].T  # [J, J]
+    rest = (vectors[:, :-rank] * values[:-rank]) @ vectors[:, :-rank].T
+    out = np.broadcast_to(low, covs.shape).copy()
+    offsets = np.concatenate([[0], np.cumsum(blocks)]).astype(int)
+    for start, stop in zip(offsets[:-1], offsets[1:]):
+        block = slice(start, stop)
+        noise = np.trace(rest[block, block])
+        if noise <= 1e-9 * np.trace(pooled[block, block]):
+            continue  # the factors hold all of this block (its rest is zero)
+        scale = np.einsum("kii->k", covs[:, block, block] - low[block, block]) / noise
+        out[:, block, block] += (np.clip(scale, NOISE_FLOOR, 1 / NOISE_FLOOR)[:, None, None]
+                                 * rest[block, block])
+    return out
+
+
+def shrunk(covs: np.ndarray, weights: np.ndarray, share: float,
+           reg: np.ndarray | float = REG_COVAR, rank: int = 0,
+           blocks: Sequence[int] = ()) -> np.ndarray:
+    """[M, J, J] each component's covariance moved `share` of the way to the shrinkage target,
+    plus `reg` on the diagonal (a scalar or [J]): the pooled covariance sum_k w_k covs_k
+    (rank 0), or `factor_target` of that rank over diagonal blocks of widths `blocks`."""
+    target = (np.einsum("k,kij->ij", weights, covs) if rank == 0
+              else factor_target(covs, weights, rank, blocks))
+    return (1 - share) * covs + share * target + np.diag(np.broadcast_to(reg, covs.shape[-1:]))
 
 
 def _slopes(covs: np.ndarray, dim: int, cols: np.ndarray, penalty: float) -> np.ndarray:
@@ -402,27 +453,29 @@ def _subsets(widths: Sequence[int]) -> list[np.ndarray]:
 
 
 def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence[int],
-                     seed: int, grid: ShapeGrid = ShapeGrid()) -> tuple[list[Shape], float]:
+                     seed: int, grid: ShapeGrid = ShapeGrid(), ranks: Sequence[int] = (0,)
+                     ) -> tuple[list[Shape], float]:
     """(per subset of the conditions (index = sum of 2^j over the conditions j present) the
-    `Shape` among the grid's shares^3 x penalties x temperatures whose mixture, refitted
-    (`component_moments`) on FOLDS - 1 folds of the standardised joint rows z [n, dim + sum
-    widths] with responsibilities resp [n, M], gives the held-out rows the highest
+    `Shape` among the grid's shares^3 x penalties x temperatures x `ranks` whose mixture,
+    refitted (`component_moments`) on FOLDS - 1 folds of the standardised joint rows z [n, dim +
+    sum widths] with responsibilities resp [n, M], gives the held-out rows the highest
     log-likelihood of the target given the subset: the gates read covariances moved the gate
-    share toward the pooled one, their log-densities times the temperature; each component's
-    regression of the target on the subset takes ridge slopes moved the slope share and the
-    covariance of its residual moved the residual share (`_experts`); the held-out
-    log-likelihood of the chosen shapes summed over the subsets). Ties go to the larger
-    shares, penalty and temperature."""
+    share toward the shrinkage target of the rank (`shrunk`), their log-densities times the
+    temperature; each component's regression of the target on the subset takes ridge slopes
+    moved the slope share and the covariance of its residual moved the residual share
+    (`_experts`); the held-out log-likelihood of the chosen shapes summed over the subsets).
+    Ties go to the larger shares, penalty, temperature and rank."""
     subsets = _subsets(widths)
     fold = np.random.default_rng(seed).permutation(len(z)) % FOLDS
-    shares = grid.shares
-    candidates = list(itertools.product(shares, grid.temperatures, shares, shares,
+    shares, blocks = grid.shares, (dim, *widths)
+    candidates = list(itertools.product(ranks, shares, grid.temperatures, shares, shares,
                                         grid.penalties))
     temperatures = np.asarray(grid.temperatures)[None, None, :, None]
-    total = np.zeros((len(subsets), len(candidates)))
-    for f in range(FOLDS):
+    total = np.zeros((len(subsets), len(ranks), len(candidates) // len(ranks)))
+    for f, (r, rank) in itertools.product(range(FOLDS), enumerate(ranks)):
         weights, means, own = component_moments(resp[fold != f], z[fold != f])
-        covs = {share: shrunk(own, weights, share) for share in (0.0, 1.0)}  # affine between
+        covs = {share: shrunk(own, weights, share, rank=rank, blocks=blocks)
+                for share in (0.0, 1.0)}  # affine between
         held = z[fold == f]  # [h, J]
         for index, cols in enumerate(subsets):
             c = dim + cols
@@ -446,12 +499,24 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
             # [gate, temperature, slope, residual, penalty]: held-out log-likelihood
             joint = gates[:, :, None, None, None] + experts[None, None]  # [..., M, h], finite
             top = joint.max(axis=-2)
-            total[index] += (np.log(np.exp(joint - top[..., None, :]).sum(axis=-2))
-                             + top).sum(axis=-1).ravel()
+            total[index, r] += (np.log(np.exp(joint - top[..., None, :]).sum(axis=-2))
+                                + top).sum(axis=-1).ravel()
+    total = total.reshape(len(subsets), -1)
     best = [np.flatnonzero(row >= row.max() - 1e-9)[-1] for row in total]
-    shapes = [Shape(gate, slope, residual, penalty, temperature)
-              for gate, temperature, slope, residual, penalty in (candidates[b] for b in best)]
+    shapes = [Shape(gate, slope, residual, penalty, temperature, rank)
+              for rank, gate, temperature, slope, residual, penalty
+              in (candidates[b] for b in best)]
     return shapes, float(sum(row[b] for row, b in zip(total, best)))
+
+
+def factor_rank(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence[int],
+                seed: int) -> int:
+    """The rank of `RANKS` (below the joint width) whose factor shrinkage target gives the
+    held-out rows the highest likelihood on the coarse grid (`choose_shrinkage` on
+    `COUNT_GRID`; arguments as there)."""
+    scores = {rank: choose_shrinkage(z, resp, dim, widths, seed, COUNT_GRID, (rank,))[1]
+              for rank in RANKS if rank < z.shape[1]}
+    return max(scores, key=scores.get) if scores else 0
 
 
 def conditional_mixtures(weights: np.ndarray, means: np.ndarray, covs: np.ndarray, dim: int,
@@ -472,17 +537,20 @@ def shrunk_conditional_mixtures(weights: np.ndarray, means: np.ndarray, own: np.
                                 reg: np.ndarray | float = REG_COVAR) -> dict:
     """`conditional_mixtures` of the components' own covariances own [M, J, J] (plus `reg` on
     the diagonal) in each subset's `Shape` (`choose_shrinkage`): gates, slopes and residuals
-    moved their shares toward the pooled covariance, the slopes' ridge penalty, the gates'
-    temperature."""
+    moved their shares toward the shrinkage target of the shape's rank, the slopes' ridge
+    penalty, the gates' temperature."""
     shapes = [Shape(*shape) for shape in shapes]
     out = _empty_anchor(len(weights), dim, widths)
-    covs = {share: shrunk(own, weights, share, reg)
-            for share in {0.0, 1.0, *(shape.gate for shape in shapes)}}
+    blocks = (dim, *widths)
+    covs = {(share, rank): shrunk(own, weights, share, reg, rank, blocks)
+            for rank in {shape.rank for shape in shapes}
+            for share in {0.0, 1.0, *(shape.gate for shape in shapes if shape.rank == rank)}}
     for index, cols in enumerate(_subsets(widths)):
         shape = shapes[index]
-        slopes, (own_res, pooled_res) = _experts(covs, dim, cols, shape.slope,
-                                                 _ends(covs, dim, cols, shape.penalty))
-        _fill(out, index, weights, means, covs[shape.gate], slopes,
+        ends = {share: covs[share, shape.rank] for share in (0.0, 1.0)}
+        slopes, (own_res, pooled_res) = _experts(ends, dim, cols, shape.slope,
+                                                 _ends(ends, dim, cols, shape.penalty))
+        _fill(out, index, weights, means, covs[shape.gate, shape.rank], slopes,
               (1 - shape.residual) * own_res + shape.residual * pooled_res, cols)
         _cool(out, index, weights, shape.temperature)
     return {k: v.astype(np.float32) for k, v in out.items()}

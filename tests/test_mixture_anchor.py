@@ -2,7 +2,8 @@
 mixture conditional (checked by autodiff of the joint density), the untrained model's direct
 draws land in each mode with the exact weight, the chain agrees, BIC finds the count, and
 cross-validation shrinks the gates of a blind source to the pooled covariance and cools them
-toward the components' weights while keeping the components' own noise."""
+toward the components' weights while keeping the components' own noise, and shrinks the slopes
+of modalities coupled by shared factors toward a target with the data's factor rank."""
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,8 @@ from jax.scipy.stats import multivariate_normal
 from coherent_jax import anchor_draws
 from coherent_jax.mixture_anchor import (Shape, _pencil_log_normals, choose_shrinkage,
                                          component_logits, component_moments,
-                                         conditional_mixtures, fit_mixture, fit_mixture_anchors,
+                                         conditional_mixtures, factor_rank, factor_target,
+                                         fit_mixture, fit_mixture_anchors,
                                          select_components, shrunk,
                                          shrunk_conditional_mixtures, widened)
 from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
@@ -330,7 +332,7 @@ def test_shrinkage_pools_a_blind_sources_gates_and_keeps_the_subtypes_noise():
     resp = np.eye(3)[subtype]  # the true components
     shares, _ = choose_shrinkage(z, resp, 3, [10], seed=0)
     assert len(shares) == 2  # no condition, the source
-    gate, slope, residual, _, _ = shares[1]
+    gate, slope, residual = shares[1][:3]
     assert gate >= 0.75  # a source blind to the subtype: per-component gates only add noise
     assert slope >= 0.5  # the slopes on the shared factor are the same in every subtype
     assert residual <= 0.25  # the target's noise differs by subtype: a pooled one misfits it
@@ -560,3 +562,49 @@ def test_residual_covariance_is_that_around_the_slopes_used():
         assert not np.allclose(kernel, np.linalg.lstsq(rows[:, dim:] - rows[:, dim:].mean(0),
                                                         rows[:, :dim] - rows[:, :dim].mean(0),
                                                         rcond=None)[0], atol=1e-2)
+
+
+def _factor_rows(n=600, seed=0):
+    """Standardised joint rows [target (12), source (8)] of a 3-subtype mixture cohort whose
+    modalities share 3 factors and whose noise scales differ by subtype (`MixtureModel`), the
+    subtypes, and each subtype's true covariance in the standardised units."""
+    from coherent_jax.data.mixture import MixtureModel
+    model = MixtureModel.random({"target": 12, "source": 8}, {"target": 3.0, "source": 2.0},
+                                num_subtypes=3, num_factors=3, noise_std=0.6,
+                                noise_spread=2.5, seed=seed)
+    values, subtype = model.sample(n, seed + 1)
+    joint = np.concatenate([values["target"], values["source"]], axis=1)
+    centre, scale = joint.mean(0), joint.std(0)
+    true = np.stack([model._component(k, ["target", "source"])[1] for k in range(3)])
+    return (joint - centre) / scale, subtype, true / np.outer(scale, scale)
+
+
+def test_a_factor_target_finds_the_shared_factors_and_estimates_each_subtypes_slopes_better():
+    z, subtype, true = _factor_rows()
+    resp = np.eye(3)[subtype]
+    assert factor_rank(z, resp, 12, [8], seed=0) == 3  # the cohort's factor count
+    weights, means, own = component_moments(resp, z)
+    shapes, _ = choose_shrinkage(z, resp, 12, [8], seed=0, ranks=(0, 3))
+    assert shapes[1].rank == 3 and shapes[1].slope > 0, shapes
+    factor = shrunk_conditional_mixtures(weights, means, own, 12, [8], shapes)
+    pooled, _ = choose_shrinkage(z, resp, 12, [8], seed=0)
+    plain = shrunk_conditional_mixtures(weights, means, own, 12, [8], pooled)
+    exact = np.linalg.solve(true[:, 12:, 12:], true[:, 12:, :12])  # [3, 8, 12]
+    error = {name: np.linalg.norm(anchor["kernel"][1] - exact, axis=(1, 2))
+             for name, anchor in (("factor", factor), ("pooled", plain))}
+    assert np.all(error["factor"] < error["pooled"]), error
+    assert error["factor"].sum() < 0.8 * error["pooled"].sum(), error
+
+
+def test_a_factor_target_is_positive_definite_where_the_pooled_covariance_is_singular():
+    z, subtype, _ = _factor_rows(300)
+    z = np.concatenate([z, z[:, 12:]], axis=1)  # the source twice: a singular covariance
+    weights, _, own = component_moments(np.eye(3)[subtype], z)
+    for rank in (1, 3, 8, 27):  # 27: beyond the covariance's rank, nothing left to scale
+        target = factor_target(own, weights, rank, (12, 8, 8))
+        assert np.all(np.isfinite(target))
+        assert np.linalg.eigvalsh(shrunk(own, weights, 1.0, rank=rank,
+                                         blocks=(12, 8, 8))).min() > 0
+    np.testing.assert_allclose(shrunk(own, weights, 1.0, rank=0), shrunk(own, weights, 1.0))
+    low = factor_target(own, weights, 27, (12, 8, 8))
+    np.testing.assert_allclose(low[0], np.einsum("k,kij->ij", weights, own), atol=1e-9)
