@@ -35,14 +35,15 @@ temperature (`TEMPERATURES`): a source blind to the subtype gets gates near the 
 weights rather than the subtype its noise seems to tell. The shares, the penalty and the
 temperature (a `Shape`) are chosen for every subset of the conditions by the cross-validated
 log-likelihood of the target given that subset (`choose_shrinkage`), which also picks the
-count (on a coarse grid of shapes). The shrinkage target is the pooled covariance or, where
-the held-out likelihood prefers it, a factor target (`factor_target`): the pooled covariance's
-leading principal directions shared by every component, each component scaling its own
-noise per block. Modalities coupled by a few shared factors, whose noise differs by subtype,
-have per-subtype slopes of exactly that structure, which a few hundred rows per component
-estimate poorly on their own (door4: the target given the revealing source 2.2% -> 1.3%
-above exact on the pipeline's rows; benchmarks/RESULTS.md); its rank is chosen on the coarse
-grid among `RANKS` (`factor_rank`). EM on tens of dimensions often misses the subtypes, so a
+count (on a coarse grid of shapes). The shrinkage target is the pooled covariance or a
+factor target (`factor_target`): the pooled covariance's leading principal directions shared
+by every component, each component scaling its own noise per block. Modalities coupled by a
+few shared factors, whose noise differs by subtype, have per-subtype slopes of exactly that
+structure, which a few hundred rows per component estimate poorly on their own (door4: the
+target given the revealing source 2.2% -> 1.3% above exact on the pipeline's rows;
+benchmarks/RESULTS.md). Its rank per subset is chosen on the coarse grid among `RANKS`
+(`factor_ranks`), and the fit keeps both sets of shapes (`MixtureFit.factor_shapes`): the
+draws choose (`mixture_count`). EM on tens of dimensions often misses the subtypes, so a
 second mixture is fitted on the joint rows' leading principal components (`clusterings`),
 and the held-out likelihood picks the partition too.
 
@@ -90,7 +91,7 @@ FOLDS = 5
 """Folds of `choose_shrinkage`'s cross-validation."""
 
 RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-"""Candidate factor ranks of the shrinkage target (`factor_target`, `factor_rank`)."""
+"""Candidate factor ranks of the shrinkage target (`factor_target`, `factor_ranks`)."""
 
 NOISE_FLOOR = 0.05
 """The smallest scale of a component's block noise relative to the pooled (the largest: its
@@ -232,7 +233,9 @@ class MixtureFit:
     standardised joint rows z [n, J] of the training rows `rows` [n] (indices into the N
     rows given to `fit_mixture`), their responsibilities resp [n, M], the standardisation
     (centre, scale [J]), the target's width, the conditions' widths and each subset's
-    `Shape`. `anchors` turns it into anchor parameters, from all its rows or from some."""
+    `Shape` toward the pooled covariance, and where a factor target is preferred by some
+    subset (`factor_ranks`), the shapes chosen with it as a candidate (`factor_shapes`; else
+    None). `anchors` turns it into anchor parameters, from all its rows or from some."""
 
     z: np.ndarray
     rows: np.ndarray
@@ -242,16 +245,19 @@ class MixtureFit:
     dim: int
     widths: tuple
     shapes: tuple
+    factor_shapes: tuple | None = None
 
-    def anchors(self, keep: np.ndarray | None = None) -> dict:
+    def anchors(self, keep: np.ndarray | None = None, factor: bool = False) -> dict:
         """The anchor parameters of `fit_mixture_anchors` from the components' moments on the
         fitted rows, or only on those where keep [N] (over the rows given to `fit_mixture`) is
-        true: the same partition and shapes refitted to fewer rows (a cross-fit's fold)."""
+        true: the same partition and shapes refitted to fewer rows (a cross-fit's fold); with
+        `factor`, the factor shapes (the pooled ones where there are none)."""
+        shapes = self.factor_shapes if factor and self.factor_shapes else self.shapes
         used = slice(None) if keep is None else np.asarray(keep, bool)[self.rows]
         weights, means, own = component_moments(self.resp[used], self.z[used])
         return shrunk_conditional_mixtures(
             weights, self.centre + means * self.scale, own * np.outer(self.scale, self.scale),
-            self.dim, self.widths, self.shapes, reg=REG_COVAR * np.square(self.scale))
+            self.dim, self.widths, shapes, reg=REG_COVAR * np.square(self.scale))
 
 
 def _held_out_count(z: np.ndarray, space: np.ndarray, counts: dict[int, GaussianMixture],
@@ -291,13 +297,15 @@ def fit_mixture(target: np.ndarray, target_present: np.ndarray,
     if best is None:
         return None
     _, shapes, resp, gm, width = best
-    rank = factor_rank(z, resp, dim, widths, seed)
-    if rank:
-        shapes, _ = choose_shrinkage(z, resp, dim, widths, seed, ranks=(0, rank))
+    ranks, factor = factor_ranks(z, resp, dim, widths, seed), None
+    if any(ranks):
+        factor, _ = choose_shrinkage(z, resp, dim, widths, seed, ranks=(0, *ranks))
+        factor = tuple(factor) if any(shape.rank for shape in factor) else None
     logger.info("mixture anchor: %d components (held-out, %s, on %d of %d joint dimensions); "
-                "shape per subset of the conditions %s", gm.n_components,
-                gm.covariance_type, width, z.shape[1], [tuple(shape) for shape in shapes])
-    return MixtureFit(z, rows, resp, centre, scale, dim, tuple(widths), tuple(shapes))
+                "shape per subset of the conditions %s; with a factor target %s", gm.n_components,
+                gm.covariance_type, width, z.shape[1], [tuple(shape) for shape in shapes],
+                factor and [tuple(shape) for shape in factor])
+    return MixtureFit(z, rows, resp, centre, scale, dim, tuple(widths), tuple(shapes), factor)
 
 
 def fit_mixture_anchors(target: np.ndarray, target_present: np.ndarray,
@@ -348,11 +356,15 @@ def factor_target(covs: np.ndarray, weights: np.ndarray, rank: int, blocks: Sequ
     the blocks) and differed only in each block's remaining noise: pooled = V L V^T + R (V, L:
     the leading eigenvectors and values), component k's target V L V^T + sum_b c_kb R_bb over
     the diagonal blocks b of widths `blocks` (the target, then each condition), c_kb =
-    tr(covs_k,bb - (V L V^T)_bb) / tr(R_bb), between NOISE_FLOOR and its inverse. Where subtypes shift the
-    means and scale the noise of modalities coupled by a few shared factors (the mixture
-    cohorts), each component's slopes are then estimated from every row instead of its own
-    few hundred (benchmarks/RESULTS.md, "A factor shrinkage target")."""
+    tr(covs_k,bb - (V L V^T)_bb) / tr(R_bb), between NOISE_FLOOR and its inverse; all in the
+    units where the pooled covariance has a unit diagonal (so the same in any units). Where
+    subtypes shift the means and scale the noise of modalities coupled by a few shared
+    factors (the mixture cohorts), each component's slopes are then estimated from every row
+    instead of its own few hundred (benchmarks/RESULTS.md, "A factor shrinkage target")."""
     pooled = np.einsum("k,kij->ij", weights, covs)
+    unit = np.sqrt(np.maximum(np.diag(pooled), 1e-12))  # in the pooled's correlation units:
+    unit = np.outer(unit, unit)  # the same target in any units of the columns
+    covs, pooled = covs / unit, pooled / unit
     values, vectors = np.linalg.eigh(pooled)  # ascending
     values = np.maximum(values, 0.0)
     low = (vectors[:, -rank:] * values[-rank:]) @ vectors[:, -rank:].T  # [J, J]
@@ -367,7 +379,7 @@ def factor_target(covs: np.ndarray, weights: np.ndarray, rank: int, blocks: Sequ
         scale = np.einsum("kii->k", covs[:, block, block] - low[block, block]) / noise
         out[:, block, block] += (np.clip(scale, NOISE_FLOOR, 1 / NOISE_FLOOR)[:, None, None]
                                  * rest[block, block])
-    return out
+    return out * unit
 
 
 def shrunk(covs: np.ndarray, weights: np.ndarray, share: float,
@@ -509,14 +521,16 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
     return shapes, float(sum(row[b] for row, b in zip(total, best)))
 
 
-def factor_rank(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence[int],
-                seed: int) -> int:
-    """The rank of `RANKS` (below the joint width) whose factor shrinkage target gives the
+def factor_ranks(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence[int],
+                 seed: int) -> tuple[int, ...]:
+    """The ranks of `RANKS` (below the joint width) whose factor shrinkage target gives the
     held-out rows the highest likelihood on the coarse grid (`choose_shrinkage` on
-    `COUNT_GRID`; arguments as there)."""
-    scores = {rank: choose_shrinkage(z, resp, dim, widths, seed, COUNT_GRID, (rank,))[1]
-              for rank in RANKS if rank < z.shape[1]}
-    return max(scores, key=scores.get) if scores else 0
+    `COUNT_GRID`; arguments as there), the best of each subset of the conditions."""
+    ranks = [rank for rank in RANKS if rank < z.shape[1]]
+    if not ranks:
+        return ()
+    shapes, _ = choose_shrinkage(z, resp, dim, widths, seed, COUNT_GRID, ranks)
+    return tuple(sorted({shape.rank for shape in shapes}))
 
 
 def conditional_mixtures(weights: np.ndarray, means: np.ndarray, covs: np.ndarray, dim: int,

@@ -15,12 +15,16 @@ from the anchors refitted without its fold (`mixture_anchor.MixtureFit.anchors`:
 partition and shapes; its conditions are out-of-fold predictions already, as in `cross_fit`).
 A patient's score is the fair energy score of COUNT_DRAWS draws given each nonempty set of
 the member's conditions the patient has, averaged over those sets and the members; every
-candidate is drawn from the same noise. The count of the lowest mean is the best; a mixture
-is chosen only where the best leads the Gaussian by `scoring_rules.paired_lead` on all the
-patients scored.
+candidate is drawn from the same noise. A count whose members' held-out likelihood prefers a
+factor shrinkage target for some subset (`mixture_anchor.factor_target`) is a candidate twice,
+shrunk toward the pooled covariance and with the factor shapes (`label`): the likelihood picks
+the shapes, the draws whether they help (door3: the factor shapes lost, door4 won). The
+candidate of the lowest mean is the best; a mixture is chosen only where the best leads the
+Gaussian by `scoring_rules.paired_lead` on all the patients scored.
 
-    record = choose_count({1: (anchors, refit), 3: (anchors3, refit3)}, train, val, key)
-    record["chosen"]  # 1: keep the Gaussian anchor
+    record = choose_count({"1": (anchors, refit), "3": (anchors3, refit3),
+                           "3+factor": (factor3, refit_factor3)}, train, val, key)
+    record["chosen"]  # "1": keep the Gaussian anchor
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ logger = logging.getLogger(__name__)
 
 COUNT_DRAWS = 16
 """Exact draws per patient and condition set (the validation's chain draws 8)."""
+
+GAUSSIAN = "1"
+"""The Gaussian anchor's label."""
+
+
+def label(count: int, factor: bool = False) -> str:
+    """A candidate's label: its component count, '+factor' for the factor shapes."""
+    return f"{count}+factor" if factor else str(count)
 
 
 class Patients(NamedTuple):
@@ -104,37 +116,37 @@ def held_out_energy(refit: Callable[[np.ndarray], list], patients: Patients, key
 
 def choose_count(candidates: dict, train: Patients, val: Patients, key: jax.Array,
                  z: float = scoring_rules.LEAD_Z) -> dict:
-    """The component count whose untrained draws score best (module docstring).
+    """The mixture whose untrained draws score best (module docstring).
 
     Args:
-        candidates: {count: (anchors, refit)}, count 1 the Gaussian anchor: anchors one dict
-            per member as fitted to every training row, refit(keep [N] bool) the same kind
-            fitted to the rows where keep holds.
+        candidates: {label: (anchors, refit)} (`label`; GAUSSIAN the Gaussian anchor): anchors
+            one dict per member as fitted to every training row, refit(keep [N] bool) the
+            same kind fitted to the rows where keep holds.
         train: the training patients (conditions out-of-fold); val: the validation patients.
-        key: the draws' key, the same for every count (paired scores).
+        key: the draws' key, the same for every candidate (paired scores).
         z: the paired test's standard errors (`scoring_rules.paired_lead`).
 
     Returns:
-        {'energy': {count: mean score}, 'patients', 'held_out_patients', 'best' (the lowest
-        mean among the mixtures), 'best_minus_gaussian' (the paired test), 'chosen' (the best
-        where it leads, else 1), 'seconds'}.
+        {'energy': {label: mean score}, 'patients', 'held_out_patients', 'best' (the label of
+        the lowest mean among the mixtures), 'best_minus_gaussian' (the paired test),
+        'chosen' (the best where it leads, else GAUSSIAN), 'seconds'}.
     """
     start = time.perf_counter()
     scores = {}
-    for m, (anchors, refit) in sorted(candidates.items()):
+    for m, (anchors, refit) in candidates.items():
         scores[m] = np.concatenate([
             patient_energy(anchors, val, np.flatnonzero(val.has), jax.random.fold_in(key, 0)),
             held_out_energy(refit, train, jax.random.fold_in(key, 1))])
     used = np.all([np.isfinite(s) for s in scores.values()], axis=0)
     mean = {m: float(np.mean(s[used])) for m, s in scores.items()}
-    best = min((m for m in mean if m > 1), key=mean.get)
-    test = scoring_rules.paired_lead(scores[best][used] - scores[1][used], z)
-    chosen = int(best) if test["leads"] else 1
-    logger.info("mixture count: %d (energy score per count %s on %d patients; the best, %d, "
-                "minus the Gaussian %+.4f, standard error %.4f)", chosen,
+    best = min((m for m in mean if m != GAUSSIAN), key=mean.get)
+    test = scoring_rules.paired_lead(scores[best][used] - scores[GAUSSIAN][used], z)
+    chosen = best if test["leads"] else GAUSSIAN
+    logger.info("mixture count: %s (energy score per candidate %s on %d patients; the best, "
+                "%s, minus the Gaussian %+.4f, standard error %.4f)", chosen,
                 {m: round(v, 4) for m, v in mean.items()}, int(used.sum()), best,
                 test["mean_difference"], test["standard_error"])
-    return {"energy": {str(m): v for m, v in mean.items()}, "patients": int(used.sum()),
-            "held_out_patients": int(used[int(np.sum(val.has)):].sum()), "best": int(best),
+    return {"energy": mean, "patients": int(used.sum()),
+            "held_out_patients": int(used[int(np.sum(val.has)):].sum()), "best": best,
             "best_minus_gaussian": test, "chosen": chosen,
             "seconds": time.perf_counter() - start}

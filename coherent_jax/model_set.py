@@ -28,7 +28,7 @@ from coherent_jax.covariates import Covariate, inputs
 from coherent_jax.anchor import (apply_condition_map, fit_anchors, fit_condition_map,
                                   one_to_one, set_anchors)
 from coherent_jax.mixture_anchor import fit_mixture, select_components, widened
-from coherent_jax.mixture_count import Patients, choose_count
+from coherent_jax.mixture_count import Patients, choose_count, label
 from coherent_jax.engine.denoiser import Condition, Denoiser
 from coherent_jax.engine.folded import fold_denoiser, fold_members
 from coherent_jax.engine.deprecation import old_call_form, pop_fields
@@ -518,11 +518,18 @@ def _member_data(x, x_present, mats, bucket: int = 1) -> tuple[MemberData, Membe
 class _Candidate:
     """An architecture a family may be trained with: its members' anchors (None: unanchored)
     and refit(keep [N] bool) -> the anchors fitted on the training rows where keep holds,
-    the same kind and structure (`cross_fit`; None: unanchored)."""
+    the same kind and structure (`cross_fit`; None: unanchored); `factor`: a mixture's
+    factor shapes (`mixture_anchor.MixtureFit.factor_shapes`)."""
 
     model: Denoiser
     anchors: list | None = None
     refit: Callable[[np.ndarray], list] | None = None
+    factor: bool = False
+
+    @property
+    def label(self) -> str:
+        """`mixture_count.label` of this candidate."""
+        return label(self.model.anchor_components, self.factor)
 
 
 def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
@@ -531,8 +538,9 @@ def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
     """The candidates: the `gaussian` one, then, when config.anchor_components > 1 and BIC
     prefers >= 2 components for some member, mixture anchors (`mixture_anchor`) of every
     count from 2 to the largest that the held-out likelihood chose for a member
-    (`mixture_anchor.fit_mixture`), every member with that count (they are stacked).
-    `_train_family` picks the count by the draws (`mixture_count`).
+    (`mixture_anchor.fit_mixture`), every member with that count (they are stacked), each
+    count a second time with its members' factor shapes where some member has them.
+    `_train_family` picks among them by the draws (`mixture_count`).
 
     member_conds: per member, its conditions [(values [N, D_c], present [N])]; read: the
     mixtures read only each condition's first `read` columns (`widened`; None: all)."""
@@ -548,13 +556,15 @@ def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
             *x, conds, max_components=m, components=m, residual_target=spread)
             for f, count, conds in zip(fitted, counts, fit_conds)]
 
-        def anchors(keep: np.ndarray | None = None, fits=fits) -> list[dict]:
-            return [widened(f.anchors(keep), [v.shape[1] for v, _ in read_conds],
-                            [v.shape[1] for v, _ in conds])
-                    for f, read_conds, conds in zip(fits, fit_conds, member_conds)]
+        for factor in (False, True)[:1 + any(f.factor_shapes for f in fits)]:
+            def anchors(keep: np.ndarray | None = None, fits=fits, factor=factor
+                        ) -> list[dict]:
+                return [widened(f.anchors(keep, factor), [v.shape[1] for v, _ in read_conds],
+                                [v.shape[1] for v, _ in conds])
+                        for f, read_conds, conds in zip(fits, fit_conds, member_conds)]
 
-        candidates.append(_Candidate(dataclasses.replace(model, anchor_components=m),
-                                     anchors(), anchors))
+            candidates.append(_Candidate(dataclasses.replace(model, anchor_components=m),
+                                         anchors(), anchors, factor))
     return candidates
 
 
@@ -792,7 +802,8 @@ class _Fitted:
         model: the architecture (its anchor kind); variables: kept [K, ...].
         val_mse: [K] validation sample MSE of the kept checkpoints; result: the `FitResult`.
         trials: the kept trials described; score: their mean validation criterion.
-        refit: the candidate's anchors refitted to some training rows (`_Candidate`).
+        refit: the candidate's anchors refitted to some training rows (`_Candidate`);
+        factor: the candidate's `factor`.
     """
 
     model: Denoiser
@@ -802,6 +813,7 @@ class _Fitted:
     trials: list
     score: float
     refit: Callable[[np.ndarray], list] | None = None
+    factor: bool = False
 
 
 @contextlib.contextmanager
@@ -862,7 +874,7 @@ def _fit_candidate(run: _TargetRun, family: _Family, candidate: _Candidate) -> _
     return _Fitted(candidate.model, chosen.variables,
                    _kept_sample_mse(result, training.criterion, chosen.trial), result,
                    [population.describe(int(p)) for p in chosen.trial],
-                   float(np.mean(chosen.scores)), candidate.refit)
+                   float(np.mean(chosen.scores)), candidate.refit, candidate.factor)
 
 
 def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
@@ -923,14 +935,14 @@ def _count_choice(run: _TargetRun, family: _Family, candidates: list[_Candidate]
     train = Patients(family.member_conds, values if run.inputs.spread is None
                      else run.inputs.spread, has)  # as new patients' are encoded
     val = Patients(family.member_conds_val, *run.inputs.x_val)
-    return choose_count({c.model.anchor_components: (c.anchors, c.refit) for c in candidates},
+    return choose_count({c.label: (c.anchors, c.refit) for c in candidates},
                         train, val, jax.random.fold_in(jax.random.fold_in(run.key, family.index),
                                                        2), MIXTURE_TEST_Z)
 
 
 def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     """(the kept fit, the family's report): the Gaussian-anchored models trained; the mixture
-    of the count whose untrained draws lead the Gaussian anchor's (`_count_choice`) trained
+    (count and shapes) whose untrained draws lead the Gaussian anchor's (`_count_choice`) trained
     too, and kept where, trained, it still leads on validation (`MIXTURE_TEST_Z`); untrained
     (train_steps 0), the count choice decides."""
     gaussian, *mixtures = _candidates(run, family)
@@ -938,7 +950,7 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     report, leads = {}, False
     if mixtures:
         report["mixture_count"] = count = _count_choice(run, family, [gaussian, *mixtures])
-        chosen = [c for c in mixtures if c.model.anchor_components == count["chosen"]]
+        chosen = [c for c in mixtures if c.label == count["chosen"]]
         if chosen:
             # a mixture that does not lead untrained would cost a second family's steps
             fits.append(_fit_candidate(run, family, chosen[0]))
@@ -949,8 +961,9 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     kept = fits[-1] if leads else fits[0]
     return kept, {"chosen": kept.trials, "val_mse": np.asarray(kept.val_mse).tolist(),
                   "anchor_components": kept.model.anchor_components,
+                  "anchor_factor_shapes": kept.factor,
                   "validation_by_anchor_components": {
-                      str(f.model.anchor_components): f.score for f in fits},
+                      label(f.model.anchor_components, f.factor): f.score for f in fits},
                   "history": kept.result.history, **report}
 
 

@@ -14,9 +14,10 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import multivariate_normal
 
 from coherent_jax import anchor_draws
-from coherent_jax.mixture_anchor import (Shape, _pencil_log_normals, choose_shrinkage,
-                                         component_logits, component_moments,
-                                         conditional_mixtures, factor_rank, factor_target,
+from coherent_jax.mixture_count import label
+from coherent_jax.mixture_anchor import (COUNT_GRID, RANKS, Shape, _pencil_log_normals,
+                                         choose_shrinkage, component_logits, component_moments,
+                                         conditional_mixtures, factor_ranks, factor_target,
                                          fit_mixture, fit_mixture_anchors,
                                          select_components, shrunk,
                                          shrunk_conditional_mixtures, widened)
@@ -440,19 +441,21 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     report = reports["target"]["specialists"]
     assert report["anchor_components"] > 1
     scores = report["validation_by_anchor_components"]  # both kinds trained, the better kept
-    assert set(scores) == {"1", str(report["anchor_components"])}
+    kept = label(report["anchor_components"], report["anchor_factor_shapes"])
+    assert set(scores) == {"1", kept}
     # kept because its untrained draws lead the Gaussian anchor's by the paired test on the
     # validation patients and every training patient cross-fitted (mixture_count)
     count = report["mixture_count"]
-    assert count["chosen"] == report["anchor_components"] == count["best"]
+    assert count["chosen"] == count["best"] == kept
     test = count["best_minus_gaussian"]
     train = int((cohort.splits == "train").sum())
     assert test["leads"] and count["held_out_patients"] == train
     assert test["patients"] == train + int((cohort.splits == "val").sum())
     assert test["mean_difference"] + 1.645 * test["standard_error"] < 0
-    counts = sorted(int(m) for m in count["energy"])  # every count up to the largest
-    assert counts == list(range(1, counts[-1] + 1)) and counts[-1] >= count["best"] > 1
-    assert scores[str(report["anchor_components"])] < scores["1"]
+    counts = sorted({int(m.split("+")[0]) for m in count["energy"]})  # every count up to
+    assert counts == list(range(1, counts[-1] + 1))  # the largest, some with factor shapes
+    assert counts[-1] >= report["anchor_components"] > 1
+    assert scores[kept] < scores["1"]
     assert target.specialist_model.anchor_components > 1
     assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
     # the specialists' mixtures read the sources' principal components, the multi-condition
@@ -505,7 +508,7 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     _, ahead = model_set.train_target(latents, "target", config, jax.random.key(0),
                                       features=cohort)
     count = ahead["specialists"]["mixture_count"]
-    m = str(count["chosen"])
+    m = count["chosen"]
     assert m != "1" and count["energy"][m] < count["energy"]["1"]  # the subtypes
     assert set(ahead["specialists"]["validation_by_anchor_components"]) == {"1", m}
     assert "leads" in ahead["specialists"]["mixture_vs_gaussian"]  # trained, tested again
@@ -516,7 +519,7 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     report = behind["specialists"]
     assert set(report["validation_by_anchor_components"]) == {"1"}  # not trained
     assert report["mixture_count"]["energy"] == count["energy"]  # the same draws
-    assert report["mixture_count"]["chosen"] == 1
+    assert report["mixture_count"]["chosen"] == "1"
     assert not report["mixture_count"]["best_minus_gaussian"]["leads"]
     assert "mixture_vs_gaussian" not in report
     assert report["anchor_components"] == 1 and models.specialist_model.anchor_components == 1
@@ -582,7 +585,9 @@ def _factor_rows(n=600, seed=0):
 def test_a_factor_target_finds_the_shared_factors_and_estimates_each_subtypes_slopes_better():
     z, subtype, true = _factor_rows()
     resp = np.eye(3)[subtype]
-    assert factor_rank(z, resp, 12, [8], seed=0) == 3  # the cohort's factor count
+    coarse, _ = choose_shrinkage(z, resp, 12, [8], seed=0, grid=COUNT_GRID, ranks=RANKS)
+    assert coarse[1].rank == 3  # given the source: the cohort's factor count
+    assert factor_ranks(z, resp, 12, [8], seed=0) == tuple(sorted({s.rank for s in coarse}))
     weights, means, own = component_moments(resp, z)
     shapes, _ = choose_shrinkage(z, resp, 12, [8], seed=0, ranks=(0, 3))
     assert shapes[1].rank == 3 and shapes[1].slope > 0, shapes
@@ -608,3 +613,7 @@ def test_a_factor_target_is_positive_definite_where_the_pooled_covariance_is_sin
     np.testing.assert_allclose(shrunk(own, weights, 1.0, rank=0), shrunk(own, weights, 1.0))
     low = factor_target(own, weights, 27, (12, 8, 8))
     np.testing.assert_allclose(low[0], np.einsum("k,kij->ij", weights, own), atol=1e-9)
+    scale = np.linspace(0.1, 10.0, z.shape[1])  # any units: the same target
+    np.testing.assert_allclose(factor_target(own * np.outer(scale, scale), weights, 3, (12, 8, 8)),
+                               factor_target(own, weights, 3, (12, 8, 8)) * np.outer(scale, scale),
+                               rtol=1e-6, atol=1e-9)

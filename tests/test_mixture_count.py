@@ -5,7 +5,8 @@ import numpy as np
 
 from coherent_jax.anchor import fit_anchors
 from coherent_jax.mixture_anchor import fit_mixture, widened
-from coherent_jax.mixture_count import Patients, choose_count, held_out_energy, patient_energy
+from coherent_jax.mixture_count import (Patients, choose_count, held_out_energy, label,
+                                        patient_energy)
 
 
 def _rows(n, subtypes, seed, patients):
@@ -23,21 +24,23 @@ def _rows(n, subtypes, seed, patients):
 
 
 def _candidates(target, source, present, counts):
-    """{count: (anchors, refit)} of one specialist: the Gaussian (1) and mixtures of exactly
-    each count of `counts`."""
+    width = source.shape[1]
+    """{label: (anchors, refit)} of one specialist: the Gaussian ('1') and mixtures of exactly
+    each count of `counts`, with the factor shapes too where the fit has them ('3+factor')."""
     conds = [(source, present)]
 
     def gaussian(keep=None):
         return [fit_anchors(target, present if keep is None else present & keep, conds)]
 
-    out = {1: (gaussian(), gaussian)}
+    out = {"1": (gaussian(), gaussian)}
     for m in counts:
         fitted = fit_mixture(target, present, conds, max_components=m, components=m)
 
-        def anchors(keep=None, fitted=fitted):
-            return [widened(fitted.anchors(keep), [4], [4])]
+        for factor in (False, True)[:1 + bool(fitted.factor_shapes)]:
+            def anchors(keep=None, fitted=fitted, factor=factor):
+                return [widened(fitted.anchors(keep, factor), [width], [width])]
 
-        out[m] = (anchors(), anchors)
+            out[label(m, factor)] = (anchors(), anchors)
     return out
 
 
@@ -50,22 +53,23 @@ def test_the_subtypes_count_leads_the_gaussian_and_one_gaussian_keeps_it():
     train, fit_rows = _patients(600, 3, 0)
     val, _ = _patients(150, 3, 0, patients=1)  # the same cohort's new patients
     record = choose_count(_candidates(*fit_rows, (2, 3, 4)), train, val, jax.random.key(0))
-    assert set(record["energy"]) == {"1", "2", "3", "4"}
-    assert record["chosen"] == record["best"] >= 3  # two components merge two subtypes
-    assert record["energy"]["2"] > record["energy"][str(record["best"])]
+    assert {"1", "2", "3", "4"} <= set(record["energy"])  # some with factor shapes too
+    assert record["chosen"] == record["best"]
+    assert record["best"].split("+")[0] in ("3", "4")  # two components merge two subtypes
+    assert record["energy"]["2"] > record["energy"][record["best"]]
     assert record["best_minus_gaussian"]["leads"]
     assert record["patients"] == 750 and record["held_out_patients"] == 600
 
     train, fit_rows = _patients(600, 1, 1)  # one Gaussian: a forced mixture must not lead
     val, _ = _patients(150, 1, 1, patients=1)
     record = choose_count(_candidates(*fit_rows, (2,)), train, val, jax.random.key(0))
-    assert record["chosen"] == 1 and not record["best_minus_gaussian"]["leads"]
+    assert record["chosen"] == "1" and not record["best_minus_gaussian"]["leads"]
 
 
 def test_scores_are_paired_and_folds_refit_without_their_patients():
     train, fit_rows = _patients(300, 3, 2)
     candidates = _candidates(*fit_rows, (3,))
-    anchors, refit = candidates[3]
+    anchors, refit = candidates["3"]
     rows = np.arange(300)
     key = jax.random.key(5)
     np.testing.assert_array_equal(patient_energy(anchors, train, rows, key),
@@ -83,3 +87,23 @@ def test_scores_are_paired_and_folds_refit_without_their_patients():
     # a patient without the target is not scored
     missing = Patients(train.member_conds, train.truth, np.arange(300) % 4 != 0)
     assert np.isnan(held_out_energy(refit, missing, key)[::4]).all()
+
+
+def test_factor_shapes_are_a_candidate_of_their_own_and_win_where_factors_couple_the_blocks():
+    from coherent_jax.data.mixture import MixtureModel
+    model = MixtureModel.random({"target": 12, "source": 8}, {"target": 3.0, "source": 2.0},
+                                num_subtypes=3, num_factors=3, noise_std=0.6,
+                                noise_spread=2.5, seed=0)
+
+    def patients(n, seed):
+        values, _ = model.sample(n, seed)
+        rows = (values["target"].astype(np.float32), values["source"].astype(np.float32),
+                np.ones(n, bool))
+        return Patients([[(rows[1], rows[2])]], rows[0], rows[2]), rows
+
+    train, fit_rows = patients(600, 1)
+    val, _ = patients(150, 2)
+    candidates = _candidates(*fit_rows, (3,))
+    assert set(candidates) == {"1", "3", "3+factor"}
+    record = choose_count(candidates, train, val, jax.random.key(0))
+    assert record["chosen"] == record["best"] == "3+factor", record["energy"]
