@@ -298,7 +298,7 @@ def fit_mixture(target: np.ndarray, target_present: np.ndarray,
         return None
     _, shapes, resp, gm, width = best
     ranks, factor = factor_ranks(z, resp, dim, widths, seed), None
-    if any(ranks):
+    if ranks:
         factor, _ = choose_shrinkage(z, resp, dim, widths, seed, ranks=(0, *ranks))
         factor = tuple(factor) if any(shape.rank for shape in factor) else None
     logger.info("mixture anchor: %d components (held-out, %s, on %d of %d joint dimensions); "
@@ -484,8 +484,9 @@ def choose_shrinkage(z: np.ndarray, resp: np.ndarray, dim: int, widths: Sequence
                                         grid.penalties))
     temperatures = np.asarray(grid.temperatures)[None, None, :, None]
     total = np.zeros((len(subsets), len(ranks), len(candidates) // len(ranks)))
+    moments = [component_moments(resp[fold != f], z[fold != f]) for f in range(FOLDS)]
     for f, (r, rank) in itertools.product(range(FOLDS), enumerate(ranks)):
-        weights, means, own = component_moments(resp[fold != f], z[fold != f])
+        weights, means, own = moments[f]
         covs = {share: shrunk(own, weights, share, rank=rank, blocks=blocks)
                 for share in (0.0, 1.0)}  # affine between
         held = z[fold == f]  # [h, J]

@@ -556,7 +556,7 @@ def _anchor_candidates(model: Denoiser, x, member_conds, gaussian: _Candidate,
             *x, conds, max_components=m, components=m, residual_target=spread)
             for f, count, conds in zip(fitted, counts, fit_conds)]
 
-        for factor in (False, True)[:1 + any(f.factor_shapes for f in fits)]:
+        for factor in [False] + ([True] if any(f.factor_shapes for f in fits) else []):
             def anchors(keep: np.ndarray | None = None, fits=fits, factor=factor
                         ) -> list[dict]:
                 return [widened(f.anchors(keep, factor), [v.shape[1] for v, _ in read_conds],
