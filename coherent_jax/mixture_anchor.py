@@ -97,6 +97,9 @@ NOISE_FLOOR = 0.05
 """The smallest scale of a component's block noise relative to the pooled (the largest: its
 inverse; `factor_target`)."""
 
+FACTOR_ITERATIONS = 50
+"""EM steps of `factor_target`'s common factor model."""
+
 
 class ShapeGrid(NamedTuple):
     """The candidates `choose_shrinkage` scores: shares (of the gates, slopes and residuals),
@@ -351,35 +354,76 @@ def component_moments(resp: np.ndarray, z: np.ndarray
 
 def factor_target(covs: np.ndarray, weights: np.ndarray, rank: int, blocks: Sequence[int]
                   ) -> np.ndarray:
-    """[M, J, J] what each component's covariance (covs [M, J, J]) would be if the components
-    shared the pooled covariance's `rank` leading principal directions (the factors that couple
-    the blocks) and differed only in each block's remaining noise: pooled = V L V^T + R (V, L:
-    the leading eigenvectors and values), component k's target V L V^T + sum_b c_kb R_bb over
-    the diagonal blocks b of widths `blocks` (the target, then each condition), c_kb =
-    tr(covs_k,bb - (V L V^T)_bb) / tr(R_bb), between NOISE_FLOOR and its inverse; all in the
-    units where the pooled covariance has a unit diagonal (so the same in any units). Where
-    subtypes shift the means and scale the noise of modalities coupled by a few shared
-    factors (the mixture cohorts), each component's slopes are then estimated from every row
-    instead of its own few hundred (benchmarks/RESULTS.md, "A factor shrinkage target")."""
+    """[M, J, J] each component's covariance (covs [M, J, J], weights [M]) as a common factor
+    model: `rank` factors with loadings L [J, rank] shared by every component (the factors that
+    couple the blocks) and, within each diagonal block b of widths `blocks` (the target, then
+    each condition), a noise covariance N_b shared in shape and scaled per component,
+
+        Sigma_k = L L^T + blockdiag_b(c_kb N_b),   sum_k w_k c_kb = 1,
+
+    fitted to the components' moments by `FACTOR_ITERATIONS` EM steps (factor analysis with the
+    weights' rows, as Ghahramani and Hinton 1996, here with the noise tied across components up
+    to a scale per block), started from the pooled covariance's leading principal directions;
+    c_kb is the component's share of the block's expected residual (its trace, which stays
+    defined where a block is singular, e.g. a prediction wider than its source), kept between
+    NOISE_FLOOR and its inverse. All in the units where the pooled covariance has a unit
+    diagonal (so the same in any units). Where subtypes shift the means and scale the noise of
+    modalities coupled by a few shared factors (the mixture cohorts), each component's slopes
+    are then estimated from every row instead of its own few hundred, and its noise scale
+    reaches the factors' posterior too (benchmarks/RESULTS.md, "A factor shrinkage target",
+    "Common factors"): a target that kept the pooled covariance within the leading directions
+    and scaled only the rest lost that."""
     pooled = np.einsum("k,kij->ij", weights, covs)
     unit = np.sqrt(np.maximum(np.diag(pooled), 1e-12))  # in the pooled's correlation units:
     unit = np.outer(unit, unit)  # the same target in any units of the columns
     covs, pooled = covs / unit, pooled / unit
     values, vectors = np.linalg.eigh(pooled)  # ascending
-    values = np.maximum(values, 0.0)
-    low = (vectors[:, -rank:] * values[-rank:]) @ vectors[:, -rank:].T  # [J, J]
-    rest = (vectors[:, :-rank] * values[:-rank]) @ vectors[:, :-rank].T
-    out = np.broadcast_to(low, covs.shape).copy()
+    loadings = vectors[:, -rank:] * np.sqrt(np.maximum(values[-rank:], 0.0))  # [J, r]
     offsets = np.concatenate([[0], np.cumsum(blocks)]).astype(int)
-    for start, stop in zip(offsets[:-1], offsets[1:]):
-        block = slice(start, stop)
-        noise = np.trace(rest[block, block])
-        if noise <= 1e-9 * np.trace(pooled[block, block]):
-            continue  # the factors hold all of this block (its rest is zero)
-        scale = np.einsum("kii->k", covs[:, block, block] - low[block, block]) / noise
-        out[:, block, block] += (np.clip(scale, NOISE_FLOOR, 1 / NOISE_FLOOR)[:, None, None]
-                                 * rest[block, block])
+    spans = [slice(a, b) for a, b in zip(offsets[:-1], offsets[1:])]
+    rest = pooled - loadings @ loadings.T
+    noise = [rest[b, b] + REG_COVAR * np.eye(b.stop - b.start) for b in spans]
+    scales = np.ones((len(weights), len(spans)))  # c_kb
+    for _ in range(FACTOR_ITERATIONS):
+        loadings, residuals = _factor_step(covs, weights, loadings, noise, scales, spans)
+        for q, b in enumerate(spans):
+            mass = weights / scales[:, q]
+            shared = np.einsum("k,kij->ij", mass, residuals[q])
+            shared = 0.5 * (shared + shared.T) + REG_COVAR * np.eye(b.stop - b.start)
+            scale = np.clip(np.einsum("kii->k", residuals[q]) / np.trace(shared),
+                            NOISE_FLOOR, 1 / NOISE_FLOOR)
+            scales[:, q], noise[q] = scale / (weights @ scale), shared * (weights @ scale)
+    out = np.broadcast_to(loadings @ loadings.T, covs.shape).copy()
+    for q, b in enumerate(spans):
+        out[:, b, b] += scales[:, q, None, None] * noise[q]
     return out * unit
+
+
+def _factor_step(covs: np.ndarray, weights: np.ndarray, loadings: np.ndarray,
+                 noise: list, scales: np.ndarray, spans: list) -> tuple[np.ndarray, list]:
+    """One EM step of `factor_target`: (the new loadings [J, r], per block the components'
+    expected residual second moments [M, d_b, d_b] under them)."""
+    rank = loadings.shape[1]
+    whitened = np.concatenate([np.linalg.solve(n, loadings[b]) for n, b in zip(noise, spans)])
+    widths = [b.stop - b.start for b in spans]
+    moments = []  # per component (E[x z^T] [J, r], E[z z^T] [r, r])
+    for k in range(len(weights)):
+        psi = whitened / np.repeat(scales[k], widths)[:, None]  # Psi_k^-1 L
+        beta = np.linalg.solve(np.eye(rank) + loadings.T @ psi, psi.T)  # [r, J]: E[z | x]
+        cross = covs[k] @ beta.T
+        moments.append((cross, np.eye(rank) - beta @ loadings + beta @ cross))
+    new = np.empty_like(loadings)
+    for q, b in enumerate(spans):
+        mass = weights / scales[:, q]
+        cross = sum(w * c[b] for w, (c, _) in zip(mass, moments))
+        second = sum(w * s for w, (_, s) in zip(mass, moments))
+        new[b] = np.linalg.solve(second, cross.T).T
+    residuals = []
+    for b in spans:
+        fitted = [c[b] @ new[b].T for c, _ in moments]  # [d_b, d_b] each
+        residuals.append(np.stack([covs[k][b, b] - f - f.T + new[b] @ s @ new[b].T
+                                   for k, (f, (_, s)) in enumerate(zip(fitted, moments))]))
+    return new, residuals
 
 
 def shrunk(covs: np.ndarray, weights: np.ndarray, share: float,

@@ -601,6 +601,17 @@ def test_a_factor_target_finds_the_shared_factors_and_estimates_each_subtypes_sl
     assert error["factor"].sum() < 0.8 * error["pooled"].sum(), error
 
 
+def test_a_common_factor_model_is_its_own_factor_target():
+    """Components that share 3 factors' loadings and differ in means and in each block's noise
+    scale (the mixture cohorts' structure) are recovered from their exact moments, the noise
+    scaled within the factors' directions too; a rank short of the factors is not."""
+    _, _, true = _factor_rows()
+    weights = np.array([0.2, 0.3, 0.5])
+    found = factor_target(true, weights, 3, (12, 8))
+    np.testing.assert_allclose(found, true, atol=0.02)  # FACTOR_ITERATIONS steps: 0.014
+    assert np.abs(factor_target(true, weights, 2, (12, 8)) - true).max() > 0.05
+
+
 def test_a_factor_target_is_positive_definite_where_the_pooled_covariance_is_singular():
     z, subtype, _ = _factor_rows(300)
     z = np.concatenate([z, z[:, 12:]], axis=1)  # the source twice: a singular covariance
@@ -611,8 +622,8 @@ def test_a_factor_target_is_positive_definite_where_the_pooled_covariance_is_sin
         assert np.linalg.eigvalsh(shrunk(own, weights, 1.0, rank=rank,
                                          blocks=(12, 8, 8))).min() > 0
     np.testing.assert_allclose(shrunk(own, weights, 1.0, rank=0), shrunk(own, weights, 1.0))
-    low = factor_target(own, weights, 27, (12, 8, 8))
-    np.testing.assert_allclose(low[0], np.einsum("k,kij->ij", weights, own), atol=1e-9)
+    low = factor_target(own, weights, 27, (12, 8, 8))  # the factors hold all but the ridge
+    np.testing.assert_allclose(low[0], np.einsum("k,kij->ij", weights, own), atol=1e-3)
     scale = np.linspace(0.1, 10.0, z.shape[1])  # any units: the same target
     np.testing.assert_allclose(factor_target(own * np.outer(scale, scale), weights, 3, (12, 8, 8)),
                                factor_target(own, weights, 3, (12, 8, 8)) * np.outer(scale, scale),
