@@ -74,12 +74,30 @@ def _fair_energy(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return error - pairs / (k * (k - 1))
 
 
+class Scores(NamedTuple):
+    """Per member k and patient i: the summed fair energy scores of the condition sets
+    member k drew patient i for (total [K, n]) and their number (count [K, n])."""
+
+    total: np.ndarray
+    count: np.ndarray
+
+    def patients(self) -> np.ndarray:
+        """[n] each patient's score averaged over every member's condition sets (NaN where no
+        member has any of its conditions)."""
+        count = self.count.sum(axis=0)
+        return np.where(count > 0, self.total.sum(axis=0) / np.maximum(count, 1), np.nan)
+
+    def member(self, k: int) -> np.ndarray:
+        """[n] member k's score of each patient (NaN where it has none of its conditions)."""
+        return np.where(self.count[k] > 0, self.total[k] / np.maximum(self.count[k], 1), np.nan)
+
+
 def patient_energy(anchors: Sequence[dict], patients: Patients, rows: np.ndarray,
-                   key: jax.Array, draws: int = COUNT_DRAWS) -> np.ndarray:
-    """[n] the score of each patient of rows [n] (module docstring; NaN where no member has
-    any of its conditions): `draws` exact draws per condition set from the members' anchors
-    (one dict per member, `mixture_anchor.fit_mixture_anchors` or `anchor.fit_anchors`)."""
-    total, count = np.zeros(rows.size), np.zeros(rows.size)
+                   key: jax.Array, draws: int = COUNT_DRAWS) -> Scores:
+    """The `Scores` of the patients of rows [n] (module docstring): `draws` exact draws per
+    condition set from the members' anchors (one dict per member,
+    `mixture_anchor.fit_mixture_anchors` or `anchor.fit_anchors`)."""
+    total, count = np.zeros((len(anchors), rows.size)), np.zeros((len(anchors), rows.size))
     truth = np.asarray(patients.truth, np.float64)[rows]
     for k, (anchor, conds) in enumerate(zip(anchors, patients.member_conds)):
         params = {f"anchor_{name}": value for name, value in anchor.items()}
@@ -93,30 +111,44 @@ def patient_energy(anchors: Sequence[dict], patients: Patients, rows: np.ndarray
             drawn = anchor_draws.masked_draws(
                 params, [np.tile(v[has], (draws, 1)) for v in values], mask,
                 jax.random.fold_in(jax.random.fold_in(key, k), index))
-            total[has] += _fair_energy(drawn.reshape(draws, len(has), -1).astype(np.float64),
-                                       truth[has])
-            count[has] += 1
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            total[k, has] += _fair_energy(drawn.reshape(draws, len(has), -1).astype(np.float64),
+                                          truth[has])
+            count[k, has] += 1
+    return Scores(total, count)
 
 
 def held_out_energy(refit: Callable[[np.ndarray], list], patients: Patients, key: jax.Array,
-                    seed: int = 0, folds: int = FOLDS) -> np.ndarray:
-    """[N] `patient_energy` of every patient that has the target, from the anchors refitted
-    without its fold (refit(keep [N] bool) -> one anchor dict per member); NaN elsewhere.
-    The folds are `cross_fit.held_out_folds`' for the same seed."""
+                    seed: int = 0, folds: int = FOLDS) -> Scores:
+    """The `patient_energy` `Scores` of every patient [N] that has the target, from the
+    anchors refitted without its fold (refit(keep [N] bool) -> one anchor dict per member);
+    nothing counted elsewhere. The folds are `cross_fit.held_out_folds`' for the same seed."""
     rows = np.flatnonzero(patients.has)
     fold = np.full(len(patients.has), -1)
     fold[rows] = np.random.default_rng(seed).permutation(rows.size) % folds
-    out = np.full(len(patients.has), np.nan)
+    members = len(patients.member_conds)
+    out = Scores(np.zeros((members, len(fold))), np.zeros((members, len(fold))))
     for f in range(folds):
         held = np.flatnonzero(fold == f)
-        out[held] = patient_energy(refit(fold != f), patients, held, jax.random.fold_in(key, f))
+        scores = patient_energy(refit(fold != f), patients, held, jax.random.fold_in(key, f))
+        out.total[:, held], out.count[:, held] = scores.total, scores.count
     return out
+
+
+def composite(labels: Sequence[str]) -> str:
+    """The label of a family whose members took `labels`: the common one, else each member's
+    joined by '/' (e.g. '2/5+factor')."""
+    return labels[0] if len(set(labels)) == 1 else "/".join(labels)
+
+
+def _combined(scores: dict, labels: Sequence[str]) -> Scores:
+    """The `Scores` of the family whose member k draws from candidate labels[k]."""
+    return Scores(np.stack([scores[m].total[k] for k, m in enumerate(labels)]),
+                  np.stack([scores[m].count[k] for k, m in enumerate(labels)]))
 
 
 def choose_count(candidates: dict, train: Patients, val: Patients, key: jax.Array,
                  z: float = scoring_rules.LEAD_Z) -> dict:
-    """The mixture whose untrained draws score best (module docstring).
+    """Per member the mixture whose untrained draws score best (module docstring).
 
     Args:
         candidates: {label: (anchors, refit)} (`label`; GAUSSIAN the Gaussian anchor): anchors
@@ -127,26 +159,41 @@ def choose_count(candidates: dict, train: Patients, val: Patients, key: jax.Arra
         z: the paired test's standard errors (`scoring_rules.paired_lead`).
 
     Returns:
-        {'energy': {label: mean score}, 'patients', 'held_out_patients', 'best' (the label of
-        the lowest mean among the mixtures), 'best_minus_gaussian' (the paired test),
-        'chosen' (the best where it leads, else GAUSSIAN), 'seconds'}.
+        {'energy': {label: mean score over the members}, 'patients', 'held_out_patients',
+        'members': per member {'energy': {label: its mean score}, 'best' (the label of its
+        lowest mean among the mixtures), 'best_minus_gaussian' (the paired test on its
+        patients), 'chosen' (its best where it leads, else GAUSSIAN)}, 'best' and 'chosen'
+        (the members' `composite`), 'best_minus_gaussian' (the paired test of the members'
+        bests together), 'seconds'}.
     """
     start = time.perf_counter()
     scores = {}
     for m, (anchors, refit) in candidates.items():
-        scores[m] = np.concatenate([
-            patient_energy(anchors, val, np.flatnonzero(val.has), jax.random.fold_in(key, 0)),
-            held_out_energy(refit, train, jax.random.fold_in(key, 1))])
-    used = np.all([np.isfinite(s) for s in scores.values()], axis=0)
-    mean = {m: float(np.mean(s[used])) for m, s in scores.items()}
-    best = min((m for m in mean if m != GAUSSIAN), key=mean.get)
-    test = scoring_rules.paired_lead(scores[best][used] - scores[GAUSSIAN][used], z)
-    chosen = best if test["leads"] else GAUSSIAN
-    logger.info("mixture count: %s (energy score per candidate %s on %d patients; the best, "
-                "%s, minus the Gaussian %+.4f, standard error %.4f)", chosen,
-                {m: round(v, 4) for m, v in mean.items()}, int(used.sum()), best,
-                test["mean_difference"], test["standard_error"])
+        held = held_out_energy(refit, train, jax.random.fold_in(key, 1))
+        drawn = patient_energy(anchors, val, np.flatnonzero(val.has), jax.random.fold_in(key, 0))
+        scores[m] = Scores(np.concatenate([drawn.total, held.total], axis=1),
+                           np.concatenate([drawn.count, held.count], axis=1))
+    used = np.all([np.isfinite(s.patients()) for s in scores.values()], axis=0)
+    mean = {m: float(np.mean(s.patients()[used])) for m, s in scores.items()}
+    members = []
+    for k in range(len(train.member_conds)):
+        own = used & (scores[GAUSSIAN].count[k] > 0)
+        energy = {m: float(np.mean(s.member(k)[own])) for m, s in scores.items()}
+        best = min((m for m in energy if m != GAUSSIAN), key=energy.get)
+        test = scoring_rules.paired_lead(
+            scores[best].member(k)[own] - scores[GAUSSIAN].member(k)[own], z)
+        members.append({"energy": energy, "best": best, "best_minus_gaussian": test,
+                        "chosen": best if test["leads"] else GAUSSIAN})
+    bests = [member["best"] for member in members]
+    test = scoring_rules.paired_lead(
+        _combined(scores, bests).patients()[used] - scores[GAUSSIAN].patients()[used], z)
+    chosen = composite([member["chosen"] for member in members])
+    logger.info("mixture count: %s (energy score per candidate %s on %d patients; per member "
+                "%s; the members' bests, %s, minus the Gaussian %+.4f, standard error %.4f)",
+                chosen, {m: round(v, 4) for m, v in mean.items()}, int(used.sum()),
+                [{m: round(v, 4) for m, v in member["energy"].items()} for member in members],
+                composite(bests), test["mean_difference"], test["standard_error"])
     return {"energy": mean, "patients": int(used.sum()),
-            "held_out_patients": int(used[int(np.sum(val.has)):].sum()), "best": best,
-            "best_minus_gaussian": test, "chosen": chosen,
+            "held_out_patients": int(used[int(np.sum(val.has)):].sum()), "members": members,
+            "best": composite(bests), "best_minus_gaussian": test, "chosen": chosen,
             "seconds": time.perf_counter() - start}

@@ -14,15 +14,16 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import multivariate_normal
 
 from coherent_jax import anchor_draws
-from coherent_jax.mixture_count import label
+from coherent_jax.mixture_count import composite
 from coherent_jax.mixture_anchor import (COUNT_GRID, RANKS, Shape, _pencil_log_normals,
                                          choose_shrinkage, component_logits, component_moments,
                                          conditional_mixtures, factor_ranks, factor_target,
                                          fit_mixture, fit_mixture_anchors,
                                          select_components, shrunk,
-                                         shrunk_conditional_mixtures, widened)
-from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, init_denoiser,
-                                          mixture_anchor_eps)
+                                         shrunk_conditional_mixtures, widened,
+                                         with_components)
+from coherent_jax.engine.denoiser import (Condition, Denoiser, DenoiserApply, anchor_eps,
+                                          init_denoiser, mixture_anchor_eps)
 from coherent_jax.engine.sampling import SamplerConfig, sample
 from coherent_jax.engine.schedules import make_schedule
 
@@ -115,6 +116,32 @@ def test_component_logits_are_each_rows_gate_computed_in_blocks_per_subset(monke
         want = anchor["gate_const"][s] - 0.5 * np.einsum("mw,mwv,mv->m", c,
                                                            anchor["gate_prec"][s], c)
         np.testing.assert_allclose(got[r], want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_gaussian_or_a_smaller_mixture_padded_to_more_components_has_the_same_eps():
+    """`with_components`: a family's members take their own counts and are padded to the
+    largest (`mixture_count`); the eps at every noise level, hence the draws, are the same."""
+    from coherent_jax.anchor import fit_anchors  # noqa: PLC0415
+
+    rng = np.random.default_rng(7)
+    x, c1, c2 = (rng.standard_normal((300, w)).astype(np.float32) for w in (D, W1, W2))
+    present = np.ones(300, bool)
+    gaussian = fit_anchors(x, present, [(c1, present), (c2, present)])
+    mixture = conditional_mixtures(*_joint(), D, [W1, W2])  # 3 components
+    xt = jnp.asarray(rng.standard_normal((40, D)), jnp.float32)
+    ab = jnp.asarray(rng.uniform(0.05, 0.99, 40), jnp.float32)
+    cond = Condition(values=(jnp.asarray(rng.standard_normal((40, W1)), jnp.float32),
+                             jnp.asarray(rng.standard_normal((40, W2)), jnp.float32)),
+                     mask=jnp.asarray(rng.integers(0, 2, (40, 2)), jnp.float32))
+    for anchor, m in ((gaussian, 1), (gaussian, 4), (mixture, 3), (mixture, 5)):
+        padded = with_components(anchor, m)
+        assert padded["gate_const"].shape == (4, m)
+        np.testing.assert_allclose(
+            mixture_anchor_eps({k: jnp.asarray(v) for k, v in padded.items()}, ab, xt, cond),
+            anchor_eps({k: jnp.asarray(v) for k, v in anchor.items()}, ab, xt, cond),
+            rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot be padded"):
+        with_components(mixture, 2)
 
 
 def _model():
@@ -441,12 +468,13 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     report = reports["target"]["specialists"]
     assert report["anchor_components"] > 1
     scores = report["validation_by_anchor_components"]  # both kinds trained, the better kept
-    kept = label(report["anchor_components"], report["anchor_factor_shapes"])
+    kept = report["anchor_label"]  # each member's count and shapes, e.g. '3' or '2/3+factor'
     assert set(scores) == {"1", kept}
     # kept because its untrained draws lead the Gaussian anchor's by the paired test on the
     # validation patients and every training patient cross-fitted (mixture_count)
     count = report["mixture_count"]
     assert count["chosen"] == count["best"] == kept
+    assert kept == composite([member["chosen"] for member in count["members"]])
     test = count["best_minus_gaussian"]
     train = int((cohort.splits == "train").sum())
     assert test["leads"] and count["held_out_patients"] == train
@@ -455,6 +483,7 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
     counts = sorted({int(m.split("+")[0]) for m in count["energy"]})  # every count up to
     assert counts == list(range(1, counts[-1] + 1))  # the largest, some with factor shapes
     assert counts[-1] >= report["anchor_components"] > 1
+    assert report["anchor_components"] == max(int(m.split("+")[0]) for m in kept.split("/"))
     assert scores[kept] < scores["1"]
     assert target.specialist_model.anchor_components > 1
     assert target.specialists["params"]["anchor_gate_const"].shape[-1] > 1
@@ -509,7 +538,8 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
                                       features=cohort)
     count = ahead["specialists"]["mixture_count"]
     m = count["chosen"]
-    assert m != "1" and count["energy"][m] < count["energy"]["1"]  # the subtypes
+    assert m != "1" and all(member["energy"][member["chosen"]] < member["energy"]["1"]
+                            for member in count["members"] if member["chosen"] != "1")
     assert set(ahead["specialists"]["validation_by_anchor_components"]) == {"1", m}
     assert "leads" in ahead["specialists"]["mixture_vs_gaussian"]  # trained, tested again
 

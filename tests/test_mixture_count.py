@@ -72,21 +72,21 @@ def test_scores_are_paired_and_folds_refit_without_their_patients():
     anchors, refit = candidates["3"]
     rows = np.arange(300)
     key = jax.random.key(5)
-    np.testing.assert_array_equal(patient_energy(anchors, train, rows, key),
-                                  patient_energy(anchors, train, rows, key))  # same noise
+    np.testing.assert_array_equal(patient_energy(anchors, train, rows, key).patients(),
+                                  patient_energy(anchors, train, rows, key).patients())
     calls = []
 
     def recording(keep):
         calls.append(np.asarray(keep).copy())
         return refit(keep)
 
-    held = held_out_energy(recording, train, key)
+    held = held_out_energy(recording, train, key).patients()
     assert np.isfinite(held).all() and len(calls) == 5
     left_out = np.stack([~keep for keep in calls])  # [folds, N]
     np.testing.assert_array_equal(left_out.sum(axis=0), np.ones(300))  # each patient once
     # a patient without the target is not scored
     missing = Patients(train.member_conds, train.truth, np.arange(300) % 4 != 0)
-    assert np.isnan(held_out_energy(refit, missing, key)[::4]).all()
+    assert np.isnan(held_out_energy(refit, missing, key).patients()[::4]).all()
 
 
 def test_factor_shapes_are_a_candidate_of_their_own_and_win_where_factors_couple_the_blocks():
@@ -107,3 +107,38 @@ def test_factor_shapes_are_a_candidate_of_their_own_and_win_where_factors_couple
     assert set(candidates) == {"1", "3", "3+factor"}
     record = choose_count(candidates, train, val, jax.random.key(0))
     assert record["chosen"] == record["best"] == "3+factor", record["energy"]
+
+
+def test_each_member_takes_its_own_count():
+    """A family of two specialists: one given a source that reveals 3 subtypes of the target
+    in part, one given a noisy linear image of the whole target (the target given it is one
+    Gaussian in every subtype). Each member's draws choose for it: the first a mixture, the
+    second its Gaussian, and the family's label says so (`model_set` pads the Gaussian member
+    to the mixture's count: `mixture_anchor.with_components`)."""
+    train, (target, source, present) = _patients(600, 3, 0)
+    val, (target_v, source_v, _) = _patients(150, 3, 0, patients=1)
+    rng = np.random.default_rng(3)
+    image = rng.standard_normal((3, 4))
+    image_rows = (target @ image + 0.3 * rng.standard_normal((600, 4))).astype(np.float32)
+    image_v = (target_v @ image + 0.3 * rng.standard_normal((150, 4))).astype(np.float32)
+    conds = [[(source, present)], [(image_rows, present)]]
+    one = _candidates(target, source, present, (3,))
+    gaussian = fit_anchors(target, present, conds[1])
+
+    def refit_image(keep):
+        return fit_anchors(target, present & keep, conds[1])
+
+    candidates = {"1": ([one["1"][0][0], gaussian],
+                        lambda keep: [one["1"][1](keep)[0], refit_image(keep)])}
+    fitted = fit_mixture(target, present, conds[1], max_components=3, components=3)
+    candidates["3"] = ([one["3"][0][0], widened(fitted.anchors(), [4], [4])],
+                       lambda keep: [one["3"][1](keep)[0],
+                                     widened(fitted.anchors(keep), [4], [4])])
+    two = Patients(conds, target, present)
+    two_val = Patients([[(source_v, np.ones(150, bool))], [(image_v, np.ones(150, bool))]],
+                       target_v, np.ones(150, bool))
+    record = choose_count(candidates, two, two_val, jax.random.key(0))
+    assert [m["chosen"] for m in record["members"]] == ["3", "1"], record["members"]
+    assert record["chosen"] == "3/1"
+    assert record["members"][0]["best_minus_gaussian"]["leads"]
+
