@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coherent_jax.engine import checkpointing
-from coherent_jax import cross_fit, scoring_rules
+from coherent_jax import anchor_draws, cross_fit, scoring_rules
 from coherent_jax import workdir as layout
 from coherent_jax.calibrate import (SHARPNESS_GRID, FusionCalibration, choose_family_by_pattern,
                                     choose_fusion_sharpness)
@@ -829,7 +829,7 @@ class _Fitted:
         val_mse: [K] validation sample MSE of the kept checkpoints; result: the `FitResult`.
         trials: the kept trials described; score: their mean validation criterion.
         refit: the candidate's anchors refitted to some training rows (`_Candidate`);
-        factor, label: the candidate's.
+        factor, label: the candidate's; corrections: `_corrections_that_lead`'s tests.
     """
 
     model: Denoiser
@@ -841,6 +841,7 @@ class _Fitted:
     refit: Callable[[np.ndarray], list] | None = None
     factor: bool = False
     label: str = GAUSSIAN
+    corrections: list | None = None
 
 
 @contextlib.contextmanager
@@ -898,11 +899,46 @@ def _fit_candidate(run: _TargetRun, family: _Family, candidate: _Candidate) -> _
                      jax.random.fold_in(run.key, family.index), loop=training.loop,
                      runtime=_candidate_runtime(run, family, kind, checkpoints))
     chosen = select(result, population, training.criterion)
-    return _Fitted(candidate.model, chosen.variables,
-                   _kept_sample_mse(result, training.criterion, chosen.trial), result,
-                   [population.describe(int(p)) for p in chosen.trial],
-                   float(np.mean(chosen.scores)), candidate.refit, candidate.factor,
-                   candidate.label)
+    val_mse = np.array(_kept_sample_mse(result, training.criterion, chosen.trial), np.float64)
+    scores = np.array(chosen.scores, np.float64)
+    variables, corrections = _corrections_that_lead(run, family, candidate.model,
+                                                    chosen.variables)
+    start = result.history[0] if result.history else {}
+    if corrections and start.get("step") == 0:  # a dropped correction: the anchor's own
+        for k, test in enumerate(corrections):  # validation values (step 0, untrained)
+            if not test["kept"]:
+                val_mse[k] = start["sample_mse"][chosen.trial[k]]
+                scores[k] = start[training.criterion][chosen.trial[k]]
+    return _Fitted(candidate.model, variables, val_mse, result,
+                   [population.describe(int(p)) for p in chosen.trial], float(np.mean(scores)),
+                   candidate.refit, candidate.factor, candidate.label, corrections)
+
+
+def _corrections_that_lead(run: _TargetRun, family: _Family, model: Denoiser, variables
+                           ) -> tuple[Any, list | None]:
+    """(variables [K, ...] with each member's learned correction kept only where its draws
+    lead those of its anchor alone (the correction's output layer zeroed) on the validation
+    patients by the paired test (`MIXTURE_TEST_Z`), per member {'kept', and the test}): the
+    checkpoint of the lowest mean validation score among several is picked by the same 75
+    patients' noise, and a correction so picked made door5's 'reveal' given its blind source
+    0.68% -> 1.84% above exact (benchmarks/RESULTS.md, "Each member's own count"). None
+    where the models are unanchored or untrained."""
+    if not run.config.anchored or anchor_draws.untrained(variables):
+        return variables, None
+    out = variables["params"]["out"]
+    alone = {**variables, "params": {**variables["params"],
+                                     "out": jax.tree.map(jnp.zeros_like, out)}}
+    loop = run.config.training.loop
+    key = jax.random.fold_in(jax.random.fold_in(run.key, family.index), 3)
+    trained, anchor = (np.asarray(row_energy_scores(
+        model, run.schedule, v, family.val, key, sampler=loop.val_sampler,
+        sample_steps=loop.val_sample_steps), np.float64) for v in (variables, alone))  # [K, R]
+    tests = [scoring_rules.paired_lead(t - a, MIXTURE_TEST_Z) for t, a in zip(trained, anchor)]
+    kept = np.asarray([test["leads"] for test in tests])
+    out = jax.tree.map(
+        lambda a: a * jnp.asarray(kept, a.dtype).reshape((-1,) + (1,) * (a.ndim - 1)), out)
+    return ({**variables, "params": {**variables["params"], "out": out}},
+            [{"kept": bool(k), **test} for k, test in zip(kept, tests)])
 
 
 def _candidates(run: _TargetRun, family: _Family) -> list[_Candidate]:
@@ -992,6 +1028,7 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     return kept, {"chosen": kept.trials, "val_mse": np.asarray(kept.val_mse).tolist(),
                   "anchor_components": kept.model.anchor_components,
                   "anchor_factor_shapes": kept.factor, "anchor_label": kept.label,
+                  "corrections": kept.corrections,
                   "validation_by_anchor_components": {f.label: f.score for f in fits},
                   "history": kept.result.history, **report}
 

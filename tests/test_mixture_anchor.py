@@ -521,8 +521,9 @@ def test_a_model_set_with_mixture_anchors_imputes_saves_and_loads(tmp_path):
 def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     """With training on, the mixture counts are first scored untrained (`mixture_count`); the
     best is trained only where it starts ahead of the Gaussian anchor beyond the patients'
-    noise (paired test, same noise), and kept only where, trained, it still leads on
-    validation."""
+    noise (paired test, same noise), and dropped where, trained, the Gaussian leads it on
+    validation; a member's learned correction is kept only where it leads its anchor alone
+    (`model_set._corrections_that_lead`)."""
     from coherent_jax import model_set
     from coherent_jax.data import paper_split
     from coherent_jax.data.mixture import hidden_subtype_model, mixture_cohort
@@ -553,6 +554,9 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     assert not report["mixture_count"]["best_minus_gaussian"]["leads"]
     assert "mixture_vs_gaussian" not in report
     assert report["anchor_components"] == 1 and models.specialist_model.anchor_components == 1
+    # nor does a trained correction lead its anchor alone: each member draws from its anchor
+    assert report["corrections"] and not any(c["kept"] for c in report["corrections"])
+    assert anchor_draws.untrained(models.specialists)
 
 
 def _collinear_sources_rows(n, width=6, seed=0):
