@@ -14,17 +14,23 @@ Gaussian): the validation patients from the anchors as fitted, and every trainin
 from the anchors refitted without its fold (`mixture_anchor.MixtureFit.anchors`: the same
 partition and shapes; its conditions are out-of-fold predictions already, as in `cross_fit`).
 A patient's score is the fair energy score of COUNT_DRAWS draws given each nonempty set of
-the member's conditions the patient has, averaged over those sets and the members; every
+the member's conditions the patient has, averaged over those sets (and over the members, for
+the family's mean); every
 candidate is drawn from the same noise. A count whose members' held-out likelihood prefers a
 factor shrinkage target for some subset (`mixture_anchor.factor_target`) is a candidate twice,
 shrunk toward the pooled covariance and with the factor shapes (`label`): the likelihood picks
-the shapes, the draws whether they help (door3: the factor shapes lost, door4 won). The
-candidate of the lowest mean is the best; a mixture is chosen only where the best leads the
-Gaussian by `scoring_rules.paired_lead` on all the patients scored.
+the shapes, the draws whether they help (door3: the factor shapes lost, door4 won). Each member
+of a family chooses for itself: its candidate of the lowest mean on the patients it draws,
+a mixture only where that leads the member's Gaussian anchor by `scoring_rules.paired_lead`.
+A family's members are stacked, so `model_set` pads each to the largest count chosen
+(`mixture_anchor.with_components`, the same distributions). Chosen as one, a family's
+members shared the count that was best on average: door4's 'hide' given the target would
+take 5 components with the factor shapes, its sibling given 'reveal' 2, and the family took
+2 (benchmarks/RESULTS.md, "Each member's own count").
 
     record = choose_count({"1": (anchors, refit), "3": (anchors3, refit3),
                            "3+factor": (factor3, refit_factor3)}, train, val, key)
-    record["chosen"]  # "1": keep the Gaussian anchor
+    record["chosen"]  # "1": the Gaussian anchor; "3/1": member 0 takes 3, member 1 its Gaussian
 """
 
 from __future__ import annotations
@@ -146,6 +152,18 @@ def _combined(scores: dict, labels: Sequence[str]) -> Scores:
                   np.stack([scores[m].count[k] for k, m in enumerate(labels)]))
 
 
+def _member_choice(scores: dict, k: int, used: np.ndarray, z: float) -> dict:
+    """Member k's record of `choose_count` from every candidate's `Scores` (scores: {label:
+    Scores}) on the patients where used [n] holds and the member draws them."""
+    own = used & (scores[GAUSSIAN].count[k] > 0)
+    energy = {m: float(np.mean(s.member(k)[own])) for m, s in scores.items()}
+    best = min((m for m in energy if m != GAUSSIAN), key=energy.get)
+    test = scoring_rules.paired_lead(scores[best].member(k)[own] - scores[GAUSSIAN].member(k)[own],
+                                     z)
+    return {"energy": energy, "best": best, "best_minus_gaussian": test,
+            "chosen": best if test["leads"] else GAUSSIAN}
+
+
 def choose_count(candidates: dict, train: Patients, val: Patients, key: jax.Array,
                  z: float = scoring_rules.LEAD_Z) -> dict:
     """Per member the mixture whose untrained draws score best (module docstring).
@@ -175,15 +193,7 @@ def choose_count(candidates: dict, train: Patients, val: Patients, key: jax.Arra
                            np.concatenate([drawn.count, held.count], axis=1))
     used = np.all([np.isfinite(s.patients()) for s in scores.values()], axis=0)
     mean = {m: float(np.mean(s.patients()[used])) for m, s in scores.items()}
-    members = []
-    for k in range(len(train.member_conds)):
-        own = used & (scores[GAUSSIAN].count[k] > 0)
-        energy = {m: float(np.mean(s.member(k)[own])) for m, s in scores.items()}
-        best = min((m for m in energy if m != GAUSSIAN), key=energy.get)
-        test = scoring_rules.paired_lead(
-            scores[best].member(k)[own] - scores[GAUSSIAN].member(k)[own], z)
-        members.append({"energy": energy, "best": best, "best_minus_gaussian": test,
-                        "chosen": best if test["leads"] else GAUSSIAN})
+    members = [_member_choice(scores, k, used, z) for k in range(len(train.member_conds))]
     bests = [member["best"] for member in members]
     test = scoring_rules.paired_lead(
         _combined(scores, bests).patients()[used] - scores[GAUSSIAN].patients()[used], z)
