@@ -231,12 +231,17 @@ def test_models_with_nothing_learned_are_drawn_without_a_chain(tiny_run):
 
 def test_fusion_weights_come_from_the_kept_checkpoints(tiny_run):
     # selection keeps each member's checkpoint by the energy score; its fusion weight must be
-    # that checkpoint's validation MSE, not the best MSE any checkpoint of the run reached
+    # that checkpoint's validation MSE, not the best MSE any checkpoint of the run reached,
+    # and where the checkpoint's correction did not lead its anchor alone (dropped), the
+    # anchor's own (the untrained step 0)
     for target, report in tiny_run.reports.items():
         history = [h for h in report["specialists"]["history"] if "energy_score" in h]
         scores = np.array([h["energy_score"] for h in history])  # [validations, K]
         kept = scores.argmin(axis=0)
-        expected = [history[v]["sample_mse"][k] for k, v in enumerate(kept)]
+        corrections = report["specialists"]["corrections"] or [{"kept": True}] * len(kept)
+        assert history[0]["step"] == 0
+        expected = [history[v if c["kept"] else 0]["sample_mse"][k]
+                    for k, (v, c) in enumerate(zip(kept, corrections))]
         np.testing.assert_allclose(tiny_run.models.targets[target].val_mse, expected)
 
 
