@@ -301,6 +301,7 @@ class FamilyTraining:
     uncond_prob: float
     mask_drop_prob: float
     criterion: str
+    correction_test_z: float
 
     def step_config(self, family: str) -> TrainConfig:
         """The training step's options of a family: condition dropout for the specialists,
@@ -364,6 +365,10 @@ class ModelSetConfig:
             checkpoint: the fair energy score of several draws per validation row by default
             (draws scored as a distribution; the untrained anchor stays a candidate), or one
             of the paper's ('sample_mse': single-draw MSE, which rewards narrow draws).
+        correction_test_z: a member's learned correction is kept only where its validation
+            draws lead its anchor alone by the paired test with this many standard errors
+            (`_corrections_that_lead`; 1.645, default: one-sided 5%; a large negative value
+            keeps the selected checkpoint whatever, as before 2026-12-07).
         specialists, multi: which model families to train.
         anchored: linear-Gaussian anchored denoisers (`engine/denoiser.py`): each model is
             the ridge posterior of its conditions plus a learned correction.
@@ -430,6 +435,7 @@ class ModelSetConfig:
     uncond_prob: float = 0.1
     mask_drop_prob: float = 0.3
     criterion: str = "energy_score"
+    correction_test_z: float = scoring_rules.LEAD_Z
     specialists: bool = True
     multi: bool = True
     anchored: bool = True
@@ -918,11 +924,11 @@ def _corrections_that_lead(run: _TargetRun, family: _Family, model: Denoiser, va
                            ) -> tuple[Any, list | None]:
     """(variables [K, ...] with each member's learned correction kept only where its draws
     lead those of its anchor alone (the correction's output layer zeroed) on the validation
-    patients by the paired test (`MIXTURE_TEST_Z`), per member {'kept', and the test}): the
-    checkpoint of the lowest mean validation score among several is picked by the same 75
-    patients' noise, and a correction so picked made door5's 'reveal' given its blind source
-    0.68% -> 1.84% above exact (benchmarks/RESULTS.md, "Each member's own count"). None
-    where the models are unanchored or untrained."""
+    patients by the paired test (`ModelSetConfig.correction_test_z`), per member {'kept', and
+    the test}): the checkpoint of the lowest mean validation score among several is picked
+    by the same 75 patients' noise, and a correction so picked made door5's 'reveal' given
+    its blind source 0.68% -> 1.84% above exact (benchmarks/RESULTS.md, "Each member's own
+    count"). None where the models are unanchored or untrained."""
     if not run.config.anchored or anchor_draws.untrained(variables):
         return variables, None
     out = variables["params"]["out"]
@@ -933,7 +939,8 @@ def _corrections_that_lead(run: _TargetRun, family: _Family, model: Denoiser, va
     trained, anchor = (np.asarray(row_energy_scores(
         model, run.schedule, v, family.val, key, sampler=loop.val_sampler,
         sample_steps=loop.val_sample_steps), np.float64) for v in (variables, alone))  # [K, R]
-    tests = [scoring_rules.paired_lead(t - a, MIXTURE_TEST_Z) for t, a in zip(trained, anchor)]
+    tests = [scoring_rules.paired_lead(t - a, run.config.correction_test_z)
+             for t, a in zip(trained, anchor)]
     kept = np.asarray([test["leads"] for test in tests])
     out = jax.tree.map(
         lambda a: a * jnp.asarray(kept, a.dtype).reshape((-1,) + (1,) * (a.ndim - 1)), out)

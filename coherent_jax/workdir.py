@@ -111,7 +111,7 @@ RENAMED = {("denoisers",): {"num_steps": "train_steps", "num_train_steps": "diff
            ("evaluate", "imputation"): {"num_steps": "sample_steps"}}
 ADDED = {("denoisers",): {"distill_conditions": False, "covariate": "", "ema_decay": 0.0,
                           "patience": 0, "anchor_components": 1,
-                          "condition_components": 0},
+                          "condition_components": 0, "correction_test_z": -1e9},
          ("data",): {"mixture_link": "sinh", "marginal": "none"},
          ("latent",): {"per_modality_widths": False}}
 """Settings added since a run could have been saved, with the value that run trained with."""

@@ -34,7 +34,8 @@ def test_a_config_saved_with_old_names_is_read_in_todays():
     assert new["denoisers"] == {"train_steps": 0, "diffusion_steps": 1000,
                                 "val_sample_steps": 20, "distill_conditions": False,
                                 "covariate": "", "ema_decay": 0.0, "patience": 0,
-                                "anchor_components": 1, "condition_components": 0}
+                                "anchor_components": 1, "condition_components": 0,
+                                "correction_test_z": -1e9}
     assert new["impute"] == {"sample_steps": 20, "split": "test"}
     assert new["evaluate"] == {"imputation": {"sample_steps": 5}}
     assert new["data"] == {"source": "mixture", "mixture_link": "sinh", "marginal": "none"}

@@ -19,7 +19,9 @@ def get_config():
     c.latent.latent_dim = 8
     c.denoisers.update(dict(hidden_dim=32, num_layers=2, time_embed_dim=16, cond_embed_dim=8,
                             batch_size=32, train_steps=40, eval_every=20, log_every=20,
-                            val_sampler="ddim", val_sample_steps=5, seeds=(0, 1)))
+                            val_sampler="ddim", val_sample_steps=5, seeds=(0, 1),
+                            # every trained correction kept: the scripts' tests run the chain
+                            correction_test_z=-1e9))
     c.impute.update(dict(num_samples=2, sampler="ddim", sample_steps=5, num_candidates=2))
     c.evaluate.update(dict(baselines=("mean", "knn", "ridge", "ridge_features", "knn_features",
                                       "gaussian_features"),
