@@ -43,9 +43,10 @@ slopes of exactly that structure, which a few hundred rows per component estimat
 their own (door4: the target given the revealing source 2.2% -> 1.3% above exact on the
 pipeline's rows with the first such target; benchmarks/RESULTS.md). Its rank per subset is
 chosen on the coarse grid among `RANKS` (`factor_ranks`), and the fit keeps both sets of
-shapes (`MixtureFit.factor_shapes`): the draws choose (`mixture_count`). EM on tens of dimensions often misses the subtypes, so a
-second mixture is fitted on the joint rows' leading principal components (`clusterings`),
-and the held-out likelihood picks the partition too.
+shapes (`MixtureFit.factor_shapes`): the draws choose (`mixture_count`). EM on tens of
+dimensions often misses the subtypes, so a second mixture is fitted on the joint rows'
+leading principal components (`clusterings`), and the held-out likelihood picks the
+partition too.
 
     mixture = fit_mixture_anchors(x, x_present, [(c1, c1_present)], max_components=4)
     # None: one component won (keep fit_anchors); else the mixture's anchor parameters

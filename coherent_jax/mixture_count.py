@@ -15,9 +15,9 @@ from the anchors refitted without its fold (`mixture_anchor.MixtureFit.anchors`:
 partition and shapes; its conditions are out-of-fold predictions already, as in `cross_fit`).
 A patient's score is the fair energy score of COUNT_DRAWS draws given each nonempty set of
 the member's conditions the patient has, averaged over those sets (and over the members, for
-the family's mean); every
-candidate is drawn from the same noise. A count whose members' held-out likelihood prefers a
-factor shrinkage target for some subset (`mixture_anchor.factor_target`) is a candidate twice,
+the family's mean); every candidate is drawn from the same noise. A count whose members'
+held-out likelihood prefers a factor shrinkage target for some subset
+(`mixture_anchor.factor_target`) is a candidate twice,
 shrunk toward the pooled covariance and with the factor shapes (`label`): the likelihood picks
 the shapes, the draws whether they help (door3: the factor shapes lost, door4 won). Each member
 of a family chooses for itself: its candidate of the lowest mean on the patients it draws,
@@ -26,7 +26,7 @@ A family's members are stacked, so `model_set` pads each to the largest count ch
 (`mixture_anchor.with_components`, the same distributions). Chosen as one, a family's
 members shared the count that was best on average: door4's 'hide' given the target would
 take 5 components with the factor shapes, its sibling given 'reveal' 2, and the family took
-2 (benchmarks/RESULTS.md, "Each member's own count").
+2 (benchmarks/RESULTS.md, "Common factors, each member's own count").
 
     record = choose_count({"1": (anchors, refit), "3": (anchors3, refit3),
                            "3+factor": (factor3, refit_factor3)}, train, val, key)
@@ -158,8 +158,8 @@ def _member_choice(scores: dict, k: int, used: np.ndarray, z: float) -> dict:
     own = used & (scores[GAUSSIAN].count[k] > 0)
     energy = {m: float(np.mean(s.member(k)[own])) for m, s in scores.items()}
     best = min((m for m in energy if m != GAUSSIAN), key=energy.get)
-    test = scoring_rules.paired_lead(scores[best].member(k)[own] - scores[GAUSSIAN].member(k)[own],
-                                     z)
+    difference = scores[best].member(k)[own] - scores[GAUSSIAN].member(k)[own]
+    test = scoring_rules.paired_lead(difference, z)
     return {"energy": energy, "best": best, "best_minus_gaussian": test,
             "chosen": best if test["leads"] else GAUSSIAN}
 

@@ -150,7 +150,7 @@ only where the Gaussian is then ahead by the same test: the validation patients 
 sixteenth of those the untrained lead was shown on, and asking them to show it again dropped
 door5's mixture for 'reveal' given its blind source (-0.0254, standard error 0.0163 on 75
 patients, after -0.0969 on 1,275), whose draws then had one mode (benchmarks/RESULTS.md,
-"Each member's own count")."""
+"Common factors, each member's own count")."""
 
 CLOSED_FORM = "_closed_form"  # its key in the saved tree and metadata (not a modality)
 
@@ -381,7 +381,8 @@ class ModelSetConfig:
             the cross-fitted training patients (`mixture_count`), each member choosing its
             own. The members' choice is trained only where it starts ahead of the Gaussian
             anchor, and kept unless, trained, the Gaussian is ahead of it on validation, both
-            by a paired test of the patients' energy scores (`MIXTURE_TEST_Z`). Up to 4 before 2026-12-07: door4's 5 subtypes need 5, and
+            by a paired test of the patients' energy scores (`MIXTURE_TEST_Z`). Up to 4
+            before 2026-12-07: door4's 5 subtypes need 5, and
             the held-out likelihood alone then gave door2's blind 'hide' 6 components, which
             lost to the Gaussian anchor (benchmarks/RESULTS.md, "The count chosen by the
             draws").
@@ -927,8 +928,8 @@ def _corrections_that_lead(run: _TargetRun, family: _Family, model: Denoiser, va
     patients by the paired test (`ModelSetConfig.correction_test_z`), per member {'kept', and
     the test}): the checkpoint of the lowest mean validation score among several is picked
     by the same 75 patients' noise, and a correction so picked made door5's 'reveal' given
-    its blind source 0.68% -> 1.84% above exact (benchmarks/RESULTS.md, "Each member's own
-    count"). None where the models are unanchored or untrained."""
+    its blind source 0.68% -> 1.84% above exact (benchmarks/RESULTS.md, "Common factors, each
+    member's own count"). None where the models are unanchored or untrained."""
     if not run.config.anchored or anchor_draws.untrained(variables):
         return variables, None
     out = variables["params"]["out"]
@@ -1022,8 +1023,7 @@ def _train_family(run: _TargetRun, family: _Family) -> tuple[_Fitted, dict]:
     report, mixture = {}, False
     if mixtures:
         report["mixture_count"] = count = _count_choice(run, family, [gaussian, *mixtures])
-        if count["chosen"] != GAUSSIAN:  # (one that does not lead would cost a second
-            # family's steps)
+        if count["chosen"] != GAUSSIAN:  # no member leads: no second family's steps
             fits.append(_fit_candidate(run, family, _members_choice(
                 [gaussian, *mixtures], [member["chosen"] for member in count["members"]])))
             mixture = True
