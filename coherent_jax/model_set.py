@@ -459,6 +459,10 @@ class ModelSetConfig:
         if self.condition_components < 0:
             raise ValueError(f"condition_components must be >= 0 (0: the sources' predictions "
                              f"alone), got {self.condition_components}.")
+        if not np.isfinite(self.correction_test_z):
+            raise ValueError(f"correction_test_z must be a finite number of standard errors "
+                             f"(1.645: a one-sided 5% test; -1e9: keep every trained "
+                             f"correction), got {self.correction_test_z}.")
 
     @property
     def architecture(self) -> Architecture:

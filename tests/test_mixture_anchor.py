@@ -554,6 +554,8 @@ def test_a_mixture_candidate_that_loses_untrained_is_not_trained(monkeypatch):
     assert not report["mixture_count"]["best_minus_gaussian"]["leads"]
     assert "mixture_vs_gaussian" not in report
     assert report["anchor_components"] == 1 and models.specialist_model.anchor_components == 1
+    with pytest.raises(ValueError, match="correction_test_z must be a finite"):
+        model_set.ModelSetConfig(correction_test_z=float("nan"))
     # nor does a trained correction lead its anchor alone: each member draws from its anchor
     assert report["corrections"] and not any(c["kept"] for c in report["corrections"])
     assert anchor_draws.untrained(models.specialists)
