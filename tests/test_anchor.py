@@ -239,9 +239,10 @@ def test_distillation_closes_the_gap_between_training_rows_and_new_ones():
     assert 0.7 * both_new < both_in < both_new and both_new < 1.1 * cut_new
 
 
-def test_the_ridge_cuts_to_the_leading_directions_by_exact_leave_one_out():
+def test_the_ridge_cuts_to_the_leading_directions_by_exact_leave_one_out(monkeypatch):
     from sklearn.linear_model import Ridge  # noqa: PLC0415
 
+    from coherent_jax import anchor  # noqa: PLC0415
     from coherent_jax.anchor import (ALPHAS, _leave_one_out_errors,  # noqa: PLC0415
                                      distilled_ridge, rank_grid)
 
@@ -268,6 +269,8 @@ def test_the_ridge_cuts_to_the_leading_directions_by_exact_leave_one_out():
     plain = distilled_ridge(features, target, ALPHAS, 0.0, cut=False)
     new = [np.mean((new_features @ k + b - new_target) ** 2) for k, b in ((kernel, bias), plain)]
     assert new[0] < 0.95 * new[1]  # 1.19 against 1.27
+    monkeypatch.setattr(anchor, "CUT_TEST_Z", 1e9)  # the cut must lead by the paired test
+    np.testing.assert_allclose(distilled_ridge(features, target, ALPHAS, 0.0)[0], plain[0])
 
 
 @pytest.mark.slow  # trains models / samples long chains
