@@ -2,7 +2,8 @@
 
 For a model with C conditions, every non-empty subset S of them gets a ridge regression of the
 target on the conditions in S (rows where the target and all of S are present; conditions
-outside S contribute zero) and the full covariance of its held-out residuals (K-fold
+outside S contribute zero; on their leading principal directions where leave-one-out says so,
+`distilled_ridge`) and the full covariance of its held-out residuals (K-fold
 out-of-fold predictions on the training rows; `residuals.robust_covariance`: shrunk
 correlation, robust spread), kept in its eigenbasis; the empty subset gets the target's
 training mean and shrunk covariance (the prior). The result fills the anchor parameters of the
