@@ -37,14 +37,14 @@ ridge with its full-covariance Gaussian residual (RidgeCV on the z-scores of the
 modalities, fitted on the training patients) and of the same Gaussian around the ridge on the
 given features' leading principal directions (`anchor.distilled_ridge`, the closed form's own
 ridge; 'cut'); '% above exact' and the share of either ridge's gap to exact closed, each with a
-patient-bootstrap 95% interval; with --against, the paired
-per-patient difference (this output minus the other). For a modality whose subtypes move its
-means, the modes too: the 1-d Wasserstein distance to the exact draws along the (up to 2)
-directions that separate its subtype centres (through its link, in the z-scores), of the
-output, of the ridge + Gaussian and of a second set of exact draws (the floor the draws' number
-leaves), per patient and direction, averaged; the output's over the ridge's, raw and each less
-the floor. Prints one JSON object per modality
-and writes them, with the command, seed and versions, to --json when given.
+patient-bootstrap 95% interval; with --against, the paired per-patient difference (this
+output minus the other). For a modality whose subtypes move its means, the modes too: the 1-d
+Wasserstein distance to the exact draws along the (up to 2) directions that separate its
+subtype centres (through its link, in the z-scores), of the output, of the ridge + Gaussian
+and of a second set of exact draws (the floor the draws' number leaves), per patient and
+direction, averaged; the output's over the ridge's, raw and each less the floor. Prints one
+JSON object per modality and writes them, with the command, seed and versions, to --json when
+given.
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
 
     A source with no more features than the target has columns (D_s <= k) is sent one-to-one
     into the condition space (`one_to_one`; its ridge keeps every direction, `distilled_ridge`
-    with `cut=False`, the models after it cut): every function of its prediction is a function
+    with `cut=False`; the models after it may cut): every function of its prediction is a function
     of its features, so a model fitted to its rows' own fitted values learns from them what it
     would from the features and reads nothing of the rows' targets, and those values are what
     new patients get. Its training rows get the map's own fit. Out-of-fold values would come
