@@ -34,15 +34,17 @@ Scores, per imputed modality, in its training z-scores (the raw files' mean and 
 deviation over the 1,500 training patients): the fair energy score of the output's draws per
 patient, of --draws exact conditional draws (the floor) and of as many draws of a raw-feature
 ridge with its full-covariance Gaussian residual (RidgeCV on the z-scores of the given
-modalities, fitted on the training patients); '% above exact' and the share of the ridge's gap
-to exact closed, each with a patient-bootstrap 95% interval; with --against, the paired
-per-patient difference (this output minus the other). For a modality whose subtypes move its
-means, the modes too: the 1-d Wasserstein distance to the exact draws along the (up to 2)
-directions that separate its subtype centres (through its link, in the z-scores), of the
-output, of the ridge + Gaussian and of a second set of exact draws (the floor the draws' number
-leaves), per patient and direction, averaged; the output's over the ridge's, raw and each less
-the floor. Prints one JSON object per modality
-and writes them, with the command, seed and versions, to --json when given.
+modalities, fitted on the training patients) and of the same Gaussian around the ridge on the
+given features' leading principal directions (`anchor.distilled_ridge`, the closed form's own
+ridge; 'cut'); '% above exact' and the share of either ridge's gap to exact closed, each with a
+patient-bootstrap 95% interval; with --against, the paired per-patient difference (this
+output minus the other). For a modality whose subtypes move its means, the modes too: the 1-d
+Wasserstein distance to the exact draws along the (up to 2) directions that separate its
+subtype centres (through its link, in the z-scores), of the output, of the ridge + Gaussian
+and of a second set of exact draws (the floor the draws' number leaves), per patient and
+direction, averaged; the output's over the ridge's, raw and each less the floor. Prints one
+JSON object per modality and writes them, with the command, seed and versions, to --json when
+given.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from coherent_jax.anchor import ALPHAS, distilled_ridge  # noqa: E402
 from coherent_jax.data.mixture import LINKS, MixtureModel  # noqa: E402
 from coherent_jax.evaluate.reconstruction import energy_score  # noqa: E402
 from coherent_jax.metrics_io import versions  # noqa: E402
@@ -132,15 +135,21 @@ def _output_draws(out: str, modality: str, ids: pd.Index) -> np.ndarray | None:
     return table.to_numpy(np.float64).reshape(k, len(ids), -1)
 
 
-def _ridge_draws(train: dict, test: dict, given, target: str, k: int, seed: int):
-    """[K, N, D_t] raw-unit draws of the ridge + full-covariance Gaussian residual."""
+def _ridge_draws(train: dict, test: dict, given, target: str, k: int, seed: int,
+                 cut: bool = False):
+    """[K, N, D_t] raw-unit draws of the ridge + full-covariance Gaussian residual (the ridge
+    on the given features' leading principal directions with `cut`, `anchor.distilled_ridge`)."""
     from sklearn.linear_model import RidgeCV
     x = np.concatenate([train[m] for m in given], axis=1)
     mu, sd = x.mean(0), x.std(0)
-    ridge = RidgeCV(alphas=np.logspace(-2, 4, 25)).fit((x - mu) / sd, train[target])
-    residual = train[target] - ridge.predict((x - mu) / sd)
+    if cut:
+        coef, bias = distilled_ridge((x - mu) / sd, train[target], ALPHAS, 0.0)
+        predict = lambda v: v @ coef + bias  # noqa: E731
+    else:
+        predict = RidgeCV(alphas=np.logspace(-2, 4, 25)).fit((x - mu) / sd, train[target]).predict
+    residual = train[target] - predict((x - mu) / sd)
     cov = np.cov(residual, rowvar=False)
-    mean = ridge.predict((np.concatenate([test[m] for m in given], axis=1) - mu) / sd)
+    mean = predict((np.concatenate([test[m] for m in given], axis=1) - mu) / sd)
     rng = np.random.default_rng(seed)
     return mean[None] + rng.multivariate_normal(np.zeros(cov.shape[0]), cov, (k, len(mean)))
 
@@ -200,7 +209,9 @@ def score(args: argparse.Namespace) -> list[dict]:
         real = z(test[target])
         arms = {"output": draws, "exact": exact[target],
                 "ridge_gaussian": _ridge_draws(train, test, given, target, args.draws,
-                                               args.seed + 1)}
+                                               args.seed + 1),
+                "cut_gaussian": _ridge_draws(train, test, given, target, args.draws,
+                                             args.seed + 1, cut=True)}
         if args.against:
             arms["against"] = _output_draws(args.against, target, ids)
         es = {name: energy_score(real, z(d)) for name, d in arms.items()}  # [N] each
@@ -214,6 +225,10 @@ def score(args: argparse.Namespace) -> list[dict]:
                "gap_closed": float((rg.mean() - out.mean()) / (rg.mean() - ex.mean())),
                "gap_closed_ci": _interval(out, lambda r: (rg[r].mean() - out[r].mean())
                                           / (rg[r].mean() - ex[r].mean()), args.seed)}
+        cg = es["cut_gaussian"]  # the closed form on the sources' leading directions
+        row["gap_closed_cut"] = float((cg.mean() - out.mean()) / (cg.mean() - ex.mean()))
+        row["gap_closed_cut_ci"] = _interval(out, lambda r: (cg[r].mean() - out[r].mean())
+                                             / (cg[r].mean() - ex[r].mean()), args.seed)
         directions = _subtype_directions(model, target, z)
         if directions is not None:  # the modes: where the subtypes put the modality
             redraw = model.conditional_draws([target], {m: test[m] for m in given}, args.draws,

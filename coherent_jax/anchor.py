@@ -2,7 +2,8 @@
 
 For a model with C conditions, every non-empty subset S of them gets a ridge regression of the
 target on the conditions in S (rows where the target and all of S are present; conditions
-outside S contribute zero) and the full covariance of its held-out residuals (K-fold
+outside S contribute zero; on their leading principal directions where leave-one-out says so,
+`distilled_ridge`) and the full covariance of its held-out residuals (K-fold
 out-of-fold predictions on the training rows; `residuals.robust_covariance`: shrunk
 correlation, robust spread), kept in its eigenbasis; the empty subset gets the target's
 training mean and shrunk covariance (the prior). The result fills the anchor parameters of the
@@ -19,7 +20,6 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
 from coherent_jax.encoders import PCAEncoder
@@ -28,12 +28,10 @@ from coherent_jax.residuals import robust_covariance, shrunk_covariance
 ALPHAS = tuple(np.logspace(-1, 5, 13))
 MIN_ROWS = 10  # fewer rows than this for a subset: that subset keeps the prior
 VAR_FLOOR = 1e-4
+RANK_STEP = 2 ** 0.5  # `rank_grid`: the leading-direction counts a ridge tries
+CUT_TEST_Z = 1.645  # `distilled_ridge`: fewer directions only where they lead by this z
 ANCHOR_PARAMS = ("kernel", "bias", "log_var", "basis")  # a Denoiser's params 'anchor_<name>'
 MIXTURE_PARAMS = ANCHOR_PARAMS + ("gate_const", "gate_mean", "gate_prec")  # `mixture_anchor`
-
-
-def _ridge(alphas) -> RidgeCV:
-    return RidgeCV(alphas=alphas, alpha_per_target=True)
 
 
 def fit_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int, fit: Callable,
@@ -150,33 +148,94 @@ def set_anchors(params: dict, anchors: Sequence[dict], member_of: np.ndarray) ->
                          for name in anchors[0]}}
 
 
-def distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(coef [D_s, k], intercept [k]) of a ridge fitted to targets whose leave-one-out share is
-    `share` in [0, 1] (see `fit_condition_map`).
+def rank_grid(rank: int) -> list[int]:
+    """The leading-direction counts `distilled_ridge` tries for a design of this rank: 1, 2,
+    3, 4, 6, 8, 11, 16, ... (steps of sqrt 2) below it, and the rank itself (the plain
+    ridge)."""
+    counts, r = [], 1.0
+    while round(r) < rank:
+        counts.append(int(round(r)))
+        r *= RANK_STEP
+    return sorted(set(counts)) + [int(rank)]
 
-    The teacher is RidgeCV (alpha per output column, leave-one-out). Its exact leave-one-out
-    predictions come from the hat matrix of the centred design, H = 1/n + U diag(s^2 /
-    (s^2 + alpha)) U^T (thin SVD x_c = U S V^T): loo_i = (fit_i - H_ii y_i) / (1 - H_ii). The
-    released map is the same ridge (same alpha per column) fitted to
-    (1 - share) * y + share * loo.
-    """
-    teacher = _ridge(alphas).fit(x, y)
-    if share == 0.0:
-        return teacher.coef_.T, teacher.intercept_
-    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-    u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)  # u [n, r], s [r], vt [r, D_s]
-    column_alpha = np.broadcast_to(np.asarray(teacher.alpha_, np.float64), (y.shape[1],))
-    coef = np.zeros((x.shape[1], y.shape[1]))
-    targets = np.empty_like(y)  # [n, k]
+
+def _leave_one_out_errors(u: np.ndarray, s: np.ndarray, centred: np.ndarray, alphas,
+                          ranks: Sequence[int]) -> np.ndarray:
+    """[R, A, k] mean squared leave-one-out error of each output column for the ridge
+    (penalty alpha) on the first r principal directions (thin SVD of the centred design,
+    u [n, rank], s [rank]): the hat matrix H = 1/n + U_r diag(s^2 / (s^2 + alpha)) U_r^T, a
+    residual of y_i - (H y)_i over 1 - H_ii."""
+    proj = u.T @ centred  # [rank, k]
+    errors = np.empty((len(ranks), len(alphas), centred.shape[1]))
+    for a, alpha in enumerate(alphas):
+        shrink = s**2 / (s**2 + alpha)  # [rank]
+        fit = np.zeros_like(centred)  # [n, k], grown one block of directions at a time
+        leverage = np.full(len(u), 1.0 / len(u))
+        done = 0
+        for i, r in enumerate(ranks):
+            block = slice(done, r)
+            fit += u[:, block] @ (shrink[block, None] * proj[block])
+            leverage += (u[:, block] ** 2) @ shrink[block]
+            done = r
+            errors[i, a] = (((centred - fit) / (1.0 - leverage[:, None])) ** 2).mean(axis=0)
+    return errors
+
+
+def _loo_residuals(u: np.ndarray, s: np.ndarray, centred: np.ndarray,
+                   column_alpha: np.ndarray) -> np.ndarray:
+    """[n, k] exact leave-one-out residuals of the ridge on all of u's directions (u [n, r],
+    s [r] as `_leave_one_out_errors`), one penalty per output column of `centred` [n, k]."""
+    out = np.empty_like(centred)
     for alpha in np.unique(column_alpha):
         cols = column_alpha == alpha
         shrink = s**2 / (s**2 + alpha)  # [r]
-        centred = y[:, cols] - y_mean[cols]
-        fit = u @ (shrink[:, None] * (u.T @ centred)) + y_mean[cols]  # H @ y
-        leverage = (u**2) @ shrink + 1.0 / len(x)  # [n] diagonal of the hat matrix
-        loo = (fit - leverage[:, None] * y[:, cols]) / (1.0 - leverage[:, None])
-        targets[:, cols] = (1.0 - share) * y[:, cols] + share * loo
+        fit = u @ (shrink[:, None] * (u.T @ centred[:, cols]))  # H y, centred
+        leverage = (u**2) @ shrink + 1.0 / len(u)  # [n] diagonal of the hat matrix
+        out[:, cols] = (centred[:, cols] - fit) / (1.0 - leverage[:, None])
+    return out
+
+
+def distilled_ridge(x: np.ndarray, y: np.ndarray, alphas, share: float, cut: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(coef [D_s, k], intercept [k]) of a ridge on the design's leading principal directions,
+    fitted to targets whose leave-one-out share is `share` in [0, 1] (see
+    `fit_condition_map`).
+
+    The count r of leading directions (`rank_grid`, the last the plain ridge) and a penalty
+    per output column are those of the least exact leave-one-out error (`_leave_one_out_errors`;
+    r shared by the columns, summed over them; the plain ridge's choice is RidgeCV's,
+    alpha_per_target), and fewer than all directions only where the rows' leave-one-out
+    squared errors lead the plain ridge's by a paired test (z > CUT_TEST_Z): where a few
+    factors drive a wide source, a ridge on all its directions fits noise in the others (the
+    door4 cohort: 'reveal' given 60 'hide' features, 8 factors, 1,200 rows: r = 8, z = 5.1),
+    and where the two are tied the source's other directions still tell the models after the
+    map what a linear mean does not (door6's 'hide' given 'reveal': z = 0.5; benchmarks/
+    RESULTS.md, "A ridge on the source's leading directions"). `cut=False` keeps every
+    direction. With thin SVD x_c = U S V^T, the released map is the same ridge (same r, same
+    alpha per column) fitted to (1 - share) * y + share * loo, loo_i = (fit_i - H_ii y_i) /
+    (1 - H_ii).
+    """
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)  # u [n, m], s [m], vt [m, D_s]
+    kept = s > s.max(initial=0.0) * max(x.shape) * np.finfo(np.float64).eps
+    u, s, vt = u[:, kept], s[kept], vt[kept]
+    centred = y - y_mean
+    ranks = rank_grid(len(s)) if cut else [len(s)]
+    errors = _leave_one_out_errors(u, s, centred, alphas, ranks)  # [R, A, k]
+    penalties = lambda i: np.asarray(alphas, np.float64)[errors[i].argmin(axis=0)]  # noqa: E731
+    best = int(np.argmin(errors.min(axis=1).sum(axis=1)))
+    r, column_alpha = ranks[best], penalties(best)
+    if r < len(s):
+        gain = ((_loo_residuals(u, s, centred, penalties(-1)) ** 2).sum(axis=1)
+                - (_loo_residuals(u[:, :r], s[:r], centred, column_alpha) ** 2).sum(axis=1))
+        if not gain.mean() > CUT_TEST_Z * gain.std() / np.sqrt(len(gain)):
+            r, column_alpha = len(s), penalties(-1)
+    u, s, vt = u[:, :r], s[:r], vt[:r]
+    loo = centred - _loo_residuals(u, s, centred, column_alpha) + y_mean  # [n, k]
+    targets = (1.0 - share) * y + share * loo
+    coef = np.zeros((x.shape[1], y.shape[1]))
+    for alpha in np.unique(column_alpha):
+        cols = column_alpha == alpha
         coef[:, cols] = vt.T @ ((s / (s**2 + alpha))[:, None]
                                 * (u.T @ (targets[:, cols] - targets[:, cols].mean(axis=0))))
     return coef, targets.mean(axis=0) - x_mean @ coef
@@ -216,7 +275,8 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
             (`fit_anchors(predictions=True)`).
 
     A source with no more features than the target has columns (D_s <= k) is sent one-to-one
-    into the condition space (`one_to_one`): every function of its prediction is a function
+    into the condition space (`one_to_one`; its ridge keeps every direction, `distilled_ridge`
+    with `cut=False`; the models after it may cut): every function of its prediction is a function
     of its features, so a model fitted to its rows' own fitted values learns from them what it
     would from the features and reads nothing of the rows' targets, and those values are what
     new patients get. Its training rows get the map's own fit. Out-of-fold values would come
@@ -231,7 +291,8 @@ def fit_condition_map(features: np.ndarray, target: np.ndarray, *, folds: int = 
         predictions (the map's own where `one_to_one`) then the principal components).
     """
     features, target = features.astype(np.float64), target.astype(np.float64)
-    fit = functools.partial(distilled_ridge, alphas=alphas, share=1.0 if distill else 0.0)
+    fit = functools.partial(distilled_ridge, alphas=alphas, share=1.0 if distill else 0.0,
+                            cut=features.shape[1] > target.shape[1])
     coef, intercept = fit(features, target)
     if one_to_one({"kernel": coef}, target.shape[1]):
         oof = features @ coef + intercept  # the map's own fit: no fold is fitted

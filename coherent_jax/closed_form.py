@@ -7,15 +7,17 @@ set's modalities), one linear-Gaussian model of ALL the others' latents given S:
 
 with x_S the preprocessed features of the modalities in S side by side, z_T the latents of
 the complement T side by side, the kernel a ridge (penalty per output column by leave-one-out,
-as the condition maps; optionally distilled on its leave-one-out predictions for membership
-privacy) fitted per target on the training rows that have the sources and that target, and the
-covariance that of the ridges' out-of-fold residuals on the rows that have every modality
-(`residuals.robust_covariance`: Ledoit-Wolf shrunk correlation, robust per-dimension
-spread). The draws of all missing modalities come out of one Gaussian, so their within- and cross-modality dependence is the
-residuals' and no order of targets is involved. With a known covariate (`covariates.py`)
-each source's features enter expanded with their interactions with the group. This is the strongest simple competitor of
-a generative imputer and the floor its draws are scored against (`ImputeConfig.method =
-'gaussian'`). It keeps kernels, biases and covariance factors: aggregates, no patient's row.
+on the sources' leading principal directions where leave-one-out says so, as the condition
+maps, `anchor.distilled_ridge`; optionally distilled on its leave-one-out predictions for
+membership privacy) fitted per target on the training rows that have the sources and that
+target, and the covariance that of the ridges' out-of-fold residuals on the rows that have
+every modality (`residuals.robust_covariance`: Ledoit-Wolf shrunk correlation, robust
+per-dimension spread). The draws of all missing modalities come out of one Gaussian, so their
+within- and cross-modality dependence is the residuals' and no order of targets is involved.
+With a known covariate (`covariates.py`) each source's features enter expanded with their
+interactions with the group. This is the strongest simple competitor of a generative imputer
+and the floor its draws are scored against (`ImputeConfig.method = 'gaussian'`). It keeps
+kernels, biases and covariance factors: aggregates, no patient's row.
 """
 
 from __future__ import annotations

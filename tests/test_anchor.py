@@ -196,9 +196,9 @@ def test_distilled_condition_map_is_a_ridge_on_leave_one_out_predictions():
     from coherent_jax.anchor import ALPHAS, distilled_ridge, fit_condition_map  # noqa: PLC0415
 
     (features, target), _ = _wide_regression(40, seed=1)
-    plain, _ = fit_condition_map(features, target)
+    plain, _ = distilled_ridge(features, target, ALPHAS, 0.0, cut=False)
     teacher = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(features, target)
-    np.testing.assert_allclose(plain["kernel"], teacher.coef_.T, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(plain, teacher.coef_.T, rtol=1e-4, atol=1e-6)
     loo = np.zeros_like(target)  # brute-force leave-one-out at the teacher's alphas
     for i in range(len(features)):
         keep = np.arange(len(features)) != i
@@ -206,7 +206,7 @@ def test_distilled_condition_map_is_a_ridge_on_leave_one_out_predictions():
             loo[i, j] = Ridge(alpha=alpha).fit(features[keep], target[keep, j]).predict(
                 features[i:i + 1])[0]
     for share in (1.0, 0.5):
-        kernel, bias = distilled_ridge(features, target, ALPHAS, share)
+        kernel, bias = distilled_ridge(features, target, ALPHAS, share, cut=False)
         cmap = {"kernel": kernel, "bias": bias}
         mixed = (1 - share) * target + share * loo
         expected = [Ridge(alpha=a).fit(features, mixed[:, j]) for j, a in enumerate(teacher.alpha_)]
@@ -219,19 +219,58 @@ def test_distilled_condition_map_is_a_ridge_on_leave_one_out_predictions():
 
 
 def test_distillation_closes_the_gap_between_training_rows_and_new_ones():
-    from coherent_jax.anchor import apply_condition_map, fit_condition_map  # noqa: PLC0415
+    from coherent_jax.anchor import ALPHAS, distilled_ridge  # noqa: PLC0415
 
     (features, target), (new_features, new_target) = _wide_regression(150, seed=2)
 
-    def errors(distill):
-        cmap = fit_condition_map(features, target, distill=distill)[0]
-        return [np.mean((apply_condition_map(cmap, f) - t) ** 2)
+    def errors(share, cut):
+        kernel, bias = distilled_ridge(features, target, ALPHAS, share, cut)
+        return [np.mean((f @ kernel + bias - t) ** 2)
                 for f, t in ((features, target), (new_features, new_target))]
 
-    (plain_in, plain_new), (full_in, full_new) = errors(False), errors(True)
+    (plain_in, plain_new), (full_in, full_new) = errors(0.0, False), errors(1.0, False)
     assert plain_in < 0.3 * plain_new  # the plain ridge fits its own rows far better
     assert 0.7 * full_new < full_in < full_new  # the gap mostly closed
     assert full_new < 1.1 * plain_new  # at a small price on new rows
+    # on the 10 factors' directions alone the ridge fits little noise: new rows predicted
+    # better, and its own rows hardly better than new ones even undistilled
+    (cut_in, cut_new), (both_in, both_new) = errors(0.0, True), errors(1.0, True)
+    assert cut_new < 0.95 * plain_new and 0.7 * cut_new < cut_in
+    assert 0.7 * both_new < both_in < both_new and both_new < 1.1 * cut_new
+
+
+def test_the_ridge_cuts_to_the_leading_directions_by_exact_leave_one_out(monkeypatch):
+    from sklearn.linear_model import Ridge  # noqa: PLC0415
+
+    from coherent_jax import anchor  # noqa: PLC0415
+    from coherent_jax.anchor import (ALPHAS, _leave_one_out_errors,  # noqa: PLC0415
+                                     distilled_ridge, rank_grid)
+
+    (features, target), (new_features, new_target) = _wide_regression(120, seed=3)
+    centred = features - features.mean(axis=0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    ranks, alphas = [3, 10, 40], [1.0, 100.0]
+    errors = _leave_one_out_errors(u, s, target - target.mean(axis=0), alphas, ranks)
+    for i, r in enumerate(ranks):  # brute force on the fixed directions' scores
+        scores = centred @ vt[:r].T
+        for a, alpha in enumerate(alphas):
+            loo = np.zeros_like(target)
+            for row in range(len(target)):
+                keep = np.arange(len(target)) != row
+                loo[row] = Ridge(alpha=alpha).fit(scores[keep], target[keep]).predict(
+                    scores[row:row + 1])[0]
+            np.testing.assert_allclose(errors[i, a], ((target - loo) ** 2).mean(axis=0),
+                                       rtol=1e-6)
+    assert rank_grid(20) == [1, 2, 3, 4, 6, 8, 11, 16, 20]
+    chosen = _leave_one_out_errors(u, s, target - target.mean(axis=0), ALPHAS,
+                                   rank_grid(len(s))).min(axis=1).sum(axis=1)
+    assert rank_grid(len(s))[int(np.argmin(chosen))] == 11  # the grid's count nearest 10
+    kernel, bias = distilled_ridge(features, target, ALPHAS, 0.0)
+    plain = distilled_ridge(features, target, ALPHAS, 0.0, cut=False)
+    new = [np.mean((new_features @ k + b - new_target) ** 2) for k, b in ((kernel, bias), plain)]
+    assert new[0] < 0.95 * new[1]  # 1.19 against 1.27
+    monkeypatch.setattr(anchor, "CUT_TEST_Z", 1e9)  # the cut must lead by the paired test
+    np.testing.assert_allclose(distilled_ridge(features, target, ALPHAS, 0.0)[0], plain[0])
 
 
 @pytest.mark.slow  # trains models / samples long chains
